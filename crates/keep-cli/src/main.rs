@@ -1,0 +1,75 @@
+//! `keep`: runs WebAssembly programs as Keeps.
+
+mod cli;
+mod run;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use keep_runtime::{ModuleCache, exit_code};
+
+use crate::cli::{CacheCommand, Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // `--help` and `--version` are not errors.
+            let code = if e.use_stderr() {
+                exit_code::KEEP_ERROR
+            } else {
+                0
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    init_logging();
+    match dispatch(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("keep: error: {e:#}");
+            ExitCode::from(exit_code::KEEP_ERROR)
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Cache { command } => {
+            let dir = ModuleCache::default_dir()
+                .ok_or_else(|| anyhow::anyhow!("no cache directory: set XDG_CACHE_HOME or HOME"))?;
+            let cache = ModuleCache::new(dir);
+            match command {
+                CacheCommand::Info => {
+                    let stats = cache.stats()?;
+                    println!("directory: {}", stats.dir.display());
+                    println!("entries:   {}", stats.entries);
+                    println!("size:      {}", keep_config::MemorySize(stats.bytes));
+                }
+                CacheCommand::Clear => {
+                    let removed = cache.clear()?;
+                    println!(
+                        "removed {removed} entr{} from {}",
+                        if removed == 1 { "y" } else { "ies" },
+                        cache.dir().display()
+                    );
+                }
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// Keep's own diagnostics go to stderr, filtered by `KEEP_LOG` (default: warnings).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KEEP_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .init();
+}

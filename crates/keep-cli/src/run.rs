@@ -1,0 +1,86 @@
+//! `keep run`: merges the config file with the command line and hands over to the runtime.
+
+use anyhow::{Context as _, bail};
+use keep_config::Config;
+use keep_runtime::{ModuleCache, RunSpec};
+
+use crate::cli::{Backend, RunArgs};
+
+pub fn run(args: RunArgs) -> anyhow::Result<u8> {
+    let config = match &args.config {
+        Some(path) => Some(Config::from_path(path)?),
+        None => None,
+    };
+    let spec = merge(&args, config)?;
+    if !args.quiet {
+        match args.backend {
+            Backend::Process => eprintln!(
+                "keep: note: backend `process`: the host is protected from the guest, but the \
+                 guest has no confidentiality from the host"
+            ),
+        }
+    }
+    let outcome = keep_runtime::run(&spec)?;
+    if !matches!(outcome, keep_runtime::Outcome::Exited(_)) {
+        eprintln!("keep: {outcome}");
+    }
+    Ok(outcome.exit_code())
+}
+
+/// The run specification: the config file first, then the command line on top.
+fn merge(args: &RunArgs, config: Option<Config>) -> anyhow::Result<RunSpec> {
+    let config_given = config.is_some();
+    let config = config.unwrap_or_default();
+    if let Some(steward) = &config.steward {
+        bail!(
+            "the configuration names a Steward ({}), but attestation is not yet supported by \
+             this version of Keep; remove `steward` to run without attestation",
+            steward.as_str()
+        );
+    }
+    let mut env: Vec<(String, String)> = config
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), v.clone()))
+        .collect();
+    for item in &args.env {
+        let (name, value) = match item.split_once('=') {
+            Some((name, value)) => (name.to_owned(), value.to_owned()),
+            None => {
+                let value = std::env::var(item).with_context(|| {
+                    format!("--env {item}: the host has no such variable (or it is not UTF-8)")
+                })?;
+                (item.clone(), value)
+            }
+        };
+        name.parse::<keep_config::EnvName>()
+            .map_err(|e| anyhow::anyhow!("--env {item}: {e}"))?;
+        env.retain(|(k, _)| *k != name);
+        env.push((name, value));
+    }
+    let mut limits = config.limits.clone();
+    limits.memory = args.max_memory.or(limits.memory);
+    limits.timeout = args.timeout.or(limits.timeout);
+    limits.fuel = args.fuel.or(limits.fuel);
+
+    let cache = if args.no_cache {
+        None
+    } else {
+        let dir = ModuleCache::default_dir();
+        if dir.is_none() {
+            tracing::warn!(
+                "neither XDG_CACHE_HOME nor HOME is set: compiled modules are not cached"
+            );
+        }
+        dir.map(ModuleCache::new)
+    };
+    Ok(RunSpec {
+        program: args.program.clone(),
+        args: config.args.iter().chain(&args.args).cloned().collect(),
+        env,
+        files: config_given.then(|| config.effective_files()),
+        dirs: config.dirs.iter().chain(&args.dirs).cloned().collect(),
+        limits,
+        cache,
+    })
+}

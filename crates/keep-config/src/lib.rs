@@ -1,0 +1,318 @@
+//! The `Keep.toml` schema: a strict superset of Enarx's `Enarx.toml`.
+//!
+//! An `Enarx.toml` parses with the same meaning (`args`, `env`, `steward`, `[[files]]`).
+//! Keep adds `[[dirs]]` (preopened directories) and `[limits]`. Unknown keys are errors,
+//! and every error names the file, line, column and key: see [`ConfigError`].
+//!
+//! ```
+//! let config = keep_config::Config::parse(
+//!     r#"
+//!     args = ["--verbose"]
+//!     [env]
+//!     GREETING = "hello"
+//!     [[files]]
+//!     kind = "null"
+//!     [[files]]
+//!     kind = "stdout"
+//!     [[files]]
+//!     kind = "stderr"
+//!     [limits]
+//!     memory = "64MiB"
+//!     "#,
+//!     std::path::Path::new("Keep.toml"),
+//! )
+//! .unwrap();
+//! assert_eq!(config.fd_names(), "null:stdout:stderr");
+//! ```
+
+mod dirs;
+mod error;
+mod files;
+mod limits;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+pub use dirs::DirGrant;
+pub use error::ConfigError;
+pub use files::{DEFAULT_LISTEN_ADDR, DEFAULT_PORT, File, FileKind, Protocol};
+pub use limits::{Fuel, Limits, MemorySize, Timeout};
+
+/// A parsed and validated `Keep.toml` (or `Enarx.toml`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Arguments given to the guest after `argv[0]`.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Environment variables of the guest.
+    #[serde(default)]
+    pub env: BTreeMap<EnvName, String>,
+    /// URL of the Steward that certifies this Keep.
+    #[serde(default)]
+    pub steward: Option<StewardUrl>,
+    /// The guest's file descriptors; descriptor number = index. Empty means the usual
+    /// stdin, stdout and stderr.
+    #[serde(default)]
+    pub files: Vec<File>,
+    /// Host directories preopened for the guest.
+    #[serde(default)]
+    pub dirs: Vec<DirGrant>,
+    /// Resource limits.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+impl Config {
+    /// Reads and validates the configuration file at `path`.
+    pub fn from_path(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::whole_file(path, format!("cannot read: {e}")))?;
+        let mut config = Self::parse(&text, path)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for dir in &mut config.dirs {
+            dir.resolve_against(base);
+        }
+        Ok(config)
+    }
+
+    /// Parses configuration text; `path` is only used in error messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let deserializer = toml::Deserializer::parse(text).map_err(|e| {
+            ConfigError::at_offset(path, text, e.span().map(|s| s.start), None, e.message())
+        })?;
+        serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            ConfigError::at_offset(
+                path,
+                text,
+                inner.span().map(|s| s.start),
+                Some(key),
+                inner.message(),
+            )
+        })
+    }
+
+    /// The value of `FD_NAMES`: descriptor names joined with `:`.
+    pub fn fd_names(&self) -> String {
+        self.effective_files()
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect::<Vec<_>>()
+            .join(":")
+    }
+
+    /// The descriptors the guest gets: `[[files]]`, or stdin, stdout and stderr when empty.
+    pub fn effective_files(&self) -> Vec<File> {
+        if !self.files.is_empty() {
+            return self.files.clone();
+        }
+        [FileKind::Stdin, FileKind::Stdout, FileKind::Stderr]
+            .into_iter()
+            .map(|kind| File {
+                name: kind.as_str().to_owned(),
+                kind,
+            })
+            .collect()
+    }
+}
+
+/// An environment variable name: non-empty, without `=` or NUL.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EnvName(String);
+
+impl EnvName {
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for EnvName {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        if name.is_empty() || name.contains('=') || name.contains('\0') {
+            Err(format!(
+                "invalid environment variable name {name:?}: it must be non-empty, without '=' or NUL"
+            ))
+        } else {
+            Ok(Self(name.to_owned()))
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for EnvName {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        String::deserialize(de)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// The `steward` URL: `https://` (or `http://` for a local test Steward).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StewardUrl(String);
+
+impl StewardUrl {
+    /// The URL as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for StewardUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        let url = String::deserialize(de)?;
+        let rest = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"));
+        match rest {
+            Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) => Ok(Self(url)),
+            _ => Err(serde::de::Error::custom(format!(
+                "invalid steward URL {url:?}: expected https://HOST[:PORT][/PATH]"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("Keep.toml"))
+    }
+
+    /// The `[[files]]` test of Enarx's own config crate, unchanged.
+    #[test]
+    fn enarx_files_keep_their_meaning() {
+        let config = parse(
+            r#"
+            [[files]]
+            kind = "stdin"
+
+            [[files]]
+            name = "X"
+            kind = "listen"
+            prot = "tcp"
+            port = 9000
+
+            [[files]]
+            kind = "stdout"
+
+            [[files]]
+            kind = "null"
+
+            [[files]]
+            kind = "stderr"
+
+            [[files]]
+            kind = "connect"
+            host = "example.com"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.fd_names(), "stdin:X:stdout:null:stderr:example.com");
+        assert_eq!(
+            config.files[1].kind,
+            FileKind::Listen {
+                addr: "::".into(),
+                port: 9000,
+                prot: Protocol::Tcp
+            }
+        );
+        assert_eq!(
+            config.files[5].kind,
+            FileKind::Connect {
+                host: "example.com".into(),
+                port: 443,
+                prot: Protocol::Tls
+            }
+        );
+    }
+
+    #[test]
+    fn no_files_means_standard_streams() {
+        let config = parse("args = [\"a\"]").unwrap();
+        assert_eq!(config.fd_names(), "stdin:stdout:stderr");
+        assert_eq!(config.args, ["a"]);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_position_and_key() {
+        let err = parse("args = []\n[limits]\nmemroy = \"1MiB\"\n").unwrap_err();
+        assert_eq!(err.line, Some(3));
+        assert_eq!(err.column, Some(1));
+        assert!(err.message.contains("unknown field `memroy`"), "{err}");
+
+        let err = parse("[[files]]\nkind = \"null\"\n[[files]]\nkind = \"null\"\nnmae = \"x\"\n")
+            .unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("files[1].nmae"), "{err}");
+        assert!(err.message.contains("nmae"), "{err}");
+    }
+
+    #[test]
+    fn values_are_validated() {
+        let cases = [
+            (
+                "[[files]]\nkind = \"listen\"\nname = \"a\"\nport = 70000\n",
+                "files[0]",
+            ),
+            ("[[files]]\nkind = \"listen\"\nport = 80\n", "files[0]"),
+            ("[[files]]\nkind = \"connect\"\n", "files[0]"),
+            ("[[files]]\nkind = \"pipe\"\n", "files[0]"),
+            ("[[files]]\nkind = \"null\"\nname = \"a:b\"\n", "files[0]"),
+            ("[[files]]\nkind = \"stdout\"\nport = 1\n", "files[0]"),
+            ("[limits]\nmemory = \"lots\"\n", "limits.memory"),
+            ("[limits]\ntimeout = \"0s\"\n", "limits.timeout"),
+            ("[limits]\nfuel = 0\n", "limits.fuel"),
+            ("[env]\n\"A=B\" = \"x\"\n", "env"),
+            ("steward = \"ftp://x\"\n", "steward"),
+            ("[[dirs]]\nguest = \"/x\"\n", "dirs[0]"),
+        ];
+        for (text, key) in cases {
+            let err = parse(text).expect_err(text);
+            assert!(
+                err.key.as_deref().is_some_and(|k| k.starts_with(key)),
+                "{text:?} gave {err}"
+            );
+            assert!(err.line.is_some(), "{text:?} gave {err}");
+        }
+    }
+
+    #[test]
+    fn syntax_errors_have_a_position() {
+        let err = parse("args = [\n").unwrap_err();
+        assert!(err.line.is_some());
+        assert!(err.to_string().starts_with("Keep.toml:"), "{err}");
+    }
+
+    #[test]
+    fn relative_dirs_resolve_against_the_config_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let path = dir.join("Keep.toml");
+        std::fs::write(
+            &path,
+            "[[dirs]]\nhost = \"data\"\nguest = \"/data\"\nread_only = true\n",
+        )
+        .unwrap();
+        let config = Config::from_path(&path).unwrap();
+        assert_eq!(config.dirs[0].host, dir.join("data"));
+        assert!(config.dirs[0].read_only);
+    }
+
+    #[test]
+    fn missing_file_is_named() {
+        let err = Config::from_path(Path::new("/nonexistent/Keep.toml")).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("/nonexistent/Keep.toml: cannot read"),
+            "{err}"
+        );
+    }
+}

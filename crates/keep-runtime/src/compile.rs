@@ -1,0 +1,122 @@
+//! Turning a [`Program`] into executable code: from the cache when possible, else by
+//! compiling (with a spinner for large programs on a terminal) and storing the result.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use wasmtime::component::Component;
+use wasmtime::{Engine, Module};
+
+use crate::cache::{Lookup, ModuleCache};
+use crate::engine;
+use crate::program::{Program, ProgramKind};
+
+/// Programs larger than this show a spinner while they compile (on a terminal only).
+const SPINNER_THRESHOLD: usize = 4 << 20;
+
+/// Compiled code ready to instantiate.
+pub enum Compiled {
+    /// A core module.
+    Module(Module),
+    /// A component.
+    Component(Component),
+}
+
+/// Compiles `program` for `engine`, going through `cache` when one is given.
+pub fn compile(
+    engine: &Engine,
+    program: &Program,
+    cache: Option<&ModuleCache>,
+) -> anyhow::Result<Compiled> {
+    let Some(cache) = cache else {
+        return compile_fresh(engine, program);
+    };
+    let entry = cache.entry_path(&engine::fingerprint(engine), program.kind, &program.bytes);
+    match cache.load(&entry) {
+        Lookup::Hit(artifact) => match deserialize(engine, program.kind, &artifact) {
+            Ok(compiled) => return Ok(compiled),
+            Err(e) => {
+                tracing::warn!(
+                    "cache entry {} rejected by wasmtime ({e:#}); recompiling",
+                    entry.display()
+                );
+                cache.discard(&entry);
+            }
+        },
+        Lookup::Miss(Some(reason)) => {
+            tracing::warn!(
+                "cache entry {} is unusable: {reason}; recompiling",
+                entry.display()
+            );
+            cache.discard(&entry);
+        }
+        Lookup::Miss(None) => {}
+    }
+    let compiled = compile_fresh(engine, program)?;
+    let artifact = match &compiled {
+        Compiled::Module(module) => module.serialize(),
+        Compiled::Component(component) => component.serialize(),
+    };
+    // A cache that cannot be written (read-only home, full disk) slows the next start
+    // down but must not stop this one.
+    match artifact
+        .map_err(anyhow::Error::from)
+        .and_then(|a| cache.store(&entry, &a))
+    {
+        Ok(()) => tracing::debug!("cached compiled code at {}", entry.display()),
+        Err(e) => tracing::warn!("cannot cache compiled code: {e:#}"),
+    }
+    Ok(compiled)
+}
+
+fn deserialize(engine: &Engine, kind: ProgramKind, artifact: &[u8]) -> anyhow::Result<Compiled> {
+    // SAFETY: wasmtime requires that the bytes are an artifact produced by `serialize` of
+    // a compatible engine. The bytes come from our cache directory, in an entry whose
+    // SHA-256 digest matched, written by `compile` above from `serialize`; wasmtime itself
+    // re-checks the version and engine settings in the artifact header. The cache
+    // directory is the user's own, as trusted as the `keep` binary beside it.
+    let compiled = unsafe {
+        match kind {
+            ProgramKind::Module => Compiled::Module(Module::deserialize(engine, artifact)?),
+            ProgramKind::Component => {
+                Compiled::Component(Component::deserialize(engine, artifact)?)
+            }
+        }
+    };
+    Ok(compiled)
+}
+
+fn compile_fresh(engine: &Engine, program: &Program) -> anyhow::Result<Compiled> {
+    let spinner = (program.bytes.len() > SPINNER_THRESHOLD).then(|| {
+        let name = program
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        // indicatif draws nothing when stderr is not a terminal.
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} compiling {msg} ({elapsed})")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        bar.set_message(name);
+        bar.enable_steady_tick(Duration::from_millis(100));
+        bar
+    });
+    let what = program.kind.as_str();
+    let compiled = match program.kind {
+        ProgramKind::Module => Module::new(engine, &program.bytes).map(Compiled::Module),
+        ProgramKind::Component => Component::new(engine, &program.bytes).map(Compiled::Component),
+    }
+    .map_err(anyhow::Error::from)
+    .with_context(|| {
+        format!(
+            "`{}` is not a valid WebAssembly {what}",
+            program.path.display()
+        )
+    });
+    if let Some(bar) = spinner {
+        bar.finish_and_clear();
+    }
+    compiled
+}

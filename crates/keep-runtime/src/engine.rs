@@ -1,0 +1,76 @@
+//! The wasmtime engine a Keep runs on, configured from what the run needs.
+
+use std::hash::{Hash, Hasher};
+
+use anyhow::Context as _;
+use sha2::{Digest, Sha256};
+
+/// Engine settings that change generated code, and so the compiled-module cache key.
+///
+/// Fuel metering and epoch interruption cost a little on every loop iteration; they are
+/// switched on only when a run asks for fuel or a timeout, so that an unlimited run is as
+/// fast as plain wasmtime.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// Instrument code to count fuel (`--fuel`).
+    pub fuel: bool,
+    /// Instrument code to check the epoch (`--timeout`).
+    pub epoch_interruption: bool,
+}
+
+impl EngineOptions {
+    /// Builds an engine with these options on top of wasmtime's defaults.
+    pub fn build(&self) -> anyhow::Result<wasmtime::Engine> {
+        let mut config = wasmtime::Config::new();
+        config
+            .consume_fuel(self.fuel)
+            .epoch_interruption(self.epoch_interruption);
+        wasmtime::Engine::new(&config)
+            .map_err(anyhow::Error::from)
+            .context("cannot configure the WebAssembly engine")
+    }
+}
+
+/// A digest of everything about `engine` that makes compiled code incompatible: wasmtime's
+/// version, the target and every code-generation setting.
+pub fn fingerprint(engine: &wasmtime::Engine) -> [u8; 32] {
+    let mut hasher = Sha256Hasher(Sha256::new());
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    hasher.0.finalize().into()
+}
+
+/// Feeds `Hash` output into SHA-256 so the fingerprint is stable across processes
+/// (std's `DefaultHasher` is randomly keyed).
+struct Sha256Hasher(Sha256);
+
+impl Hasher for Sha256Hasher {
+    fn finish(&self) -> u64 {
+        let digest = self.0.clone().finalize();
+        let mut first = [0; 8];
+        first.copy_from_slice(&digest[..8]);
+        u64::from_le_bytes(first)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_is_stable_and_depends_on_options() {
+        let plain = EngineOptions::default().build().unwrap();
+        let again = EngineOptions::default().build().unwrap();
+        let fuel = EngineOptions {
+            fuel: true,
+            ..Default::default()
+        }
+        .build()
+        .unwrap();
+        assert_eq!(fingerprint(&plain), fingerprint(&again));
+        assert_ne!(fingerprint(&plain), fingerprint(&fuel));
+    }
+}

@@ -1,0 +1,302 @@
+//! The wasmtime embedding that runs a Keep.
+//!
+//! [`run`] takes a [`RunSpec`] (what to run, with which arguments, environment, descriptors,
+//! directories and limits), compiles the program through the [`ModuleCache`], builds its
+//! WASI context and runs it to an [`Outcome`]. WASI preview-1 core modules and WASI 0.2
+//! command components are both supported; the kind is detected from the file.
+
+mod cache;
+mod compile;
+mod engine;
+mod limits;
+mod outcome;
+mod program;
+mod wasi;
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use keep_config::{DirGrant, File, Limits};
+use wasmtime::component::{Component, ResourceTable};
+use wasmtime::{Engine, Linker, Module, Store};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::bindings::sync::Command;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+pub use cache::{CacheStats, ModuleCache};
+pub use engine::EngineOptions;
+pub use limits::MemoryLimitExceeded;
+pub use outcome::{Outcome, exit_code};
+pub use program::{Program, ProgramError, ProgramKind};
+
+use crate::compile::Compiled;
+use crate::limits::GuestLimiter;
+
+/// After a timeout, how long a guest blocked in a host call (reading stdin, say) gets to
+/// notice the interruption before the whole process is ended.
+const TIMEOUT_GRACE: Duration = Duration::from_secs(2);
+
+/// Everything a run needs, already merged from `Keep.toml` and the command line.
+#[derive(Debug, Clone, Default)]
+pub struct RunSpec {
+    /// The program file (`.wasm` module or component, or `.wat` text).
+    pub program: PathBuf,
+    /// Arguments after `argv[0]` (which is the program path, as with wasmtime).
+    pub args: Vec<String>,
+    /// Environment of the guest.
+    pub env: Vec<(String, String)>,
+    /// Descriptors from `[[files]]`, exported as `FD_COUNT`/`FD_NAMES`. `None` gives the
+    /// guest the host's stdin, stdout and stderr and no `FD_*` variables, as wasmtime does.
+    pub files: Option<Vec<File>>,
+    /// Preopened directories.
+    pub dirs: Vec<DirGrant>,
+    /// Resource limits.
+    pub limits: Limits,
+    /// Compiled-module cache; `None` compiles every time.
+    pub cache: Option<ModuleCache>,
+}
+
+/// Runs the program of `spec` to its end.
+///
+/// `Ok` carries how the guest ended (including traps and limits); `Err` means Keep could
+/// not run it at all (unreadable or invalid program, missing imports, bad directory...).
+pub fn run(spec: &RunSpec) -> anyhow::Result<Outcome> {
+    let program = Program::read(&spec.program)?;
+    let options = EngineOptions {
+        fuel: spec.limits.fuel.is_some(),
+        epoch_interruption: spec.limits.timeout.is_some(),
+    };
+    let engine = options.build()?;
+    let compiled = compile::compile(&engine, &program, spec.cache.as_ref())?;
+    let argv0 = spec.program.to_string_lossy();
+    let mut wasi = wasi::builder(spec, &argv0)?;
+    let limiter = GuestLimiter {
+        memory: spec.limits.memory.map(|m| m.0),
+    };
+    let timeout = spec.limits.timeout.map(|t| t.0);
+    let fuel = spec.limits.fuel.map(|f| f.0);
+
+    let result = match compiled {
+        Compiled::Module(module) => {
+            let host = ModuleHost {
+                wasi: wasi.build_p1(),
+                limiter,
+            };
+            let mut store = new_store(&engine, host, fuel, timeout)?;
+            store.limiter(|host| &mut host.limiter);
+            let start = prepare_module(&engine, &module, &mut store, &spec.program)?;
+            let _watchdog = timeout.map(|t| Watchdog::start(&engine, t));
+            start(&mut store)
+        }
+        Compiled::Component(component) => {
+            let host = ComponentHost {
+                ctx: wasi.build(),
+                table: ResourceTable::new(),
+                limiter,
+            };
+            let mut store = new_store(&engine, host, fuel, timeout)?;
+            store.limiter(|host| &mut host.limiter);
+            let command = prepare_component(&engine, &component, &spec.program)?;
+            let _watchdog = timeout.map(|t| Watchdog::start(&engine, t));
+            command(&mut store)
+        }
+    };
+    match result {
+        Ok(()) => Ok(Outcome::Exited(0)),
+        Err(error) => Outcome::from_error(&error, timeout, fuel).ok_or_else(|| error.into()),
+    }
+}
+
+/// Store data of a preview-1 module.
+struct ModuleHost {
+    wasi: WasiP1Ctx,
+    limiter: GuestLimiter,
+}
+
+/// Store data of a component.
+struct ComponentHost {
+    ctx: WasiCtx,
+    table: ResourceTable,
+    limiter: GuestLimiter,
+}
+
+impl WasiView for ComponentHost {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.ctx,
+            table: &mut self.table,
+        }
+    }
+}
+
+fn new_store<T>(
+    engine: &Engine,
+    host: T,
+    fuel: Option<u64>,
+    timeout: Option<Duration>,
+) -> anyhow::Result<Store<T>> {
+    let mut store = Store::new(engine, host);
+    if let Some(fuel) = fuel {
+        store
+            .set_fuel(fuel)
+            .map_err(anyhow::Error::from)
+            .context("cannot set fuel")?;
+    }
+    if timeout.is_some() {
+        // The watchdog bumps the epoch once, when the timeout expires.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_trap();
+    }
+    Ok(store)
+}
+
+type Entry<T> = Box<dyn FnOnce(&mut Store<T>) -> wasmtime::Result<()>>;
+
+/// Links a preview-1 module and returns its `_start`, or says what is missing.
+fn prepare_module(
+    engine: &Engine,
+    module: &Module,
+    store: &mut Store<ModuleHost>,
+    path: &std::path::Path,
+) -> anyhow::Result<Entry<ModuleHost>> {
+    let mut linker: Linker<ModuleHost> = Linker::new(engine);
+    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |host| &mut host.wasi)?;
+    let missing: Vec<String> = module
+        .imports()
+        .filter(|import| linker.get_by_import(&mut *store, import).is_none())
+        .map(|import| {
+            format!(
+                "  `{}::{}` ({})",
+                import.module(),
+                import.name(),
+                extern_kind(&import.ty())
+            )
+        })
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "`{}` imports what Keep does not provide:\n{}\nKeep provides WASI preview 1 \
+             (`wasi_snapshot_preview1`) to core modules and WASI 0.2 to components",
+            path.display(),
+            missing.join("\n")
+        );
+    }
+    let has_start = module
+        .exports()
+        .any(|e| e.name() == "_start" && matches!(e.ty(), wasmtime::ExternType::Func(_)));
+    if !has_start {
+        bail!(
+            "`{}` has no `_start` function: it is not a WASI command (a library or reactor \
+             module cannot be run)",
+            path.display()
+        );
+    }
+    let pre = linker
+        .instantiate_pre(module)
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("cannot link `{}`", path.display()))?;
+    Ok(Box::new(move |store| {
+        let instance = pre.instantiate(&mut *store)?;
+        let start = instance.get_typed_func::<(), ()>(&mut *store, "_start")?;
+        start.call(&mut *store, ())
+    }))
+}
+
+/// Links a `wasi:cli/command` component and returns its `run`, or says why it cannot be.
+fn prepare_component(
+    engine: &Engine,
+    component: &Component,
+    path: &std::path::Path,
+) -> anyhow::Result<Entry<ComponentHost>> {
+    let exports: Vec<String> = component
+        .component_type()
+        .exports(engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    if !exports
+        .iter()
+        .any(|name| name.starts_with("wasi:cli/run@0.2"))
+    {
+        bail!(
+            "`{}` is a component but not a WASI command: it does not export `wasi:cli/run@0.2.x` \
+             (its exports: {})",
+            path.display(),
+            if exports.is_empty() {
+                "none".to_owned()
+            } else {
+                exports.join(", ")
+            }
+        );
+    }
+    let mut linker = wasmtime::component::Linker::<ComponentHost>::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    let pre = linker
+        .instantiate_pre(component)
+        .map_err(anyhow::Error::from)
+        .with_context(|| {
+            format!(
+                "`{}` imports what Keep does not provide (Keep provides WASI 0.2: wasi:cli, \
+             wasi:clocks, wasi:filesystem, wasi:io, wasi:random, wasi:sockets)",
+                path.display()
+            )
+        })?;
+    Ok(Box::new(move |store| {
+        let instance = pre.instantiate(&mut *store)?;
+        let command = Command::new(&mut *store, &instance)?;
+        match command.wasi_cli_run().call_run(&mut *store)? {
+            Ok(()) => Ok(()),
+            Err(()) => Err(wasmtime_wasi::I32Exit(1).into()),
+        }
+    }))
+}
+
+fn extern_kind(ty: &wasmtime::ExternType) -> &'static str {
+    match ty {
+        wasmtime::ExternType::Func(_) => "function",
+        wasmtime::ExternType::Global(_) => "global",
+        wasmtime::ExternType::Table(_) => "table",
+        wasmtime::ExternType::Memory(_) => "memory",
+        wasmtime::ExternType::Tag(_) => "tag",
+    }
+}
+
+/// Interrupts the guest when the timeout expires; ends the process if the guest is stuck in
+/// a host call and cannot be interrupted. Dropping it (the run ended) stops it.
+struct Watchdog {
+    done: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watchdog {
+    fn start(engine: &Engine, timeout: Duration) -> Self {
+        let (done, finished) = mpsc::channel::<()>();
+        let engine = engine.clone();
+        let thread = std::thread::spawn(move || {
+            if finished.recv_timeout(timeout) != Err(mpsc::RecvTimeoutError::Timeout) {
+                return;
+            }
+            engine.increment_epoch();
+            if finished.recv_timeout(TIMEOUT_GRACE) == Err(mpsc::RecvTimeoutError::Timeout) {
+                // The guest is blocked in the host (e.g. reading an idle stdin) where an
+                // epoch cannot reach it. Report and end the process as a timeout.
+                eprintln!("keep: {}", Outcome::TimedOut(timeout));
+                std::process::exit(i32::from(exit_code::TIMEOUT));
+            }
+        });
+        Self {
+            done: Some(done),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        drop(self.done.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

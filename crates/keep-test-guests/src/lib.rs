@@ -1,0 +1,135 @@
+//! Builds the test suite's guest programs from the repository's own sources in
+//! `tests/guests/`: C with Debian's clang and wasi-libc, WAT with the `wat` crate, and
+//! components from those modules with `wit-component` and wasmtime's preview-1 adapter
+//! (so no Rust wasm target is needed).
+//!
+//! Outputs are rebuilt when their source is newer, and written atomically, so parallel
+//! tests and test binaries can share them.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+use anyhow::{Context as _, bail};
+
+/// Serialises builds within one test process (outputs are also written atomically, so
+/// concurrent processes are safe too).
+static BUILD_LOCK: Mutex<()> = Mutex::new(());
+
+/// The directory of guest sources: `<repo>/tests/guests`.
+pub fn sources_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/guests")
+}
+
+/// Builds guests into an output directory.
+#[derive(Debug, Clone)]
+pub struct Guests {
+    out_dir: PathBuf,
+}
+
+impl Guests {
+    /// Guests built into `out_dir` (created if needed).
+    pub fn new(out_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            out_dir: out_dir.into().join("keep-guests"),
+        }
+    }
+
+    /// The core module for `tests/guests/NAME.c` or `NAME.wat`.
+    pub fn module(&self, name: &str) -> PathBuf {
+        self.try_module(name)
+            .unwrap_or_else(|e| panic!("cannot build guest `{name}`: {e:#}"))
+    }
+
+    /// The component for `tests/guests/NAME.c` (the module wrapped with the preview-1
+    /// command adapter).
+    pub fn component(&self, name: &str) -> PathBuf {
+        self.try_component(name)
+            .unwrap_or_else(|e| panic!("cannot build component `{name}`: {e:#}"))
+    }
+
+    fn try_module(&self, name: &str) -> anyhow::Result<PathBuf> {
+        let _guard = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let c = sources_dir().join(format!("{name}.c"));
+        let wat = sources_dir().join(format!("{name}.wat"));
+        let out = self.out_dir.join(format!("{name}.wasm"));
+        if c.exists() {
+            if is_fresh(&out, &c) {
+                return Ok(out);
+            }
+            let tmp = self.temp_path(&out);
+            let status = Command::new("clang")
+                .args([
+                    "--target=wasm32-wasi",
+                    "--sysroot=/usr",
+                    "-O2",
+                    "-Wall",
+                    "-Werror",
+                ])
+                .arg("-o")
+                .arg(&tmp)
+                .arg(&c)
+                .status()
+                .context(
+                    "cannot start clang (install clang, lld, wasi-libc, libclang-rt-dev-wasm32)",
+                )?;
+            if !status.success() {
+                bail!("clang failed on {} ({status})", c.display());
+            }
+            std::fs::rename(&tmp, &out)?;
+            return Ok(out);
+        }
+        if wat.exists() {
+            if is_fresh(&out, &wat) {
+                return Ok(out);
+            }
+            let binary = wat::parse_file(&wat)?;
+            self.write_atomically(&out, &binary)?;
+            return Ok(out);
+        }
+        bail!("no source {} or {}", c.display(), wat.display())
+    }
+
+    fn try_component(&self, name: &str) -> anyhow::Result<PathBuf> {
+        let module_path = self.try_module(name)?;
+        let _guard = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let out = self.out_dir.join(format!("{name}.component.wasm"));
+        if is_fresh(&out, &module_path) {
+            return Ok(out);
+        }
+        let module = std::fs::read(&module_path)?;
+        let component = wit_component::ComponentEncoder::default()
+            .module(&module)?
+            .adapter(
+                wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
+                wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
+            )?
+            .validate(true)
+            .encode()?;
+        self.write_atomically(&out, &component)?;
+        Ok(out)
+    }
+
+    fn temp_path(&self, out: &Path) -> PathBuf {
+        let _ = std::fs::create_dir_all(&self.out_dir);
+        let mut name = out.file_name().unwrap_or_default().to_os_string();
+        name.push(format!(".{}.tmp", std::process::id()));
+        self.out_dir.join(name)
+    }
+
+    fn write_atomically(&self, out: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+        let tmp = self.temp_path(out);
+        std::fs::write(&tmp, bytes)?;
+        std::fs::rename(&tmp, out)?;
+        Ok(())
+    }
+}
+
+/// True when `out` exists and is at least as new as `source`.
+fn is_fresh(out: &Path, source: &Path) -> bool {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    match (modified(out), modified(source)) {
+        (Some(out), Some(source)) => out >= source,
+        _ => false,
+    }
+}
