@@ -28,6 +28,15 @@ pub enum Command {
     /// Run a WASI program (preview-1 module, WASI 0.2 component, or .wat text).
     #[command(after_help = EXIT_STATUS_HELP, long_about = RUN_LONG_ABOUT)]
     Run(RunArgs),
+    /// Compile a program into the cache so that the next `keep run` of it starts warm.
+    ///
+    /// The cached code serves runs without --fuel and --timeout (those need instrumented
+    /// code, compiled and cached on their first run).
+    Compile {
+        /// The program: a .wasm module or component, or .wat text.
+        #[arg(value_name = "FILE")]
+        program: PathBuf,
+    },
     /// Inspect or clear the compiled-module cache ($XDG_CACHE_HOME/keep or ~/.cache/keep).
     Cache {
         #[command(subcommand)]

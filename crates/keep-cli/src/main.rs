@@ -37,10 +37,19 @@ fn main() -> ExitCode {
 fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Compile { program } => {
+            let cache = default_cache()?;
+            let kind = keep_runtime::precompile(&program, &cache)?;
+            println!(
+                "compiled {} `{}` into {}",
+                kind.as_str(),
+                program.display(),
+                cache.dir().display()
+            );
+            Ok(0)
+        }
         Command::Cache { command } => {
-            let dir = ModuleCache::default_dir()
-                .ok_or_else(|| anyhow::anyhow!("no cache directory: set XDG_CACHE_HOME or HOME"))?;
-            let cache = ModuleCache::new(dir);
+            let cache = default_cache()?;
             match command {
                 CacheCommand::Info => {
                     let stats = cache.stats()?;
@@ -60,6 +69,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
     }
+}
+
+fn default_cache() -> anyhow::Result<ModuleCache> {
+    ModuleCache::default_dir()
+        .map(ModuleCache::new)
+        .ok_or_else(|| anyhow::anyhow!("no cache directory: set XDG_CACHE_HOME or HOME"))
 }
 
 /// Keep's own diagnostics go to stderr, filtered by `KEEP_LOG` (default: warnings).

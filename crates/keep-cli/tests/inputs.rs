@@ -339,6 +339,26 @@ fn the_cache_is_used_verified_and_recompiled_when_corrupt() {
         assert_eq!(fs::read(entry).unwrap(), pristine);
     }
 
+    // `keep compile` of a cached program is a hit; of a new one it adds an entry.
+    let compile = |program: &Path| {
+        Keep::with_cache(cache_home.path())
+            .args(["compile"])
+            .arg_path(program)
+            .finish()
+    };
+    compile(&hello).expect_code(0);
+    assert_eq!(fs::read_dir(&cache_dir).unwrap().count(), 1);
+    let args = GUESTS.component("args");
+    let compiled = compile(&args);
+    compiled.expect_code(0);
+    assert!(
+        compiled.stdout_text().starts_with("compiled component `"),
+        "{}",
+        compiled.stdout_text()
+    );
+    assert_eq!(fs::read_dir(&cache_dir).unwrap().count(), 2);
+    compile(Path::new("/nonexistent.wasm")).expect_code(KEEP_ERROR);
+
     let info = Keep::with_cache(cache_home.path())
         .args(["cache", "info"])
         .finish();
@@ -348,7 +368,7 @@ fn the_cache_is_used_verified_and_recompiled_when_corrupt() {
             .contains(&format!("directory: {}", cache_dir.display()))
     );
     assert!(
-        info.stdout_text().contains("entries:   1"),
+        info.stdout_text().contains("entries:   2"),
         "{}",
         info.stdout_text()
     );
@@ -357,7 +377,7 @@ fn the_cache_is_used_verified_and_recompiled_when_corrupt() {
         .args(["cache", "clear"])
         .finish();
     cleared.expect_code(0);
-    assert!(cleared.stdout_text().starts_with("removed 1 entry"));
+    assert!(cleared.stdout_text().starts_with("removed 2 entries"));
     assert_eq!(fs::read_dir(&cache_dir).unwrap().count(), 0);
 
     // --no-cache neither reads nor writes it.

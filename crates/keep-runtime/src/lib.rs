@@ -109,6 +109,15 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<Outcome> {
     }
 }
 
+/// Compiles the program at `path` into `cache` for runs without fuel or timeout, so that
+/// the next `keep run` of it starts warm. Returns the program's kind.
+pub fn precompile(path: &std::path::Path, cache: &ModuleCache) -> anyhow::Result<ProgramKind> {
+    let program = Program::read(path)?;
+    let engine = EngineOptions::default().build()?;
+    compile::compile(&engine, &program, Some(cache))?;
+    Ok(program.kind)
+}
+
 /// Store data of a preview-1 module.
 struct ModuleHost {
     wasi: WasiP1Ctx,
