@@ -405,3 +405,49 @@ fn help_documents_exit_codes_and_security() {
     }
     Keep::new().args(["run"]).finish().expect_code(KEEP_ERROR);
 }
+
+/// A module over the spinner threshold (4 MiB): mostly a data segment, plus enough
+/// functions that compiling it takes a moment.
+fn large_module(dir: &Path) -> std::path::PathBuf {
+    let functions: String = (0..3000)
+        .map(|i| format!("(func (export \"f{i}\") (param i32) (result i32) local.get 0 i32.const {i} i32.add)\n"))
+        .collect();
+    let data = "\\00".repeat(4_500_000);
+    write(
+        dir,
+        "large.wat",
+        &format!(
+            "(module (memory 100) (data (i32.const 0) \"{data}\")\n{functions}(func (export \"_start\")))"
+        ),
+    )
+}
+
+#[test]
+fn compiling_a_large_module_shows_a_spinner_only_on_a_terminal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let large = large_module(tmp.path());
+
+    let piped = Keep::new()
+        .args(["run", "-q", "--no-cache"])
+        .arg_path(&large)
+        .finish();
+    piped.expect_code(0);
+    assert_eq!(piped.stderr, "", "no spinner when stderr is not a terminal");
+
+    // `script` runs keep on a pseudo-terminal and copies what it drew to our stdout.
+    let command = format!(
+        "{} run -q --no-cache {}",
+        env!("CARGO_BIN_EXE_keep"),
+        large.display()
+    );
+    let on_tty = Keep::new()
+        .program("script")
+        .args(["-qec", &command, "/dev/null"])
+        .finish();
+    on_tty.expect_code(0);
+    assert!(
+        on_tty.stdout_text().contains("compiling large.wat ("),
+        "no spinner on a terminal: {:?}",
+        on_tty.stdout_text()
+    );
+}

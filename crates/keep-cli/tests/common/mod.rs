@@ -160,6 +160,19 @@ pub fn keep_run(program: &Path, args: &[&str]) -> Keep {
 }
 
 impl Keep {
+    /// Runs `program` (with keep's environment) instead of `keep`, e.g. a wrapper.
+    pub fn program(mut self, program: &str) -> Self {
+        let mut command = Command::new(program);
+        for (name, value) in self.command.get_envs() {
+            match value {
+                Some(value) => command.env(name, value),
+                None => command.env_remove(name),
+            };
+        }
+        self.command = command;
+        self
+    }
+
     pub fn arg(mut self, arg: &str) -> Self {
         self.command.arg(arg);
         self
