@@ -180,10 +180,21 @@ fn malformed_inputs_are_named_not_crashed_on() {
         .expect_stderr_contains("its exports: answer");
 }
 
+/// Runs hello with `config` and checks that Keep refuses before the guest starts.
+fn refused_with_config(config: &Path, expected: &str) {
+    let done = Keep::new()
+        .args(["run", "-q", "-c"])
+        .arg_path(config)
+        .arg_path(&GUESTS.module("hello"))
+        .finish();
+    done.expect_code(KEEP_ERROR)
+        .expect_stderr_contains(expected);
+    assert_eq!(done.stdout_text(), "", "the guest must not start");
+}
+
 #[test]
 fn bad_configs_name_file_line_and_key() {
     let tmp = tempfile::tempdir().unwrap();
-    let hello = GUESTS.module("hello");
     let cases = [
         ("args = [\n", ":1:9: unclosed array, expected `]`"),
         (
@@ -205,21 +216,14 @@ fn bad_configs_name_file_line_and_key() {
     ];
     for (text, expected) in cases {
         let config = write(tmp.path(), "Keep.toml", text);
-        let done = Keep::new()
-            .args(["run", "-q", "-c"])
-            .arg_path(&config)
-            .arg_path(&hello)
-            .finish();
-        done.expect_code(KEEP_ERROR)
-            .expect_stderr_contains(&format!("{}{expected}", config.display()));
-        assert_eq!(done.stdout_text(), "", "the guest must not start");
+        let expected = format!("{}{expected}", config.display());
+        refused_with_config(&config, &expected);
     }
 }
 
 #[test]
 fn unsupported_settings_fail_clearly_instead_of_being_ignored() {
     let tmp = tempfile::tempdir().unwrap();
-    let hello = GUESTS.module("hello");
     let cases = [
         (
             "[[files]]\nkind = \"stdin\"\n[[files]]\nkind = \"stdout\"\n[[files]]\nkind = \"stderr\"\n[[files]]\nkind = \"listen\"\nname = \"ingest\"\nprot = \"tcp\"\nport = 9000\n",
@@ -239,15 +243,7 @@ fn unsupported_settings_fail_clearly_instead_of_being_ignored() {
         ),
     ];
     for (text, expected) in cases {
-        let config = write(tmp.path(), "Keep.toml", text);
-        let done = Keep::new()
-            .args(["run", "-q", "-c"])
-            .arg_path(&config)
-            .arg_path(&hello)
-            .finish();
-        done.expect_code(KEEP_ERROR)
-            .expect_stderr_contains(expected);
-        assert_eq!(done.stdout_text(), "");
+        refused_with_config(&write(tmp.path(), "Keep.toml", text), expected);
     }
 }
 
