@@ -235,6 +235,20 @@ fn an_infinite_loop_is_stopped_by_the_timeout() {
 }
 
 #[test]
+fn the_timeout_also_ends_a_guest_blocked_in_a_host_call() {
+    for (form, wasm) in both_forms("cat") {
+        let done = Keep::new()
+            .args(["run", "-q", "--timeout", "300ms"])
+            .arg_path(&wasm)
+            .hold_stdin_open()
+            .finish();
+        done.expect_code(142)
+            .expect_stderr_contains("keep: timeout: the guest ran longer than 300ms");
+        assert_eq!(done.stdout_text(), "", "{form}");
+    }
+}
+
+#[test]
 fn a_memory_bomb_is_stopped_by_the_memory_limit() {
     for (form, wasm) in both_forms("membomb") {
         let done = Keep::new()

@@ -62,6 +62,7 @@ impl Finished {
 pub struct Keep {
     command: Command,
     stdin: Vec<u8>,
+    hold_stdin_open: bool,
     _cache: Option<tempfile::TempDir>,
 }
 
@@ -83,6 +84,7 @@ impl Keep {
         Self {
             command,
             stdin: Vec::new(),
+            hold_stdin_open: false,
             _cache: None,
         }
     }
@@ -106,6 +108,12 @@ impl Keep {
         self
     }
 
+    /// Leaves stdin open (and idle) until keep exits, like a terminal nobody types into.
+    pub fn hold_stdin_open(mut self) -> Self {
+        self.hold_stdin_open = true;
+        self
+    }
+
     pub fn finish(mut self) -> Finished {
         let mut child = self
             .command
@@ -117,8 +125,13 @@ impl Keep {
         let mut stdin = child.stdin.take().expect("stdin");
         let input = std::mem::take(&mut self.stdin);
         // Feed stdin and drain stdout/stderr from threads so that no pipe can deadlock.
+        let (exited, wait_for_exit) = std::sync::mpsc::channel::<()>();
+        let hold = self.hold_stdin_open;
         let feeder = std::thread::spawn(move || {
             let _ = stdin.write_all(&input);
+            if hold {
+                let _ = wait_for_exit.recv();
+            }
         });
         let mut stdout = child.stdout.take().expect("stdout");
         let mut stderr = child.stderr.take().expect("stderr");
@@ -145,6 +158,7 @@ impl Keep {
             }
             std::thread::sleep(Duration::from_millis(5));
         };
+        drop(exited);
         feeder.join().expect("stdin feeder");
         Finished {
             code: status.code().unwrap_or(-1),
