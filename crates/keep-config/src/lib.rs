@@ -25,6 +25,8 @@
 //! assert_eq!(config.fd_names(), "null:stdout:stderr");
 //! ```
 
+#![warn(missing_docs)]
+
 mod dirs;
 mod error;
 mod files;

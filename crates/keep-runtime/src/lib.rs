@@ -5,6 +5,8 @@
 //! WASI context and runs it to an [`Outcome`]. WASI preview-1 core modules and WASI 0.2
 //! command components are both supported; the kind is detected from the file.
 
+#![warn(missing_docs)]
+
 mod cache;
 mod compile;
 mod engine;

@@ -6,6 +6,8 @@
 //! Outputs are rebuilt when their source is newer, and written atomically, so parallel
 //! tests and test binaries can share them.
 
+#![warn(missing_docs)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
