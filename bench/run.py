@@ -11,7 +11,9 @@ What it measures (see docs/benchmarks.md for the latest numbers):
   * CPU-bound C kernels (SHA-256 over 64 MiB, n-body, quicksort of 10^7 ints): keep vs wasmtime vs
     the same C built natively with clang -O2;
   * peak RSS of hello: keep vs wasmtime.
-Times are medians of repeated runs, alternating the contenders so drift hits both alike.
+Each time is the fastest of repeated runs, alternating the contenders so drift hits all alike:
+on a shared 2-core VM, other load only ever adds time, and the minimum is the stable estimate
+of what the code itself costs (medians moved by +-5% between runs; the minimum by ~1%).
 """
 
 import os
@@ -84,7 +86,7 @@ def measure(command, env=None, prepare=None):
 
 
 def compare(contenders, runs, expect_same_output=True):
-    """Runs each contender `runs` times, interleaved; returns medians."""
+    """Runs each contender `runs` times, interleaved; returns the fastest time of each."""
     times = {name: [] for name in contenders}
     outputs = {}
     for name, (command, env, prepare) in contenders.items():
@@ -95,7 +97,7 @@ def compare(contenders, runs, expect_same_output=True):
         for name, (command, env, prepare) in contenders.items():
             elapsed, _ = measure(command, env, prepare)
             times[name].append(elapsed)
-    return {name: statistics.median(values) for name, values in times.items()}
+    return {name: min(values) for name, values in times.items()}
 
 
 def peak_rss(command, env, runs):
@@ -175,10 +177,11 @@ def write_report(rows, rss):
     lines = [
         "# Benchmarks",
         "",
-        "Produced by `scripts/bench` (bench/run.py) in one run on this machine: "
+        f"Produced by `scripts/bench` (bench/run.py) on {time.strftime('%Y-%m-%d')}, in one run on this machine: "
         f"{os.cpu_count()} cores, {cpu}. wasmtime CLI {WASMTIME_VERSION} (the version Keep "
         "embeds); C built with Debian's clang -O2 for the native and the wasm32-wasi runs. "
-        "Times are medians of interleaved runs, wall clock, including process start.",
+        "Each time is the fastest of several interleaved runs (wall clock, including process "
+        "start); the minimum is used because other load on a shared VM only adds time.",
         "",
         "| benchmark | keep | wasmtime | native | keep/wasmtime | keep/native | target |",
         "|---|---|---|---|---|---|---|",
