@@ -94,6 +94,15 @@ fn two_mib_of_binary_stdin_are_echoed_byte_exact() {
     }
 }
 
+/// `keep run -q --dir GRANT PROGRAM ARGS...`
+fn run_with_dir(program: &std::path::Path, grant: &str, args: &[&str]) -> common::Finished {
+    Keep::new()
+        .args(["run", "-q", "--dir", grant])
+        .arg_path(program)
+        .args(args)
+        .finish()
+}
+
 #[test]
 fn preopened_dir_reads_and_writes_but_nothing_outside() {
     for (form, wasm) in both_forms("fsops") {
@@ -103,13 +112,7 @@ fn preopened_dir_reads_and_writes_but_nothing_outside() {
         fs::write(data.join("in.txt"), "input file\n").unwrap();
         fs::write(tmp.path().join("secret.txt"), "host secret\n").unwrap();
         let grant = format!("{}::/data", data.display());
-        let fsops = |args: &[&str]| {
-            Keep::new()
-                .args(["run", "-q", "--dir", &grant])
-                .arg_path(&wasm)
-                .args(args)
-                .finish()
-        };
+        let fsops = |args: &[&str]| run_with_dir(&wasm, &grant, args);
 
         let read = fsops(&["read", "/data/in.txt"]);
         read.expect_code(0);
@@ -154,13 +157,7 @@ fn read_only_dir_refuses_every_write() {
         let tmp = tempfile::tempdir().unwrap();
         fs::write(tmp.path().join("keep.txt"), "original").unwrap();
         let grant = format!("{}::/ro:ro", tmp.path().display());
-        let fsops = |args: &[&str]| {
-            Keep::new()
-                .args(["run", "-q", "--dir", &grant])
-                .arg_path(&wasm)
-                .args(args)
-                .finish()
-        };
+        let fsops = |args: &[&str]| run_with_dir(&wasm, &grant, args);
         let read = fsops(&["read", "/ro/keep.txt"]);
         read.expect_code(0);
         assert_eq!(read.stdout_text(), "original", "{form}");
