@@ -17,7 +17,7 @@ Exit status:
 /// Keep runs WebAssembly (WASI) programs as Keeps: sandboxed from the host, and on TEE
 /// backends protected from it.
 #[derive(Debug, Parser)]
-#[command(name = "keep", version, about, after_help = EXIT_STATUS_HELP)]
+#[command(name = "keep", version, after_help = EXIT_STATUS_HELP)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
