@@ -41,10 +41,23 @@ pub struct CacheStats {
     pub bytes: u64,
 }
 
+/// A verified cache entry.
+pub struct CachedArtifact {
+    entry: Vec<u8>,
+}
+
+impl CachedArtifact {
+    /// The serialized artifact, ready for `deserialize` (borrowed from the entry, so a large
+    /// program's code is not copied on the start-up path).
+    pub fn bytes(&self) -> &[u8] {
+        &self.entry[HEADER_LEN..]
+    }
+}
+
 /// The result of looking a program up.
 pub enum Lookup {
-    /// A verified artifact, ready for `deserialize`.
-    Hit(Vec<u8>),
+    /// A verified artifact.
+    Hit(CachedArtifact),
     /// No usable entry; the reason is `Some` when an entry existed but was rejected.
     Miss(Option<String>),
 }
@@ -82,13 +95,13 @@ impl ModuleCache {
 
     /// Reads and verifies the entry at `path`.
     pub fn load(&self, path: &Path) -> Lookup {
-        let mut entry = match fs::read(path) {
+        let entry = match fs::read(path) {
             Ok(entry) => entry,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Lookup::Miss(None),
             Err(e) => return Lookup::Miss(Some(format!("cannot read it: {e}"))),
         };
         match verify(&entry) {
-            Ok(()) => Lookup::Hit(entry.split_off(HEADER_LEN)),
+            Ok(()) => Lookup::Hit(CachedArtifact { entry }),
             Err(reason) => Lookup::Miss(Some(reason.into())),
         }
     }
@@ -193,7 +206,7 @@ mod tests {
         assert!(matches!(cache.load(&path), Lookup::Miss(None)));
 
         cache.store(&path, b"artifact").unwrap();
-        assert!(matches!(cache.load(&path), Lookup::Hit(a) if a == b"artifact"));
+        assert!(matches!(cache.load(&path), Lookup::Hit(a) if a.bytes() == b"artifact"));
         assert_eq!(cache.stats().unwrap().entries, 1);
 
         let mut bytes = fs::read(&path).unwrap();

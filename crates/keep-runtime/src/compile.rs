@@ -33,7 +33,7 @@ pub fn compile(
     };
     let entry = cache.entry_path(&engine::fingerprint(engine), program.kind, &program.bytes);
     match cache.load(&entry) {
-        Lookup::Hit(artifact) => match deserialize(engine, program.kind, &artifact) {
+        Lookup::Hit(artifact) => match deserialize(engine, program.kind, artifact.bytes()) {
             Ok(compiled) => return Ok(compiled),
             Err(e) => {
                 tracing::warn!(
