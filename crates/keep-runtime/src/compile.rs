@@ -100,6 +100,7 @@ fn compile_fresh(engine: &Engine, program: &Program) -> anyhow::Result<Compiled>
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
         );
         bar.set_message(name);
+        bar.tick(); // draw at once: a compile may finish before the first steady tick
         bar.enable_steady_tick(Duration::from_millis(100));
         bar
     });
