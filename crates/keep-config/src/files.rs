@@ -3,7 +3,11 @@
 //! The descriptor number of an entry is its index in the array. The guest finds its
 //! descriptors through `FD_COUNT` and `FD_NAMES` (names joined with `:`).
 
+use std::path::PathBuf;
+
 use serde::Deserialize;
+
+use crate::tls::{ClientAuth, ClientAuthMode};
 
 /// Enarx's default port for `listen` and `connect`.
 pub const DEFAULT_PORT: u16 = 443;
@@ -50,6 +54,8 @@ pub enum FileKind {
         port: u16,
         /// Transport.
         prot: Protocol,
+        /// Client certificates requested by a `tls` listener.
+        client_auth: ClientAuth,
     },
     /// A TCP stream connected at start-up.
     Connect {
@@ -86,6 +92,8 @@ struct RawFile {
     host: Option<String>,
     port: Option<Port>,
     prot: Option<Protocol>,
+    client_auth: Option<ClientAuthMode>,
+    client_ca: Option<Vec<PathBuf>>,
 }
 
 /// The `kind` value; parsed on its own so an unknown kind is reported at its position.
@@ -140,6 +148,8 @@ impl TryFrom<RawFile> for File {
             refuse("host", raw.host.is_some())?;
             refuse("port", raw.port.is_some())?;
             refuse("prot", raw.prot.is_some())?;
+            refuse("client_auth", raw.client_auth.is_some())?;
+            refuse("client_ca", raw.client_ca.is_some())?;
             let name = raw.name.clone().unwrap_or_else(|| file.as_str().to_owned());
             Ok(File { name, kind: file })
         };
@@ -155,17 +165,27 @@ impl TryFrom<RawFile> for File {
                 )?;
                 let addr = raw.addr.unwrap_or_else(|| DEFAULT_LISTEN_ADDR.to_owned());
                 validate_host(&addr, "addr")?;
+                let prot = raw.prot.unwrap_or_default();
+                if prot == Protocol::Tcp && (raw.client_auth.is_some() || raw.client_ca.is_some()) {
+                    return Err(
+                        "`client_auth` and `client_ca` apply to prot = \"tls\" listeners only"
+                            .into(),
+                    );
+                }
                 Ok(File {
                     name,
                     kind: FileKind::Listen {
                         addr,
                         port: raw.port.map_or(DEFAULT_PORT, |p| p.0),
-                        prot: raw.prot.unwrap_or_default(),
+                        prot,
+                        client_auth: ClientAuth::new(raw.client_auth, raw.client_ca)?,
                     },
                 })
             }
             KindName::Connect => {
                 refuse("addr", raw.addr.is_some())?;
+                refuse("client_auth", raw.client_auth.is_some())?;
+                refuse("client_ca", raw.client_ca.is_some())?;
                 let host = raw
                     .host
                     .ok_or("`host` is required for kind = \"connect\"")?;

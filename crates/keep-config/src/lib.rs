@@ -1,7 +1,7 @@
 //! The `Keep.toml` schema: a strict superset of Enarx's `Enarx.toml`.
 //!
 //! An `Enarx.toml` parses with the same meaning (`args`, `env`, `steward`, `[[files]]`).
-//! Keep adds `[[dirs]]` (preopened directories) and `[limits]`. Unknown keys are errors,
+//! Keep adds `[[dirs]]` (preopened directories), `[limits]`, `[tls]` and `[network]`. Unknown keys are errors,
 //! and every error names the file, line, column and key: see [`ConfigError`].
 //!
 //! ```
@@ -31,6 +31,8 @@ mod dirs;
 mod error;
 mod files;
 mod limits;
+mod network;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -41,6 +43,8 @@ pub use dirs::DirGrant;
 pub use error::ConfigError;
 pub use files::{DEFAULT_LISTEN_ADDR, DEFAULT_PORT, File, FileKind, Protocol};
 pub use limits::{Fuel, Limits, MemorySize, Timeout};
+pub use network::{AddressRule, HostPattern, NetworkPolicy};
+pub use tls::{ClientAuth, IdentityFiles, Tls, TlsVersion};
 
 /// A parsed and validated `Keep.toml` (or `Enarx.toml`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -65,6 +69,12 @@ pub struct Config {
     /// Resource limits.
     #[serde(default)]
     pub limits: Limits,
+    /// TLS identity, trust anchors and protocol policy.
+    #[serde(default)]
+    pub tls: Tls,
+    /// What components may do with `wasi:sockets`.
+    #[serde(default)]
+    pub network: NetworkPolicy,
 }
 
 impl Config {
@@ -76,6 +86,12 @@ impl Config {
         let base = path.parent().unwrap_or(Path::new("."));
         for dir in &mut config.dirs {
             dir.resolve_against(base);
+        }
+        config.tls.resolve_against(base);
+        for file in &mut config.files {
+            if let FileKind::Listen { client_auth, .. } = &mut file.kind {
+                client_auth.resolve_against(base);
+            }
         }
         Ok(config)
     }
@@ -224,7 +240,8 @@ mod tests {
             FileKind::Listen {
                 addr: "::".into(),
                 port: 9000,
-                prot: Protocol::Tcp
+                prot: Protocol::Tcp,
+                client_auth: ClientAuth::None,
             }
         );
         assert_eq!(
@@ -275,6 +292,22 @@ mod tests {
             ("[env]\n\"A=B\" = \"x\"\n", "env"),
             ("steward = \"ftp://x\"\n", "steward"),
             ("[[dirs]]\nguest = \"/x\"\n", "dirs[0]"),
+            ("[tls]\ncert = \"a.pem\"\n", "tls"),
+            ("[tls]\nmin_version = \"1.1\"\n", "tls.min_version"),
+            ("[network]\nconnect = [\"10.0.0.1\"]\n", "network.connect"),
+            ("[network]\nlisten = [\"x y:1\"]\n", "network.listen"),
+            (
+                "[[files]]\nkind = \"listen\"\nname = \"a\"\nclient_auth = \"required\"\n",
+                "files[0]",
+            ),
+            (
+                "[[files]]\nkind = \"listen\"\nname = \"a\"\nprot = \"tcp\"\nclient_ca = [\"c.pem\"]\n",
+                "files[0]",
+            ),
+            (
+                "[[files]]\nkind = \"connect\"\nhost = \"h\"\nclient_auth = \"none\"\n",
+                "files[0]",
+            ),
         ];
         for (text, key) in cases {
             let err = parse(text).expect_err(text);
