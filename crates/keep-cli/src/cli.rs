@@ -75,7 +75,8 @@ change its memory.";
 /// `keep run`
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Keep.toml (or Enarx.toml) with args, env, [[files]], [[dirs]] and [limits].
+    /// Keep.toml (or Enarx.toml) with args, env, [[files]], [[dirs]], [limits], [tls] and
+    /// [network].
     #[arg(
         short = 'c',
         long = "config",
@@ -104,6 +105,11 @@ pub struct RunArgs {
     /// Stop the guest after it consumes this much fuel (about one unit per Wasm instruction).
     #[arg(long, value_name = "N")]
     pub fuel: Option<Fuel>,
+
+    /// Print `keep: listening NAME tcp|tls ADDRESS` on stderr for each [[files]] listener
+    /// once it is bound (useful with port = 0).
+    #[arg(long)]
+    pub listen_print: bool,
 
     /// Compile the program without reading or writing the compiled-module cache.
     #[arg(long)]

@@ -2,7 +2,7 @@
 
 use anyhow::{Context as _, bail};
 use keep_config::Config;
-use keep_runtime::{ModuleCache, RunSpec};
+use keep_runtime::{IdentitySource, ModuleCache, RunSpec};
 
 use crate::cli::{Backend, RunArgs};
 
@@ -74,13 +74,29 @@ fn merge(args: &RunArgs, config: Option<Config>) -> anyhow::Result<RunSpec> {
         }
         dir.map(ModuleCache::new)
     };
+    let files = config_given.then(|| config.effective_files());
     Ok(RunSpec {
         program: args.program.clone(),
-        args: config.args.iter().chain(&args.args).cloned().collect(),
+        args: config
+            .args
+            .into_iter()
+            .chain(args.args.iter().cloned())
+            .collect(),
         env,
-        files: config_given.then(|| config.effective_files()),
-        dirs: config.dirs.iter().chain(&args.dirs).cloned().collect(),
+        files,
+        dirs: config
+            .dirs
+            .into_iter()
+            .chain(args.dirs.iter().cloned())
+            .collect(),
         limits,
         cache,
+        identity: match &config.tls.identity {
+            Some(files) => IdentitySource::Files(files.clone()),
+            None => IdentitySource::SelfSigned,
+        },
+        tls: config.tls,
+        network: config.network,
+        listen_print: args.listen_print,
     })
 }

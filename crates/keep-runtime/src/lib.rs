@@ -11,7 +11,9 @@ mod cache;
 mod compile;
 mod engine;
 mod limits;
+pub mod net;
 mod outcome;
+mod p1;
 mod program;
 mod wasi;
 
@@ -20,21 +22,24 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use keep_config::{DirGrant, File, Limits};
+use keep_config::{DirGrant, File, FileKind, Limits, NetworkPolicy, Protocol, Tls};
 use wasmtime::component::{Component, ResourceTable};
 use wasmtime::{Engine, Linker, Module, Store};
-use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::sync::Command;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 pub use cache::{CacheStats, ModuleCache};
 pub use engine::EngineOptions;
 pub use limits::MemoryLimitExceeded;
+pub use net::BoundListener;
+pub use net::tls::IdentitySource;
 pub use outcome::{Outcome, exit_code};
 pub use program::{Program, ProgramError, ProgramKind};
 
 use crate::compile::Compiled;
 use crate::limits::GuestLimiter;
+use crate::net::tls::{Identity, TlsSetup};
+use crate::p1::{Descriptors, ModuleHost};
 
 /// After a timeout, how long a guest blocked in a host call (reading stdin, say) gets to
 /// notice the interruption before the whole process is ended.
@@ -58,6 +63,15 @@ pub struct RunSpec {
     pub limits: Limits,
     /// Compiled-module cache; `None` compiles every time.
     pub cache: Option<ModuleCache>,
+    /// `[tls]`: trust anchors and protocol policy of `tls` sockets.
+    pub tls: Tls,
+    /// Where the certificate of `tls` listeners (and client certificate of `tls`
+    /// connects) comes from.
+    pub identity: IdentitySource,
+    /// `[network]`: what a component may do with `wasi:sockets`.
+    pub network: NetworkPolicy,
+    /// Print `keep: listening NAME PROT ADDRESS` on stderr for each listener once bound.
+    pub listen_print: bool,
 }
 
 /// Runs the program of `spec` to its end.
@@ -73,7 +87,8 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<Outcome> {
     let engine = options.build()?;
     let compiled = compile::compile(&engine, &program, spec.cache.as_ref())?;
     let argv0 = spec.program.to_string_lossy();
-    let mut wasi = wasi::builder(spec, &argv0)?;
+    let is_component = matches!(compiled, Compiled::Component(_));
+    let mut wasi = wasi::builder(spec, &argv0, is_component)?;
     let limiter = GuestLimiter {
         memory: spec.limits.memory.map(|m| m.0),
     };
@@ -82,9 +97,13 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<Outcome> {
 
     let result = match compiled {
         Compiled::Module(module) => {
+            let origin = std::time::Instant::now();
+            wasi.monotonic_clock(p1::GuestMonotonicClock::new(origin));
+            let fds = Descriptors::new(open_keep_files(spec)?, 3 + spec.dirs.len() as u32, origin);
             let host = ModuleHost {
                 wasi: wasi.build_p1(),
                 limiter,
+                fds,
             };
             let mut store = new_store(&engine, host, fuel, timeout)?;
             store.limiter(|host| &mut host.limiter);
@@ -120,10 +139,77 @@ pub fn precompile(path: &std::path::Path, cache: &ModuleCache) -> anyhow::Result
     Ok(program.kind)
 }
 
-/// Store data of a preview-1 module.
-struct ModuleHost {
-    wasi: WasiP1Ctx,
-    limiter: GuestLimiter,
+/// Opens the descriptors Keep serves itself (sockets, and `[[files]]` past descriptor 2),
+/// at their guest descriptor numbers: listeners are bound and connects established here,
+/// before the guest starts.
+fn open_keep_files(spec: &RunSpec) -> anyhow::Result<Vec<(u32, net::KeepFile)>> {
+    let Some(files) = &spec.files else {
+        return Ok(Vec::new());
+    };
+    let tls = tls_setup(spec, files)?;
+    let mut opened = Vec::new();
+    for (index, file) in files.iter().enumerate() {
+        if !wasi::is_keep_file(index, file) {
+            continue;
+        }
+        let keep_file = net::open(index, file, tls.as_ref())?;
+        if let net::KeepFile::Listener(listener) = &keep_file {
+            let addr = listener
+                .local_addr()
+                .with_context(|| format!("listener `{}`", file.name))?;
+            let prot = match file.kind {
+                FileKind::Listen {
+                    prot: Protocol::Tls,
+                    ..
+                } => "tls",
+                _ => "tcp",
+            };
+            tracing::info!("listener `{}` ({prot}) bound to {addr}", file.name);
+            if spec.listen_print {
+                eprintln!("keep: listening {} {prot} {addr}", file.name);
+            }
+        }
+        opened.push((wasi::guest_fd(index, spec.dirs.len()), keep_file));
+    }
+    Ok(opened)
+}
+
+/// The TLS set-up when some socket uses TLS; warns when listeners present a self-signed
+/// certificate.
+fn tls_setup(spec: &RunSpec, files: &[File]) -> anyhow::Result<Option<TlsSetup>> {
+    let is_tls = |file: &&File| {
+        matches!(
+            file.kind,
+            FileKind::Listen {
+                prot: Protocol::Tls,
+                ..
+            } | FileKind::Connect {
+                prot: Protocol::Tls,
+                ..
+            }
+        )
+    };
+    if !files.iter().any(|f| is_tls(&f)) {
+        return Ok(None);
+    }
+    let identity = Identity::obtain(&spec.identity)?;
+    let has_tls_listener = files.iter().any(|f| {
+        matches!(
+            f.kind,
+            FileKind::Listen {
+                prot: Protocol::Tls,
+                ..
+            }
+        )
+    });
+    if identity.self_signed && has_tls_listener {
+        eprintln!(
+            "keep: warning: no [tls] cert and key configured: tls listeners present a fresh \
+             self-signed certificate (SHA-256 {}) that clients cannot verify",
+            identity.fingerprint()
+        );
+    }
+    TlsSetup::new(&spec.tls, identity).map(Some)
 }
 
 /// Store data of a component.
@@ -174,6 +260,10 @@ fn prepare_module(
 ) -> anyhow::Result<Entry<ModuleHost>> {
     let mut linker: Linker<ModuleHost> = Linker::new(engine);
     wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |host| &mut host.wasi)?;
+    let keep_fds = store.data().fds.is_active();
+    if keep_fds {
+        p1::shadow(&mut linker, store)?;
+    }
     let missing: Vec<String> = module
         .imports()
         .filter(|import| linker.get_by_import(&mut *store, import).is_none())
@@ -210,6 +300,9 @@ fn prepare_module(
         .with_context(|| format!("cannot link `{}`", path.display()))?;
     Ok(Box::new(move |store| {
         let instance = pre.instantiate(&mut *store)?;
+        if keep_fds {
+            p1::attach(store, &instance).map_err(wasmtime::Error::from_anyhow)?;
+        }
         let start = instance.get_typed_func::<(), ()>(&mut *store, "_start")?;
         start.call(&mut *store, ())
     }))

@@ -2,20 +2,21 @@
 //! standard streams mapped from `[[files]]`, and preopened directories.
 //!
 //! Keep uses wasmtime-wasi for both preview 1 and WASI 0.2, so that it follows wasmtime
-//! releases (the legacy `wasi-common` crate stopped at wasmtime 46). wasmtime-wasi gives
-//! preview-1 guests exactly three standard descriptors followed by the preopens, so in this
-//! version `[[files]]` may only describe descriptors 0–2 with the kinds that fit them;
-//! sockets and further descriptors are refused with a clear message rather than ignored.
+//! releases (the legacy `wasi-common` crate stopped at wasmtime 46). wasmtime-wasi holds
+//! descriptors 0–2 and the preopens; sockets and `[[files]]` past descriptor 2 are Keep's
+//! own (see the `p1` module).
 
 use anyhow::{Context as _, bail};
-use keep_config::{File, FileKind};
+use keep_config::{DirGrant, File, FileKind};
 use wasmtime_wasi::p2::pipe::{ClosedInputStream, ClosedOutputStream};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use crate::RunSpec;
 
-/// Builds the WASI context of a run. `argv0` is the guest's `argv[0]`.
-pub fn builder(spec: &RunSpec, argv0: &str) -> anyhow::Result<WasiCtxBuilder> {
+/// Builds the WASI context of a run. `argv0` is the guest's `argv[0]`; `component` says
+/// whether it is for a WASI 0.2 component (which gets sockets through `wasi:sockets`, not
+/// `[[files]]`).
+pub fn builder(spec: &RunSpec, argv0: &str, component: bool) -> anyhow::Result<WasiCtxBuilder> {
     let mut wasi = WasiCtxBuilder::new();
     // Keep's host calls run on the guest's thread; blocking there is what a synchronous
     // preview-1 program expects and avoids a thread hop per call (wasmtime's CLI does too).
@@ -24,8 +25,11 @@ pub fn builder(spec: &RunSpec, argv0: &str) -> anyhow::Result<WasiCtxBuilder> {
     wasi.args(&spec.args);
     wasi.envs(&spec.env);
     if let Some(files) = &spec.files {
-        let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
-        wasi.env("FD_COUNT", files.len().to_string());
+        if component {
+            refuse_for_components(files)?;
+        }
+        let names = fd_names(files, &spec.dirs);
+        wasi.env("FD_COUNT", names.len().to_string());
         wasi.env("FD_NAMES", names.join(":"));
         map_standard_descriptors(&mut wasi, files)?;
     } else {
@@ -49,19 +53,58 @@ pub fn builder(spec: &RunSpec, argv0: &str) -> anyhow::Result<WasiCtxBuilder> {
     Ok(wasi)
 }
 
-/// Connects descriptors 0, 1 and 2 as `[[files]]` says; missing ones are closed.
+/// The guest's descriptor names in descriptor order: `[[files]]` 0–2, the preopened
+/// directories (under their guest paths), then `[[files]]` 3 and up.
+pub fn fd_names<'a>(files: &'a [File], dirs: &'a [DirGrant]) -> Vec<&'a str> {
+    let standard = files.len().min(3);
+    files[..standard]
+        .iter()
+        .map(|f| f.name.as_str())
+        .chain(dirs.iter().map(|d| d.guest.as_str()))
+        .chain(files[standard..].iter().map(|f| f.name.as_str()))
+        .collect()
+}
+
+/// The guest descriptor number of `[[files]]` entry `index`.
+pub fn guest_fd(index: usize, dirs: usize) -> u32 {
+    let fd = if index < 3 { index } else { index + dirs };
+    u32::try_from(fd).unwrap_or(u32::MAX)
+}
+
+/// Whether `[[files]]` entry `index` is served by Keep rather than wasmtime-wasi: every
+/// socket, and every entry past the three standard descriptors.
+pub fn is_keep_file(index: usize, file: &File) -> bool {
+    index >= 3
+        || matches!(
+            file.kind,
+            FileKind::Listen { .. } | FileKind::Connect { .. }
+        )
+}
+
+fn refuse_for_components(files: &[File]) -> anyhow::Result<()> {
+    for (index, file) in files.iter().enumerate() {
+        if is_keep_file(index, file) {
+            bail!(
+                "[[files]] entry {index} (`{}`, kind `{}`): a WASI 0.2 component gets exactly \
+                 stdin, stdout and stderr from [[files]]; components open their own sockets \
+                 through wasi:sockets, allowed by the [network] table of Keep.toml",
+                file.name,
+                file.kind.as_str()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Connects descriptors 0, 1 and 2 as `[[files]]` says; missing ones and sockets (which
+/// Keep serves) are closed on wasmtime-wasi's side.
 fn map_standard_descriptors(wasi: &mut WasiCtxBuilder, files: &[File]) -> anyhow::Result<()> {
     wasi.stdin(ClosedInputStream);
     wasi.stdout(ClosedOutputStream);
     wasi.stderr(ClosedOutputStream);
-    for (fd, file) in files.iter().enumerate() {
+    for (fd, file) in files.iter().enumerate().take(3) {
         match (fd, &file.kind) {
-            (_, FileKind::Listen { .. } | FileKind::Connect { .. }) => bail!(
-                "[[files]] entry {fd} (`{}`) is a `{}` socket: network descriptors are not yet \
-                 supported by this version of Keep",
-                file.name,
-                file.kind.as_str()
-            ),
+            (_, FileKind::Listen { .. } | FileKind::Connect { .. }) => {}
             (0, FileKind::Stdin) => {
                 wasi.stdin(wasmtime_wasi::cli::stdin());
             }
@@ -87,9 +130,8 @@ fn map_standard_descriptors(wasi: &mut WasiCtxBuilder, files: &[File]) -> anyhow
                 wasi.stderr(std::io::empty());
             }
             _ => bail!(
-                "[[files]] entry {fd} (`{}`) is `{}`: this version of Keep places only \
-                 `stdin` or `null` at descriptor 0 and `stdout`, `stderr` or `null` at \
-                 descriptors 1 and 2",
+                "[[files]] entry {fd} (`{}`) is `{}`: descriptor 0 reads (`stdin` or `null`) \
+                 and descriptors 1 and 2 write (`stdout`, `stderr` or `null`)",
                 file.name,
                 file.kind.as_str()
             ),

@@ -1,0 +1,229 @@
+//! rustls configurations built from `[tls]`: the Keep's identity, the server configuration of
+//! each `tls` listener (with its client-certificate policy) and the client configuration of
+//! `tls` connects.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use keep_config::{ClientAuth, IdentityFiles, Tls, TlsVersion};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::CryptoProvider;
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig, SupportedProtocolVersion};
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use sha2::{Digest as _, Sha256};
+
+/// Where the Keep's TLS certificate comes from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum IdentitySource {
+    /// A fresh key and self-signed certificate made at start-up (no client can verify it).
+    #[default]
+    SelfSigned,
+    /// Certificate chain and key files supplied by the operator (`[tls] cert`, `key`).
+    Files(IdentityFiles),
+}
+
+/// The Keep's certificate chain and private key.
+#[derive(Debug)]
+pub struct Identity {
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    /// Whether this is a self-signed certificate made at start-up.
+    pub self_signed: bool,
+}
+
+impl Identity {
+    /// Obtains the identity from its source.
+    pub fn obtain(source: &IdentitySource) -> anyhow::Result<Self> {
+        match source {
+            IdentitySource::SelfSigned => Self::self_signed(),
+            IdentitySource::Files(files) => Self::from_files(files),
+        }
+    }
+
+    fn from_files(files: &IdentityFiles) -> anyhow::Result<Self> {
+        let chain = read_certificates(&files.cert, "[tls] cert")?;
+        let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| {
+            anyhow::anyhow!(
+                "[tls] key `{}`: no usable private key: {e}",
+                files.key.display()
+            )
+        })?;
+        Ok(Self {
+            chain,
+            key,
+            self_signed: false,
+        })
+    }
+
+    /// A fresh P-256 key and a self-signed certificate for `localhost` and the loopback
+    /// addresses.
+    fn self_signed() -> anyhow::Result<Self> {
+        let names = ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec();
+        let certified = rcgen::generate_simple_self_signed(names)
+            .context("cannot generate a self-signed TLS certificate")?;
+        Ok(Self {
+            chain: vec![certified.cert.der().clone()],
+            key: PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into()),
+            self_signed: true,
+        })
+    }
+
+    /// SHA-256 of the leaf certificate, as hex with colons (what `openssl x509 -fingerprint
+    /// -sha256` prints), so an operator can pin a self-signed certificate.
+    pub fn fingerprint(&self) -> String {
+        let digest = Sha256::digest(self.chain.first().map_or(&[][..], |c| c.as_ref()));
+        digest
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    }
+}
+
+static TLS13_ONLY: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13];
+
+/// The rustls configurations of one run.
+pub struct TlsSetup {
+    provider: Arc<CryptoProvider>,
+    versions: &'static [&'static SupportedProtocolVersion],
+    identity: Identity,
+    client: Arc<ClientConfig>,
+}
+
+impl TlsSetup {
+    /// Builds the client configuration and checks the protocol policy.
+    pub fn new(tls: &Tls, identity: Identity) -> anyhow::Result<Self> {
+        let provider = Arc::new(provider(&tls.cipher_suites)?);
+        let versions: &'static [&'static SupportedProtocolVersion] = match tls.min_version {
+            TlsVersion::Tls12 => rustls::ALL_VERSIONS,
+            TlsVersion::Tls13 => TLS13_ONLY,
+        };
+        let mut roots = RootCertStore::empty();
+        if tls.mozilla_roots {
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        }
+        add_anchors(&mut roots, &tls.ca, "[tls] ca")?;
+        if roots.is_empty() {
+            bail!(
+                "[tls] trusts no certificate authority (mozilla_roots = false and no `ca`): \
+                 no tls connect could succeed"
+            );
+        }
+        let verifier =
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .context("cannot build the TLS server verifier")?;
+        let client = ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(versions)
+            .context("[tls] min_version and cipher_suites leave no usable protocol")?
+            .with_webpki_verifier(verifier)
+            .with_client_auth_cert(identity.chain.clone(), identity.key.clone_key())
+            .context("the Keep's TLS certificate and key do not match")?;
+        Ok(Self {
+            provider,
+            versions,
+            identity,
+            client: Arc::new(client),
+        })
+    }
+
+    /// The identity every listener presents.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// The configuration of `tls` connects.
+    pub fn client(&self) -> Arc<ClientConfig> {
+        self.client.clone()
+    }
+
+    /// The configuration of a `tls` listener with its client-certificate policy.
+    pub fn server(&self, client_auth: &ClientAuth) -> anyhow::Result<Arc<ServerConfig>> {
+        let builder = ServerConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(self.versions)
+            .context("[tls] min_version and cipher_suites leave no usable protocol")?;
+        let builder = match client_auth {
+            ClientAuth::None => builder.with_no_client_auth(),
+            ClientAuth::Optional { ca } | ClientAuth::Required { ca } => {
+                let mut roots = RootCertStore::empty();
+                add_anchors(&mut roots, ca, "client_ca")?;
+                let verifier = WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    self.provider.clone(),
+                );
+                let verifier = if matches!(client_auth, ClientAuth::Optional { .. }) {
+                    verifier.allow_unauthenticated()
+                } else {
+                    verifier
+                };
+                builder.with_client_cert_verifier(
+                    verifier
+                        .build()
+                        .context("cannot build the client certificate verifier")?,
+                )
+            }
+        };
+        let config = builder
+            .with_single_cert(self.identity.chain.clone(), self.identity.key.clone_key())
+            .context("the Keep's TLS certificate and key do not match")?;
+        Ok(Arc::new(config))
+    }
+}
+
+/// The ring provider, restricted to the named cipher suites when some are named.
+fn provider(names: &[String]) -> anyhow::Result<CryptoProvider> {
+    let mut provider = rustls::crypto::ring::default_provider();
+    if names.is_empty() {
+        return Ok(provider);
+    }
+    let available: Vec<&str> = provider
+        .cipher_suites
+        .iter()
+        .filter_map(|s| s.suite().as_str())
+        .collect();
+    for name in names {
+        if !available.contains(&name.as_str()) {
+            bail!(
+                "[tls] cipher_suites: unknown cipher suite `{name}` (available: {})",
+                available.join(", ")
+            );
+        }
+    }
+    provider.cipher_suites.retain(|s| {
+        s.suite()
+            .as_str()
+            .is_some_and(|n| names.iter().any(|m| m == n))
+    });
+    Ok(provider)
+}
+
+fn add_anchors(
+    roots: &mut RootCertStore,
+    files: &[std::path::PathBuf],
+    what: &str,
+) -> anyhow::Result<()> {
+    for file in files {
+        for cert in read_certificates(file, what)? {
+            roots.add(cert).with_context(|| {
+                format!("{what} `{}`: not a usable CA certificate", file.display())
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn read_certificates(path: &Path, what: &str) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| anyhow::anyhow!("{what} `{}`: {e}", path.display()))?;
+    if certs.is_empty() {
+        bail!(
+            "{what} `{}`: no PEM certificate in the file",
+            path.display()
+        );
+    }
+    Ok(certs)
+}
