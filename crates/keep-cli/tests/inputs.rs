@@ -5,9 +5,7 @@ mod common;
 use std::fs;
 use std::path::Path;
 
-use common::{GUESTS, Keep, keep_run};
-
-const KEEP_ERROR: i32 = 126;
+use common::{GUESTS, KEEP_ERROR, Keep, keep_run};
 
 fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     let path = dir.join(name);
@@ -225,14 +223,6 @@ fn bad_configs_name_file_line_and_key() {
 fn unsupported_settings_fail_clearly_instead_of_being_ignored() {
     let tmp = tempfile::tempdir().unwrap();
     let cases = [
-        (
-            "[[files]]\nkind = \"stdin\"\n[[files]]\nkind = \"stdout\"\n[[files]]\nkind = \"stderr\"\n[[files]]\nkind = \"listen\"\nname = \"ingest\"\nprot = \"tcp\"\nport = 9000\n",
-            "entry 3 (`ingest`) is a `listen` socket: network descriptors are not yet supported",
-        ),
-        (
-            "[[files]]\nkind = \"connect\"\nhost = \"127.0.0.1\"\nport = 9\n",
-            "entry 0 (`127.0.0.1`) is a `connect` socket",
-        ),
         (
             "steward = \"https://steward.example.com\"\n",
             "attestation is not yet supported",

@@ -56,7 +56,14 @@ impl Guests {
         let wat = sources_dir().join(format!("{name}.wat"));
         let out = self.out_dir.join(format!("{name}.wasm"));
         if c.exists() {
-            if is_fresh(&out, &c) {
+            // A C guest also depends on the shared headers next to it.
+            let headers = std::fs::read_dir(sources_dir())?
+                .filter_map(|entry| entry.ok().map(|e| e.path()))
+                .filter(|path| path.extension().is_some_and(|ext| ext == "h"));
+            if std::iter::once(c.clone())
+                .chain(headers)
+                .all(|source| is_fresh(&out, &source))
+            {
                 return Ok(out);
             }
             let tmp = self.temp_path(&out);

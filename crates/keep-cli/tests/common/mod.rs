@@ -18,6 +18,9 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// Keep's exit status when it cannot run the program.
+pub const KEEP_ERROR: i32 = 126;
+
 /// No test run of `keep` takes anywhere near this long; one that does is hung.
 const HUNG_AFTER: Duration = Duration::from_secs(120);
 

@@ -230,7 +230,11 @@ impl Stream {
             // Best effort: a peer that does not read must not block the guest.
             let _ = self.flush(Some(Instant::now() + Duration::from_secs(1)));
         }
-        self.socket.shutdown(how)
+        match self.socket.shutdown(how) {
+            // The peer already reset the connection: nothing is left to shut down.
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
+            other => other,
+        }
     }
 
     /// The socket readiness that would let this stream make progress in `direction`.

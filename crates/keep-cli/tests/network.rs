@@ -1,0 +1,782 @@
+//! Networking end to end: guests built from `tests/guests/` serve and connect through the
+//! sockets of `[[files]]`, with real peers on 127.0.0.1 (openssl s_client, curl, rustls).
+
+mod common;
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use common::{GUESTS, KEEP_ERROR, Keep};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+const IO_TIMEOUT: Duration = Duration::from_secs(20);
+
+// ---------------------------------------------------------------- test PKI
+
+/// A certificate authority made for one test, with its PEM file.
+struct Ca {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+    pem: PathBuf,
+}
+
+impl Ca {
+    fn new(dir: &Path, name: &str) -> Self {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        let pem = dir.join(format!("{name}.pem"));
+        std::fs::write(&pem, issuer.pem()).unwrap();
+        Self { issuer, pem }
+    }
+
+    /// A leaf for `localhost` and 127.0.0.1: (cert PEM file, key PEM file).
+    fn issue(&self, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+        let key = KeyPair::generate().unwrap();
+        let mut params =
+            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let (cert_path, key_path) = (
+            dir.join(format!("{name}.crt")),
+            dir.join(format!("{name}.key")),
+        );
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        (cert_path, key_path)
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A rustls client trusting `ca`, presenting `identity` if given.
+fn client_config(ca: &Path, identity: Option<&(PathBuf, PathBuf)>) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    Arc::new(match identity {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                CertificateDer::pem_file_iter(cert)
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect(),
+                PrivateKeyDer::from_pem_file(key).unwrap(),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    })
+}
+
+type TlsClient = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+fn tls_connect(addr: SocketAddr, config: Arc<rustls::ClientConfig>) -> std::io::Result<TlsClient> {
+    let tcp = TcpStream::connect(addr)?;
+    tcp.set_read_timeout(Some(IO_TIMEOUT))?;
+    tcp.set_write_timeout(Some(IO_TIMEOUT))?;
+    let connection =
+        rustls::ClientConnection::new(config, ServerName::try_from("localhost").unwrap()).unwrap();
+    let mut stream = rustls::StreamOwned::new(connection, tcp);
+    while stream.conn.is_handshaking() {
+        stream.conn.complete_io(&mut stream.sock)?;
+    }
+    Ok(stream)
+}
+
+/// Sends `message`, half-closes, and returns everything echoed back.
+fn tls_echo(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    message: &[u8],
+) -> std::io::Result<Vec<u8>> {
+    let mut stream = tls_connect(addr, config)?;
+    stream.write_all(message)?;
+    stream.flush()?;
+    stream.conn.send_close_notify();
+    stream.flush()?;
+    let mut echoed = Vec::new();
+    stream.read_to_end(&mut echoed)?;
+    Ok(echoed)
+}
+
+fn tcp_echo(addr: SocketAddr, message: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.write_all(message).unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut echoed = Vec::new();
+    stream.read_to_end(&mut echoed).unwrap();
+    echoed
+}
+
+// ---------------------------------------------------------------- a Keep serving in the background
+
+/// `keep run --listen-print` in the background; killed when dropped.
+struct Served {
+    child: Child,
+    listeners: Vec<(String, SocketAddr)>,
+    stderr: Arc<Mutex<String>>,
+    stdout: Option<std::thread::JoinHandle<Vec<u8>>>,
+}
+
+impl Served {
+    /// Starts `program` with `config` and waits until `listeners` listeners are bound.
+    fn start(config: &Path, program: &Path, args: &[&str], listeners: usize) -> Self {
+        let cache = std::env::temp_dir().join("keep-network-tests-cache");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_keep"))
+            .env("XDG_CACHE_HOME", &cache)
+            .env_remove("KEEP_CONFIG")
+            .env("KEEP_LOG", "keep_runtime=info")
+            .args(["run", "-q", "--listen-print", "-c"])
+            .arg(config)
+            .arg(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start keep");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (bound, bound_rx) = mpsc::channel();
+        let lines = BufReader::new(child.stderr.take().unwrap());
+        let log = stderr.clone();
+        std::thread::spawn(move || {
+            for line in lines.lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("keep: listening ") {
+                    let parts: Vec<&str> = rest.split(' ').collect();
+                    let _ =
+                        bound.send((parts[0].to_owned(), parts[2].parse::<SocketAddr>().unwrap()));
+                }
+                let mut log = log.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let mut out = child.stdout.take().unwrap();
+        let stdout = std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = out.read_to_end(&mut bytes);
+            bytes
+        });
+        let mut served = Self {
+            child,
+            listeners: Vec::new(),
+            stderr,
+            stdout: Some(stdout),
+        };
+        for _ in 0..listeners {
+            match bound_rx.recv_timeout(Duration::from_secs(60)) {
+                Ok(listener) => served.listeners.push(listener),
+                Err(_) => panic!("keep did not bind its listeners:\n{}", served.stderr()),
+            }
+        }
+        served
+    }
+
+    fn addr(&self, name: &str) -> SocketAddr {
+        self.listeners
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, a)| *a)
+            .unwrap_or_else(|| panic!("no listener `{name}`"))
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits for the Keep to exit by itself; (exit code, stdout, stderr).
+    fn wait(mut self) -> (i32, String, String) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "keep did not exit:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let stdout = self.stdout.take().unwrap().join().unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        (
+            status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&stdout).into_owned(),
+            self.stderr(),
+        )
+    }
+
+    fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const STDIO: &str =
+    "[[files]]\nkind = \"stdin\"\n[[files]]\nkind = \"stdout\"\n[[files]]\nkind = \"stderr\"\n";
+
+fn listener(name: &str, prot: &str, extra: &str) -> String {
+    format!(
+        "[[files]]\nkind = \"listen\"\nname = \"{name}\"\nprot = \"{prot}\"\naddr = \"127.0.0.1\"\nport = 0\n{extra}"
+    )
+}
+
+fn write_config(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn tls_identity(cert: &Path, key: &Path) -> String {
+    format!(
+        "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+        cert.display(),
+        key.display()
+    )
+}
+
+// ---------------------------------------------------------------- tests
+
+/// Enarx's listen/connect test shape: FD_COUNT=5, FD_NAMES=stdin:stdout:stderr:ingest:ping.
+#[test]
+fn enarx_descriptor_layout_is_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let peer = TcpListener::bind("127.0.0.1:0").unwrap();
+    let config = write_config(
+        tmp.path(),
+        "Enarx.toml",
+        &format!(
+            "{STDIO}{}[[files]]\nkind = \"connect\"\nname = \"ping\"\nprot = \"tcp\"\nhost = \"127.0.0.1\"\nport = {}\n",
+            listener("ingest", "tcp", ""),
+            peer.local_addr().unwrap().port()
+        ),
+    );
+    let done = Keep::new()
+        .args(["run", "-q", "-c"])
+        .arg_path(&config)
+        .arg_path(&GUESTS.module("fdnames"))
+        .finish();
+    done.expect_code(0);
+    let out = done.stdout_text();
+    assert!(out.contains("FD_COUNT=5\n"), "{out}");
+    assert!(
+        out.contains("FD_NAMES=stdin:stdout:stderr:ingest:ping\n"),
+        "{out}"
+    );
+}
+
+#[test]
+fn tcp_echo_server_finds_its_listener_by_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = write_config(
+        tmp.path(),
+        "Keep.toml",
+        &format!("{STDIO}{}", listener("ingest", "tcp", "")),
+    );
+    let served = Served::start(&config, &GUESTS.module("echo"), &["ingest", "2"], 1);
+    let addr = served.addr("ingest");
+    assert_eq!(tcp_echo(addr, b"hello\n"), b"hello\n");
+    let big: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+    assert_eq!(tcp_echo(addr, &big), big, "a megabyte comes back intact");
+    let (code, _, stderr) = served.wait();
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn tls_echo_with_openssl_and_rustls_clients() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = Ca::new(tmp.path(), "ca");
+    let (cert, key) = ca.issue(tmp.path(), "keep");
+    let config = write_config(
+        tmp.path(),
+        "Keep.toml",
+        &format!(
+            "{}{STDIO}{}",
+            tls_identity(&cert, &key),
+            listener("ingest", "tls", "")
+        ),
+    );
+    let served = Served::start(&config, &GUESTS.module("echo"), &["ingest", "2"], 1);
+    let addr = served.addr("ingest");
+    assert!(
+        !served.stderr().contains("self-signed"),
+        "{}",
+        served.stderr()
+    );
+
+    let openssl = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &addr.to_string(),
+            "-servername",
+            "localhost",
+        ])
+        .args(["-verify_return_error", "-no_ign_eof", "-CAfile"])
+        .arg(&ca.pem)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("openssl");
+    let mut input = openssl.stdin.as_ref().unwrap();
+    input.write_all(b"hello over tls\n").unwrap();
+    let output = {
+        // Leave stdin open until the echo arrived, then close it.
+        let mut child = openssl;
+        let mut out = child.stdout.take().unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        let deadline = Instant::now() + IO_TIMEOUT;
+        while !String::from_utf8_lossy(&seen).contains("hello over tls\nhello over tls")
+            && Instant::now() < deadline
+        {
+            // s_client prints the echo after the session summary.
+            match out.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+            if String::from_utf8_lossy(&seen)
+                .matches("hello over tls")
+                .count()
+                >= 1
+            {
+                break;
+            }
+        }
+        drop(child.stdin.take());
+        let _ = out.read_to_end(&mut seen);
+        let _ = child.wait();
+        String::from_utf8_lossy(&seen).into_owned()
+    };
+    assert!(output.contains("Verify return code: 0 (ok)"), "{output}");
+    assert!(output.contains("hello over tls"), "{output}");
+
+    let config = client_config(&ca.pem, None);
+    assert_eq!(
+        tls_echo(addr, config, b"from rustls").unwrap(),
+        b"from rustls"
+    );
+    let (code, _, stderr) = served.wait();
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn https_responder_fetched_with_curl() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = Ca::new(tmp.path(), "ca");
+    let (cert, key) = ca.issue(tmp.path(), "keep");
+    let config = write_config(
+        tmp.path(),
+        "Keep.toml",
+        &format!(
+            "{}{STDIO}{}",
+            tls_identity(&cert, &key),
+            listener("web", "tls", "")
+        ),
+    );
+    let served = Served::start(&config, &GUESTS.module("http"), &["1"], 1);
+    let url = format!("https://localhost:{}/", served.addr("web").port());
+    let curl = Command::new("curl")
+        .args(["--silent", "--show-error", "--max-time", "20", "--cacert"])
+        .arg(&ca.pem)
+        .args([
+            "--resolve",
+            &format!("localhost:{}:127.0.0.1", served.addr("web").port()),
+        ])
+        .arg(&url)
+        .output()
+        .expect("curl");
+    assert!(
+        curl.status.success(),
+        "{}",
+        String::from_utf8_lossy(&curl.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&curl.stdout), "hello from a keep\n");
+    let (code, _, stderr) = served.wait();
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn self_signed_certificate_is_announced() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = write_config(
+        tmp.path(),
+        "Keep.toml",
+        &format!("{STDIO}{}", listener("ingest", "tls", "")),
+    );
+    let served = Served::start(&config, &GUESTS.module("echo"), &["ingest", "1"], 1);
+    let stderr = served.stderr();
+    assert!(
+        stderr.contains("warning: no [tls] cert and key configured"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("self-signed certificate (SHA-256 "),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn client_auth_required_and_optional() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server_ca = Ca::new(tmp.path(), "server-ca");
+    let client_ca = Ca::new(tmp.path(), "client-ca");
+    let other_ca = Ca::new(tmp.path(), "other-ca");
+    let (cert, key) = server_ca.issue(tmp.path(), "keep");
+    let good_client = client_ca.issue(tmp.path(), "client");
+    let foreign_client = other_ca.issue(tmp.path(), "foreign");
+    let auth = |mode: &str| {
+        format!(
+            "client_auth = \"{mode}\"\nclient_ca = [\"{}\"]\n",
+            client_ca.pem.display()
+        )
+    };
+    let config = write_config(
+        tmp.path(),
+        "Keep.toml",
+        &format!(
+            "{}{STDIO}{}{}",
+            tls_identity(&cert, &key),
+            listener("required", "tls", &auth("required")),
+            listener("optional", "tls", &auth("optional"))
+        ),
+    );
+    // One echo server per listener, each serving until told to stop.
+    let required = Served::start(&config, &GUESTS.module("echo"), &["required", "1"], 2);
+    let addr = required.addr("required");
+    let anonymous = tls_echo(addr, client_config(&server_ca.pem, None), b"anonymous");
+    assert!(
+        anonymous.is_err() || anonymous.as_ref().is_ok_and(|e| e.is_empty()),
+        "{anonymous:?}"
+    );
+    let foreign = tls_echo(
+        addr,
+        client_config(&server_ca.pem, Some(&foreign_client)),
+        b"foreign",
+    );
+    assert!(
+        foreign.is_err() || foreign.as_ref().is_ok_and(|e| e.is_empty()),
+        "{foreign:?}"
+    );
+    assert_eq!(
+        tls_echo(
+            addr,
+            client_config(&server_ca.pem, Some(&good_client)),
+            b"signed"
+        )
+        .unwrap(),
+        b"signed"
+    );
+    let (code, _, stderr) = required.wait();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("TLS handshake with"),
+        "refusals are logged: {stderr}"
+    );
+
+    let optional = Served::start(&config, &GUESTS.module("echo"), &["optional", "2"], 2);
+    let addr = optional.addr("optional");
+    assert_eq!(
+        tls_echo(addr, client_config(&server_ca.pem, None), b"anon").unwrap(),
+        b"anon"
+    );
+    assert_eq!(
+        tls_echo(
+            addr,
+            client_config(&server_ca.pem, Some(&good_client)),
+            b"signed"
+        )
+        .unwrap(),
+        b"signed"
+    );
+    let (code, _, stderr) = optional.wait();
+    assert_eq!(code, 0, "{stderr}");
+}
+
+/// A TLS echo server run by the test: answers one connection.
+fn test_tls_server(cert: &Path, key: &Path) -> (SocketAddr, std::thread::JoinHandle<()>) {
+    let config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            CertificateDer::pem_file_iter(cert)
+                .unwrap()
+                .map(Result::unwrap)
+                .collect(),
+            PrivateKeyDer::from_pem_file(key).unwrap(),
+        )
+        .unwrap();
+    let socket = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap();
+    let handle = std::thread::spawn(move || {
+        let (tcp, _) = socket.accept().unwrap();
+        tcp.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        let connection = rustls::ServerConnection::new(Arc::new(config)).unwrap();
+        let mut stream = rustls::StreamOwned::new(connection, tcp);
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        while stream.read(&mut byte).unwrap_or(0) == 1 {
+            line.push(byte[0]);
+            if byte[0] == b'\n' {
+                break;
+            }
+        }
+        let _ = stream.write_all(b"server got: ");
+        let _ = stream.write_all(&line);
+        stream.conn.send_close_notify();
+        let _ = stream.flush();
+        let _ = stream.read_to_end(&mut Vec::new());
+    });
+    (addr, handle)
+}
+
+fn connect_config(dir: &Path, port: u16, tls: &str) -> PathBuf {
+    write_config(
+        dir,
+        "Keep.toml",
+        &format!(
+            "{tls}{STDIO}[[files]]\nkind = \"connect\"\nname = \"upstream\"\nhost = \"localhost\"\nport = {port}\n"
+        ),
+    )
+}
+
+#[test]
+fn tls_connect_verifies_the_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = Ca::new(tmp.path(), "ca");
+    let (cert, key) = ca.issue(tmp.path(), "upstream");
+
+    let (addr, server) = test_tls_server(&cert, &key);
+    let trusted = connect_config(
+        tmp.path(),
+        addr.port(),
+        &format!(
+            "[tls]\nca = [\"{}\"]\nmozilla_roots = false\n",
+            ca.pem.display()
+        ),
+    );
+    let done = Keep::new()
+        .args(["run", "-q", "-c"])
+        .arg_path(&trusted)
+        .arg_path(&GUESTS.module("client"))
+        .args(["upstream", "ping"])
+        .finish();
+    done.expect_code(0);
+    assert_eq!(done.stdout_text(), "server got: ping\n");
+    server.join().unwrap();
+
+    // Without the CA (only the Mozilla roots) the handshake fails before the guest starts.
+    let (addr, _server) = test_tls_server(&cert, &key);
+    let untrusted = connect_config(tmp.path(), addr.port(), "");
+    let done = Keep::new()
+        .args(["run", "-q", "-c"])
+        .arg_path(&untrusted)
+        .arg_path(&GUESTS.module("client"))
+        .args(["upstream", "ping"])
+        .finish();
+    done.expect_code(KEEP_ERROR)
+        .expect_stderr_contains("[[files]] entry 3 (`upstream`): TLS handshake with localhost:")
+        .expect_stderr_contains("invalid peer certificate: UnknownIssuer");
+    assert_eq!(done.stdout_text(), "", "the guest must not start");
+}
+
+#[test]
+fn start_up_network_errors_are_clear() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A port taken by someone else.
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let config = write_config(
+        tmp.path(),
+        "Keep.toml",
+        &format!(
+            "{STDIO}[[files]]\nkind = \"listen\"\nname = \"ingest\"\nprot = \"tcp\"\naddr = \"127.0.0.1\"\nport = {port}\n"
+        ),
+    );
+    Keep::new()
+        .args(["run", "-q", "-c"])
+        .arg_path(&config)
+        .arg_path(&GUESTS.module("echo"))
+        .finish()
+        .expect_code(KEEP_ERROR)
+        .expect_stderr_contains(&format!(
+            "[[files]] entry 3 (`ingest`): cannot listen on 127.0.0.1:{port}"
+        ))
+        .expect_stderr_contains("in use");
+    // A peer that is not there.
+    drop(taken);
+    let config = connect_config(tmp.path(), port, "");
+    Keep::new()
+        .args(["run", "-q", "-c"])
+        .arg_path(&config)
+        .arg_path(&GUESTS.module("client"))
+        .args(["upstream", "x"])
+        .finish()
+        .expect_code(KEEP_ERROR)
+        .expect_stderr_contains(&format!(
+            "[[files]] entry 3 (`upstream`): cannot connect to localhost:{port}"
+        ))
+        .expect_stderr_contains("refused");
+    // Sockets are for preview-1 programs; components use wasi:sockets.
+    let config = write_config(
+        tmp.path(),
+        "Keep.toml",
+        &format!("{STDIO}{}", listener("ingest", "tcp", "")),
+    );
+    Keep::new()
+        .args(["run", "-q", "-c"])
+        .arg_path(&config)
+        .arg_path(&GUESTS.component("echo"))
+        .finish()
+        .expect_code(KEEP_ERROR)
+        .expect_stderr_contains("components open their own sockets through wasi:sockets");
+}
+
+#[test]
+fn two_keeps_talk_mutual_tls() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca_a = Ca::new(tmp.path(), "ca-a");
+    let ca_b = Ca::new(tmp.path(), "ca-b");
+    let (cert_a, key_a) = ca_a.issue(tmp.path(), "keep-a");
+    let (cert_b, key_b) = ca_b.issue(tmp.path(), "keep-b");
+    // Keep A serves and requires a client certificate from B's CA.
+    let config_a = write_config(
+        tmp.path(),
+        "A.toml",
+        &format!(
+            "{}{STDIO}{}",
+            tls_identity(&cert_a, &key_a),
+            listener(
+                "ingest",
+                "tls",
+                &format!(
+                    "client_auth = \"required\"\nclient_ca = [\"{}\"]\n",
+                    ca_b.pem.display()
+                )
+            )
+        ),
+    );
+    let keep_a = Served::start(&config_a, &GUESTS.module("echo"), &["ingest", "1"], 1);
+    // Keep B connects with its own certificate and trusts only A's CA.
+    let config_b = write_config(
+        tmp.path(),
+        "B.toml",
+        &format!(
+            "[tls]\ncert = \"{}\"\nkey = \"{}\"\nca = [\"{}\"]\nmozilla_roots = false\n{STDIO}[[files]]\nkind = \"connect\"\nname = \"peer\"\nhost = \"localhost\"\nport = {}\n",
+            cert_b.display(),
+            key_b.display(),
+            ca_a.pem.display(),
+            keep_a.addr("ingest").port()
+        ),
+    );
+    let done = Keep::new()
+        .args(["run", "-q", "-c"])
+        .arg_path(&config_b)
+        .arg_path(&GUESTS.module("client"))
+        .args(["peer", "keep to keep"])
+        .finish();
+    done.expect_code(0);
+    assert_eq!(done.stdout_text(), "keep to keep\n");
+    let (code, _, stderr) = keep_a.wait();
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn hostile_peers_do_not_stop_a_poll_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = Ca::new(tmp.path(), "ca");
+    let (cert, key) = ca.issue(tmp.path(), "keep");
+    let config = write_config(
+        tmp.path(),
+        "Keep.toml",
+        &format!(
+            "{}{STDIO}{}",
+            tls_identity(&cert, &key),
+            listener("ingest", "tls", "")
+        ),
+    );
+    let mut served = Served::start(&config, &GUESTS.module("pollecho"), &[], 1);
+    let addr = served.addr("ingest");
+    let client = client_config(&ca.pem, None);
+
+    // Garbage instead of a ClientHello gets a TLS alert, not a guest connection.
+    let mut garbage = TcpStream::connect(addr).unwrap();
+    garbage.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    garbage.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    let mut reply = Vec::new();
+    let _ = garbage.read_to_end(&mut reply);
+    assert_eq!(reply.first(), Some(&0x15), "a TLS alert record: {reply:?}");
+    // A client that stops mid-handshake, and one that connects and says nothing.
+    let mut stalled = TcpStream::connect(addr).unwrap();
+    stalled
+        .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+        .unwrap();
+    let _silent = TcpStream::connect(addr).unwrap();
+    // A client that sends a lot and never reads.
+    let mut greedy = tls_connect(addr, client.clone()).unwrap();
+    let chunk = vec![b'x'; 64 * 1024];
+    greedy.sock.set_nonblocking(true).unwrap();
+    for _ in 0..64 {
+        if greedy.write_all(&chunk).is_err() {
+            break;
+        }
+        let _ = greedy.conn.write_tls(&mut greedy.sock);
+    }
+    // 500 concurrent connections, all open at once, each echoed.
+    let mut clients: Vec<TlsClient> = (0..500)
+        .map(|i| {
+            tls_connect(addr, client.clone()).unwrap_or_else(|e| panic!("connection {i}: {e}"))
+        })
+        .collect();
+    for (i, stream) in clients.iter_mut().enumerate() {
+        stream
+            .write_all(format!("client {i}\n").as_bytes())
+            .unwrap();
+    }
+    for (i, stream) in clients.iter_mut().enumerate() {
+        let expected = format!("client {i}\n");
+        let mut got = vec![0u8; expected.len()];
+        stream.read_exact(&mut got).unwrap();
+        assert_eq!(got, expected.as_bytes());
+    }
+    assert!(served.is_running(), "{}", served.stderr());
+    drop(clients);
+    // Still serving others.
+    assert_eq!(
+        tls_echo(addr, client.clone(), b"still here").unwrap(),
+        b"still here"
+    );
+    // Stop it.
+    let mut stop = tls_connect(addr, client).unwrap();
+    stop.write_all(b"quit\n").unwrap();
+    stop.flush().unwrap();
+    let (code, _, stderr) = served.wait();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("TLS handshake with"),
+        "the garbage peer is logged: {stderr}"
+    );
+}
