@@ -35,6 +35,9 @@ pub fn builder(spec: &RunSpec, argv0: &str, component: bool) -> anyhow::Result<W
     } else {
         wasi.inherit_stdio();
     }
+    if component {
+        crate::net::policy::apply(&mut wasi, &spec.network);
+    }
     for dir in &spec.dirs {
         let perms = if dir.read_only {
             FsPerms::ReadOnly

@@ -2,6 +2,7 @@
 //! terminated by rustls) and standard streams placed past descriptor 2.
 
 mod listener;
+pub mod policy;
 mod stream;
 pub mod tls;
 pub mod wait;
