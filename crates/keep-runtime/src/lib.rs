@@ -107,7 +107,7 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<Outcome> {
             };
             let mut store = new_store(&engine, host, fuel, timeout)?;
             store.limiter(|host| &mut host.limiter);
-            let start = prepare_module(&engine, &module, &mut store, &spec.program)?;
+            let start = prepare_module(&engine, &module, &mut store, spec)?;
             let _watchdog = timeout.map(|t| Watchdog::start(&engine, t));
             start(&mut store)
         }
@@ -256,14 +256,17 @@ fn prepare_module(
     engine: &Engine,
     module: &Module,
     store: &mut Store<ModuleHost>,
-    path: &std::path::Path,
+    spec: &RunSpec,
 ) -> anyhow::Result<Entry<ModuleHost>> {
+    let path = &spec.program;
     let mut linker: Linker<ModuleHost> = Linker::new(engine);
     wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |host| &mut host.wasi)?;
-    let keep_fds = store.data().fds.is_active();
-    if keep_fds {
+    let shim = if store.data().fds.is_active() {
         p1::shadow(&mut linker, store)?;
-    }
+        Some(p1::compile_shim(store, spec.cache.as_ref())?)
+    } else {
+        None
+    };
     let missing: Vec<String> = module
         .imports()
         .filter(|import| linker.get_by_import(&mut *store, import).is_none())
@@ -300,8 +303,8 @@ fn prepare_module(
         .with_context(|| format!("cannot link `{}`", path.display()))?;
     Ok(Box::new(move |store| {
         let instance = pre.instantiate(&mut *store)?;
-        if keep_fds {
-            p1::attach(store, &instance).map_err(wasmtime::Error::from_anyhow)?;
+        if let Some(shim) = &shim {
+            p1::attach(store, &instance, shim).map_err(wasmtime::Error::from_anyhow)?;
         }
         let start = instance.get_typed_func::<(), ()>(&mut *store, "_start")?;
         start.call(&mut *store, ())

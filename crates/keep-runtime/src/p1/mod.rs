@@ -175,9 +175,30 @@ pub fn shadow(
     Ok(())
 }
 
+/// Compiles the shim (through the module cache: its text only changes with wasmtime-wasi's
+/// preview-1 types, so after the first run it is a cache hit).
+pub fn compile_shim(
+    store: &mut Store<ModuleHost>,
+    cache: Option<&crate::ModuleCache>,
+) -> anyhow::Result<Module> {
+    let text = shim_text(store)?;
+    let program =
+        crate::Program::from_bytes(std::path::Path::new("<preview-1 shim>"), text.into_bytes())?;
+    match crate::compile::compile(store.engine(), &program, cache)
+        .context("cannot compile the preview-1 shim")?
+    {
+        crate::compile::Compiled::Module(module) => Ok(module),
+        crate::compile::Compiled::Component(_) => bail!("the preview-1 shim is not a core module"),
+    }
+}
+
 /// Instantiates the shim against the guest's memory; called once the guest is
 /// instantiated and before it runs.
-pub fn attach(store: &mut Store<ModuleHost>, guest: &Instance) -> anyhow::Result<()> {
+pub fn attach(
+    store: &mut Store<ModuleHost>,
+    guest: &Instance,
+    shim: &Module,
+) -> anyhow::Result<()> {
     let memory = guest
         .get_memory(&mut *store, "memory")
         .ok_or_else(|| anyhow!("the program exports no `memory`, which WASI requires"))?;
@@ -186,15 +207,11 @@ pub fn attach(store: &mut Store<ModuleHost>, guest: &Instance) -> anyhow::Result
         bail!("sockets in [[files]] need a 32-bit, unshared guest memory");
     }
     let mut linker = wasi_linker(store.engine())?;
-    let text = shim_text(store)?;
-    let shim = Module::new(store.engine(), text)
-        .map_err(anyhow::Error::from)
-        .context("cannot compile the preview-1 shim")?;
     linker
         .define(&mut *store, "env", "memory", memory)
         .map_err(anyhow::Error::from)?;
     let instance = linker
-        .instantiate(&mut *store, &shim)
+        .instantiate(&mut *store, shim)
         .map_err(anyhow::Error::from)
         .context("cannot instantiate the preview-1 shim")?;
     let mut funcs = Vec::with_capacity(FD_FUNCTIONS.len());
