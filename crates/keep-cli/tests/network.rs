@@ -256,6 +256,22 @@ fn tls_identity(cert: &Path, key: &Path) -> String {
     )
 }
 
+/// A config with stdio and one `tls` listener `name` presenting a certificate from a new CA.
+fn tls_listener_config(dir: &Path, name: &str) -> (Ca, PathBuf) {
+    let ca = Ca::new(dir, "ca");
+    let (cert, key) = ca.issue(dir, "keep");
+    let config = write_config(
+        dir,
+        "Keep.toml",
+        &format!(
+            "{}{STDIO}{}",
+            tls_identity(&cert, &key),
+            listener(name, "tls", "")
+        ),
+    );
+    (ca, config)
+}
+
 // ---------------------------------------------------------------- tests
 
 /// Enarx's listen/connect test shape: FD_COUNT=5, FD_NAMES=stdin:stdout:stderr:ingest:ping.
@@ -306,17 +322,7 @@ fn tcp_echo_server_finds_its_listener_by_name() {
 #[test]
 fn tls_echo_with_openssl_and_rustls_clients() {
     let tmp = tempfile::tempdir().unwrap();
-    let ca = Ca::new(tmp.path(), "ca");
-    let (cert, key) = ca.issue(tmp.path(), "keep");
-    let config = write_config(
-        tmp.path(),
-        "Keep.toml",
-        &format!(
-            "{}{STDIO}{}",
-            tls_identity(&cert, &key),
-            listener("ingest", "tls", "")
-        ),
-    );
+    let (ca, config) = tls_listener_config(tmp.path(), "ingest");
     let served = Served::start(&config, &GUESTS.module("echo"), &["ingest", "2"], 1);
     let addr = served.addr("ingest");
     assert!(
@@ -385,17 +391,7 @@ fn tls_echo_with_openssl_and_rustls_clients() {
 #[test]
 fn https_responder_fetched_with_curl() {
     let tmp = tempfile::tempdir().unwrap();
-    let ca = Ca::new(tmp.path(), "ca");
-    let (cert, key) = ca.issue(tmp.path(), "keep");
-    let config = write_config(
-        tmp.path(),
-        "Keep.toml",
-        &format!(
-            "{}{STDIO}{}",
-            tls_identity(&cert, &key),
-            listener("web", "tls", "")
-        ),
-    );
+    let (ca, config) = tls_listener_config(tmp.path(), "web");
     let served = Served::start(&config, &GUESTS.module("http"), &["1"], 1);
     let url = format!("https://localhost:{}/", served.addr("web").port());
     let curl = Command::new("curl")
@@ -707,17 +703,7 @@ fn two_keeps_talk_mutual_tls() {
 #[test]
 fn hostile_peers_do_not_stop_a_poll_server() {
     let tmp = tempfile::tempdir().unwrap();
-    let ca = Ca::new(tmp.path(), "ca");
-    let (cert, key) = ca.issue(tmp.path(), "keep");
-    let config = write_config(
-        tmp.path(),
-        "Keep.toml",
-        &format!(
-            "{}{STDIO}{}",
-            tls_identity(&cert, &key),
-            listener("ingest", "tls", "")
-        ),
-    );
+    let (ca, config) = tls_listener_config(tmp.path(), "ingest");
     let mut served = Served::start(&config, &GUESTS.module("pollecho"), &[], 1);
     let addr = served.addr("ingest");
     let client = client_config(&ca.pem, None);

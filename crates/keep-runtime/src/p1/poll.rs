@@ -230,14 +230,7 @@ fn serve(fds: &mut Descriptors, subs: &[Subscription]) -> wasmtime::Result<Vec<O
                             stream.buffered_read_ready().and_then(|n| ready(n, n == 0))
                         }
                         KeepFile::Stream(_) => None,
-                        KeepFile::Listener(listener) => {
-                            listener.progress();
-                            if listener.has_ready() && !write {
-                                ready(1, false)
-                            } else {
-                                None
-                            }
-                        }
+                        KeepFile::Listener(listener) => listener_ready(listener, write),
                         _ => ready(0, false),
                     },
                 },
@@ -293,14 +286,7 @@ fn serve(fds: &mut Descriptors, subs: &[Subscription]) -> wasmtime::Result<Vec<O
                         ready(0, hangup)
                     }
                 }
-                KeepFile::Listener(listener) => {
-                    listener.progress();
-                    if listener.has_ready() && !write {
-                        ready(1, false)
-                    } else {
-                        None
-                    }
-                }
+                KeepFile::Listener(listener) => listener_ready(listener, write),
                 _ => None,
             };
         }
@@ -312,6 +298,17 @@ fn serve(fds: &mut Descriptors, subs: &[Subscription]) -> wasmtime::Result<Vec<O
             continue;
         }
     }
+}
+
+/// A listener is readable when an established connection waits to be accepted (after
+/// accepting what the kernel holds and advancing handshakes); it is never writable.
+fn listener_ready(listener: &mut crate::net::Listener, write: bool) -> Option<Event> {
+    listener.progress();
+    (listener.has_ready() && !write).then_some(Event {
+        error: 0,
+        hangup: false,
+        nbytes: 1,
+    })
 }
 
 /// `poll(2)` over the sockets of the subscriptions; the readiness seen per subscription.
