@@ -27,6 +27,21 @@
 
 #![warn(missing_docs)]
 
+/// Implements `Deserialize` for a type through its `FromStr`, with the parse error as the
+/// message (so it is reported at the value's position).
+macro_rules! deserialize_from_str {
+    ($type:ty) => {
+        impl<'de> serde::Deserialize<'de> for $type {
+            fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+                <String as serde::Deserialize>::deserialize(de)?
+                    .parse()
+                    .map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+pub(crate) use deserialize_from_str;
+
 mod dirs;
 mod error;
 mod files;
@@ -163,13 +178,7 @@ impl std::str::FromStr for EnvName {
     }
 }
 
-impl<'de> Deserialize<'de> for EnvName {
-    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
-        String::deserialize(de)?
-            .parse()
-            .map_err(serde::de::Error::custom)
-    }
-}
+crate::deserialize_from_str!(EnvName);
 
 /// The `steward` URL: `https://` (or `http://` for a local test Steward).
 #[derive(Debug, Clone, PartialEq, Eq)]

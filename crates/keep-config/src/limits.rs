@@ -142,13 +142,7 @@ impl<'de> Deserialize<'de> for Fuel {
     }
 }
 
-impl<'de> Deserialize<'de> for Timeout {
-    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
-        String::deserialize(de)?
-            .parse()
-            .map_err(serde::de::Error::custom)
-    }
-}
+crate::deserialize_from_str!(Timeout);
 
 #[cfg(test)]
 mod tests {

@@ -147,13 +147,7 @@ impl fmt::Display for AddressRule {
     }
 }
 
-impl<'de> Deserialize<'de> for AddressRule {
-    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
-        String::deserialize(de)?
-            .parse()
-            .map_err(serde::de::Error::custom)
-    }
-}
+crate::deserialize_from_str!(AddressRule);
 
 #[cfg(test)]
 mod tests {
