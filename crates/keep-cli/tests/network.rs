@@ -508,8 +508,27 @@ fn client_auth_required_and_optional() {
     assert_eq!(code, 0, "{stderr}");
 }
 
-/// A TLS echo server run by the test: answers one connection.
-fn test_tls_server(cert: &Path, key: &Path) -> (SocketAddr, std::thread::JoinHandle<()>) {
+/// The next connection to `socket` (with `IO_TIMEOUT` read timeouts), or `None` when no
+/// one connects within `timeout`, so a test waiting for a peer still ends.
+fn accept_within(socket: &TcpListener, timeout: Duration) -> Option<TcpStream> {
+    socket.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + timeout;
+    loop {
+        match socket.accept() {
+            Ok((tcp, _)) => {
+                tcp.set_nonblocking(false).unwrap();
+                tcp.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+                return Some(tcp);
+            }
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            Err(_) => return None,
+        }
+    }
+}
+
+/// A TLS server run by the test: answers the first line of one connection with
+/// "server got: LINE"; the thread returns the line (empty when the handshake failed).
+fn test_tls_server(cert: &Path, key: &Path) -> (SocketAddr, std::thread::JoinHandle<Vec<u8>>) {
     let config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .unwrap()
@@ -525,8 +544,9 @@ fn test_tls_server(cert: &Path, key: &Path) -> (SocketAddr, std::thread::JoinHan
     let socket = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = socket.local_addr().unwrap();
     let handle = std::thread::spawn(move || {
-        let (tcp, _) = socket.accept().unwrap();
-        tcp.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        let Some(tcp) = accept_within(&socket, IO_TIMEOUT) else {
+            return Vec::new();
+        };
         let connection = rustls::ServerConnection::new(Arc::new(config)).unwrap();
         let mut stream = rustls::StreamOwned::new(connection, tcp);
         let mut line = Vec::new();
@@ -542,6 +562,7 @@ fn test_tls_server(cert: &Path, key: &Path) -> (SocketAddr, std::thread::JoinHan
         stream.conn.send_close_notify();
         let _ = stream.flush();
         let _ = stream.read_to_end(&mut Vec::new());
+        line
     });
     (addr, handle)
 }
@@ -759,4 +780,104 @@ fn hostile_peers_do_not_stop_a_poll_server() {
         stderr.contains("TLS handshake with"),
         "the garbage peer is logged: {stderr}"
     );
+}
+
+#[test]
+fn component_reaches_allowed_address_and_is_refused_at_denied_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let allowed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let denied = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (allowed_port, denied_port) = (
+        allowed.local_addr().unwrap().port(),
+        denied.local_addr().unwrap().port(),
+    );
+    let greeting = std::thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(peer) = accept_within(&allowed, IO_TIMEOUT) {
+            BufReader::new(peer).read_line(&mut text).unwrap();
+        }
+        text
+    });
+    let probe = GUESTS.component("netprobe");
+    let ports = [allowed_port.to_string(), denied_port.to_string()];
+    let config = write_config(
+        tmp.path(),
+        "Keep.toml",
+        &format!("[network]\nconnect = [\"127.0.0.1:{allowed_port}\"]\n"),
+    );
+    let run = Keep::new()
+        .args(["run", "-q", "-c"])
+        .arg_path(&config)
+        .arg_path(&probe)
+        .args(&ports)
+        .finish();
+    run.expect_code(0).expect_stderr_contains(&format!(
+        "[network] denied TcpConnect 127.0.0.1:{denied_port}"
+    ));
+    assert_eq!(
+        run.stdout_text(),
+        format!("{allowed_port}: ok\n{denied_port}: denied\n")
+    );
+    assert_eq!(greeting.join().unwrap(), "hello from a component\n");
+    // The refusal happened in Keep: the denied peer never saw a connection.
+    assert!(accept_within(&denied, Duration::ZERO).is_none());
+    // Without a [network] table everything is denied, and each refusal is logged too.
+    let run = Keep::new()
+        .args(["run", "-q"])
+        .arg_path(&probe)
+        .args(&ports)
+        .finish();
+    run.expect_code(0)
+        .expect_stderr_contains("[network] denied creating a TCP socket");
+    assert_eq!(
+        run.stdout_text(),
+        format!("{allowed_port}: denied\n{denied_port}: denied\n")
+    );
+}
+
+#[test]
+fn component_tls_trusts_what_the_config_says() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = Ca::new(tmp.path(), "ca");
+    let (cert, key) = ca.issue(tmp.path(), "upstream");
+    let probe = GUESTS.component("netprobe");
+    // Runs the probe against a fresh test server with `tls` as the [tls] table: (the run,
+    // the probe's argument, the line the server received).
+    let probe_tls = |tls: &str| {
+        let (addr, server) = test_tls_server(&cert, &key);
+        let config = write_config(
+            tmp.path(),
+            "Keep.toml",
+            &format!(
+                "{tls}[network]\nconnect = [\"127.0.0.1:{}\"]\n",
+                addr.port()
+            ),
+        );
+        let target = format!("tls:{}", addr.port());
+        let run = Keep::new()
+            .args(["run", "-q", "-c"])
+            .arg_path(&config)
+            .arg_path(&probe)
+            .arg(&target)
+            .finish();
+        (run, target, server.join().unwrap())
+    };
+
+    // wasi:tls verifies the server with [tls]'s trust anchors.
+    let (run, target, received) = probe_tls(&format!(
+        "[tls]\nca = [\"{}\"]\nmozilla_roots = false\n",
+        ca.pem.display()
+    ));
+    run.expect_code(0);
+    assert_eq!(run.stdout_text(), format!("{target}: ok\n"));
+    assert_eq!(received, b"hello from a component\n");
+
+    // With only the Mozilla roots the test CA is unknown: the handshake fails, the guest
+    // sees an error and the host says why.
+    let (run, target, received) = probe_tls("");
+    run.expect_code(0)
+        .expect_stderr_contains("[tls] a component's handshake with `localhost` failed")
+        .expect_stderr_contains("UnknownIssuer");
+    assert_eq!(run.stdout_text(), format!("{target}: tls error\n"));
+    assert_eq!(received, b"");
 }

@@ -27,6 +27,7 @@ use wasmtime::component::{Component, ResourceTable};
 use wasmtime::{Engine, Linker, Module, Store};
 use wasmtime_wasi::p2::bindings::sync::Command;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_tls::{WasiTlsCtx, WasiTlsCtxBuilder, WasiTlsCtxView, WasiTlsView};
 
 pub use cache::{CacheStats, ModuleCache};
 pub use engine::EngineOptions;
@@ -116,10 +117,11 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<Outcome> {
                 ctx: wasi.build(),
                 table: ResourceTable::new(),
                 limiter,
+                tls: component_tls(&engine, &component, spec)?,
             };
             let mut store = new_store(&engine, host, fuel, timeout)?;
             store.limiter(|host| &mut host.limiter);
-            let command = prepare_component(&engine, &component, &spec.program)?;
+            let command = prepare_component(&engine, &component, spec)?;
             let _watchdog = timeout.map(|t| Watchdog::start(&engine, t));
             command(&mut store)
         }
@@ -217,6 +219,34 @@ struct ComponentHost {
     ctx: WasiCtx,
     table: ResourceTable,
     limiter: GuestLimiter,
+    tls: WasiTlsCtx,
+}
+
+impl WasiTlsView for ComponentHost {
+    fn tls(&mut self) -> WasiTlsCtxView<'_> {
+        WasiTlsCtxView {
+            ctx: &mut self.tls,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// The `wasi:tls` context of a component: Keep's `[tls]` configuration when the component
+/// imports `wasi:tls`, otherwise an unused default (so programs without TLS pay nothing).
+fn component_tls(
+    engine: &Engine,
+    component: &Component,
+    spec: &RunSpec,
+) -> anyhow::Result<WasiTlsCtx> {
+    let imports_tls = component
+        .component_type()
+        .imports(engine)
+        .any(|(name, _)| name.starts_with("wasi:tls/"));
+    if !imports_tls {
+        return Ok(WasiTlsCtxBuilder::new().build());
+    }
+    let setup = TlsSetup::new(&spec.tls, Identity::obtain(&spec.identity)?)?;
+    Ok(net::wasi_tls::context(&setup))
 }
 
 impl WasiView for ComponentHost {
@@ -315,8 +345,9 @@ fn prepare_module(
 fn prepare_component(
     engine: &Engine,
     component: &Component,
-    path: &std::path::Path,
+    spec: &RunSpec,
 ) -> anyhow::Result<Entry<ComponentHost>> {
+    let path = &spec.program;
     let exports: Vec<String> = component
         .component_type()
         .exports(engine)
@@ -339,13 +370,18 @@ fn prepare_component(
     }
     let mut linker = wasmtime::component::Linker::<ComponentHost>::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    net::policy::refuse_socket_creation(&mut linker, &spec.network)?;
+    let mut tls_options = wasmtime_wasi_tls::p2::LinkOptions::default();
+    tls_options.tls(true);
+    wasmtime_wasi_tls::p2::add_to_linker(&mut linker, &tls_options)?;
     let pre = linker
         .instantiate_pre(component)
         .map_err(anyhow::Error::from)
         .with_context(|| {
             format!(
                 "`{}` imports what Keep does not provide (Keep provides WASI 0.2: wasi:cli, \
-             wasi:clocks, wasi:filesystem, wasi:io, wasi:random, wasi:sockets)",
+             wasi:clocks, wasi:filesystem, wasi:io, wasi:random, wasi:sockets, and wasi:tls \
+             0.2.0-draft)",
                 path.display()
             )
         })?;

@@ -43,8 +43,9 @@ impl Guests {
             .unwrap_or_else(|e| panic!("cannot build guest `{name}`: {e:#}"))
     }
 
-    /// The component for `tests/guests/NAME.c` (the module wrapped with the preview-1
-    /// command adapter).
+    /// The component for `tests/guests/NAME.c` or `NAME.wat`: a module with a sibling
+    /// `NAME.wit` is a native WASI 0.2 guest, encoded with that file's world; any other
+    /// module is wrapped with the preview-1 command adapter.
     pub fn component(&self, name: &str) -> PathBuf {
         self.try_component(name)
             .unwrap_or_else(|e| panic!("cannot build component `{name}`: {e:#}"))
@@ -103,18 +104,23 @@ impl Guests {
         let module_path = self.try_module(name)?;
         let _guard = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let out = self.out_dir.join(format!("{name}.component.wasm"));
-        if is_fresh(&out, &module_path) {
+        let wit = sources_dir().join(format!("{name}.wit"));
+        if is_fresh(&out, &module_path) && (!wit.exists() || is_fresh(&out, &wit)) {
             return Ok(out);
         }
-        let module = std::fs::read(&module_path)?;
-        let component = wit_component::ComponentEncoder::default()
-            .module(&module)?
-            .adapter(
-                wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
-                wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
-            )?
-            .validate(true)
-            .encode()?;
+        let mut module = std::fs::read(&module_path)?;
+        let encoder = if wit.exists() {
+            embed_world(&mut module, &wit)?;
+            wit_component::ComponentEncoder::default().module(&module)?
+        } else {
+            wit_component::ComponentEncoder::default()
+                .module(&module)?
+                .adapter(
+                    wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
+                    wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
+                )?
+        };
+        let component = encoder.validate(true).encode()?;
         self.write_atomically(&out, &component)?;
         Ok(out)
     }
@@ -132,6 +138,23 @@ impl Guests {
         std::fs::rename(&tmp, out)?;
         Ok(())
     }
+}
+
+/// Embeds the world of the WIT file `wit` (its first package's only world) into `module`
+/// as the component-type custom section that `wit-component` encodes from.
+fn embed_world(module: &mut Vec<u8>, wit: &Path) -> anyhow::Result<()> {
+    let source = std::fs::read_to_string(wit)?;
+    let mut resolve = wit_parser::Resolve::default();
+    let package = resolve
+        .push_source(&wit.display().to_string(), &source)
+        .with_context(|| format!("cannot parse {}", wit.display()))?;
+    let world = resolve.select_world(&[package], None)?;
+    wit_component::embed_component_metadata(
+        module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
 }
 
 /// True when `out` exists and is at least as new as `source`.

@@ -6,6 +6,7 @@ pub mod policy;
 mod stream;
 pub mod tls;
 pub mod wait;
+pub mod wasi_tls;
 
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs as _};
 use std::time::{Duration, Instant};

@@ -1,12 +1,19 @@
 //! `[network]` for components: wasmtime-wasi's `wasi:sockets` gated by Keep's allow lists.
 //! Default deny; every refusal is logged on the host and answered with the standard
-//! `access-denied` error code by wasmtime-wasi.
+//! `access-denied` error code. Addresses are judged by wasmtime-wasi's socket address check;
+//! when a protocol is not allowed at all, socket creation itself is refused by Keep's own
+//! `create-*-socket` (wasmtime-wasi's refusal there has no hook to log from).
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs as _};
 use std::sync::Arc;
 
 use keep_config::{AddressRule, HostPattern, NetworkPolicy};
+use wasmtime::component::{HasData, Linker, Resource};
 use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::p2::bindings::sockets::network::{self, ErrorCode, IpAddressFamily};
+use wasmtime_wasi::p2::bindings::sockets::tcp_create_socket;
+use wasmtime_wasi::p2::bindings::sync::sockets::udp_create_socket;
+use wasmtime_wasi::p2::{SocketError, SocketResult, TcpSocket, UdpSocket};
 use wasmtime_wasi::sockets::SocketAddrUse;
 
 /// A policy with its host names resolved (once, at start-up).
@@ -92,6 +99,72 @@ pub fn apply(wasi: &mut WasiCtxBuilder, policy: &NetworkPolicy) {
         }
         Box::pin(async move { allowed })
     });
+}
+
+/// Replaces `wasi:sockets` socket creation in `linker` (which already has wasmtime-wasi's)
+/// by a logged refusal for each protocol `policy` does not allow at all.
+pub fn refuse_socket_creation<T: 'static>(
+    linker: &mut Linker<T>,
+    policy: &NetworkPolicy,
+) -> anyhow::Result<()> {
+    linker.allow_shadowing(true);
+    if policy.connect.is_empty() && policy.listen.is_empty() {
+        tcp_create_socket::add_to_linker::<T, Refusal>(linker, |_| Refusal)?;
+    }
+    if !policy.udp || (policy.connect.is_empty() && policy.listen.is_empty()) {
+        udp_create_socket::add_to_linker::<T, Refusal>(linker, |_| Refusal)?;
+    }
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// The `create-*-socket` functions of a protocol the policy does not allow.
+struct Refusal;
+
+impl HasData for Refusal {
+    type Data<'a> = Refusal;
+}
+
+// The creation interfaces `use` types of `wasi:sockets/network`, so their host traits
+// require its host trait. Only `convert_error_code` is reached (to return the refusal);
+// the network functions themselves stay wasmtime-wasi's.
+impl network::Host for Refusal {
+    fn convert_error_code(&mut self, error: SocketError) -> wasmtime::Result<ErrorCode> {
+        error.downcast()
+    }
+
+    fn network_error_code(
+        &mut self,
+        _: Resource<wasmtime::Error>,
+    ) -> wasmtime::Result<Option<ErrorCode>> {
+        Ok(None)
+    }
+}
+
+impl network::HostNetwork for Refusal {
+    fn drop(&mut self, _: Resource<network::Network>) -> wasmtime::Result<()> {
+        Ok(())
+    }
+}
+
+impl tcp_create_socket::Host for Refusal {
+    fn create_tcp_socket(&mut self, _: IpAddressFamily) -> SocketResult<Resource<TcpSocket>> {
+        tracing::warn!(
+            "[network] denied creating a TCP socket: the [network] table of Keep.toml has no \
+             `connect` or `listen` rule"
+        );
+        Err(ErrorCode::AccessDenied.into())
+    }
+}
+
+impl udp_create_socket::Host for Refusal {
+    fn create_udp_socket(&mut self, _: IpAddressFamily) -> SocketResult<Resource<UdpSocket>> {
+        tracing::warn!(
+            "[network] denied creating a UDP socket: the [network] table of Keep.toml needs \
+             `udp = true` and a `connect` or `listen` rule"
+        );
+        Err(ErrorCode::AccessDenied.into())
+    }
 }
 
 #[cfg(test)]
