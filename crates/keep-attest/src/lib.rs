@@ -1,0 +1,18 @@
+//! Attestation evidence for Keep: parse and verify what a Trusted Execution Environment
+//! says about a Keep (AMD SEV-SNP reports, Intel TDX and SGX quotes), reduce it to one
+//! [`Claims`] type, and judge the claims with a policy.
+//!
+//! Verification never reaches the network: certificates and other collateral come from the
+//! evidence itself or from files, and the verification time is an input (evidence outlives
+//! its certificates, and tests pin the moment).
+
+#![warn(missing_docs)]
+
+pub mod claims;
+mod error;
+pub mod snp;
+mod x509;
+
+pub use claims::{Claims, TcbStatus, TeeKind};
+pub use error::Error;
+pub use x509::load_certificates;

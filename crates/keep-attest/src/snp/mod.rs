@@ -1,0 +1,180 @@
+//! AMD SEV-SNP: attestation reports (versions 2, 3 and 5) signed by a VCEK or a VLEK,
+//! verified to AMD's built-in roots.
+//!
+//! The order of checks is deliberate: the certificate chain first (which key is trusted),
+//! then the TCB the key was issued for against the TCB the report states (a report whose
+//! TCB was changed is reported as such, not merely as a bad signature), then the signature
+//! over the report's exact bytes.
+
+mod chain;
+mod report;
+mod vek;
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use p384::ecdsa::signature::Verifier as _;
+use x509_cert::Certificate;
+
+pub use chain::{issued_by_amd_root, verify as verify_chain};
+pub use report::{REPORT_LEN, Report, SigningKey};
+pub use vek::{Vek, VekTcb};
+
+use crate::{Claims, Error, TcbStatus, TeeKind};
+
+/// Verifies `report` at `at`. `certs` must hold the VCEK or VLEK that signed it and may hold
+/// intermediates (ASK, ASVK) and roots; only AMD's built-in roots are trusted.
+pub fn verify(report: &[u8], certs: &[Certificate], at: SystemTime) -> Result<Claims, Error> {
+    let report = Report::from_bytes(report)?;
+    let key = report.signing_key()?;
+    let vek = find_vek(certs, key)?;
+    let product = chain::verify(&vek.cert, certs, at)?;
+    check_tcb(&report, &vek)?;
+    if key == SigningKey::Vcek {
+        check_chip(&report, &vek)?;
+    }
+    vek.verifying_key()?
+        .verify(report.signed_bytes(), &report.signature()?)
+        .map_err(|_| {
+            Error::Signature(format!(
+                "the report is not signed by the {} `{}`",
+                key_name(key),
+                crate::x509::subject(&vek.cert)
+            ))
+        })?;
+    Ok(claims(&report, key, product))
+}
+
+fn key_name(key: SigningKey) -> &'static str {
+    match key {
+        SigningKey::Vcek => "VCEK",
+        SigningKey::Vlek => "VLEK",
+    }
+}
+
+/// The supplied certificate of the kind of key that signed the report.
+fn find_vek(certs: &[Certificate], key: SigningKey) -> Result<Vek, Error> {
+    let common_name = match key {
+        SigningKey::Vcek => "CN=SEV-VCEK",
+        SigningKey::Vlek => "CN=SEV-VLEK",
+    };
+    let cert = certs
+        .iter()
+        .find(|cert| {
+            cert.tbs_certificate
+                .subject
+                .to_string()
+                .split(',')
+                .any(|rdn| rdn == common_name)
+        })
+        .ok_or_else(|| {
+            Error::MissingCollateral(format!(
+                "the report is signed by a {} but no {} certificate was supplied",
+                key_name(key),
+                key_name(key)
+            ))
+        })?;
+    Vek::from_certificate(cert.clone())
+}
+
+/// The report's REPORTED_TCB must be the TCB the key was issued for.
+fn check_tcb(report: &Report, vek: &Vek) -> Result<(), Error> {
+    let reported = &report.fields.reported_tcb;
+    let pairs = [
+        ("bootloader", reported.bootloader, vek.tcb.bootloader),
+        ("tee", reported.tee, vek.tcb.tee),
+        ("snp", reported.snp, vek.tcb.snp),
+        ("microcode", reported.microcode, vek.tcb.microcode),
+    ];
+    let mut differences: Vec<String> = pairs
+        .iter()
+        .filter(|(_, report, cert)| report != cert)
+        .map(|(name, report, cert)| {
+            format!("{name} {report} in the report, {cert} in the certificate")
+        })
+        .collect();
+    if let (Some(report_fmc), Some(cert_fmc)) = (reported.fmc, vek.tcb.fmc)
+        && report_fmc != cert_fmc
+    {
+        differences.push(format!(
+            "fmc {report_fmc} in the report, {cert_fmc} in the certificate"
+        ));
+    }
+    if differences.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::TcbMismatch(format!(
+            "the report's reported TCB is not the TCB its key was issued for: {}",
+            differences.join(", ")
+        )))
+    }
+}
+
+/// A VCEK belongs to one chip: its HWID must be the report's CHIP_ID (unless the guest
+/// masked the chip ID, which zeroes it).
+fn check_chip(report: &Report, vek: &Vek) -> Result<(), Error> {
+    let chip_id = &report.fields.chip_id[..];
+    match &vek.hw_id {
+        Some(hw_id) if chip_id.iter().any(|&b| b != 0) && hw_id[..] != *chip_id => {
+            Err(Error::Chain(format!(
+                "the VCEK was issued for chip {} but the report comes from chip {}",
+                hex::encode(hw_id),
+                hex::encode(chip_id)
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn claims(report: &Report, key: SigningKey, product: &str) -> Claims {
+    let fields = &report.fields;
+    let mut tcb = BTreeMap::from([
+        (
+            "bootloader".to_owned(),
+            u64::from(fields.reported_tcb.bootloader),
+        ),
+        ("tee".to_owned(), u64::from(fields.reported_tcb.tee)),
+        ("snp".to_owned(), u64::from(fields.reported_tcb.snp)),
+        (
+            "microcode".to_owned(),
+            u64::from(fields.reported_tcb.microcode),
+        ),
+    ]);
+    if let Some(fmc) = fields.reported_tcb.fmc {
+        tcb.insert("fmc".to_owned(), u64::from(fmc));
+    }
+    Claims {
+        tee: TeeKind::SevSnp,
+        measurements: BTreeMap::from([("measurement".to_owned(), hex::encode(fields.measurement))]),
+        report_data: hex::encode(fields.report_data),
+        host_data: Some(hex::encode(fields.host_data)),
+        signers: BTreeMap::from([
+            (
+                "id_key_digest".to_owned(),
+                hex::encode(fields.id_key_digest),
+            ),
+            (
+                "author_key_digest".to_owned(),
+                hex::encode(fields.author_key_digest),
+            ),
+        ]),
+        tcb,
+        tcb_status: TcbStatus::NotEvaluated,
+        debug: report.debug(),
+        advisories: Vec::new(),
+        details: BTreeMap::from([
+            ("version".to_owned(), fields.version.to_string()),
+            ("product".to_owned(), product.to_owned()),
+            ("signing_key".to_owned(), key_name(key).to_owned()),
+            (
+                "policy".to_owned(),
+                format!("{:#x}", u64::from(fields.policy)),
+            ),
+            ("guest_svn".to_owned(), fields.guest_svn.to_string()),
+            ("vmpl".to_owned(), fields.vmpl.to_string()),
+            ("family_id".to_owned(), hex::encode(fields.family_id)),
+            ("image_id".to_owned(), hex::encode(fields.image_id)),
+            ("chip_id".to_owned(), hex::encode(fields.chip_id)),
+        ]),
+    }
+}

@@ -1,0 +1,46 @@
+//! X.509 helpers shared by the verifiers: loading certificates from PEM or DER and checking
+//! validity at the verification time.
+
+use std::time::SystemTime;
+
+use der::Decode as _;
+use x509_cert::Certificate;
+
+use crate::Error;
+
+/// Every certificate in `bytes`: one DER certificate, or a chain of PEM `CERTIFICATE`
+/// blocks.
+pub fn load_certificates(bytes: &[u8]) -> Result<Vec<Certificate>, Error> {
+    if bytes.first() == Some(&0x30) {
+        return Certificate::from_der(bytes)
+            .map(|cert| vec![cert])
+            .map_err(|e| Error::malformed("DER certificate", e));
+    }
+    let certs =
+        Certificate::load_pem_chain(bytes).map_err(|e| Error::malformed("PEM certificates", e))?;
+    if certs.is_empty() {
+        return Err(Error::malformed("certificate file", "no certificate in it"));
+    }
+    Ok(certs)
+}
+
+/// The certificate's subject as text.
+pub fn subject(cert: &Certificate) -> String {
+    cert.tbs_certificate.subject.to_string()
+}
+
+/// Fails unless `cert` is valid at `at`.
+pub fn check_validity(cert: &Certificate, at: SystemTime) -> Result<(), Error> {
+    let validity = &cert.tbs_certificate.validity;
+    let not_before = validity.not_before.to_system_time();
+    let not_after = validity.not_after.to_system_time();
+    if at < not_before || at > not_after {
+        return Err(Error::NotValidAt {
+            subject: subject(cert),
+            at,
+            not_before,
+            not_after,
+        });
+    }
+    Ok(())
+}
