@@ -18,6 +18,11 @@ fn certs(files: &[&str]) -> Vec<Certificate> {
         .collect()
 }
 
+/// bootloader, tee, snp, microcode.
+fn reported_tcb(claims: &keep_attest::Claims) -> [u64; 4] {
+    ["bootloader", "tee", "snp", "microcode"].map(|name| claims.tcb[name])
+}
+
 fn milan_report() -> Vec<u8> {
     let text = String::from_utf8(read("sev-snp/virtee-sev/report_milan.hex")).unwrap();
     hex::decode(text.trim()).unwrap()
@@ -39,15 +44,7 @@ fn virtee_milan_report_verifies_and_tampering_is_caught() {
     assert_eq!(claims.tee, TeeKind::SevSnp);
     assert_eq!(claims.details["product"], "Milan");
     assert_eq!(claims.details["policy"], "0x30000");
-    assert_eq!(
-        [
-            claims.tcb["bootloader"],
-            claims.tcb["tee"],
-            claims.tcb["snp"],
-            claims.tcb["microcode"]
-        ],
-        [3, 0, 8, 115]
-    );
+    assert_eq!(reported_tcb(&claims), [3, 0, 8, 115]);
     assert!(!claims.debug);
 
     let report = tampered(&milan_report(), 21, |b| b ^ 0x80);
@@ -81,15 +78,7 @@ fn trustee_vcek_report_checks_the_tcb_against_the_certificate() {
     let claims = snp::verify(&report, &chain, at(VALID)).unwrap();
     assert_eq!(claims.details["policy"], "0x3001f");
     assert_eq!(claims.details["signing_key"], "VCEK");
-    assert_eq!(
-        [
-            claims.tcb["bootloader"],
-            claims.tcb["tee"],
-            claims.tcb["snp"],
-            claims.tcb["microcode"]
-        ],
-        [3, 0, 8, 115]
-    );
+    assert_eq!(reported_tcb(&claims), [3, 0, 8, 115]);
 
     let error = snp::verify(
         &tampered(&report, 42, |b| b.wrapping_add(1)),
