@@ -36,6 +36,8 @@ pub enum TcbStatus {
     OutOfDateConfigurationNeeded,
     /// Revoked by the vendor.
     Revoked,
+    /// Older than every TCB level the vendor lists (Intel: "TCB not supported").
+    NotSupported,
     /// No TCB information was evaluated (SEV-SNP: the TCB is endorsed by the VCEK/VLEK, and
     /// a policy's minimum TCB judges it; Intel: no collateral supplied).
     NotEvaluated,

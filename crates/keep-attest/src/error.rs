@@ -46,6 +46,9 @@ pub enum Error {
     /// The evidence's signature does not verify with the endorsed key.
     #[error("signature invalid: {0}")]
     Signature(String),
+    /// The TCB collateral does not verify or does not cover the evidence.
+    #[error("TCB collateral rejected: {0}")]
+    Collateral(String),
     /// The TCB the evidence reports differs from the TCB its key was endorsed for.
     #[error("TCB mismatch: {0}")]
     TcbMismatch(String),

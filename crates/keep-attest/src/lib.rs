@@ -10,6 +10,7 @@
 
 pub mod claims;
 mod error;
+pub mod intel;
 pub mod snp;
 mod x509;
 

@@ -1,0 +1,138 @@
+//! Intel SGX and TDX: DCAP ECDSA quotes verified to the Intel SGX Root CA, and evaluated
+//! against Intel's TCB collateral when it is supplied.
+
+mod collateral;
+mod quote;
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+use std::time::SystemTime;
+
+use dcap_qvl::quote::Report;
+use der::Decode as _;
+use x509_cert::Certificate;
+
+pub use collateral::{Collateral, FILES as COLLATERAL_FILES};
+pub use quote::ParsedQuote;
+
+use crate::{Claims, Error, TcbStatus, TeeKind};
+
+/// Intel's production root of the SGX/TDX PKI (copied from `dcap-qvl`, which does not
+/// export it). SHA-256 fingerprint 44:A0:19:6B:...:B6:74:D3.
+const INTEL_SGX_ROOT_CA_DER: &[u8] = include_bytes!("intel_sgx_root_ca.der");
+
+/// The Intel SGX Root CA.
+pub fn production_root() -> &'static Certificate {
+    static ROOT: OnceLock<Certificate> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        // A constant of this crate; `root_ca_parses` tests it.
+        Certificate::from_der(INTEL_SGX_ROOT_CA_DER).unwrap_or_else(|_| unreachable!())
+    })
+}
+
+/// Verifies a quote at `at` against `root` (normally [`production_root`]); with
+/// `collateral`, also evaluates the TCB.
+pub fn verify(
+    quote: &[u8],
+    collateral: Option<&Collateral>,
+    root: &Certificate,
+    at: SystemTime,
+) -> Result<Claims, Error> {
+    let parsed = ParsedQuote::parse(quote)?;
+    let pck_chain = match collateral.and_then(|c| c.pck_chain.as_deref()) {
+        Some(pem) => crate::load_certificates(pem.as_bytes())?,
+        None => parsed.pck_chain()?,
+    };
+    parsed.verify_signatures(&pck_chain, root, at)?;
+    let (tcb_status, advisories) = match collateral {
+        Some(collateral) => collateral::evaluate(quote, collateral, &pck_chain, root, at)?,
+        None => (TcbStatus::NotEvaluated, Vec::new()),
+    };
+    Ok(claims(&parsed, tcb_status, advisories))
+}
+
+fn claims(parsed: &ParsedQuote, tcb_status: TcbStatus, advisories: Vec<String>) -> Claims {
+    let header = &parsed.quote.header;
+    let mut tcb = BTreeMap::from([
+        ("qe_svn".to_owned(), u64::from(header.qe_svn)),
+        ("pce_svn".to_owned(), u64::from(header.pce_svn)),
+    ]);
+    let mut details = BTreeMap::from([("version".to_owned(), header.version.to_string())]);
+    let entry = |name: &str, bytes: &[u8]| (name.to_owned(), hex::encode(bytes));
+    // What differs between SGX and TDX; the rest is common.
+    let (tee, measurements, report_data, host_data, signers, debug) = match &parsed.quote.report {
+        Report::SgxEnclave(report) => {
+            tcb.insert("isv_svn".to_owned(), u64::from(report.isv_svn));
+            details.extend([
+                entry("cpu_svn", &report.cpu_svn),
+                entry("attributes", &report.attributes),
+                ("isv_prod_id".to_owned(), report.isv_prod_id.to_string()),
+            ]);
+            (
+                TeeKind::Sgx,
+                BTreeMap::from([entry("mrenclave", &report.mr_enclave)]),
+                &report.report_data,
+                None,
+                BTreeMap::from([entry("mrsigner", &report.mr_signer)]),
+                // ATTRIBUTES.DEBUG
+                report.attributes[0] & 0x02 != 0,
+            )
+        }
+        Report::TD10(_) | Report::TD15(_) | Report::TD15Ex(_) => {
+            let Some(td) = parsed.quote.report.as_td10() else {
+                unreachable!("every TD report has a TD 1.0 base")
+            };
+            for (index, svn) in td.tee_tcb_svn.iter().enumerate() {
+                tcb.insert(format!("tee_tcb_svn{index:02}"), u64::from(*svn));
+            }
+            details.extend([
+                entry("mrseam", &td.mr_seam),
+                entry("td_attributes", &td.td_attributes),
+                entry("xfam", &td.xfam),
+                entry("mrowner", &td.mr_owner),
+                entry("mrownerconfig", &td.mr_owner_config),
+            ]);
+            (
+                TeeKind::Tdx,
+                BTreeMap::from([
+                    entry("mrtd", &td.mr_td),
+                    entry("rtmr0", &td.rt_mr0),
+                    entry("rtmr1", &td.rt_mr1),
+                    entry("rtmr2", &td.rt_mr2),
+                    entry("rtmr3", &td.rt_mr3),
+                ]),
+                &td.report_data,
+                Some(&td.mr_config_id[..]),
+                BTreeMap::from([entry("mrsignerseam", &td.mr_signer_seam)]),
+                // TD_ATTRIBUTES.DEBUG (bit 0)
+                td.td_attributes[0] & 0x01 != 0,
+            )
+        }
+    };
+    Claims {
+        tee,
+        measurements,
+        report_data: hex::encode(report_data),
+        host_data: host_data.map(hex::encode),
+        signers,
+        tcb,
+        tcb_status,
+        debug,
+        advisories,
+        details,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn root_ca_parses() {
+        assert!(
+            super::production_root()
+                .tbs_certificate
+                .subject
+                .to_string()
+                .contains("CN=Intel SGX Root CA")
+        );
+    }
+}

@@ -1,0 +1,214 @@
+//! Intel TDX and SGX quote verification on the real quotes and collateral of
+//! `shared/vectors/{tdx,sgx}` (see its README), and on tampered copies.
+
+mod vectors;
+
+use keep_attest::intel::{self, Collateral, ParsedQuote};
+use keep_attest::{Error, TcbStatus, TeeKind, load_certificates};
+use vectors::{at, read, tampered};
+
+const SPR_QUOTE: &str = "tdx/go-tdx-guest/tdx_prod_quote_SPR_E4.dat";
+const SPR_VALID: &str = "2023-07-01T00:00:00Z";
+
+fn text(name: &str) -> String {
+    String::from_utf8(read(name)).unwrap()
+}
+
+/// Intel's TCB signing certificate and the root, PEM.
+fn tcb_signing_chain() -> String {
+    text("sgx/dcap-rs/tcb_signing_cert.pem")
+        + &text("sgx/dcap-rs/Intel_SGX_Provisioning_Certification_RootCA.pem")
+}
+
+/// The PCS collateral of the Sapphire Rapids quote. Its TCB info and QE identity are
+/// signed by Intel's TCB signing certificate, which the go-tdx-guest samples leave out
+/// (PCS sends it in a header); the same certificate comes with the dcap-rs samples.
+fn spr_collateral() -> Collateral {
+    Collateral {
+        tcb_info: text("tdx/go-tdx-guest/sample_tcbInfo_response"),
+        qe_identity: text("tdx/go-tdx-guest/sample_qeIdentity_response"),
+        tcb_signing_chain: tcb_signing_chain(),
+        root_ca_crl: read("tdx/go-tdx-guest/rootcrl.der"),
+        pck_crl: read("tdx/go-tdx-guest/pckcrl"),
+        pck_chain: None,
+    }
+}
+
+fn verify_prod(
+    quote: &[u8],
+    collateral: Option<&Collateral>,
+    time: &str,
+) -> Result<keep_attest::Claims, Error> {
+    intel::verify(quote, collateral, intel::production_root(), at(time))
+}
+
+#[test]
+fn tdx_v4_quote_verifies_with_and_without_collateral() {
+    let quote = read(SPR_QUOTE);
+    let claims = verify_prod(&quote, None, SPR_VALID).unwrap();
+    assert_eq!(claims.tee, TeeKind::Tdx);
+    assert_eq!(claims.details["version"], "4");
+    assert_eq!(claims.tcb_status, TcbStatus::NotEvaluated);
+    assert_eq!(claims.measurements["mrtd"].len(), 96);
+
+    // With collateral the TCB is evaluated: this pre-production sample's TDX module SVN
+    // (tee_tcb_svn 3.0.4) is below every level of its TCB info (3.0.5).
+    let collateral = spr_collateral();
+    let claims = verify_prod(&quote, Some(&collateral), SPR_VALID).unwrap();
+    assert_eq!(claims.tcb_status, TcbStatus::NotSupported);
+    // The collateral itself is checked: a changed TCB info no longer matches its
+    // signature, and after its nextUpdate it is stale.
+    let forged = Collateral {
+        tcb_info: collateral.tcb_info.replacen("UpToDate", "OutOfDate", 1),
+        ..collateral.clone()
+    };
+    let error = verify_prod(&quote, Some(&forged), SPR_VALID).unwrap_err();
+    assert!(matches!(error, Error::Collateral(_)), "{error}");
+    let error = verify_prod(&quote, Some(&collateral), "2023-08-01T00:00:00Z").unwrap_err();
+    assert!(matches!(error, Error::Collateral(_)), "{error}");
+
+    let error = verify_prod(&quote, None, "2053-07-01T00:00:00Z").unwrap_err();
+    assert!(matches!(error, Error::NotValidAt { .. }), "{error}");
+}
+
+#[test]
+fn tdx_v4_tamper_cases_fail_for_the_stated_reason() {
+    let quote = read(SPR_QUOTE);
+    let check =
+        |offset: usize, change: fn(u8) -> u8, expected: fn(&Error) -> bool, needle: &str| {
+            let error =
+                verify_prod(&tampered(&quote, offset, change), None, SPR_VALID).unwrap_err();
+            assert!(expected(&error), "offset {offset:#x}: {error}");
+            assert!(
+                error.to_string().contains(needle),
+                "offset {offset:#x}: {error}"
+            );
+        };
+    check(
+        0x00,
+        |_| 3,
+        |e| matches!(e, Error::Unsupported { .. }),
+        "quote version",
+    );
+    check(
+        0x278,
+        |_| 0x10,
+        |e| matches!(e, Error::Malformed { .. }),
+        "certification data size mismatch",
+    );
+    check(0x1343, |_| 0x32, |e| matches!(e, Error::Chain(_)), "PCK");
+    for offset in [0x1329, 0xF5F, 0xB77] {
+        // Any change to a certificate's bytes breaks its signature (or its encoding).
+        check(
+            offset,
+            |b| if b == b'A' { b'B' } else { b'A' },
+            |e| matches!(e, Error::Chain(_)),
+            "",
+        );
+    }
+    for offset in [0x1E, 0x3C] {
+        check(
+            offset,
+            |b| b ^ 0x01,
+            |e| matches!(e, Error::Signature(_)),
+            "quote is not signed",
+        );
+    }
+}
+
+#[test]
+fn tdx_quote_versions_are_detected() {
+    for (file, version) in [
+        ("tdx/trustee/tdx_quote_4.dat", 4),
+        ("tdx/trustee/tdx_quote_5.dat", 5),
+    ] {
+        let parsed = ParsedQuote::parse(&read(file)).unwrap();
+        assert_eq!(parsed.quote.header.version, version, "{file}");
+        assert!(!parsed.quote.header.is_sgx(), "{file}");
+    }
+}
+
+#[test]
+fn sgx_v3_quote_verifies_to_the_intel_root() {
+    let quote = read("sgx/dcap-rs/quote_sgx_v3_from_lib_rs_test_verifyv3.dat");
+    let claims = verify_prod(&quote, None, "2025-02-13T03:20:32Z").unwrap();
+    assert_eq!(claims.tee, TeeKind::Sgx);
+    assert_eq!(claims.details["version"], "3");
+    assert_eq!(claims.measurements["mrenclave"].len(), 64);
+    assert_eq!(claims.signers["mrsigner"].len(), 64);
+
+    let collateral = Collateral {
+        tcb_info: text("sgx/dcap-rs/tcbinfov2.json"),
+        qe_identity: text("sgx/dcap-rs/qeidentityv2.json"),
+        tcb_signing_chain: tcb_signing_chain(),
+        root_ca_crl: read("sgx/dcap-rs/intel_root_ca_crl.der"),
+        pck_crl: read("sgx/dcap-rs/pck_platform_crl.der"),
+        pck_chain: None,
+    };
+    // These samples are PCS API v3 collateral (TCB info version 2): refused by name
+    // rather than misread.
+    let error = verify_prod(&quote, Some(&collateral), "2025-02-13T03:30:00Z").unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Unsupported {
+                what: "TCB info version",
+                ..
+            }
+        ),
+        "{error}"
+    );
+}
+
+#[test]
+fn synthetic_test_pki_quotes_hold_against_their_root_only() {
+    for dir in [
+        "sgx/intel-qvl-sampledata-synthetic",
+        "tdx/intel-qvl-sampledata-synthetic",
+    ] {
+        let quote = read(&format!("{dir}/quote.dat"));
+        let test_root = load_certificates(&read(&format!("{dir}/trustedRootCaCert.pem")))
+            .unwrap()
+            .remove(0);
+        let collateral = Collateral {
+            pck_chain: Some(
+                text(&format!("{dir}/pckCert.pem")) + &text(&format!("{dir}/pckSignChain.pem")),
+            ),
+            ..Collateral::default()
+        };
+        // The PCK chain is the only collateral used without TCB data: verify the
+        // signatures alone through the parsed quote.
+        let parsed = ParsedQuote::parse(&quote).unwrap();
+        let chain = load_certificates(collateral.pck_chain.as_deref().unwrap().as_bytes()).unwrap();
+        parsed
+            .verify_signatures(&chain, &test_root, at("2024-01-01T00:00:00Z"))
+            .unwrap_or_else(|e| panic!("{dir}: {e}"));
+        let error = parsed
+            .verify_signatures(&chain, intel::production_root(), at("2024-01-01T00:00:00Z"))
+            .unwrap_err();
+        assert!(matches!(error, Error::Chain(_)), "{dir}: {error}");
+        assert!(
+            error.to_string().contains("not the trusted root"),
+            "{dir}: {error}"
+        );
+    }
+}
+
+#[test]
+fn malformed_quotes_are_refused_with_a_reason() {
+    for (bytes, needle) in [
+        (Vec::new(), "shorter than a quote header"),
+        (vec![0u8; 47], "shorter than a quote header"),
+        (
+            [&[4u8, 0, 2, 0, 0x81, 0, 0, 0][..], &[0u8; 100]].concat(),
+            "malformed quote",
+        ),
+        (
+            [&[4u8, 0, 2, 0, 0x42, 0, 0, 0][..], &[0u8; 100]].concat(),
+            "TEE type",
+        ),
+    ] {
+        let error = ParsedQuote::parse(&bytes).map(|_| ()).unwrap_err();
+        assert!(error.to_string().contains(needle), "{error}");
+    }
+}
