@@ -2,10 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The kind of Trusted Execution Environment that produced evidence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TeeKind {
     /// AMD SEV-SNP confidential VM.
@@ -19,7 +19,7 @@ pub enum TeeKind {
 }
 
 /// How the platform's TCB compares with the vendor's current recommendation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TcbStatus {
     /// Current.
@@ -75,5 +75,61 @@ impl Claims {
     pub fn to_json(&self) -> String {
         // Serializing this struct (strings, numbers, maps with string keys) cannot fail.
         serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+impl TeeKind {
+    /// The name used in JSON and policies: `sev-snp`, `tdx`, `sgx`, `none`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SevSnp => "sev-snp",
+            Self::Tdx => "tdx",
+            Self::Sgx => "sgx",
+            Self::None => "none",
+        }
+    }
+
+    /// The claim names this TEE's measurements, signers and host data go by.
+    pub fn value_names(self) -> &'static [&'static str] {
+        match self {
+            Self::SevSnp => &[
+                "measurement",
+                "id_key_digest",
+                "author_key_digest",
+                "host_data",
+            ],
+            Self::Tdx => &[
+                "mrtd",
+                "rtmr0",
+                "rtmr1",
+                "rtmr2",
+                "rtmr3",
+                "mrsignerseam",
+                "host_data",
+            ],
+            Self::Sgx => &["mrenclave", "mrsigner"],
+            Self::None => &[],
+        }
+    }
+}
+
+impl std::fmt::Display for TeeKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Claims {
+    /// The claim named `name` (a measurement, a signer digest or `host_data`).
+    pub fn value(&self, name: &str) -> Option<&str> {
+        self.measurements
+            .get(name)
+            .or_else(|| self.signers.get(name))
+            .map(String::as_str)
+            .or_else(|| {
+                (name == "host_data")
+                    .then_some(self.host_data.as_deref())
+                    .flatten()
+            })
     }
 }

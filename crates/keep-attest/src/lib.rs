@@ -11,9 +11,11 @@
 pub mod claims;
 mod error;
 pub mod intel;
+pub mod policy;
 pub mod snp;
 mod x509;
 
 pub use claims::{Claims, TcbStatus, TeeKind};
 pub use error::Error;
+pub use policy::{Policy, Rejection};
 pub use x509::load_certificates;

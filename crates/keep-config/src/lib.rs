@@ -113,20 +113,7 @@ impl Config {
 
     /// Parses configuration text; `path` is only used in error messages.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let deserializer = toml::Deserializer::parse(text).map_err(|e| {
-            ConfigError::at_offset(path, text, e.span().map(|s| s.start), None, e.message())
-        })?;
-        serde_path_to_error::deserialize(deserializer).map_err(|e| {
-            let key = e.path().to_string();
-            let inner = e.into_inner();
-            ConfigError::at_offset(
-                path,
-                text,
-                inner.span().map(|s| s.start),
-                Some(key),
-                inner.message(),
-            )
-        })
+        parse_toml(text, path)
     }
 
     /// The value of `FD_NAMES`: descriptor names joined with `:`.
@@ -151,6 +138,28 @@ impl Config {
             })
             .collect()
     }
+}
+
+/// Parses any TOML document into `T` with the errors of `Keep.toml`: file, line, column
+/// and dotted key. Other TOML files of Keep (attestation policies) use it too.
+pub fn parse_toml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    path: &Path,
+) -> Result<T, ConfigError> {
+    let deserializer = toml::Deserializer::parse(text).map_err(|e| {
+        ConfigError::at_offset(path, text, e.span().map(|s| s.start), None, e.message())
+    })?;
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let key = e.path().to_string();
+        let inner = e.into_inner();
+        ConfigError::at_offset(
+            path,
+            text,
+            inner.span().map(|s| s.start),
+            Some(key),
+            inner.message(),
+        )
+    })
 }
 
 /// An environment variable name: non-empty, without `=` or NUL.

@@ -1,0 +1,250 @@
+//! The attestation policy: a TOML file judging [`Claims`]. One table per TEE that may be
+//! accepted; evidence from a TEE without a table is refused. Every rejection names the rule
+//! and the values that failed.
+//!
+//! ```toml
+//! require_report_data = true      # the verifier must supply the expected report data
+//!
+//! [sev-snp]
+//! measurement = ["ff71..."]       # allowed values of a claim (any claim name of the TEE)
+//! id_key_digest = ["d71a..."]
+//! min_tcb = { bootloader = 3, snp = 8, microcode = 115 }
+//! debug = false                   # the default
+//!
+//! [tdx]
+//! mrtd = ["..."]
+//! tcb_status = ["up-to-date", "sw-hardening-needed"]
+//! allowed_advisories = ["INTEL-SA-00615"]
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use keep_config::ConfigError;
+use serde::Deserialize;
+
+use crate::{Claims, TcbStatus, TeeKind};
+
+/// A parsed policy.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Require the claims' report data to equal what the verifier expects (the binding of
+    /// the Keep's key and workload).
+    #[serde(default)]
+    pub require_report_data: bool,
+    /// Rules for AMD SEV-SNP evidence.
+    #[serde(default, rename = "sev-snp")]
+    pub sev_snp: Option<TeeRules>,
+    /// Rules for Intel TDX evidence.
+    #[serde(default)]
+    pub tdx: Option<TeeRules>,
+    /// Rules for Intel SGX evidence.
+    #[serde(default)]
+    pub sgx: Option<TeeRules>,
+    /// Rules for evidence of kind `none` (the process backend: no TEE at all).
+    #[serde(default)]
+    pub none: Option<TeeRules>,
+}
+
+/// What one TEE's claims must satisfy.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct TeeRules {
+    /// Whether a debuggable TEE is acceptable (its memory is readable by the host).
+    #[serde(default)]
+    pub debug: bool,
+    /// Minimum security version of each named TCB component.
+    #[serde(default)]
+    pub min_tcb: BTreeMap<String, u64>,
+    /// Acceptable TCB statuses; without it, anything but `revoked`.
+    #[serde(default)]
+    pub tcb_status: Option<Vec<TcbStatus>>,
+    /// Advisories that may apply to the platform; without it, any.
+    #[serde(default)]
+    pub allowed_advisories: Option<Vec<String>>,
+    /// Allowed values (hex) of named claims: measurements, signers, `host_data`.
+    #[serde(flatten)]
+    pub values: BTreeMap<String, Vec<String>>,
+}
+
+/// One failed rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// The rule, as written in the policy: `[sev-snp].measurement`.
+    pub rule: String,
+    /// What the claims hold and what the rule wanted.
+    pub reason: String,
+}
+
+/// The policy refused the claims; every failed rule is listed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct Rejection(pub Vec<Violation>);
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the attestation policy rejects the evidence:")?;
+        for violation in &self.0 {
+            write!(f, "\n  {}: {}", violation.rule, violation.reason)?;
+        }
+        Ok(())
+    }
+}
+
+impl Policy {
+    /// Reads and checks a policy file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::whole_file(path, format!("cannot read the policy: {e}")))?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and checks policy text; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let policy: Self = keep_config::parse_toml(text, path)?;
+        for (tee, rules) in policy.tables() {
+            let Some(rules) = rules else { continue };
+            for (name, values) in &rules.values {
+                if !tee.value_names().contains(&name.as_str()) {
+                    return Err(ConfigError::whole_file(
+                        path,
+                        format!(
+                            "[{tee}] has no claim `{name}`; its claims are: {}",
+                            if tee.value_names().is_empty() {
+                                "none".to_owned()
+                            } else {
+                                tee.value_names().join(", ")
+                            }
+                        ),
+                    ));
+                }
+                if let Some(bad) = values.iter().find(|v| hex::decode(v).is_err()) {
+                    return Err(ConfigError::whole_file(
+                        path,
+                        format!("[{tee}].{name}: `{bad}` is not hex"),
+                    ));
+                }
+            }
+        }
+        Ok(policy)
+    }
+
+    fn tables(&self) -> [(TeeKind, Option<&TeeRules>); 4] {
+        [
+            (TeeKind::SevSnp, self.sev_snp.as_ref()),
+            (TeeKind::Tdx, self.tdx.as_ref()),
+            (TeeKind::Sgx, self.sgx.as_ref()),
+            (TeeKind::None, self.none.as_ref()),
+        ]
+    }
+
+    /// Judges `claims`. `expected_report_data` is what the verifier computed the report
+    /// data must be (hex or raw bytes compared as hex).
+    pub fn evaluate(
+        &self,
+        claims: &Claims,
+        expected_report_data: Option<&[u8]>,
+    ) -> Result<(), Rejection> {
+        let mut violations = Vec::new();
+        let mut fail = |rule: String, reason: String| violations.push(Violation { rule, reason });
+        let tee = claims.tee;
+        if self.require_report_data {
+            match expected_report_data {
+                None => fail(
+                    "require_report_data".into(),
+                    "the verifier supplied no expected report data".into(),
+                ),
+                Some(expected)
+                    if !claims
+                        .report_data
+                        .eq_ignore_ascii_case(&hex::encode(expected)) =>
+                {
+                    fail(
+                        "require_report_data".into(),
+                        format!(
+                            "the evidence binds {} but {} was expected",
+                            claims.report_data,
+                            hex::encode(expected)
+                        ),
+                    )
+                }
+                Some(_) => {}
+            }
+        }
+        let Some(rules) = self
+            .tables()
+            .into_iter()
+            .find(|(kind, _)| *kind == tee)
+            .and_then(|(_, r)| r)
+        else {
+            fail(
+                format!("[{tee}]"),
+                format!("evidence from {tee} is not allowed (the policy has no [{tee}] table)"),
+            );
+            return Err(Rejection(violations));
+        };
+        if claims.debug && !rules.debug {
+            fail(
+                format!("[{tee}].debug"),
+                "the TEE allows debugging and the policy does not".into(),
+            );
+        }
+        for (name, allowed) in &rules.values {
+            let actual = claims.value(name).unwrap_or("(absent)");
+            if !allowed.iter().any(|v| v.eq_ignore_ascii_case(actual)) {
+                fail(
+                    format!("[{tee}].{name}"),
+                    format!("{actual} is not one of {}", allowed.join(", ")),
+                );
+            }
+        }
+        for (component, minimum) in &rules.min_tcb {
+            match claims.tcb.get(component) {
+                Some(value) if value >= minimum => {}
+                Some(value) => fail(
+                    format!("[{tee}].min_tcb.{component}"),
+                    format!("{value} is below {minimum}"),
+                ),
+                None => fail(
+                    format!("[{tee}].min_tcb.{component}"),
+                    format!(
+                        "the evidence has no TCB component `{component}` (it has: {})",
+                        claims.tcb.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                ),
+            }
+        }
+        let status_ok = match &rules.tcb_status {
+            Some(allowed) => allowed.contains(&claims.tcb_status),
+            None => claims.tcb_status != TcbStatus::Revoked,
+        };
+        if !status_ok {
+            fail(
+                format!("[{tee}].tcb_status"),
+                format!(
+                    "{} is not allowed",
+                    serde_json::to_string(&claims.tcb_status).unwrap_or_default()
+                ),
+            );
+        }
+        if let Some(allowed) = &rules.allowed_advisories {
+            let unlisted: Vec<&str> = claims
+                .advisories
+                .iter()
+                .filter(|a| !allowed.contains(a))
+                .map(String::as_str)
+                .collect();
+            if !unlisted.is_empty() {
+                fail(
+                    format!("[{tee}].allowed_advisories"),
+                    format!("{} apply and are not allowed", unlisted.join(", ")),
+                );
+            }
+        }
+        if violations.is_empty() {
+            Ok(())
+        } else {
+            Err(Rejection(violations))
+        }
+    }
+}
