@@ -1,5 +1,7 @@
 //! Access to the read-only vectors in `<repo>/../shared/vectors`, and tampering helpers.
 
+#![allow(dead_code)] // Each test binary uses a different part of these helpers.
+
 use std::path::PathBuf;
 use std::time::SystemTime;
 
