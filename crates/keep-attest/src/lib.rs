@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod claims;
+pub mod collect;
 mod error;
 pub mod intel;
 pub mod policy;
