@@ -11,12 +11,15 @@
 pub mod claims;
 pub mod collect;
 mod error;
+pub mod evidence;
 pub mod intel;
+pub mod platform;
 pub mod policy;
 pub mod snp;
 mod x509;
 
 pub use claims::{Claims, TcbStatus, TeeKind};
 pub use error::Error;
+pub use evidence::{Endorsements, EvidenceKind, detect, inspect, verify};
 pub use policy::{Policy, Rejection};
 pub use x509::load_certificates;

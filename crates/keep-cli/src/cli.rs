@@ -42,6 +42,87 @@ pub enum Command {
         #[command(subcommand)]
         command: CacheCommand,
     },
+    /// Inspect and verify attestation evidence: AMD SEV-SNP reports, Intel TDX and SGX quotes.
+    #[command(after_help = ATTEST_EXIT_HELP)]
+    Attest {
+        #[command(subcommand)]
+        command: AttestCommand,
+    },
+    /// Describe this host: which TEE it is or has, and which backends Keep can use here.
+    Platform {
+        #[command(subcommand)]
+        command: PlatformCommand,
+    },
+}
+
+const ATTEST_EXIT_HELP: &str = "\
+Exit status:
+  0    the evidence verifies (and the policy, if any, accepts it)
+  1    the evidence is rejected: malformed, not authentic, expired, or refused by the policy
+  126  Keep could not do the job (unreadable file, invalid policy, bad arguments)";
+
+#[derive(Debug, Subcommand)]
+pub enum AttestCommand {
+    /// Show what evidence states (its kind and fields) WITHOUT verifying it.
+    Inspect {
+        /// The evidence: an SEV-SNP report (binary or hex text) or a DCAP quote.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify evidence to the vendor's root and print its claims; optionally judge them
+    /// with a policy.
+    #[command(long_about = VERIFY_LONG_ABOUT, after_help = ATTEST_EXIT_HELP)]
+    Verify {
+        /// The evidence: an SEV-SNP report (binary or hex text) or a DCAP quote.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Directory of endorsements: certificates (*.pem, *.crt, *.cer, *.der: the VCEK or
+        /// VLEK and ASK/ASVK for SEV-SNP) and Intel collateral (tcb_info.json,
+        /// qe_identity.json, tcb_signing_chain.pem, root_ca_crl.der, pck_crl.der,
+        /// pck_chain.pem).
+        #[arg(long, value_name = "DIR")]
+        collateral: Option<PathBuf>,
+        /// Attestation policy (TOML) the claims must satisfy; see docs/attestation.md.
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+        /// Verify as of this time (RFC 3339, e.g. 2024-06-01T00:00:00Z) instead of now.
+        #[arg(long, value_name = "TIME", value_parser = parse_time)]
+        at: Option<std::time::SystemTime>,
+        /// The report data the evidence must carry (128 hex digits), for policies with
+        /// `require_report_data`.
+        #[arg(long, value_name = "HEX")]
+        report_data: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+const VERIFY_LONG_ABOUT: &str = "\
+Verify evidence to the vendor's root and print its claims; optionally judge them with a policy.
+
+SEV-SNP reports are verified to AMD's built-in roots (Milan, Genoa, Turin) through the VCEK or \
+VLEK found in --collateral, and the key's TCB must be the report's. DCAP quotes are verified to \
+the Intel SGX Root CA through the PCK chain in the quote; with Intel collateral in --collateral \
+the TCB status and advisories are evaluated too. Nothing is fetched from the network.";
+
+#[derive(Debug, Subcommand)]
+pub enum PlatformCommand {
+    /// Show this host's TEE, its attestation interfaces, and which backends can run here
+    /// (with the remedy for what is missing).
+    Info {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_time(text: &str) -> Result<std::time::SystemTime, String> {
+    humantime::parse_rfc3339_weak(text)
+        .map_err(|e| format!("{e} (expected RFC 3339, e.g. 2024-06-01T00:00:00Z)"))
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,5 +1,6 @@
 //! `keep`: runs WebAssembly programs as Keeps.
 
+mod attest;
 mod cli;
 mod run;
 
@@ -48,6 +49,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             );
             Ok(0)
         }
+        Command::Attest { command } => attest::attest(command),
+        Command::Platform { command } => attest::platform(command),
         Command::Cache { command } => {
             let cache = default_cache()?;
             match command {

@@ -51,6 +51,15 @@ pub fn verify(
     Ok(claims(&parsed, tcb_status, advisories))
 }
 
+/// The claims a quote states, without verifying anything (for inspection).
+pub fn unverified_claims(quote: &[u8]) -> Result<Claims, Error> {
+    Ok(claims(
+        &ParsedQuote::parse(quote)?,
+        TcbStatus::NotEvaluated,
+        Vec::new(),
+    ))
+}
+
 fn claims(parsed: &ParsedQuote, tcb_status: TcbStatus, advisories: Vec<String>) -> Claims {
     let header = &parsed.quote.header;
     let mut tcb = BTreeMap::from([

@@ -1,0 +1,123 @@
+//! Evidence of any supported kind: recognise it, inspect it, verify it.
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use x509_cert::Certificate;
+
+use crate::intel::{self, Collateral};
+use crate::{Claims, Error, snp};
+
+/// What a file of evidence is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvidenceKind {
+    /// An AMD SEV-SNP attestation report (binary or hex text).
+    SnpReport,
+    /// An Intel DCAP quote (SGX or TDX).
+    IntelQuote,
+}
+
+impl EvidenceKind {
+    /// A name for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::SnpReport => "AMD SEV-SNP attestation report",
+            Self::IntelQuote => "Intel DCAP quote",
+        }
+    }
+}
+
+/// Recognises evidence by its header.
+pub fn detect(bytes: &[u8]) -> Result<EvidenceKind, Error> {
+    let le16 = |at: usize| {
+        bytes
+            .get(at..at + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+    };
+    // DCAP quotes: version 3–5, attestation key type 2 (ECDSA P-256).
+    if matches!(le16(0), Some(3..=5)) && le16(2) == Some(2) {
+        return Ok(EvidenceKind::IntelQuote);
+    }
+    let is_hex_text = !bytes.is_empty()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_hexdigit() || b.is_ascii_whitespace());
+    if bytes.len() == snp::REPORT_LEN || is_hex_text {
+        return Ok(EvidenceKind::SnpReport);
+    }
+    Err(Error::Unsupported {
+        what: "evidence",
+        detail: format!(
+            "{} bytes that are neither an SEV-SNP report ({} bytes or hex text) nor a DCAP quote",
+            bytes.len(),
+            snp::REPORT_LEN
+        ),
+    })
+}
+
+/// The claims evidence states, unverified.
+pub fn inspect(bytes: &[u8]) -> Result<(EvidenceKind, Claims), Error> {
+    let kind = detect(bytes)?;
+    let claims = match kind {
+        EvidenceKind::SnpReport => snp::unverified_claims(bytes)?,
+        EvidenceKind::IntelQuote => intel::unverified_claims(bytes)?,
+    };
+    Ok((kind, claims))
+}
+
+/// What verification may use besides the evidence.
+#[derive(Debug, Clone, Default)]
+pub struct Endorsements {
+    /// Certificates: SEV-SNP VCEK/VLEK and intermediates.
+    pub certificates: Vec<Certificate>,
+    /// Intel TCB collateral.
+    pub intel: Option<Collateral>,
+}
+
+impl Endorsements {
+    /// Reads a collateral directory: every `*.pem`, `*.crt`, `*.cer` and `*.der` file holding
+    /// certificates, and Intel's collateral files ([`intel::COLLATERAL_FILES`]).
+    pub fn from_dir(dir: &Path) -> Result<Self, Error> {
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| Error::MissingCollateral(format!("{}: {e}", dir.display())))?;
+        let mut certificates = Vec::new();
+        let mut paths: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        paths.sort();
+        for path in paths {
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            let is_cert_file = ["pem", "crt", "cer", "der"]
+                .iter()
+                .any(|ext| path.extension().is_some_and(|e| e == *ext));
+            if !is_cert_file || intel::COLLATERAL_FILES.contains(&name) {
+                continue;
+            }
+            let bytes = std::fs::read(&path)
+                .map_err(|e| Error::MissingCollateral(format!("{}: {e}", path.display())))?;
+            certificates.extend(
+                crate::load_certificates(&bytes).map_err(|e| {
+                    Error::malformed("collateral", format!("{}: {e}", path.display()))
+                })?,
+            );
+        }
+        Ok(Self {
+            certificates,
+            intel: Collateral::from_dir(dir)?,
+        })
+    }
+}
+
+/// Verifies evidence of any kind at `at`.
+pub fn verify(bytes: &[u8], endorsements: &Endorsements, at: SystemTime) -> Result<Claims, Error> {
+    match detect(bytes)? {
+        EvidenceKind::SnpReport => snp::verify(bytes, &endorsements.certificates, at),
+        EvidenceKind::IntelQuote => intel::verify(
+            bytes,
+            endorsements.intel.as_ref(),
+            intel::production_root(),
+            at,
+        ),
+    }
+}
