@@ -10,12 +10,13 @@ Usage: scripts/bench --tls [--quick]
 """
 
 import os
-import re
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from sections import write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".bench" / "tls"
@@ -113,7 +114,6 @@ def write_report(results):
     keep_hs, native_hs = best(results["keep"], "handshakes_s"), best(results["native"], "handshakes_s")
     cipher = results["keep"][0]["cipher"]
     section = (
-        "<!-- tls:begin -->\n"
         "## TLS echo server (`scripts/bench --tls`)\n\n"
         "`tests/guests/echo.c` as a Keep with a `prot = \"tls\"` listener, against the same C "
         "built natively behind a native rustls terminator (`crates/keep-bench`), both rustls "
@@ -127,16 +127,8 @@ def write_report(results):
         "server), so it pays a loopback TCP hop and thread hand-offs per direction that Keep's\n"
         "in-process termination does not; the ratio measures that, not rustls against rustls. Keep's\n"
         "own cost per byte is the host-call path (guest `read`/`write` → Keep → rustls).\n"
-        "<!-- tls:end -->\n"
     )
-    report = ROOT / "docs" / "benchmarks.md"
-    text = report.read_text()
-    if "<!-- tls:begin -->" in text:
-        text = re.sub(r"<!-- tls:begin -->.*<!-- tls:end -->\n", section, text, flags=re.S)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    report.write_text(text)
-    print(section)
+    write_section("tls", section)
 
 
 if __name__ == "__main__":
