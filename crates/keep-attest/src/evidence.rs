@@ -15,6 +15,8 @@ pub enum EvidenceKind {
     SnpReport,
     /// An Intel DCAP quote (SGX or TDX).
     IntelQuote,
+    /// SEV-SNP evidence as JSON: a report's fields and its certificates.
+    SnpJson,
 }
 
 impl EvidenceKind {
@@ -23,6 +25,7 @@ impl EvidenceKind {
         match self {
             Self::SnpReport => "AMD SEV-SNP attestation report",
             Self::IntelQuote => "Intel DCAP quote",
+            Self::SnpJson => "AMD SEV-SNP evidence (JSON)",
         }
     }
 }
@@ -37,6 +40,9 @@ pub fn detect(bytes: &[u8]) -> Result<EvidenceKind, Error> {
     // DCAP quotes: version 3–5, attestation key type 2 (ECDSA P-256).
     if matches!(le16(0), Some(3..=5)) && le16(2) == Some(2) {
         return Ok(EvidenceKind::IntelQuote);
+    }
+    if bytes.trim_ascii_start().starts_with(b"{") {
+        return Ok(EvidenceKind::SnpJson);
     }
     let is_hex_text = !bytes.is_empty()
         && bytes
@@ -61,6 +67,7 @@ pub fn inspect(bytes: &[u8]) -> Result<(EvidenceKind, Claims), Error> {
     let claims = match kind {
         EvidenceKind::SnpReport => snp::unverified_claims(bytes)?,
         EvidenceKind::IntelQuote => intel::unverified_claims(bytes)?,
+        EvidenceKind::SnpJson => snp::unverified_claims(&snp::from_json(bytes)?.0)?,
     };
     Ok((kind, claims))
 }
@@ -113,6 +120,11 @@ impl Endorsements {
 pub fn verify(bytes: &[u8], endorsements: &Endorsements, at: SystemTime) -> Result<Claims, Error> {
     match detect(bytes)? {
         EvidenceKind::SnpReport => snp::verify(bytes, &endorsements.certificates, at),
+        EvidenceKind::SnpJson => {
+            let (report, mut certificates) = snp::from_json(bytes)?;
+            certificates.extend(endorsements.certificates.iter().cloned());
+            snp::verify(&report, &certificates, at)
+        }
         EvidenceKind::IntelQuote => intel::verify(
             bytes,
             endorsements.intel.as_ref(),

@@ -10,6 +10,7 @@
 
 pub mod claims;
 pub mod collect;
+pub mod enarx;
 mod error;
 pub mod evidence;
 pub mod intel;

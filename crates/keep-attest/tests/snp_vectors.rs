@@ -218,3 +218,53 @@ fn malformed_reports_are_refused_with_a_reason() {
     let error = snp::Report::from_bytes(&v9).unwrap_err();
     assert!(matches!(error, Error::Unsupported { .. }), "{error}");
 }
+
+#[test]
+fn trustee_json_evidence_verifies_with_its_own_chain() {
+    let json = read("sev-snp/trustee/e2e-evidence.json");
+    assert_eq!(
+        keep_attest::detect(&json).unwrap(),
+        keep_attest::EvidenceKind::SnpJson
+    );
+    let (report, certs) = snp::from_json(&json).unwrap();
+    assert_eq!(certs.len(), 1);
+    assert_eq!(snp::Report::from_bytes(&report).unwrap().fields.version, 3);
+    let claims =
+        keep_attest::verify(&json, &keep_attest::Endorsements::default(), at(VALID)).unwrap();
+    assert_eq!(claims.details["signing_key"], "VCEK");
+    // A changed field no longer matches the signature.
+    let text = String::from_utf8(json)
+        .unwrap()
+        .replacen("\"guest_svn\":0", "\"guest_svn\":1", 1);
+    let error = keep_attest::verify(
+        text.as_bytes(),
+        &keep_attest::Endorsements::default(),
+        at(VALID),
+    )
+    .unwrap_err();
+    assert!(matches!(error, Error::Signature(_)), "{error}");
+}
+
+#[test]
+fn enarx_milan_csr_evidence_verifies() {
+    use keep_attest::enarx::{Request, SNP_EVIDENCE, pki_path};
+    let csr = read("sev-snp/enarx-steward/milan.signed.crl.csr");
+    let request = Request::from_der(&csr).unwrap();
+    assert_eq!(request.kind, SNP_EVIDENCE);
+    let chain = pki_path(&read("sev-snp/enarx-steward/milan.pkipath")).unwrap();
+    assert_eq!(chain.len(), 2);
+    // The report and its VCEK chain verify (the CRLs in the evidence have expired; they
+    // are not used: the VCEK is checked to AMD's root at the pinned time).
+    let claims = request
+        .verify_snp(&chain, at("2023-01-01T00:00:00Z"))
+        .unwrap();
+    assert_eq!(claims.details["product"], "Milan");
+    // A changed request no longer matches its signature.
+    let error = Request::from_der(&tampered(&csr, 60, |b| b ^ 0x01))
+        .map(|_| ())
+        .unwrap_err();
+    assert!(
+        matches!(error, Error::Signature(_) | Error::Malformed { .. }),
+        "{error}"
+    );
+}

@@ -95,7 +95,7 @@ impl ParsedQuote {
         let pem = self.quote.inner_cert_data();
         // The field may carry a trailing NUL.
         let end = pem.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-        Certificate::load_pem_chain(&pem[..end]).map_err(|e| {
+        crate::x509::pem_chain(&pem[..end]).map_err(|e| {
             Error::Chain(format!(
                 "the PCK certificate chain in the quote cannot be read: {e}"
             ))

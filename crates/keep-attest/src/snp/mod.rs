@@ -7,6 +7,7 @@
 //! over the report's exact bytes.
 
 mod chain;
+mod json;
 mod report;
 mod vek;
 
@@ -17,6 +18,7 @@ use p384::ecdsa::signature::Verifier as _;
 use x509_cert::Certificate;
 
 pub use chain::{issued_by_amd_root, verify as verify_chain};
+pub use json::from_json;
 pub use report::{REPORT_LEN, Report, SigningKey};
 pub use vek::{Vek, VekTcb};
 
