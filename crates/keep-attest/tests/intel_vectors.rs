@@ -212,3 +212,16 @@ fn malformed_quotes_are_refused_with_a_reason() {
         assert!(error.to_string().contains(needle), "{error}");
     }
 }
+
+#[test]
+fn a_raw_tdreport_parses() {
+    let bytes = read("tdx/go-tdx-guest/report.dat");
+    let report = intel::TdReport::from_bytes(&bytes).unwrap();
+    assert_eq!(&report.report_data[..], &bytes[128..192]);
+    assert_eq!(&report.mr_td[..], &bytes[528..576]);
+    let error = intel::TdReport::from_bytes(&bytes[..1000]).unwrap_err();
+    assert!(
+        error.to_string().contains("1000 bytes, expected 1024"),
+        "{error}"
+    );
+}

@@ -3,6 +3,7 @@
 
 mod collateral;
 mod quote;
+mod tdreport;
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -14,6 +15,7 @@ use x509_cert::Certificate;
 
 pub use collateral::{Collateral, FILES as COLLATERAL_FILES};
 pub use quote::ParsedQuote;
+pub use tdreport::{TDREPORT_LEN, TdReport};
 
 use crate::{Claims, Error, TcbStatus, TeeKind};
 
