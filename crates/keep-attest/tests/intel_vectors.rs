@@ -225,3 +225,68 @@ fn a_raw_tdreport_parses() {
         "{error}"
     );
 }
+
+#[test]
+fn tdx_v4_quote_and_its_event_log_give_trustees_claims() {
+    use base64::Engine as _;
+    use intel::eventlog;
+
+    let expected: serde_json::Value =
+        serde_json::from_slice(&read("tdx/trustee/parse_tdx_claims_expected.json")).unwrap();
+    let claims = intel::unverified_claims(&read("tdx/trustee/tdx_quote_4.dat")).unwrap();
+    let body = &expected["quote"]["body"];
+    for (ours, theirs) in [
+        (&claims.measurements["mrtd"], "mr_td"),
+        (&claims.measurements["rtmr0"], "rtmr_0"),
+        (&claims.measurements["rtmr1"], "rtmr_1"),
+        (&claims.measurements["rtmr2"], "rtmr_2"),
+        (&claims.measurements["rtmr3"], "rtmr_3"),
+        (&claims.details["mrseam"], "mr_seam"),
+        (&claims.signers["mrsignerseam"], "mrsigner_seam"),
+        (claims.host_data.as_ref().unwrap(), "mr_config_id"),
+        (&claims.details["mrowner"], "mr_owner"),
+        (&claims.details["mrownerconfig"], "mr_owner_config"),
+        (&claims.details["td_attributes"], "td_attributes"),
+        (&claims.details["xfam"], "xfam"),
+        (&claims.report_data, "report_data"),
+    ] {
+        assert_eq!(ours, body[theirs].as_str().unwrap(), "{theirs}");
+    }
+    assert_eq!(
+        claims.debug,
+        expected["td_attributes"]["debug"].as_bool().unwrap()
+    );
+
+    let events = eventlog::parse(&read("tdx/trustee/CCEL_data")).unwrap();
+    let listed = expected["uefi_event_logs"].as_array().unwrap();
+    assert_eq!(events.len(), listed.len());
+    for (event, theirs) in events.iter().zip(listed) {
+        assert_eq!(u64::from(event.index), theirs["index"].as_u64().unwrap());
+        assert_eq!(event.type_name(), theirs["type_name"].as_str().unwrap());
+        assert_eq!(
+            hex::encode(event.sha384().unwrap()),
+            theirs["digests"][0]["digest"].as_str().unwrap()
+        );
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(theirs["event"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(event.data, data);
+        assert_eq!(
+            event.digest_matches_data(),
+            theirs["digest_matches_event"].as_bool().unwrap()
+        );
+    }
+    // Replay, checked against an independent implementation (a short Python script over the
+    // same log). This log is not the one behind the quote: its RTMRs differ from the quote's.
+    let rtmrs = eventlog::replay(&events);
+    assert_eq!(
+        hex::encode(rtmrs[0]),
+        "2dc712306a963eadb894ad47dbaa17df44814151555aee11cbb843becca88950ffd079664902e6f22c66f7c8213543f4"
+    );
+    assert_eq!(rtmrs[2], [0; 48]);
+    // A truncated log is an error, not a panic.
+    let log = read("tdx/trustee/CCEL_data");
+    for cut in [0, 10, 60, 100, 5000] {
+        assert!(eventlog::parse(&log[..cut]).is_err(), "cut at {cut}");
+    }
+}

@@ -2,6 +2,7 @@
 //! against Intel's TCB collateral when it is supplied.
 
 mod collateral;
+pub mod eventlog;
 mod quote;
 mod tdreport;
 
