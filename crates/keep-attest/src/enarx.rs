@@ -3,9 +3,14 @@
 //!
 //! Enarx put the evidence in an extension of the PKCS#10 request, by TEE:
 //! `1.3.6.1.4.1.58270.1.3` for SEV-SNP, `…1.2` for SGX (and `…1.1` for KVM, which has
-//! none). The SEV-SNP form is
-//! `SEQUENCE { SEQUENCE { vcek Certificate, crls SEQUENCE OF ANY }, report OCTET STRING }`.
+//! none):
+//!
+//! - SEV-SNP: `SEQUENCE { SEQUENCE { vcek Certificate, crls SEQUENCE OF ANY }, report OCTET STRING }`
+//! - SGX: `SEQUENCE { quote OCTET STRING, crls ANY, SEQUENCE { tcbSigningChain SEQUENCE OF
+//!   Certificate, tcbInfo OCTET STRING (the PCS response, JSON) } }`
+//!
 //! The request's own signature is checked too: it proves the holder of the key asked.
+//! Enarx's CRLs are not used (they expired long ago).
 
 use std::time::SystemTime;
 
@@ -15,7 +20,7 @@ use x509_cert::Certificate;
 use x509_cert::ext::Extensions;
 use x509_cert::request::CertReq;
 
-use crate::{Claims, Error, snp};
+use crate::{Claims, Error, intel, snp};
 
 /// Enarx's SEV-SNP evidence extension.
 pub const SNP_EVIDENCE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.58270.1.3");
@@ -23,7 +28,9 @@ pub const SNP_EVIDENCE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1
 pub const SGX_EVIDENCE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.58270.1.2");
 const EXTENSION_REQUEST: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.14");
 const SECP384R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
+const SECP256R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
 const ECDSA_WITH_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3");
+const ECDSA_WITH_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
 
 #[derive(der::Sequence)]
 struct SnpEvidence {
@@ -37,6 +44,19 @@ struct SnpEndorsement {
     crls: Vec<Any>,
 }
 
+#[derive(der::Sequence)]
+struct SgxEvidence {
+    quote: OctetString,
+    crls: Any,
+    tcb: SgxTcb,
+}
+
+#[derive(der::Sequence)]
+struct SgxTcb {
+    signing_chain: Vec<Certificate>,
+    tcb_info: OctetString,
+}
+
 /// A request with its signature checked, and the value of its evidence extension.
 pub struct Request {
     /// The parsed request.
@@ -48,8 +68,8 @@ pub struct Request {
 }
 
 impl Request {
-    /// Parses a DER request, checks its signature (ECDSA P-384 with SHA-384, as Enarx's SNP
-    /// Keeps made them) and finds its one evidence extension.
+    /// Parses a DER request, checks its signature (ECDSA P-384 with SHA-384 or P-256 with
+    /// SHA-256, as Enarx's Keeps made them) and finds its one evidence extension.
     pub fn from_der(der: &[u8]) -> Result<Self, Error> {
         let request =
             CertReq::from_der(der).map_err(|e| Error::malformed("certificate request", e))?;
@@ -94,49 +114,122 @@ impl Request {
     /// Verifies SEV-SNP evidence at `at`; `supplied` may add intermediates (the ARK/ASK
     /// chain Enarx's Steward trusted), only AMD's built-in roots are trusted.
     pub fn verify_snp(&self, supplied: &[Certificate], at: SystemTime) -> Result<Claims, Error> {
-        if self.kind != SNP_EVIDENCE {
-            return Err(Error::Unsupported {
-                what: "Enarx evidence",
-                detail: format!("extension {} is not SEV-SNP evidence", self.kind),
-            });
-        }
-        let evidence = SnpEvidence::from_der(&self.evidence)
-            .map_err(|e| Error::malformed("Enarx SEV-SNP evidence", e))?;
+        let evidence: SnpEvidence = self.decode(SNP_EVIDENCE)?;
         let mut certs = vec![evidence.endorsement.vcek];
         certs.extend(supplied.iter().cloned());
         snp::verify(evidence.report.as_bytes(), &certs, at)
     }
 }
 
-/// The request's signature, by the key it carries. Enarx's SNP Keeps used P-384.
+/// The request's signature, by the key it carries: Enarx's SNP Keeps used P-384, its SGX
+/// Keeps P-256.
 fn verify_signature(request: &CertReq) -> Result<(), Error> {
-    use p384::ecdsa::signature::Verifier as _;
+    use p256::ecdsa::signature::Verifier as _;
     let spki = &request.info.public_key;
+    let key = spki.subject_public_key.raw_bytes();
+    let signature = request.signature.raw_bytes();
+    let info = request
+        .info
+        .to_der()
+        .map_err(|e| Error::malformed("certificate request", e))?;
     let curve = spki
         .algorithm
         .parameters
         .as_ref()
         .and_then(|p| p.decode_as::<ObjectIdentifier>().ok());
-    if curve != Some(SECP384R1) || request.algorithm.oid != ECDSA_WITH_SHA384 {
-        return Err(Error::Unsupported {
-            what: "certificate request key",
-            detail: format!(
-                "{} with {} (Keep checks ECDSA P-384 / SHA-384 requests here)",
-                curve.map_or("unknown curve".to_owned(), |c| c.to_string()),
-                request.algorithm.oid
+    let malformed = |what: &str| Error::malformed("certificate request", what);
+    let verified = match (curve, request.algorithm.oid) {
+        (Some(SECP384R1), ECDSA_WITH_SHA384) => p384::ecdsa::VerifyingKey::from_sec1_bytes(key)
+            .map_err(|_| malformed("its key is not a P-384 point"))?
+            .verify(
+                &info,
+                &p384::ecdsa::Signature::from_der(signature)
+                    .map_err(|_| malformed("malformed signature"))?,
             ),
-        });
-    }
-    let key = p384::ecdsa::VerifyingKey::from_sec1_bytes(spki.subject_public_key.raw_bytes())
-        .map_err(|_| Error::malformed("certificate request", "its key is not a P-384 point"))?;
-    let signature = p384::ecdsa::Signature::from_der(request.signature.raw_bytes())
-        .map_err(|_| Error::malformed("certificate request", "malformed signature"))?;
-    let info = request
-        .info
-        .to_der()
-        .map_err(|e| Error::malformed("certificate request", e))?;
-    key.verify(&info, &signature)
+        (Some(SECP256R1), ECDSA_WITH_SHA256) => p256::ecdsa::VerifyingKey::from_sec1_bytes(key)
+            .map_err(|_| malformed("its key is not a P-256 point"))?
+            .verify(
+                &info,
+                &p256::ecdsa::Signature::from_der(signature)
+                    .map_err(|_| malformed("malformed signature"))?,
+            ),
+        (curve, algorithm) => {
+            return Err(Error::Unsupported {
+                what: "certificate request key",
+                detail: format!(
+                    "{} with {algorithm} (Keep checks ECDSA P-384/SHA-384 and P-256/SHA-256)",
+                    curve.map_or("unknown curve".to_owned(), |c| c.to_string()),
+                ),
+            });
+        }
+    };
+    verified
         .map_err(|_| Error::Signature("the certificate request is not signed by its key".into()))
+}
+
+impl Request {
+    /// The evidence as `T`, when the extension is `kind`.
+    fn decode<'a, T: der::Decode<'a>>(&'a self, kind: ObjectIdentifier) -> Result<T, Error> {
+        let name = if kind == SNP_EVIDENCE {
+            "SEV-SNP"
+        } else {
+            "SGX"
+        };
+        if self.kind != kind {
+            return Err(Error::Unsupported {
+                what: "Enarx evidence",
+                detail: format!("extension {} is not {name} evidence", self.kind),
+            });
+        }
+        T::from_der(&self.evidence)
+            .map_err(|e| Error::malformed("Enarx evidence", format!("{name}: {e}")))
+    }
+
+    /// The report or quote inside the evidence, for inspection.
+    pub fn evidence_bytes(&self) -> Result<Vec<u8>, Error> {
+        Ok(if self.kind == SNP_EVIDENCE {
+            self.decode::<SnpEvidence>(SNP_EVIDENCE)?
+                .report
+                .as_bytes()
+                .to_vec()
+        } else {
+            self.decode::<SgxEvidence>(SGX_EVIDENCE)?
+                .quote
+                .as_bytes()
+                .to_vec()
+        })
+    }
+
+    /// Verifies the evidence, whichever TEE it is from.
+    pub fn verify(&self, supplied: &[Certificate], at: SystemTime) -> Result<Claims, Error> {
+        if self.kind == SNP_EVIDENCE {
+            self.verify_snp(supplied, at)
+        } else {
+            self.verify_sgx(at)
+        }
+    }
+
+    /// Verifies SGX evidence at `at`: the quote to the Intel SGX Root CA, and the platform's
+    /// TCB status and advisories from the TCB info in the evidence.
+    pub fn verify_sgx(&self, at: SystemTime) -> Result<Claims, Error> {
+        let evidence: SgxEvidence = self.decode(SGX_EVIDENCE)?;
+        let quote = evidence.quote.as_bytes();
+        let root = intel::production_root();
+        let mut claims = intel::verify(quote, None, root, at)?;
+        let pck_chain = intel::ParsedQuote::parse(quote)?.pck_chain()?;
+        let tcb_info = std::str::from_utf8(evidence.tcb.tcb_info.as_bytes())
+            .map_err(|_| Error::malformed("Enarx SGX evidence", "the TCB info is not text"))?;
+        let (status, advisories) = intel::evaluate_sgx(
+            tcb_info,
+            &evidence.tcb.signing_chain,
+            &pck_chain[0],
+            root,
+            at,
+        )?;
+        claims.tcb_status = status;
+        claims.advisories = advisories;
+        Ok(claims)
+    }
 }
 
 /// The certificates of a PkiPath (`SEQUENCE OF Certificate`), as Enarx's Steward stored its

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use x509_cert::Certificate;
 
 use crate::intel::{self, Collateral};
-use crate::{Claims, Error, snp};
+use crate::{Claims, Error, enarx, snp};
 
 /// What a file of evidence is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +17,8 @@ pub enum EvidenceKind {
     IntelQuote,
     /// SEV-SNP evidence as JSON: a report's fields and its certificates.
     SnpJson,
+    /// A certificate request made by an Enarx Keep, with its evidence extension.
+    EnarxRequest,
 }
 
 impl EvidenceKind {
@@ -26,6 +28,7 @@ impl EvidenceKind {
             Self::SnpReport => "AMD SEV-SNP attestation report",
             Self::IntelQuote => "Intel DCAP quote",
             Self::SnpJson => "AMD SEV-SNP evidence (JSON)",
+            Self::EnarxRequest => "certificate request with Enarx evidence",
         }
     }
 }
@@ -40,6 +43,10 @@ pub fn detect(bytes: &[u8]) -> Result<EvidenceKind, Error> {
     // DCAP quotes: version 3–5, attestation key type 2 (ECDSA P-256).
     if matches!(le16(0), Some(3..=5)) && le16(2) == Some(2) {
         return Ok(EvidenceKind::IntelQuote);
+    }
+    // A DER SEQUENCE: a PKCS#10 request (reports and quotes never start with 0x30 0x82).
+    if bytes.starts_with(&[0x30, 0x82]) {
+        return Ok(EvidenceKind::EnarxRequest);
     }
     if bytes.trim_ascii_start().starts_with(b"{") {
         return Ok(EvidenceKind::SnpJson);
@@ -68,6 +75,15 @@ pub fn inspect(bytes: &[u8]) -> Result<(EvidenceKind, Claims), Error> {
         EvidenceKind::SnpReport => snp::unverified_claims(bytes)?,
         EvidenceKind::IntelQuote => intel::unverified_claims(bytes)?,
         EvidenceKind::SnpJson => snp::unverified_claims(&snp::from_json(bytes)?.0)?,
+        EvidenceKind::EnarxRequest => {
+            let request = enarx::Request::from_der(bytes)?;
+            let evidence = request.evidence_bytes()?;
+            if request.kind == enarx::SNP_EVIDENCE {
+                snp::unverified_claims(&evidence)?
+            } else {
+                intel::unverified_claims(&evidence)?
+            }
+        }
     };
     Ok((kind, claims))
 }
@@ -120,6 +136,9 @@ impl Endorsements {
 pub fn verify(bytes: &[u8], endorsements: &Endorsements, at: SystemTime) -> Result<Claims, Error> {
     match detect(bytes)? {
         EvidenceKind::SnpReport => snp::verify(bytes, &endorsements.certificates, at),
+        EvidenceKind::EnarxRequest => {
+            enarx::Request::from_der(bytes)?.verify(&endorsements.certificates, at)
+        }
         EvidenceKind::SnpJson => {
             let (report, mut certificates) = snp::from_json(bytes)?;
             certificates.extend(endorsements.certificates.iter().cloned());

@@ -290,3 +290,78 @@ fn tdx_v4_quote_and_its_event_log_give_trustees_claims() {
         assert!(eventlog::parse(&log[..cut]).is_err(), "cut at {cut}");
     }
 }
+
+/// Enarx's Steward policy for these CSRs (`sgx/enarx-steward/steward.toml`, `[sgx]`) in
+/// Keep's policy language: signer → mrsigner, hash → mrenclave, enclave_security_version
+/// → minimum isv_svn, allowed_advisories as such, and the `Debug` feature → debug allowed.
+fn enarx_sgx_policy(signer: &str, isv_svn: u64, advisories: &str) -> keep_attest::Policy {
+    let steward: toml::Table = toml::from_str(&text("sgx/enarx-steward/steward.toml")).unwrap();
+    let sgx = &steward["sgx"];
+    let list = |key: &str| {
+        sgx[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| format!("\"{}\"", v.as_str().unwrap()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let signer = if signer.is_empty() {
+        list("signer")
+    } else {
+        format!("\"{signer}\"")
+    };
+    let advisories = if advisories.is_empty() {
+        list("allowed_advisories")
+    } else {
+        advisories.to_owned()
+    };
+    let debug = list("features").contains("\"Debug\"");
+    keep_attest::Policy::parse(
+        &format!(
+            "[sgx]\nmrsigner = [{signer}]\nmrenclave = [{}]\nmin_tcb = {{ isv_svn = {isv_svn} }}\n\
+             allowed_advisories = [{advisories}]\ndebug = {debug}\n",
+            list("hash")
+        ),
+        std::path::Path::new("steward.toml"),
+    )
+    .unwrap()
+}
+
+#[test]
+fn enarx_sgx_csrs_verify_and_meet_the_stewards_policy() {
+    use keep_attest::enarx::{Request, SGX_EVIDENCE};
+    let steward: toml::Table = toml::from_str(&text("sgx/enarx-steward/steward.toml")).unwrap();
+    let isv_svn = steward["sgx"]["enclave_security_version"]
+        .as_integer()
+        .unwrap() as u64;
+    for file in [
+        "sgx/enarx-steward/icelake.signed.tcb.crl.multi.xeon.csr",
+        "sgx/enarx-steward/icelake.signed.tcb.crl.single.i5.csr",
+    ] {
+        let request = Request::from_der(&read(file)).unwrap();
+        assert_eq!(request.kind, SGX_EVIDENCE, "{file}");
+        let claims = request
+            .verify_sgx(at("2023-02-01T00:00:00Z"))
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(claims.tee, TeeKind::Sgx);
+        assert_ne!(claims.tcb_status, TcbStatus::NotEvaluated, "{file}");
+        enarx_sgx_policy("", isv_svn, "")
+            .evaluate(&claims, None)
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        for (policy, rule) in [
+            (
+                enarx_sgx_policy(&"00".repeat(32), isv_svn, ""),
+                "[sgx].mrsigner",
+            ),
+            (enarx_sgx_policy("", 9999, ""), "[sgx].min_tcb.isv_svn"),
+            (
+                enarx_sgx_policy("", isv_svn, "\"INTEL-SA-99999\""),
+                "[sgx].allowed_advisories",
+            ),
+        ] {
+            let rejection = policy.evaluate(&claims, None).unwrap_err();
+            assert_eq!(rejection.0[0].rule, rule, "{file}: {rejection}");
+        }
+    }
+}

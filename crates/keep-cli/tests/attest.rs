@@ -242,3 +242,41 @@ fn platform_info_says_what_this_host_can_do() {
         .unwrap();
     assert_eq!(cvm["usable"], true);
 }
+
+#[test]
+fn enarx_certificate_requests_are_verified_with_their_evidence() {
+    let done = attest(&["verify", "--json", "--at", "2023-02-01T00:00:00Z"])
+        .arg_path(&vector(
+            "sgx/enarx-steward/icelake.signed.tcb.crl.multi.xeon.csr",
+        ))
+        .finish();
+    done.expect_code(0);
+    let json: serde_json::Value = serde_json::from_slice(&done.stdout).unwrap();
+    assert_eq!(json["tee"], "sgx");
+    assert_eq!(json["tcb_status"], "out-of-date");
+    assert!(
+        json["advisories"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "INTEL-SA-00615")
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let chain = collateral(
+        tmp.path(),
+        &[("sev-snp/enarx-steward/milan.pkipath", "milan.der")],
+    );
+    // A PkiPath is not a certificate file: the directory is refused with the file named.
+    attest(&["verify", "--collateral"])
+        .arg_path(&chain)
+        .arg_path(&vector("sev-snp/enarx-steward/milan.signed.crl.csr"))
+        .finish()
+        .expect_code(KEEP_ERROR)
+        .expect_stderr_contains("milan.der");
+    // Its VCEK travels in the request; the built-in Milan ASK completes the chain.
+    attest(&["verify", "--at", "2023-01-01T00:00:00Z"])
+        .arg_path(&vector("sev-snp/enarx-steward/milan.signed.crl.csr"))
+        .finish()
+        .expect_code(0);
+}

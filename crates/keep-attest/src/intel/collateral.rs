@@ -79,12 +79,12 @@ impl Collateral {
 }
 
 /// A signed PCS response: the signed JSON object exactly as served, and its signature.
-struct Signed {
-    body: String,
-    signature: Vec<u8>,
+pub(crate) struct Signed {
+    pub body: String,
+    pub signature: Vec<u8>,
 }
 
-fn signed(response: &str, key: &'static str) -> Result<Signed, Error> {
+pub(crate) fn signed(response: &str, key: &'static str) -> Result<Signed, Error> {
     #[derive(Deserialize)]
     struct Response<'a> {
         #[serde(borrow, rename = "tcbInfo")]
@@ -188,7 +188,13 @@ pub fn evaluate(
         }
         Err(e) => return Err(Error::Collateral(format!("{e:#}"))),
     };
-    let status = match report.status.as_str() {
+    let status = status_from_intel(&report.status)?;
+    Ok((status, report.advisory_ids))
+}
+
+/// Intel's name of a TCB status as Keep's.
+pub(crate) fn status_from_intel(name: &str) -> Result<TcbStatus, Error> {
+    Ok(match name {
         "UpToDate" => TcbStatus::UpToDate,
         "SWHardeningNeeded" => TcbStatus::SwHardeningNeeded,
         "ConfigurationNeeded" => TcbStatus::ConfigurationNeeded,
@@ -196,9 +202,6 @@ pub fn evaluate(
         "OutOfDate" => TcbStatus::OutOfDate,
         "OutOfDateConfigurationNeeded" => TcbStatus::OutOfDateConfigurationNeeded,
         "Revoked" => TcbStatus::Revoked,
-        other => {
-            return Err(Error::Collateral(format!("unknown TCB status `{other}`")));
-        }
-    };
-    Ok((status, report.advisory_ids))
+        other => return Err(Error::Collateral(format!("unknown TCB status `{other}`"))),
+    })
 }

@@ -4,6 +4,7 @@
 mod collateral;
 pub mod eventlog;
 mod quote;
+mod tcb;
 mod tdreport;
 
 use std::collections::BTreeMap;
@@ -16,6 +17,7 @@ use x509_cert::Certificate;
 
 pub use collateral::{Collateral, FILES as COLLATERAL_FILES};
 pub use quote::ParsedQuote;
+pub use tcb::evaluate_sgx;
 pub use tdreport::{TDREPORT_LEN, TdReport};
 
 use crate::{Claims, Error, TcbStatus, TeeKind};
