@@ -117,7 +117,7 @@ fn tdx_v4_tamper_cases_fail_for_the_stated_reason() {
 }
 
 #[test]
-fn tdx_quote_versions_are_detected() {
+fn tdx_v4_and_v5_quotes_are_detected_and_verify() {
     for (file, version) in [
         ("tdx/trustee/tdx_quote_4.dat", 4),
         ("tdx/trustee/tdx_quote_5.dat", 5),
@@ -125,6 +125,9 @@ fn tdx_quote_versions_are_detected() {
         let parsed = ParsedQuote::parse(&read(file)).unwrap();
         assert_eq!(parsed.quote.header.version, version, "{file}");
         assert!(!parsed.quote.header.is_sgx(), "{file}");
+        // Both verify in full: quote, QE report and PCK chain (valid from 2024-03-18).
+        let claims = verify_prod(&read(file), None, "2024-06-01T00:00:00Z").unwrap();
+        assert_eq!(claims.details["version"], version.to_string());
     }
 }
 
