@@ -5,18 +5,22 @@
 //! `1.3.6.1.4.1.58270.1.3` for SEV-SNP, `…1.2` for SGX (and `…1.1` for KVM, which has
 //! none):
 //!
-//! - SEV-SNP: `SEQUENCE { SEQUENCE { vcek Certificate, crls SEQUENCE OF ANY }, report OCTET STRING }`
+//! - SEV-SNP: `SEQUENCE { SEQUENCE { vcek Certificate, crls SEQUENCE { SEQUENCE OF
+//!   SEQUENCE { url UTF8String, crl CertificateList } } }, report OCTET STRING }`
 //! - SGX: `SEQUENCE { quote OCTET STRING, crls ANY, SEQUENCE { tcbSigningChain SEQUENCE OF
 //!   Certificate, tcbInfo OCTET STRING (the PCS response, JSON) } }`
 //!
 //! The request's own signature is checked too: it proves the holder of the key asked.
-//! Enarx's CRLs are not used (they expired long ago).
+//! The SEV-SNP evidence's CRLs (AMD's, as Enarx fetched them) are checked like supplied ones,
+//! so such evidence verifies only at a time when they were current; the SGX evidence's CRLs
+//! are not used.
 
 use std::time::SystemTime;
 
 use der::asn1::{Any, ObjectIdentifier, OctetString};
 use der::{Decode as _, Encode as _};
 use x509_cert::Certificate;
+use x509_cert::crl::CertificateList;
 use x509_cert::ext::Extensions;
 use x509_cert::request::CertReq;
 
@@ -41,7 +45,20 @@ struct SnpEvidence {
 #[derive(der::Sequence)]
 struct SnpEndorsement {
     vcek: Certificate,
-    crls: Vec<Any>,
+    crls: CrlList,
+}
+
+/// Enarx's `CrlList`: a SEQUENCE wrapping the SEQUENCE OF its entries.
+#[derive(der::Sequence)]
+struct CrlList {
+    entries: Vec<EnarxCrl>,
+}
+
+/// A CRL with the URL Enarx fetched it from.
+#[derive(der::Sequence)]
+struct EnarxCrl {
+    url: String,
+    crl: CertificateList,
 }
 
 #[derive(der::Sequence)]
@@ -115,9 +132,16 @@ impl Request {
     /// chain Enarx's Steward trusted), only AMD's built-in roots are trusted.
     pub fn verify_snp(&self, supplied: &[Certificate], at: SystemTime) -> Result<Claims, Error> {
         let evidence: SnpEvidence = self.decode(SNP_EVIDENCE)?;
+        let crls: Vec<CertificateList> = evidence
+            .endorsement
+            .crls
+            .entries
+            .into_iter()
+            .map(|entry| entry.crl)
+            .collect();
         let mut certs = vec![evidence.endorsement.vcek];
         certs.extend(supplied.iter().cloned());
-        snp::verify(evidence.report.as_bytes(), &certs, at)
+        snp::verify_with_crls(evidence.report.as_bytes(), &certs, &crls, at)
     }
 }
 

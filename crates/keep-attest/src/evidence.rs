@@ -4,6 +4,7 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use x509_cert::Certificate;
+use x509_cert::crl::CertificateList;
 
 use crate::intel::{self, Collateral};
 use crate::{Claims, Error, enarx, snp};
@@ -93,17 +94,21 @@ pub fn inspect(bytes: &[u8]) -> Result<(EvidenceKind, Claims), Error> {
 pub struct Endorsements {
     /// Certificates: SEV-SNP VCEK/VLEK and intermediates.
     pub certificates: Vec<Certificate>,
+    /// AMD CRLs (`*.crl`), checked for SEV-SNP chains.
+    pub crls: Vec<CertificateList>,
     /// Intel TCB collateral.
     pub intel: Option<Collateral>,
 }
 
 impl Endorsements {
     /// Reads a collateral directory: every `*.pem`, `*.crt`, `*.cer` and `*.der` file holding
-    /// certificates, and Intel's collateral files ([`intel::COLLATERAL_FILES`]).
+    /// certificates, every `*.crl` (DER or PEM), and Intel's collateral files
+    /// ([`intel::COLLATERAL_FILES`]).
     pub fn from_dir(dir: &Path) -> Result<Self, Error> {
         let entries = std::fs::read_dir(dir)
             .map_err(|e| Error::MissingCollateral(format!("{}: {e}", dir.display())))?;
         let mut certificates = Vec::new();
+        let mut crls = Vec::new();
         let mut paths: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
         paths.sort();
         for path in paths {
@@ -111,22 +116,31 @@ impl Endorsements {
                 .file_name()
                 .and_then(|n| n.to_str())
                 .unwrap_or_default();
-            let is_cert_file = ["pem", "crt", "cer", "der"]
-                .iter()
-                .any(|ext| path.extension().is_some_and(|e| e == *ext));
-            if !is_cert_file || intel::COLLATERAL_FILES.contains(&name) {
+            let extension = path
+                .extension()
+                .and_then(|e| e.to_str())
+                .unwrap_or_default();
+            let is_crl = extension == "crl";
+            let is_cert_file = ["pem", "crt", "cer", "der"].contains(&extension)
+                && !intel::COLLATERAL_FILES.contains(&name);
+            if !is_crl && !is_cert_file {
                 continue;
             }
             let bytes = std::fs::read(&path)
                 .map_err(|e| Error::MissingCollateral(format!("{}: {e}", path.display())))?;
-            certificates.extend(
-                crate::load_certificates(&bytes).map_err(|e| {
-                    Error::malformed("collateral", format!("{}: {e}", path.display()))
-                })?,
-            );
+            let malformed =
+                |e: String| Error::malformed("collateral", format!("{}: {e}", path.display()));
+            if is_crl {
+                crls.push(crate::x509::load_crl(&bytes).map_err(malformed)?);
+            } else {
+                certificates.extend(
+                    crate::load_certificates(&bytes).map_err(|e| malformed(e.to_string()))?,
+                );
+            }
         }
         Ok(Self {
             certificates,
+            crls,
             intel: Collateral::from_dir(dir)?,
         })
     }
@@ -135,14 +149,16 @@ impl Endorsements {
 /// Verifies evidence of any kind at `at`.
 pub fn verify(bytes: &[u8], endorsements: &Endorsements, at: SystemTime) -> Result<Claims, Error> {
     match detect(bytes)? {
-        EvidenceKind::SnpReport => snp::verify(bytes, &endorsements.certificates, at),
+        EvidenceKind::SnpReport => {
+            snp::verify_with_crls(bytes, &endorsements.certificates, &endorsements.crls, at)
+        }
         EvidenceKind::EnarxRequest => {
             enarx::Request::from_der(bytes)?.verify(&endorsements.certificates, at)
         }
         EvidenceKind::SnpJson => {
             let (report, mut certificates) = snp::from_json(bytes)?;
             certificates.extend(endorsements.certificates.iter().cloned());
-            snp::verify(&report, &certificates, at)
+            snp::verify_with_crls(&report, &certificates, &endorsements.crls, at)
         }
         EvidenceKind::IntelQuote => intel::verify(
             bytes,

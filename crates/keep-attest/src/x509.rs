@@ -5,6 +5,7 @@ use std::time::SystemTime;
 
 use der::Decode as _;
 use x509_cert::Certificate;
+use x509_cert::crl::CertificateList;
 
 use crate::Error;
 
@@ -32,6 +33,19 @@ pub(crate) fn pem_chain(bytes: &[u8]) -> Result<Vec<Certificate>, String> {
         return Err("no certificate in it".to_owned());
     }
     Ok(certs)
+}
+
+/// A CRL, DER or PEM (`X509 CRL`).
+pub fn load_crl(bytes: &[u8]) -> Result<CertificateList, String> {
+    use der::Decode as _;
+    if bytes.first() == Some(&0x30) {
+        return CertificateList::from_der(bytes).map_err(|e| e.to_string());
+    }
+    let (label, der) = der::pem::decode_vec(bytes.trim_ascii()).map_err(|e| e.to_string())?;
+    if label != "X509 CRL" {
+        return Err(format!("a PEM `{label}` block, not `X509 CRL`"));
+    }
+    CertificateList::from_der(&der).map_err(|e| e.to_string())
 }
 
 /// The certificate's subject as text.

@@ -253,12 +253,23 @@ fn enarx_milan_csr_evidence_verifies() {
     assert_eq!(request.kind, SNP_EVIDENCE);
     let chain = pki_path(&read("sev-snp/enarx-steward/milan.pkipath")).unwrap();
     assert_eq!(chain.len(), 2);
-    // The report and its VCEK chain verify (the CRLs in the evidence have expired; they
-    // are not used: the VCEK is checked to AMD's root at the pinned time).
+    // The report and its VCEK chain verify at a time when the evidence's CRLs were current.
     let claims = request
         .verify_snp(&chain, at("2023-01-01T00:00:00Z"))
         .unwrap();
     assert_eq!(claims.details["product"], "Milan");
+    // The evidence's CRLs are checked: its Milan CRL (signed by the Milan ARK) was current
+    // until 2023-05-09; later the evidence no longer verifies (the README's "pin the time").
+    let error = request
+        .verify_snp(&chain, at("2024-01-01T00:00:00Z"))
+        .unwrap_err();
+    assert!(matches!(error, Error::Collateral(_)), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("is not current at 2024-01-01T00:00:00Z"),
+        "{error}"
+    );
     // A changed request no longer matches its signature.
     let error = Request::from_der(&tampered(&csr, 60, |b| b ^ 0x01))
         .map(|_| ())

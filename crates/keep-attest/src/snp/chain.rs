@@ -10,6 +10,7 @@ use std::time::SystemTime;
 
 use sev::certs::snp::{Certificate as SevCertificate, Verifiable as _, builtin};
 use x509_cert::Certificate;
+use x509_cert::crl::CertificateList;
 
 use crate::Error;
 use crate::x509::{check_validity, subject};
@@ -66,6 +67,16 @@ pub fn verify(
     supplied: &[Certificate],
     at: SystemTime,
 ) -> Result<&'static str, Error> {
+    verify_with_crls(vek, supplied, &[], at)
+}
+
+/// [`verify`], also checking the intermediate against the supplied CRLs of its ARK.
+pub fn verify_with_crls(
+    vek: &Certificate,
+    supplied: &[Certificate],
+    crls: &[CertificateList],
+    at: SystemTime,
+) -> Result<&'static str, Error> {
     let issuer = &vek.tbs_certificate.issuer;
     let candidates = supplied
         .iter()
@@ -106,6 +117,7 @@ pub fn verify(
         for cert in [vek, intermediate, &anchor.ark] {
             check_validity(cert, at)?;
         }
+        super::crl::check(&anchor.ark, intermediate, crls, at)?;
         return Ok(anchor.product);
     }
     Err(Error::Chain(if failures.is_empty() {

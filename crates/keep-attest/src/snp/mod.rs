@@ -7,6 +7,7 @@
 //! over the report's exact bytes.
 
 mod chain;
+mod crl;
 mod json;
 mod report;
 mod vek;
@@ -16,6 +17,7 @@ use std::time::SystemTime;
 
 use p384::ecdsa::signature::Verifier as _;
 use x509_cert::Certificate;
+use x509_cert::crl::CertificateList;
 
 pub use chain::{issued_by_amd_root, verify as verify_chain};
 pub use json::from_json;
@@ -27,10 +29,21 @@ use crate::{Claims, Error, TcbStatus, TeeKind};
 /// Verifies `report` at `at`. `certs` must hold the VCEK or VLEK that signed it and may hold
 /// intermediates (ASK, ASVK) and roots; only AMD's built-in roots are trusted.
 pub fn verify(report: &[u8], certs: &[Certificate], at: SystemTime) -> Result<Claims, Error> {
+    verify_with_crls(report, certs, &[], at)
+}
+
+/// [`verify`], also checking the chain's intermediate against AMD's CRLs among `crls`
+/// (signed by the ARK, current at `at`).
+pub fn verify_with_crls(
+    report: &[u8],
+    certs: &[Certificate],
+    crls: &[CertificateList],
+    at: SystemTime,
+) -> Result<Claims, Error> {
     let report = Report::from_bytes(report)?;
     let key = report.signing_key()?;
     let vek = find_vek(certs, key)?;
-    let product = chain::verify(&vek.cert, certs, at)?;
+    let product = chain::verify_with_crls(&vek.cert, certs, crls, at)?;
     check_tcb(&report, &vek)?;
     if key == SigningKey::Vcek {
         check_chip(&report, &vek)?;
