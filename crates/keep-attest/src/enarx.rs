@@ -31,8 +31,10 @@ pub const SNP_EVIDENCE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1
 /// Enarx's SGX evidence extension.
 pub const SGX_EVIDENCE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.58270.1.2");
 const EXTENSION_REQUEST: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.14");
-const SECP384R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
-const SECP256R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+/// The P-384 curve.
+pub const SECP384R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
+/// The P-256 curve.
+pub const SECP256R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
 const ECDSA_WITH_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3");
 const ECDSA_WITH_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
 
@@ -156,11 +158,7 @@ fn verify_signature(request: &CertReq) -> Result<(), Error> {
         .info
         .to_der()
         .map_err(|e| Error::malformed("certificate request", e))?;
-    let curve = spki
-        .algorithm
-        .parameters
-        .as_ref()
-        .and_then(|p| p.decode_as::<ObjectIdentifier>().ok());
+    let curve = Request::curve_of(spki);
     let malformed = |what: &str| Error::malformed("certificate request", what);
     let verified = match (curve, request.algorithm.oid) {
         (Some(SECP384R1), ECDSA_WITH_SHA384) => p384::ecdsa::VerifyingKey::from_sec1_bytes(key)
@@ -207,6 +205,18 @@ impl Request {
         }
         T::from_der(&self.evidence)
             .map_err(|e| Error::malformed("Enarx evidence", format!("{name}: {e}")))
+    }
+
+    /// The curve of the request's key: `1.3.132.0.34` (P-384) or `1.2.840.10045.3.1.7` (P-256).
+    pub fn key_curve(&self) -> Option<ObjectIdentifier> {
+        Self::curve_of(&self.request.info.public_key)
+    }
+
+    fn curve_of(spki: &x509_cert::spki::SubjectPublicKeyInfoOwned) -> Option<ObjectIdentifier> {
+        spki.algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.decode_as::<ObjectIdentifier>().ok())
     }
 
     /// The report or quote inside the evidence, for inspection.

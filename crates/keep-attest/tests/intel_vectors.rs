@@ -344,6 +344,11 @@ fn enarx_sgx_csrs_verify_and_meet_the_stewards_policy() {
     ] {
         let request = Request::from_der(&read(file)).unwrap();
         assert_eq!(request.kind, SGX_EVIDENCE, "{file}");
+        assert_eq!(
+            request.key_curve(),
+            Some(keep_attest::enarx::SECP256R1),
+            "{file}"
+        );
         let claims = request
             .verify_sgx(at("2023-02-01T00:00:00Z"))
             .unwrap_or_else(|e| panic!("{file}: {e}"));

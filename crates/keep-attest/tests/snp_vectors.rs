@@ -251,6 +251,7 @@ fn enarx_milan_csr_evidence_verifies() {
     let csr = read("sev-snp/enarx-steward/milan.signed.crl.csr");
     let request = Request::from_der(&csr).unwrap();
     assert_eq!(request.kind, SNP_EVIDENCE);
+    assert_eq!(request.key_curve(), Some(keep_attest::enarx::SECP384R1));
     let chain = pki_path(&read("sev-snp/enarx-steward/milan.pkipath")).unwrap();
     assert_eq!(chain.len(), 2);
     // The report and its VCEK chain verify at a time when the evidence's CRLs were current.

@@ -67,7 +67,13 @@ pub fn attest(command: AttestCommand) -> anyhow::Result<u8> {
             ) {
                 Ok(claims) => claims,
                 Err(e) => {
-                    eprintln!("keep: {}: rejected: {e}", file.display());
+                    let hint = match (&e, &collateral) {
+                        (keep_attest::Error::MissingCollateral(_), None) => {
+                            " (put it in a directory given with --collateral DIR)"
+                        }
+                        _ => "",
+                    };
+                    eprintln!("keep: {}: rejected: {e}{hint}", file.display());
                     return Ok(REJECTED);
                 }
             };

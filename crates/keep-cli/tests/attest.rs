@@ -112,7 +112,9 @@ fn verify_snp_with_collateral_policy_and_time() {
         .arg_path(&report)
         .finish()
         .expect_code(REJECTED)
-        .expect_stderr_contains("no VCEK certificate was supplied");
+        .expect_stderr_contains(
+            "no VCEK certificate was supplied (put it in a directory given with --collateral DIR)",
+        );
 }
 
 #[test]
