@@ -56,6 +56,12 @@ struct CrlList {
     entries: Vec<EnarxCrl>,
 }
 
+impl CrlList {
+    fn into_certificate_lists(self) -> Vec<CertificateList> {
+        self.entries.into_iter().map(|entry| entry.crl).collect()
+    }
+}
+
 /// A CRL with the URL Enarx fetched it from.
 #[derive(der::Sequence)]
 struct EnarxCrl {
@@ -134,13 +140,7 @@ impl Request {
     /// chain Enarx's Steward trusted), only AMD's built-in roots are trusted.
     pub fn verify_snp(&self, supplied: &[Certificate], at: SystemTime) -> Result<Claims, Error> {
         let evidence: SnpEvidence = self.decode(SNP_EVIDENCE)?;
-        let crls: Vec<CertificateList> = evidence
-            .endorsement
-            .crls
-            .entries
-            .into_iter()
-            .map(|entry| entry.crl)
-            .collect();
+        let crls = evidence.endorsement.crls.into_certificate_lists();
         let mut certs = vec![evidence.endorsement.vcek];
         certs.extend(supplied.iter().cloned());
         snp::verify_with_crls(evidence.report.as_bytes(), &certs, &crls, at)
@@ -217,6 +217,15 @@ impl Request {
             .parameters
             .as_ref()
             .and_then(|p| p.decode_as::<ObjectIdentifier>().ok())
+    }
+
+    /// The CRLs carried by SEV-SNP evidence.
+    pub fn snp_crls(&self) -> Result<Vec<CertificateList>, Error> {
+        Ok(self
+            .decode::<SnpEvidence>(SNP_EVIDENCE)?
+            .endorsement
+            .crls
+            .into_certificate_lists())
     }
 
     /// The report or quote inside the evidence, for inspection.
