@@ -42,6 +42,17 @@ pub enum Command {
         #[command(subcommand)]
         command: CacheCommand,
     },
+    /// Print the workload digest of a program and its configuration: the name attestation
+    /// policies, certificates and verifiers use for what a Keep runs.
+    #[command(long_about = DIGEST_LONG_ABOUT)]
+    Digest {
+        /// The program: a .wasm module or component, or .wat text.
+        #[arg(value_name = "FILE")]
+        program: PathBuf,
+        /// The Keep.toml it runs with (the digest covers it).
+        #[arg(short = 'c', long = "config", value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// Inspect and verify attestation evidence: AMD SEV-SNP reports, Intel TDX and SGX quotes.
     #[command(after_help = ATTEST_EXIT_HELP)]
     Attest {
@@ -54,6 +65,15 @@ pub enum Command {
         command: PlatformCommand,
     },
 }
+
+const DIGEST_LONG_ABOUT: &str = "\
+Print the workload digest of a program and its configuration: the name attestation policies, \
+certificates and verifiers use for what a Keep runs (sha256:<64 hex digits>).
+
+It covers the program as WebAssembly binary (a .wat file and the .wasm it compiles to have the \
+same digest) and the configuration's content (comments, formatting and key order do not \
+matter), except what only locates things on one host: `steward`, `[[dirs]] host`, `[tls] cert` \
+and `key`. CA files (`[tls] ca`, `client_ca`) count by their content. See docs/attestation.md.";
 
 const ATTEST_EXIT_HELP: &str = "\
 Exit status:

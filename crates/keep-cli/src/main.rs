@@ -49,6 +49,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             );
             Ok(0)
         }
+        Command::Digest { program, config } => {
+            let program = keep_runtime::Program::read(&program)?;
+            println!(
+                "{}",
+                keep_runtime::workload_digest(&program, config.as_deref())?
+            );
+            Ok(0)
+        }
         Command::Attest { command } => attest::attest(command),
         Command::Platform { command } => attest::platform(command),
         Command::Cache { command } => {

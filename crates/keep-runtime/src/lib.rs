@@ -16,6 +16,7 @@ mod outcome;
 mod p1;
 mod program;
 mod wasi;
+pub mod workload;
 
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -36,6 +37,7 @@ pub use net::BoundListener;
 pub use net::tls::IdentitySource;
 pub use outcome::{Outcome, exit_code};
 pub use program::{Program, ProgramError, ProgramKind};
+pub use workload::{WorkloadDigest, workload_digest};
 
 use crate::compile::Compiled;
 use crate::limits::GuestLimiter;
