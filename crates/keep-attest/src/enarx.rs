@@ -17,26 +17,19 @@
 
 use std::time::SystemTime;
 
+use der::Decode as _;
 use der::asn1::{Any, ObjectIdentifier, OctetString};
-use der::{Decode as _, Encode as _};
 use x509_cert::Certificate;
 use x509_cert::crl::CertificateList;
-use x509_cert::ext::Extensions;
-use x509_cert::request::CertReq;
 
+use crate::csr::SignedRequest;
 use crate::{Claims, Error, intel, snp};
 
 /// Enarx's SEV-SNP evidence extension.
 pub const SNP_EVIDENCE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.58270.1.3");
 /// Enarx's SGX evidence extension.
 pub const SGX_EVIDENCE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.58270.1.2");
-const EXTENSION_REQUEST: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.14");
-/// The P-384 curve.
-pub const SECP384R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
-/// The P-256 curve.
-pub const SECP256R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
-const ECDSA_WITH_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3");
-const ECDSA_WITH_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
+pub use crate::csr::{SECP256R1, SECP384R1};
 
 #[derive(der::Sequence)]
 struct SnpEvidence {
@@ -84,8 +77,8 @@ struct SgxTcb {
 
 /// A request with its signature checked, and the value of its evidence extension.
 pub struct Request {
-    /// The parsed request.
-    pub request: CertReq,
+    /// The request, its signature checked.
+    pub request: SignedRequest,
     /// Which evidence extension it carries.
     pub kind: ObjectIdentifier,
     /// The extension's value.
@@ -96,27 +89,16 @@ impl Request {
     /// Parses a DER request, checks its signature (ECDSA P-384 with SHA-384 or P-256 with
     /// SHA-256, as Enarx's Keeps made them) and finds its one evidence extension.
     pub fn from_der(der: &[u8]) -> Result<Self, Error> {
-        let request =
-            CertReq::from_der(der).map_err(|e| Error::malformed("certificate request", e))?;
-        verify_signature(&request)?;
-        let mut found = Vec::new();
-        for attribute in request
-            .info
-            .attributes
-            .iter()
-            .filter(|a| a.oid == EXTENSION_REQUEST)
-        {
-            for value in attribute.values.iter() {
-                let extensions: Extensions = value.decode_as().map_err(|e| {
-                    Error::malformed("certificate request", format!("extensions: {e}"))
-                })?;
-                found.extend(
-                    extensions
-                        .into_iter()
-                        .filter(|ext| ext.extn_id == SNP_EVIDENCE || ext.extn_id == SGX_EVIDENCE),
-                );
-            }
-        }
+        Self::from_signed(SignedRequest::from_der(der)?)
+    }
+
+    /// Finds the one Enarx evidence extension of a request whose signature is checked.
+    pub fn from_signed(request: SignedRequest) -> Result<Self, Error> {
+        let mut found: Vec<_> = request
+            .extensions()?
+            .into_iter()
+            .filter(|ext| ext.extn_id == SNP_EVIDENCE || ext.extn_id == SGX_EVIDENCE)
+            .collect();
         match found.len() {
             1 => {
                 let extension = found.remove(0);
@@ -147,48 +129,6 @@ impl Request {
     }
 }
 
-/// The request's signature, by the key it carries: Enarx's SNP Keeps used P-384, its SGX
-/// Keeps P-256.
-fn verify_signature(request: &CertReq) -> Result<(), Error> {
-    use p256::ecdsa::signature::Verifier as _;
-    let spki = &request.info.public_key;
-    let key = spki.subject_public_key.raw_bytes();
-    let signature = request.signature.raw_bytes();
-    let info = request
-        .info
-        .to_der()
-        .map_err(|e| Error::malformed("certificate request", e))?;
-    let curve = Request::curve_of(spki);
-    let malformed = |what: &str| Error::malformed("certificate request", what);
-    let verified = match (curve, request.algorithm.oid) {
-        (Some(SECP384R1), ECDSA_WITH_SHA384) => p384::ecdsa::VerifyingKey::from_sec1_bytes(key)
-            .map_err(|_| malformed("its key is not a P-384 point"))?
-            .verify(
-                &info,
-                &p384::ecdsa::Signature::from_der(signature)
-                    .map_err(|_| malformed("malformed signature"))?,
-            ),
-        (Some(SECP256R1), ECDSA_WITH_SHA256) => p256::ecdsa::VerifyingKey::from_sec1_bytes(key)
-            .map_err(|_| malformed("its key is not a P-256 point"))?
-            .verify(
-                &info,
-                &p256::ecdsa::Signature::from_der(signature)
-                    .map_err(|_| malformed("malformed signature"))?,
-            ),
-        (curve, algorithm) => {
-            return Err(Error::Unsupported {
-                what: "certificate request key",
-                detail: format!(
-                    "{} with {algorithm} (Keep checks ECDSA P-384/SHA-384 and P-256/SHA-256)",
-                    curve.map_or("unknown curve".to_owned(), |c| c.to_string()),
-                ),
-            });
-        }
-    };
-    verified
-        .map_err(|_| Error::Signature("the certificate request is not signed by its key".into()))
-}
-
 impl Request {
     /// The evidence as `T`, when the extension is `kind`.
     fn decode<'a, T: der::Decode<'a>>(&'a self, kind: ObjectIdentifier) -> Result<T, Error> {
@@ -207,16 +147,9 @@ impl Request {
             .map_err(|e| Error::malformed("Enarx evidence", format!("{name}: {e}")))
     }
 
-    /// The curve of the request's key: `1.3.132.0.34` (P-384) or `1.2.840.10045.3.1.7` (P-256).
+    /// The curve of the request's key: [`SECP384R1`] or [`SECP256R1`].
     pub fn key_curve(&self) -> Option<ObjectIdentifier> {
-        Self::curve_of(&self.request.info.public_key)
-    }
-
-    fn curve_of(spki: &x509_cert::spki::SubjectPublicKeyInfoOwned) -> Option<ObjectIdentifier> {
-        spki.algorithm
-            .parameters
-            .as_ref()
-            .and_then(|p| p.decode_as::<ObjectIdentifier>().ok())
+        self.request.key_curve()
     }
 
     /// The CRLs carried by SEV-SNP evidence.

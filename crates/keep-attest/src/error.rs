@@ -49,6 +49,9 @@ pub enum Error {
     /// The TCB collateral does not verify or does not cover the evidence.
     #[error("TCB collateral rejected: {0}")]
     Collateral(String),
+    /// The evidence does not bind what it must (the request's key and workload).
+    #[error("binding invalid: {0}")]
+    Binding(String),
     /// The TCB the evidence reports differs from the TCB its key was endorsed for.
     #[error("TCB mismatch: {0}")]
     TcbMismatch(String),

@@ -8,14 +8,18 @@
 
 #![warn(missing_docs)]
 
+pub mod certificate;
 pub mod claims;
+pub mod cmw;
 pub mod collect;
+pub mod csr;
 pub mod enarx;
 mod error;
 pub mod evidence;
 pub mod intel;
 pub mod platform;
 pub mod policy;
+pub mod request;
 pub mod snp;
 mod x509;
 

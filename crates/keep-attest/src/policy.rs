@@ -15,6 +15,10 @@
 //! mrtd = ["..."]
 //! tcb_status = ["up-to-date", "sw-hardening-needed"]
 //! allowed_advisories = ["INTEL-SA-00615"]
+//!
+//! [[workload]]                    # with any [[workload]], only listed workloads are accepted
+//! digest = "sha256:6b1f..."       # what `keep digest` prints
+//! names = ["api.example.com", "spiffe://example.com/api"]   # names it may be certified as
 //! ```
 
 use std::collections::BTreeMap;
@@ -46,6 +50,21 @@ pub struct Policy {
     /// Rules for evidence of kind `none` (the process backend: no TEE at all).
     #[serde(default)]
     pub none: Option<TeeRules>,
+    /// The workloads that may be certified, with the names each may have. Empty: any
+    /// workload, under no name.
+    #[serde(default, rename = "workload")]
+    pub workloads: Vec<WorkloadRule>,
+}
+
+/// A workload the policy accepts (`[[workload]]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadRule {
+    /// The workload digest, `sha256:<hex>`.
+    pub digest: String,
+    /// The DNS names and URIs its certificates may carry.
+    #[serde(default)]
+    pub names: Vec<String>,
 }
 
 /// What one TEE's claims must satisfy.
@@ -126,7 +145,49 @@ impl Policy {
                 }
             }
         }
+        for workload in &policy.workloads {
+            let hex_part = workload.digest.strip_prefix("sha256:").unwrap_or_default();
+            if hex_part.len() != 64 || hex::decode(hex_part).is_err() {
+                return Err(ConfigError::whole_file(
+                    path,
+                    format!(
+                        "[[workload]] digest `{}` is not sha256:<64 hex digits> (what `keep \
+                         digest` prints)",
+                        workload.digest
+                    ),
+                ));
+            }
+        }
         Ok(policy)
+    }
+
+    /// Judges a workload and the names it asks for: with `[[workload]]` tables, the digest
+    /// must be listed; every name must be listed for it.
+    pub fn evaluate_workload(&self, digest: &[u8; 32], names: &[String]) -> Result<(), Rejection> {
+        let digest = format!("sha256:{}", hex::encode(digest));
+        let rule = self
+            .workloads
+            .iter()
+            .find(|w| w.digest.eq_ignore_ascii_case(&digest));
+        let mut violations = Vec::new();
+        if rule.is_none() && !self.workloads.is_empty() {
+            violations.push(Violation {
+                rule: "[[workload]]".into(),
+                reason: format!("workload {digest} is not in the policy"),
+            });
+        }
+        let allowed = rule.map_or(&[][..], |r| r.names.as_slice());
+        for name in names.iter().filter(|n| !allowed.contains(n)) {
+            violations.push(Violation {
+                rule: "[[workload]].names".into(),
+                reason: format!("the name `{name}` is not allowed for workload {digest}"),
+            });
+        }
+        if violations.is_empty() {
+            Ok(())
+        } else {
+            Err(Rejection(violations))
+        }
     }
 
     fn tables(&self) -> [(TeeKind, Option<&TeeRules>); 4] {

@@ -21,6 +21,9 @@ pub struct Tls {
     /// Cipher suites by their IANA names (`TLS13_AES_256_GCM_SHA384`, ...); empty means
     /// rustls' defaults.
     pub cipher_suites: Vec<String>,
+    /// Names the Keep asks its Steward to certify: DNS names, and URIs (which contain
+    /// `://`, such as SPIFFE IDs). The Steward's policy decides which a workload may have.
+    pub names: Vec<String>,
 }
 
 impl Default for Tls {
@@ -31,6 +34,7 @@ impl Default for Tls {
             mozilla_roots: true,
             min_version: TlsVersion::default(),
             cipher_suites: Vec::new(),
+            names: Vec::new(),
         }
     }
 }
@@ -81,6 +85,8 @@ struct RawTls {
     min_version: TlsVersion,
     #[serde(default)]
     cipher_suites: Vec<String>,
+    #[serde(default)]
+    names: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -97,14 +103,40 @@ impl TryFrom<RawTls> for Tls {
             (Some(_), None) => return Err("`cert` is given without `key`".into()),
             (None, Some(_)) => return Err("`key` is given without `cert`".into()),
         };
+        if let Some(bad) = raw.names.iter().find(|n| !is_certifiable_name(n)) {
+            return Err(format!(
+                "names: `{bad}` is neither a DNS name nor a URI (scheme://...)"
+            ));
+        }
         Ok(Self {
             identity,
             ca: raw.ca,
             mozilla_roots: raw.mozilla_roots,
             min_version: raw.min_version,
             cipher_suites: raw.cipher_suites,
+            names: raw.names,
         })
     }
+}
+
+/// A DNS name (letters, digits, `-`, `.`, `*`) or a URI with a scheme.
+fn is_certifiable_name(name: &str) -> bool {
+    if let Some((scheme, rest)) = name.split_once("://") {
+        return !scheme.is_empty()
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+            && !rest.is_empty()
+            && !rest.contains(char::is_whitespace);
+    }
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .split('.')
+            .all(|label| !label.is_empty() && label.len() <= 63)
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-.*".contains(c))
 }
 
 /// Whether a `tls` listener asks its clients for a certificate.

@@ -1,0 +1,285 @@
+//! The Steward's decision on one certificate request: verify, judge, issue. This is what
+//! `POST /v1/attest` runs, without HTTP around it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context as _;
+use keep_attest::certificate::AttestedClaims;
+use keep_attest::cmw::ID_PE_CMW;
+use keep_attest::policy::TeeRules;
+use keep_attest::request::{SubjectName, VerifiedRequest, Workload};
+use keep_attest::{Endorsements, Policy, Rejection, TeeKind};
+use rcgen::{
+    CertificateParams, CustomExtension, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
+    KeyUsagePurpose, SanType, SerialNumber,
+};
+use sha2::{Digest as _, Sha256};
+
+use crate::ca::CertificateAuthority;
+
+/// Default lifetime of an issued certificate.
+pub const DEFAULT_VALIDITY: Duration = Duration::from_secs(8 * 3600);
+
+/// Tolerated clock difference between the Steward and the Keeps' peers.
+const CLOCK_SKEW: Duration = Duration::from_secs(300);
+
+/// Why a request was refused. `Display` is the reason sent to the Keep.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// The request or its evidence could not be read, or is of a kind Keep does not verify.
+    #[error("{0}")]
+    Unreadable(keep_attest::Error),
+    /// The evidence or the request's signature did not verify.
+    #[error("{0}")]
+    Evidence(keep_attest::Error),
+    /// Evidence of kind `none` and the Steward was not started to accept it.
+    #[error(
+        "evidence of kind `none` (the process backend: no TEE, the host can read and change \
+         the Keep) is accepted only by a Steward started with --insecure-accept-none"
+    )]
+    InsecureNone,
+    /// A legacy Enarx request: its evidence verified but names no workload.
+    #[error(
+        "the request carries Enarx evidence, which binds only the key and names no workload: \
+         this Steward certifies workloads (send a Keep request)"
+    )]
+    NoWorkload,
+    /// The policy refused the claims, the workload or a name.
+    #[error("{0}")]
+    Policy(Rejection),
+    /// The Steward could not issue the certificate.
+    #[error("the Steward cannot issue the certificate: {0:#}")]
+    Internal(anyhow::Error),
+}
+
+impl Refusal {
+    /// A short label for metrics and logs.
+    pub fn reason(&self) -> &'static str {
+        use keep_attest::Error as E;
+        match self {
+            Self::Unreadable(E::Unsupported { .. }) => "unsupported",
+            Self::Unreadable(_) => "malformed",
+            Self::Evidence(E::Signature(_)) => "signature",
+            Self::Evidence(E::Chain(_)) => "chain",
+            Self::Evidence(E::NotValidAt { .. }) => "expired",
+            Self::Evidence(E::Binding(_)) => "binding",
+            Self::Evidence(E::TcbMismatch(_)) => "tcb-mismatch",
+            Self::Evidence(E::Collateral(_)) => "collateral",
+            Self::Evidence(_) => "evidence",
+            Self::InsecureNone => "insecure-none",
+            Self::NoWorkload => "no-workload",
+            Self::Policy(_) => "policy",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    /// The HTTP status: 400 for what cannot be read, 403 for what is refused.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Unreadable(_) => 400,
+            Self::Internal(_) => 500,
+            _ => 403,
+        }
+    }
+}
+
+/// A certificate issued for a Keep.
+#[derive(Debug)]
+pub struct Issued {
+    /// The certificate then the CA certificate, PEM.
+    pub chain_pem: String,
+    /// What it states.
+    pub claims: AttestedClaims,
+    /// The names it carries.
+    pub names: Vec<String>,
+    /// Its serial number, hex.
+    pub serial: String,
+}
+
+/// What the Steward decides with.
+pub struct Steward {
+    ca: CertificateAuthority,
+    policy: Policy,
+    accept_none: bool,
+    validity: Duration,
+    endorsements: Endorsements,
+    issued: AtomicU64,
+}
+
+/// Builds a [`Steward`].
+pub struct StewardBuilder {
+    policy: Option<Policy>,
+    accept_none: bool,
+    validity: Duration,
+    endorsements: Endorsements,
+}
+
+impl Steward {
+    /// A builder with the defaults: every hardware TEE accepted with default rules (no
+    /// debug, TCB not revoked), `none` refused, any workload under no name, 8-hour
+    /// certificates.
+    pub fn builder() -> StewardBuilder {
+        StewardBuilder {
+            policy: None,
+            accept_none: false,
+            validity: DEFAULT_VALIDITY,
+            endorsements: Endorsements::default(),
+        }
+    }
+
+    /// The CA certificate (PEM).
+    pub fn ca_pem(&self) -> &str {
+        &self.ca.certificate_pem
+    }
+
+    /// Decides on a DER certificate request at `now`.
+    pub fn decide(&self, der: &[u8], now: SystemTime) -> Result<Issued, Refusal> {
+        use keep_attest::Error as E;
+        let verified =
+            keep_attest::request::verify(der, &self.endorsements, now).map_err(|e| match e {
+                E::Malformed { .. } | E::Unsupported { .. } | E::MissingCollateral(_) => {
+                    Refusal::Unreadable(e)
+                }
+                e => Refusal::Evidence(e),
+            })?;
+        let Workload::Digest(digest) = verified.workload else {
+            return Err(Refusal::NoWorkload);
+        };
+        if verified.claims.tee == TeeKind::None && !self.accept_none {
+            return Err(Refusal::InsecureNone);
+        }
+        self.policy
+            .evaluate(&verified.claims, None)
+            .map_err(Refusal::Policy)?;
+        let names: Vec<String> = verified.names.iter().map(ToString::to_string).collect();
+        self.policy
+            .evaluate_workload(&digest, &names)
+            .map_err(Refusal::Policy)?;
+        self.issue(&verified, &digest, names, now)
+            .map_err(Refusal::Internal)
+    }
+
+    fn issue(
+        &self,
+        verified: &VerifiedRequest,
+        digest: &[u8; 32],
+        names: Vec<String>,
+        now: SystemTime,
+    ) -> anyhow::Result<Issued> {
+        let key = rcgen::SubjectPublicKeyInfo::from_der(&verified.public_key)
+            .context("the request's key")?;
+        let claims = AttestedClaims::new(&verified.claims, digest);
+        let serial = self.serial(&verified.public_key, now);
+        let mut params = CertificateParams::default();
+        let mut subject = DistinguishedName::new();
+        // A common name of at most 64 characters: the full digest is in the extension.
+        subject.push(
+            DnType::CommonName,
+            format!("Keep {} sha256:{}", claims.tee, &hex::encode(digest)[..16]),
+        );
+        params.distinguished_name = subject;
+        params.subject_alt_names = verified
+            .names
+            .iter()
+            .map(|name| {
+                Ok(match name {
+                    SubjectName::Dns(dns) => SanType::DnsName(dns.as_str().try_into()?),
+                    SubjectName::Uri(uri) => SanType::URI(uri.as_str().try_into()?),
+                })
+            })
+            .collect::<Result<_, rcgen::Error>>()
+            .context("a requested name")?;
+        let now = time::OffsetDateTime::from(now);
+        params.not_before = now - CLOCK_SKEW;
+        params.not_after = now + self.validity;
+        params.serial_number = Some(SerialNumber::from_slice(&serial));
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        params.use_authority_key_identifier_extension = true;
+        let cmw_arcs: Vec<u64> = ID_PE_CMW.arcs().map(u64::from).collect();
+        params.custom_extensions = vec![CustomExtension::from_oid_content(
+            &cmw_arcs,
+            claims.to_extension_value(),
+        )];
+        let certificate = params
+            .signed_by(&key, &self.ca.issuer)
+            .context("signing the certificate")?;
+        Ok(Issued {
+            chain_pem: certificate.pem() + &self.ca.certificate_pem,
+            claims,
+            names,
+            serial: hex::encode(serial),
+        })
+    }
+
+    /// A 16-byte serial number unique to this key, moment and issuance (RFC 5280: positive,
+    /// at most 20 bytes).
+    fn serial(&self, public_key: &[u8], now: SystemTime) -> [u8; 16] {
+        let count = self.issued.fetch_add(1, Ordering::Relaxed);
+        let nanos = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let digest = Sha256::new()
+            .chain_update(public_key)
+            .chain_update(nanos.to_be_bytes())
+            .chain_update(count.to_be_bytes())
+            .finalize();
+        let mut serial = [0; 16];
+        serial.copy_from_slice(&digest[..16]);
+        serial[0] &= 0x7f;
+        serial[0] |= 0x01;
+        serial
+    }
+}
+
+impl StewardBuilder {
+    /// The attestation policy (see [`keep_attest::policy`]).
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+
+    /// Whether evidence of kind `none` may be accepted (development only: it proves nothing).
+    pub fn insecure_accept_none(mut self, accept: bool) -> Self {
+        self.accept_none = accept;
+        self
+    }
+
+    /// The lifetime of issued certificates.
+    pub fn validity(mut self, validity: Duration) -> Self {
+        self.validity = validity;
+        self
+    }
+
+    /// Collateral used for every request (certificates, CRLs, Intel TCB collateral).
+    pub fn endorsements(mut self, endorsements: Endorsements) -> Self {
+        self.endorsements = endorsements;
+        self
+    }
+
+    /// The Steward, signing with `ca`.
+    pub fn build(self, ca: CertificateAuthority) -> Steward {
+        let mut policy = self.policy.unwrap_or_else(|| Policy {
+            sev_snp: Some(TeeRules::default()),
+            tdx: Some(TeeRules::default()),
+            sgx: Some(TeeRules::default()),
+            ..Policy::default()
+        });
+        if self.accept_none && policy.none.is_none() {
+            policy.none = Some(TeeRules::default());
+        }
+        Steward {
+            ca,
+            policy,
+            accept_none: self.accept_none,
+            validity: self.validity,
+            endorsements: self.endorsements,
+            issued: AtomicU64::new(0),
+        }
+    }
+}

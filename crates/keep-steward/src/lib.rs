@@ -1,0 +1,22 @@
+//! The Steward: an HTTPS service that verifies the evidence in a Keep's certificate request
+//! against a policy and issues a short-lived certificate stating the Keep's TEE,
+//! measurements, TCB and workload digest (`keep steward serve`).
+//!
+//! - [`decide`]: the decision on one request (verify, judge, issue), without HTTP;
+//! - [`ca`]: the certificate authority that signs;
+//! - [`server`]: the HTTPS endpoints;
+//! - [`metrics`]: Prometheus counters.
+//!
+//! The request format is [`keep_attest::request`]; what certificates state is
+//! [`keep_attest::certificate`].
+
+#![warn(missing_docs)]
+
+pub mod ca;
+pub mod decide;
+pub mod metrics;
+pub mod server;
+
+pub use ca::CertificateAuthority;
+pub use decide::{Issued, Refusal, Steward, StewardBuilder};
+pub use metrics::Metrics;
