@@ -113,6 +113,17 @@ impl TeeKind {
     }
 }
 
+/// The name used in JSON and policies: `up-to-date`, `out-of-date`, ...
+impl std::fmt::Display for TcbStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        f.write_str(&name)
+    }
+}
+
 impl std::fmt::Display for TeeKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

@@ -144,13 +144,7 @@ fn render(claims: &Claims) -> String {
     let mut lines = vec![
         ("tee".to_owned(), claims.tee.to_string()),
         ("debug".to_owned(), claims.debug.to_string()),
-        (
-            "tcb_status".to_owned(),
-            serde_json::to_value(claims.tcb_status)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default(),
-        ),
+        ("tcb_status".to_owned(), claims.tcb_status.to_string()),
     ];
     lines.extend(
         claims

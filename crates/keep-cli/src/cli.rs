@@ -64,6 +64,133 @@ pub enum Command {
         #[command(subcommand)]
         command: PlatformCommand,
     },
+    /// Run the Steward: the attestation service that certifies Keeps.
+    Steward {
+        #[command(subcommand)]
+        command: StewardCommand,
+    },
+    /// Check a Keep's certificate: that it chains to the Steward's CA, what it states (TEE,
+    /// measurements, workload digest, TCB), and that this is what you expect.
+    #[command(long_about = KEEP_VERIFY_LONG_ABOUT, after_help = KEEP_VERIFY_EXIT_HELP)]
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StewardCommand {
+    /// Serve HTTPS: POST /v1/attest (a PKCS#10 request with evidence in, a certificate chain
+    /// out), GET /healthz, GET /metrics.
+    #[command(long_about = STEWARD_SERVE_LONG_ABOUT)]
+    Serve(ServeArgs),
+}
+
+const STEWARD_SERVE_LONG_ABOUT: &str = "\
+Serve HTTPS: POST /v1/attest (a PKCS#10 request with evidence in, a certificate chain out), \
+GET /healthz, GET /metrics (Prometheus).
+
+For each request the Steward checks the request's signature, verifies the evidence to the \
+vendor's root (with --collateral), checks that the evidence's report data binds the request's \
+key and workload digest, and applies the policy: allowed TEEs, measurements, minimum TCB, \
+debug, workload digests and the names each workload may have. It then issues a short-lived \
+certificate whose id-pe-cmw extension (1.3.6.1.5.5.7.1.35) states the TEE, measurements, TCB \
+status and workload digest. Every decision is logged with its reason (KEEP_LOG, default \
+info).
+
+Without --policy, SEV-SNP, TDX and SGX evidence is accepted with the default rules (no debug, \
+TCB not revoked), for any workload and under no name. Evidence of kind `none` (Keeps on the \
+process backend, which have no TEE) proves nothing and is refused unless \
+--insecure-accept-none is given.
+
+The Steward's own HTTPS certificate is issued at start by its CA, for --name; Keeps trust the \
+Steward by listing the CA certificate in [tls] ca. See docs/steward.md.";
+
+/// `keep steward serve`
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port; the address is printed).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8443")]
+    pub listen: std::net::SocketAddr,
+    /// The CA certificate (PEM) that signs Keeps' certificates.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "ca_key",
+        conflicts_with = "generate_ca"
+    )]
+    pub ca_cert: Option<PathBuf>,
+    /// The CA's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "ca_cert")]
+    pub ca_key: Option<PathBuf>,
+    /// Use the CA in DIR (ca.pem, ca-key.pem), generating it first when DIR has none. An
+    /// existing CA is never overwritten.
+    #[arg(long, value_name = "DIR", required_unless_present = "ca_cert")]
+    pub generate_ca: Option<PathBuf>,
+    /// Attestation policy (TOML); see docs/attestation.md and docs/steward.md.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Directory of collateral used for every request: certificates, AMD CRLs, Intel TCB
+    /// collateral (as for `keep attest verify --collateral`).
+    #[arg(long, value_name = "DIR")]
+    pub collateral: Option<PathBuf>,
+    /// Accept evidence of kind `none` from Keeps without a TEE. It proves nothing about the
+    /// Keep: for development only.
+    #[arg(long)]
+    pub insecure_accept_none: bool,
+    /// Lifetime of issued certificates, e.g. 8h, 30m, 90s.
+    #[arg(long, value_name = "DURATION", default_value = "8h", value_parser = humantime::parse_duration)]
+    pub validity: std::time::Duration,
+    /// DNS name or IP address on the Steward's own HTTPS certificate. Repeatable; default:
+    /// localhost, 127.0.0.1, ::1 and the --listen address.
+    #[arg(long = "name", value_name = "NAME")]
+    pub names: Vec<String>,
+}
+
+const KEEP_VERIFY_LONG_ABOUT: &str = "\
+Check a Keep's certificate, as a relying party: connect to HOST:PORT (or read a PEM file), \
+verify that the certificate chains to the Steward's CA and is valid now, and print what it \
+states: the TEE, the measurements, the TCB status and the workload digest (compare with \
+`keep digest`). Expectations given with --workload-digest and --tee must hold.
+
+A certificate of TEE `none` comes from a Keep on the process backend: the host can read and \
+change that Keep.";
+
+const KEEP_VERIFY_EXIT_HELP: &str = "\
+Exit status:
+  0    the certificate is valid and every expectation holds
+  1    the certificate is invalid, or an expectation fails
+  126  Keep could not do the job (unreachable host, unreadable file, bad arguments)";
+
+/// `keep verify`
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The Steward's CA certificate(s), PEM.
+    #[arg(long, value_name = "FILE")]
+    pub ca: PathBuf,
+    /// The workload digest the Keep must run (sha256:<hex>, as `keep digest` prints).
+    #[arg(long, value_name = "DIGEST")]
+    pub workload_digest: Option<String>,
+    /// The TEE the Keep must run in.
+    #[arg(long, value_enum, value_name = "TEE")]
+    pub tee: Option<TeeArg>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// HOST:PORT of a Keep's TLS listener, or a PEM file with its certificate chain.
+    #[arg(value_name = "HOST:PORT|FILE")]
+    pub target: String,
+}
+
+/// A TEE kind on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TeeArg {
+    /// AMD SEV-SNP.
+    #[value(alias = "sev-snp")]
+    Snp,
+    /// Intel TDX.
+    Tdx,
+    /// Intel SGX.
+    Sgx,
+    /// No TEE (the process backend).
+    None,
 }
 
 const DIGEST_LONG_ABOUT: &str = "\

@@ -3,13 +3,14 @@
 mod attest;
 mod cli;
 mod run;
+mod steward;
 
 use std::process::ExitCode;
 
 use clap::Parser as _;
 use keep_runtime::{ModuleCache, exit_code};
 
-use crate::cli::{CacheCommand, Cli, Command};
+use crate::cli::{CacheCommand, Cli, Command, StewardCommand};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -25,7 +26,12 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    init_logging();
+    // The Steward logs every decision (info); elsewhere only warnings show by default.
+    init_logging(if matches!(cli.command, Command::Steward { .. }) {
+        "info"
+    } else {
+        "warn"
+    });
     match dispatch(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -59,6 +65,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Attest { command } => attest::attest(command),
         Command::Platform { command } => attest::platform(command),
+        Command::Steward {
+            command: StewardCommand::Serve(args),
+        } => steward::serve(args),
+        Command::Verify(args) => steward::verify(args),
         Command::Cache { command } => {
             let cache = default_cache()?;
             match command {
@@ -88,13 +98,14 @@ fn default_cache() -> anyhow::Result<ModuleCache> {
         .ok_or_else(|| anyhow::anyhow!("no cache directory: set XDG_CACHE_HOME or HOME"))
 }
 
-/// Keep's own diagnostics go to stderr, filtered by `KEEP_LOG` (default: warnings).
-fn init_logging() {
+/// Keep's own diagnostics go to stderr, filtered by `KEEP_LOG` (default: `default`).
+fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KEEP_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .with_target(false)
         .init();

@@ -2,7 +2,7 @@
 
 use anyhow::{Context as _, bail};
 use keep_config::Config;
-use keep_runtime::{IdentitySource, ModuleCache, RunSpec};
+use keep_runtime::{IdentitySource, ModuleCache, RunSpec, StewardSource};
 
 use crate::cli::{Backend, RunArgs};
 
@@ -27,17 +27,53 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     Ok(outcome.exit_code())
 }
 
+/// Where the Keep's TLS identity comes from. With a Steward, the certificate states the
+/// workload digest, which covers the program and Keep.toml only: additions on the command
+/// line would run something the certificate does not name, so they are refused.
+fn identity_source(args: &RunArgs, config: &Config) -> anyhow::Result<IdentitySource> {
+    let Some(steward) = &config.steward else {
+        return Ok(match &config.tls.identity {
+            Some(files) => IdentitySource::Files(files.clone()),
+            None => IdentitySource::SelfSigned,
+        });
+    };
+    if config.tls.identity.is_some() {
+        bail!(
+            "the configuration names a Steward ({}) and [tls] cert/key: the Steward issues the \
+             Keep's certificate, remove one of them",
+            steward.as_str()
+        );
+    }
+    let additions = [
+        (!args.args.is_empty(), "program arguments"),
+        (!args.env.is_empty(), "--env"),
+        (!args.dirs.is_empty(), "--dir"),
+        (args.max_memory.is_some(), "--max-memory"),
+        (args.timeout.is_some(), "--timeout"),
+        (args.fuel.is_some(), "--fuel"),
+    ];
+    if let Some((_, flag)) = additions.iter().find(|(given, _)| *given) {
+        bail!(
+            "{flag} on the command line: with a Steward, the workload is exactly the program and \
+             Keep.toml (their digest is what the certificate states); put it in Keep.toml"
+        );
+    }
+    let (program, config_path) = (
+        keep_runtime::Program::read(&args.program)?,
+        args.config.as_deref(),
+    );
+    Ok(IdentitySource::Steward(StewardSource {
+        url: steward.as_str().to_owned(),
+        names: config.tls.names.clone(),
+        workload_digest: keep_runtime::workload_digest(&program, config_path)?.0,
+    }))
+}
+
 /// The run specification: the config file first, then the command line on top.
 fn merge(args: &RunArgs, config: Option<Config>) -> anyhow::Result<RunSpec> {
     let config_given = config.is_some();
     let config = config.unwrap_or_default();
-    if let Some(steward) = &config.steward {
-        bail!(
-            "the configuration names a Steward ({}), but attestation is not yet supported by \
-             this version of Keep; remove `steward` to run without attestation",
-            steward.as_str()
-        );
-    }
+    let identity = identity_source(args, &config)?;
     let mut env: Vec<(String, String)> = config
         .env
         .iter()
@@ -91,10 +127,7 @@ fn merge(args: &RunArgs, config: Option<Config>) -> anyhow::Result<RunSpec> {
             .collect(),
         limits,
         cache,
-        identity: match &config.tls.identity {
-            Some(files) => IdentitySource::Files(files.clone()),
-            None => IdentitySource::SelfSigned,
-        },
+        identity,
         tls: config.tls,
         network: config.network,
         listen_print: args.listen_print,

@@ -189,7 +189,8 @@ impl std::str::FromStr for EnvName {
 
 crate::deserialize_from_str!(EnvName);
 
-/// The `steward` URL: `https://` (or `http://` for a local test Steward).
+/// The `steward` URL: `https://HOST[:PORT][/PATH]` (the Keep's evidence and certificate
+/// never travel in clear).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StewardUrl(String);
 
@@ -203,9 +204,7 @@ impl StewardUrl {
 impl<'de> Deserialize<'de> for StewardUrl {
     fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
         let url = String::deserialize(de)?;
-        let rest = url
-            .strip_prefix("https://")
-            .or_else(|| url.strip_prefix("http://"));
+        let rest = url.strip_prefix("https://");
         match rest {
             Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) => Ok(Self(url)),
             _ => Err(serde::de::Error::custom(format!(

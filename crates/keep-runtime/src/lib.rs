@@ -7,6 +7,7 @@
 
 #![warn(missing_docs)]
 
+pub mod attestation;
 mod cache;
 mod compile;
 mod engine;
@@ -19,7 +20,7 @@ mod wasi;
 pub mod workload;
 
 use std::path::PathBuf;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
@@ -34,14 +35,14 @@ pub use cache::{CacheStats, ModuleCache};
 pub use engine::EngineOptions;
 pub use limits::MemoryLimitExceeded;
 pub use net::BoundListener;
-pub use net::tls::IdentitySource;
+pub use net::tls::{IdentitySource, StewardSource};
 pub use outcome::{Outcome, exit_code};
 pub use program::{Program, ProgramError, ProgramKind};
 pub use workload::{WorkloadDigest, workload_digest};
 
 use crate::compile::Compiled;
 use crate::limits::GuestLimiter;
-use crate::net::tls::{Identity, TlsSetup};
+use crate::net::tls::{Identity, LiveIdentity, TlsSetup};
 use crate::p1::{Descriptors, ModuleHost};
 
 /// After a timeout, how long a guest blocked in a host call (reading stdin, say) gets to
@@ -89,6 +90,13 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<Outcome> {
     };
     let engine = options.build()?;
     let compiled = compile::compile(&engine, &program, spec.cache.as_ref())?;
+    // Attestation comes before any descriptor is opened: a Keep the Steward refuses never
+    // starts its workload.
+    let attested = match &spec.identity {
+        IdentitySource::Steward(source) => Some(attestation::attest(source, &spec.tls)?),
+        _ => None,
+    };
+    let identity = attested.as_ref().map(|a| &a.identity);
     let argv0 = spec.program.to_string_lossy();
     let is_component = matches!(compiled, Compiled::Component(_));
     let mut wasi = wasi::builder(spec, &argv0, is_component)?;
@@ -102,7 +110,11 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<Outcome> {
         Compiled::Module(module) => {
             let origin = std::time::Instant::now();
             wasi.monotonic_clock(p1::GuestMonotonicClock::new(origin));
-            let fds = Descriptors::new(open_keep_files(spec)?, 3 + spec.dirs.len() as u32, origin);
+            let fds = Descriptors::new(
+                open_keep_files(spec, identity)?,
+                3 + spec.dirs.len() as u32,
+                origin,
+            );
             let host = ModuleHost {
                 wasi: wasi.build_p1(),
                 limiter,
@@ -119,7 +131,7 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<Outcome> {
                 ctx: wasi.build(),
                 table: ResourceTable::new(),
                 limiter,
-                tls: component_tls(&engine, &component, spec)?,
+                tls: component_tls(&engine, &component, spec, identity)?,
             };
             let mut store = new_store(&engine, host, fuel, timeout)?;
             store.limiter(|host| &mut host.limiter);
@@ -146,11 +158,14 @@ pub fn precompile(path: &std::path::Path, cache: &ModuleCache) -> anyhow::Result
 /// Opens the descriptors Keep serves itself (sockets, and `[[files]]` past descriptor 2),
 /// at their guest descriptor numbers: listeners are bound and connects established here,
 /// before the guest starts.
-fn open_keep_files(spec: &RunSpec) -> anyhow::Result<Vec<(u32, net::KeepFile)>> {
+fn open_keep_files(
+    spec: &RunSpec,
+    identity: Option<&Arc<LiveIdentity>>,
+) -> anyhow::Result<Vec<(u32, net::KeepFile)>> {
     let Some(files) = &spec.files else {
         return Ok(Vec::new());
     };
-    let tls = tls_setup(spec, files)?;
+    let tls = tls_setup(spec, files, identity)?;
     let mut opened = Vec::new();
     for (index, file) in files.iter().enumerate() {
         if !wasi::is_keep_file(index, file) {
@@ -178,9 +193,13 @@ fn open_keep_files(spec: &RunSpec) -> anyhow::Result<Vec<(u32, net::KeepFile)>> 
     Ok(opened)
 }
 
-/// The TLS set-up when some socket uses TLS; warns when listeners present a self-signed
-/// certificate.
-fn tls_setup(spec: &RunSpec, files: &[File]) -> anyhow::Result<Option<TlsSetup>> {
+/// The TLS set-up when some socket uses TLS, presenting `attested` or else the identity
+/// from `spec`; warns when listeners present a self-signed certificate.
+fn tls_setup(
+    spec: &RunSpec,
+    files: &[File],
+    attested: Option<&Arc<LiveIdentity>>,
+) -> anyhow::Result<Option<TlsSetup>> {
     let is_tls = |file: &&File| {
         matches!(
             file.kind,
@@ -195,6 +214,9 @@ fn tls_setup(spec: &RunSpec, files: &[File]) -> anyhow::Result<Option<TlsSetup>>
     };
     if !files.iter().any(|f| is_tls(&f)) {
         return Ok(None);
+    }
+    if let Some(identity) = attested {
+        return TlsSetup::new(&spec.tls, identity.clone()).map(Some);
     }
     let identity = Identity::obtain(&spec.identity)?;
     let has_tls_listener = files.iter().any(|f| {
@@ -213,7 +235,7 @@ fn tls_setup(spec: &RunSpec, files: &[File]) -> anyhow::Result<Option<TlsSetup>>
             identity.fingerprint()
         );
     }
-    TlsSetup::new(&spec.tls, identity).map(Some)
+    TlsSetup::new(&spec.tls, LiveIdentity::new(&identity)?).map(Some)
 }
 
 /// Store data of a component.
@@ -239,6 +261,7 @@ fn component_tls(
     engine: &Engine,
     component: &Component,
     spec: &RunSpec,
+    attested: Option<&Arc<LiveIdentity>>,
 ) -> anyhow::Result<WasiTlsCtx> {
     let imports_tls = component
         .component_type()
@@ -247,7 +270,11 @@ fn component_tls(
     if !imports_tls {
         return Ok(WasiTlsCtxBuilder::new().build());
     }
-    let setup = TlsSetup::new(&spec.tls, Identity::obtain(&spec.identity)?)?;
+    let identity = match attested {
+        Some(identity) => identity.clone(),
+        None => LiveIdentity::new(&Identity::obtain(&spec.identity)?)?,
+    };
+    let setup = TlsSetup::new(&spec.tls, identity)?;
     Ok(net::wasi_tls::context(&setup))
 }
 

@@ -5,6 +5,7 @@
 //! - [`decide`]: the decision on one request (verify, judge, issue), without HTTP;
 //! - [`ca`]: the certificate authority that signs;
 //! - [`server`]: the HTTPS endpoints;
+//! - [`client`]: requesting a certificate, and reading the one a Keep presents;
 //! - [`metrics`]: Prometheus counters.
 //!
 //! The request format is [`keep_attest::request`]; what certificates state is
@@ -13,6 +14,7 @@
 #![warn(missing_docs)]
 
 pub mod ca;
+pub mod client;
 pub mod decide;
 pub mod metrics;
 pub mod server;

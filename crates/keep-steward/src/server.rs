@@ -122,8 +122,7 @@ async fn attest(
         Ok(der) => match steward.decide(&der, SystemTime::now()) {
             Ok(issued) => {
                 tracing::info!(
-                    "issued {}: tee {} workload {} names [{}] tcb {:?} serial {}",
-                    issued.claims.tee,
+                    "issued: tee {} workload {} names [{}] tcb {} serial {}",
                     issued.claims.tee,
                     issued.claims.workload_digest,
                     issued.names.join(", "),

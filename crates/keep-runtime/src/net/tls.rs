@@ -1,15 +1,20 @@
 //! rustls configurations built from `[tls]`: the Keep's identity, the server configuration of
 //! each `tls` listener (with its client-certificate policy) and the client configuration of
 //! `tls` connects.
+//!
+//! Every configuration presents the one [`LiveIdentity`] of the run, which can be replaced
+//! while connections are open: a Keep renews its Steward-issued certificate that way, and
+//! only handshakes after the renewal see the new one.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use anyhow::{Context as _, bail};
 use keep_config::{ClientAuth, IdentityFiles, Tls, TlsVersion};
-use rustls::client::WebPkiServerVerifier;
+use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::server::WebPkiClientVerifier;
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, RootCertStore, ServerConfig, SupportedProtocolVersion};
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -23,23 +28,41 @@ pub enum IdentitySource {
     SelfSigned,
     /// Certificate chain and key files supplied by the operator (`[tls] cert`, `key`).
     Files(IdentityFiles),
+    /// A certificate the Keep's Steward issues after attestation (`steward` in Keep.toml).
+    Steward(StewardSource),
+}
+
+/// What the Keep tells its Steward.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StewardSource {
+    /// The Steward's `https://` URL.
+    pub url: String,
+    /// The names to be certified under (`[tls] names`).
+    pub names: Vec<String>,
+    /// The workload digest the evidence binds.
+    pub workload_digest: [u8; 32],
 }
 
 /// The Keep's certificate chain and private key.
 #[derive(Debug)]
 pub struct Identity {
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
+    pub(crate) chain: Vec<CertificateDer<'static>>,
+    pub(crate) key: PrivateKeyDer<'static>,
     /// Whether this is a self-signed certificate made at start-up.
     pub self_signed: bool,
 }
 
 impl Identity {
-    /// Obtains the identity from its source.
+    /// Obtains the identity from a local source; a Steward's certificate comes from
+    /// [`crate::attestation`].
     pub fn obtain(source: &IdentitySource) -> anyhow::Result<Self> {
         match source {
             IdentitySource::SelfSigned => Self::self_signed(),
             IdentitySource::Files(files) => Self::from_files(files),
+            IdentitySource::Steward(source) => bail!(
+                "internal: the identity from {} is obtained by attestation",
+                source.url
+            ),
         }
     }
 
@@ -81,6 +104,62 @@ impl Identity {
             .collect::<Vec<_>>()
             .join(":")
     }
+
+    fn certified(&self) -> anyhow::Result<Arc<CertifiedKey>> {
+        let provider = rustls::crypto::ring::default_provider();
+        CertifiedKey::from_der(self.chain.clone(), self.key.clone_key(), &provider)
+            .map(Arc::new)
+            .context("the Keep's TLS certificate and key do not match")
+    }
+}
+
+/// The identity every TLS configuration of a run presents, replaceable at any time.
+#[derive(Debug)]
+pub struct LiveIdentity {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl LiveIdentity {
+    /// Starts presenting `identity`.
+    pub fn new(identity: &Identity) -> anyhow::Result<Arc<Self>> {
+        Ok(Arc::new(Self {
+            current: RwLock::new(identity.certified()?),
+        }))
+    }
+
+    /// Presents `identity` from the next handshake on; open connections are not touched.
+    pub fn replace(&self, identity: &Identity) -> anyhow::Result<()> {
+        let certified = identity.certified()?;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = certified;
+        Ok(())
+    }
+
+    fn current(&self) -> Arc<CertifiedKey> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+impl ResolvesServerCert for LiveIdentity {
+    fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+}
+
+impl ResolvesClientCert for LiveIdentity {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
 }
 
 static TLS13_ONLY: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13];
@@ -89,50 +168,51 @@ static TLS13_ONLY: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13];
 pub struct TlsSetup {
     provider: Arc<CryptoProvider>,
     versions: &'static [&'static SupportedProtocolVersion],
-    identity: Identity,
+    identity: Arc<LiveIdentity>,
     client: Arc<ClientConfig>,
+}
+
+/// The servers `[tls]` trusts: its `ca` files and, unless switched off, the Mozilla roots.
+pub fn trusted_roots(tls: &Tls) -> anyhow::Result<RootCertStore> {
+    let mut roots = RootCertStore::empty();
+    if tls.mozilla_roots {
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    }
+    add_anchors(&mut roots, &tls.ca, "[tls] ca")?;
+    if roots.is_empty() {
+        bail!(
+            "[tls] trusts no certificate authority (mozilla_roots = false and no `ca`): \
+             no tls connect could succeed"
+        );
+    }
+    Ok(roots)
 }
 
 impl TlsSetup {
     /// Builds the client configuration and checks the protocol policy.
-    pub fn new(tls: &Tls, identity: Identity) -> anyhow::Result<Self> {
+    pub fn new(tls: &Tls, identity: Arc<LiveIdentity>) -> anyhow::Result<Self> {
         let provider = Arc::new(provider(&tls.cipher_suites)?);
         let versions: &'static [&'static SupportedProtocolVersion] = match tls.min_version {
             TlsVersion::Tls12 => rustls::ALL_VERSIONS,
             TlsVersion::Tls13 => TLS13_ONLY,
         };
-        let mut roots = RootCertStore::empty();
-        if tls.mozilla_roots {
-            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        }
-        add_anchors(&mut roots, &tls.ca, "[tls] ca")?;
-        if roots.is_empty() {
-            bail!(
-                "[tls] trusts no certificate authority (mozilla_roots = false and no `ca`): \
-                 no tls connect could succeed"
-            );
-        }
-        let verifier =
-            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                .build()
-                .context("cannot build the TLS server verifier")?;
+        let verifier = WebPkiServerVerifier::builder_with_provider(
+            Arc::new(trusted_roots(tls)?),
+            provider.clone(),
+        )
+        .build()
+        .context("cannot build the TLS server verifier")?;
         let client = ClientConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(versions)
             .context("[tls] min_version and cipher_suites leave no usable protocol")?
             .with_webpki_verifier(verifier)
-            .with_client_auth_cert(identity.chain.clone(), identity.key.clone_key())
-            .context("the Keep's TLS certificate and key do not match")?;
+            .with_client_cert_resolver(identity.clone());
         Ok(Self {
             provider,
             versions,
             identity,
             client: Arc::new(client),
         })
-    }
-
-    /// The identity every listener presents.
-    pub fn identity(&self) -> &Identity {
-        &self.identity
     }
 
     /// The configuration of `tls` connects.
@@ -166,10 +246,7 @@ impl TlsSetup {
                 )
             }
         };
-        let config = builder
-            .with_single_cert(self.identity.chain.clone(), self.identity.key.clone_key())
-            .context("the Keep's TLS certificate and key do not match")?;
-        Ok(Arc::new(config))
+        Ok(Arc::new(builder.with_cert_resolver(self.identity.clone())))
     }
 }
 

@@ -1,0 +1,154 @@
+//! `keep steward serve` and `keep verify`: the Steward service and its relying-party check.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use anyhow::{Context as _, anyhow};
+use keep_attest::TeeKind;
+use keep_attest::certificate::{AttestedClaims, Expectations};
+use keep_attest::{Endorsements, Policy};
+use keep_steward::{CertificateAuthority, Metrics, Steward};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject as _;
+
+use crate::cli::{ServeArgs, TeeArg, VerifyArgs};
+
+/// Exit status when the certificate or an expectation fails.
+const REJECTED: u8 = 1;
+
+pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
+    let ca = match (&args.ca_cert, &args.ca_key, &args.generate_ca) {
+        (Some(cert), Some(key), _) => CertificateAuthority::load(cert, key)?,
+        (_, _, Some(dir)) => CertificateAuthority::generate_or_load(dir)?,
+        _ => anyhow::bail!("give --ca-cert and --ca-key, or --generate-ca DIR"),
+    };
+    let mut names = args.names.clone();
+    if names.is_empty() {
+        names = ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec();
+        if !args.listen.ip().is_unspecified() {
+            names.push(args.listen.ip().to_string());
+        }
+    }
+    let (chain, key) = ca.server_identity(&names)?;
+    let mut builder = Steward::builder()
+        .insecure_accept_none(args.insecure_accept_none)
+        .validity(args.validity);
+    if let Some(path) = &args.policy {
+        builder = builder.policy(Policy::load(path).map_err(|e| anyhow!("--policy: {e}"))?);
+    }
+    if let Some(dir) = &args.collateral {
+        builder = builder.endorsements(
+            Endorsements::from_dir(dir)
+                .with_context(|| format!("--collateral {}", dir.display()))?,
+        );
+    }
+    let steward = Arc::new(builder.build(ca));
+    let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .context("TLS versions")?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .context("the Steward's certificate")?;
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let address = listener.local_addr()?;
+        eprintln!("keep steward: listening on https://{address}");
+        if args.insecure_accept_none {
+            eprintln!(
+                "keep steward: warning: --insecure-accept-none: Keeps without a TEE are \
+                 certified; their certificates state `tee: none` and prove nothing about them"
+            );
+        }
+        keep_steward::server::serve(
+            listener,
+            Arc::new(tls),
+            steward,
+            Arc::new(Metrics::default()),
+        )
+        .await
+    })?;
+    Ok(0)
+}
+
+pub fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
+    let anchors = CertificateDer::pem_file_iter(&args.ca)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| anyhow!("--ca {}: {e}", args.ca.display()))?;
+    if anchors.is_empty() {
+        anyhow::bail!("--ca {}: no PEM certificate in the file", args.ca.display());
+    }
+    let chain = peer_chain(&args.target)?;
+    let claims =
+        match keep_attest::certificate::verify_certificate(&chain, &anchors, SystemTime::now()) {
+            Ok(claims) => claims,
+            Err(e) => {
+                eprintln!("keep: {}: {e}", args.target);
+                return Ok(REJECTED);
+            }
+        };
+    let expectations = Expectations {
+        workload_digest: args.workload_digest.clone(),
+        tee: args.tee.map(|tee| match tee {
+            TeeArg::Snp => TeeKind::SevSnp,
+            TeeArg::Tdx => TeeKind::Tdx,
+            TeeArg::Sgx => TeeKind::Sgx,
+            TeeArg::None => TeeKind::None,
+        }),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&claims)?);
+    } else {
+        print!("{}", render(&args.target, &claims));
+    }
+    let unmet = expectations.unmet(&claims);
+    for failure in &unmet {
+        eprintln!("keep: {}: expectation failed: {failure}", args.target);
+    }
+    Ok(if unmet.is_empty() { 0 } else { REJECTED })
+}
+
+/// The chain from a PEM file, or from the TLS listener at HOST:PORT.
+fn peer_chain(target: &str) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    if Path::new(target).is_file() {
+        return CertificateDer::pem_file_iter(target)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| anyhow!("{target}: {e}"));
+    }
+    let (host, port) = target
+        .rsplit_once(':')
+        .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
+        .ok_or_else(|| anyhow!("{target}: neither a file nor HOST:PORT"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    keep_steward::client::peer_certificates(host, port)
+}
+
+fn render(target: &str, claims: &AttestedClaims) -> String {
+    let mut text = format!("{target}: certificate valid, issued by the Steward's CA\n");
+    text += &format!("  tee:             {}\n", claims.tee);
+    if claims.tee == TeeKind::None {
+        text += "                   (no TEE: the host can read and change this Keep)\n";
+    }
+    text += &format!("  workload digest: {}\n", claims.workload_digest);
+    for (name, value) in claims.measurements.iter().chain(&claims.signers) {
+        text += &format!("  {name}: {value}\n");
+    }
+    text += &format!("  tcb status:      {}\n", claims.tcb_status);
+    for (component, svn) in &claims.tcb {
+        text += &format!("  tcb.{component}: {svn}\n");
+    }
+    text += &format!("  debug:           {}\n", claims.debug);
+    if !claims.advisories.is_empty() {
+        text += &format!("  advisories:      {}\n", claims.advisories.join(", "));
+    }
+    text
+}
