@@ -10,11 +10,10 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use der::Decode as _;
-use keep_attest::cmw::ID_PE_CMW;
 use keep_attest::request::{AttestationRequest, Evidence};
 use keep_config::Tls;
 use keep_steward::client::{self, StewardUrl};
-use rcgen::{CertificateParams, CustomExtension, KeyPair, PublicKeyData as _, SanType};
+use rcgen::{KeyPair, PublicKeyData as _};
 use rustls::ClientConfig;
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -156,7 +155,7 @@ fn request(
         certificates: Vec::new(),
         crls: Vec::new(),
     };
-    let csr = certificate_request(&key, &source.names, &content)?;
+    let csr = client::certificate_request(&key, &source.names, &content)?;
     let chain_pem = client::request_certificate(url, &csr, client.clone())?;
     let chain = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
@@ -177,33 +176,4 @@ fn request(
         received: SystemTime::now(),
         not_after: validity.not_after.to_system_time(),
     })
-}
-
-/// The PKCS#10 request: the names asked for and the evidence extension.
-fn certificate_request(
-    key: &KeyPair,
-    names: &[String],
-    content: &AttestationRequest,
-) -> anyhow::Result<Vec<u8>> {
-    let mut params = CertificateParams::default();
-    params.subject_alt_names = names
-        .iter()
-        .map(|name| {
-            Ok(if name.contains("://") {
-                SanType::URI(name.as_str().try_into()?)
-            } else {
-                SanType::DnsName(name.as_str().try_into()?)
-            })
-        })
-        .collect::<Result<_, rcgen::Error>>()
-        .context("[tls] names")?;
-    let arcs: Vec<u64> = ID_PE_CMW.arcs().map(u64::from).collect();
-    params.custom_extensions = vec![CustomExtension::from_oid_content(
-        &arcs,
-        content.to_collection().to_extension_value(),
-    )];
-    let csr = params
-        .serialize_request(key)
-        .context("cannot make the certificate request")?;
-    Ok(csr.der().to_vec())
 }

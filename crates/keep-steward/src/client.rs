@@ -16,6 +16,10 @@ use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+use keep_attest::cmw::ID_PE_CMW;
+use keep_attest::request::AttestationRequest;
+use rcgen::{CertificateParams, CustomExtension, KeyPair, SanType};
+
 use crate::server::{MAX_BODY, PKCS10};
 
 /// How long a whole exchange with a Steward or a Keep may take.
@@ -245,6 +249,36 @@ impl ServerCertVerifier for ChainRecorder {
             .signature_verification_algorithms
             .supported_schemes()
     }
+}
+
+/// A Keep's PKCS#10 request, signed by `key`: the names asked for (DNS names, and URIs,
+/// which contain `://`) and the evidence extension.
+pub fn certificate_request(
+    key: &KeyPair,
+    names: &[String],
+    content: &AttestationRequest,
+) -> anyhow::Result<Vec<u8>> {
+    let mut params = CertificateParams::default();
+    params.subject_alt_names = names
+        .iter()
+        .map(|name| {
+            Ok(if name.contains("://") {
+                SanType::URI(name.as_str().try_into()?)
+            } else {
+                SanType::DnsName(name.as_str().try_into()?)
+            })
+        })
+        .collect::<Result<_, rcgen::Error>>()
+        .context("[tls] names")?;
+    let arcs: Vec<u64> = ID_PE_CMW.arcs().map(u64::from).collect();
+    params.custom_extensions = vec![CustomExtension::from_oid_content(
+        &arcs,
+        content.to_collection().to_extension_value(),
+    )];
+    let csr = params
+        .serialize_request(key)
+        .context("cannot make the certificate request")?;
+    Ok(csr.der().to_vec())
 }
 
 #[cfg(test)]

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use keep_test_guests::Guests;
 
+pub mod net;
+
 /// The repository's guest programs, built once per test binary.
 pub static GUESTS: LazyLock<Guests> = LazyLock::new(|| Guests::new(env!("CARGO_TARGET_TMPDIR")));
 

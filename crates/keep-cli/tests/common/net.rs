@@ -1,0 +1,252 @@
+//! Network helpers of the end-to-end tests: a test PKI, rustls clients, and a Keep serving
+//! in the background.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
+
+// ---------------------------------------------------------------- test PKI
+
+/// A certificate authority made for one test, with its PEM file.
+pub struct Ca {
+    pub issuer: CertifiedIssuer<'static, KeyPair>,
+    pub pem: PathBuf,
+}
+
+impl Ca {
+    pub fn new(dir: &Path, name: &str) -> Self {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        let pem = dir.join(format!("{name}.pem"));
+        std::fs::write(&pem, issuer.pem()).unwrap();
+        Self { issuer, pem }
+    }
+
+    /// A leaf for `localhost` and 127.0.0.1: (cert PEM file, key PEM file).
+    pub fn issue(&self, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+        let key = KeyPair::generate().unwrap();
+        let mut params =
+            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let (cert_path, key_path) = (
+            dir.join(format!("{name}.crt")),
+            dir.join(format!("{name}.key")),
+        );
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        (cert_path, key_path)
+    }
+}
+
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A rustls client trusting `ca`, presenting `identity` if given.
+pub fn client_config(
+    ca: &Path,
+    identity: Option<&(PathBuf, PathBuf)>,
+) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    Arc::new(match identity {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                CertificateDer::pem_file_iter(cert)
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect(),
+                PrivateKeyDer::from_pem_file(key).unwrap(),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    })
+}
+
+pub type TlsClient = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+pub fn tls_connect(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+) -> std::io::Result<TlsClient> {
+    let tcp = TcpStream::connect(addr)?;
+    tcp.set_read_timeout(Some(IO_TIMEOUT))?;
+    tcp.set_write_timeout(Some(IO_TIMEOUT))?;
+    let connection =
+        rustls::ClientConnection::new(config, ServerName::try_from("localhost").unwrap()).unwrap();
+    let mut stream = rustls::StreamOwned::new(connection, tcp);
+    while stream.conn.is_handshaking() {
+        stream.conn.complete_io(&mut stream.sock)?;
+    }
+    Ok(stream)
+}
+
+/// Sends `message`, half-closes, and returns everything echoed back.
+pub fn tls_echo(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    message: &[u8],
+) -> std::io::Result<Vec<u8>> {
+    let mut stream = tls_connect(addr, config)?;
+    stream.write_all(message)?;
+    stream.flush()?;
+    stream.conn.send_close_notify();
+    stream.flush()?;
+    let mut echoed = Vec::new();
+    stream.read_to_end(&mut echoed)?;
+    Ok(echoed)
+}
+
+pub fn tcp_echo(addr: SocketAddr, message: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.write_all(message).unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut echoed = Vec::new();
+    stream.read_to_end(&mut echoed).unwrap();
+    echoed
+}
+
+// ---------------------------------------------------------------- a Keep serving in the background
+
+/// `keep run --listen-print` in the background; killed when dropped.
+pub struct Served {
+    pub child: Child,
+    pub listeners: Vec<(String, SocketAddr)>,
+    stderr: Arc<Mutex<String>>,
+    stdout: Option<std::thread::JoinHandle<Vec<u8>>>,
+}
+
+impl Served {
+    /// Starts `program` with `config` and waits until `listeners` listeners are bound.
+    pub fn start(config: &Path, program: &Path, args: &[&str], listeners: usize) -> Self {
+        let cache = std::env::temp_dir().join("keep-network-tests-cache");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_keep"))
+            .env("XDG_CACHE_HOME", &cache)
+            .env_remove("KEEP_CONFIG")
+            .env("KEEP_LOG", "keep_runtime=info")
+            .args(["run", "-q", "--listen-print", "-c"])
+            .arg(config)
+            .arg(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start keep");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (bound, bound_rx) = mpsc::channel();
+        let lines = BufReader::new(child.stderr.take().unwrap());
+        let log = stderr.clone();
+        std::thread::spawn(move || {
+            for line in lines.lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("keep: listening ") {
+                    let parts: Vec<&str> = rest.split(' ').collect();
+                    let _ =
+                        bound.send((parts[0].to_owned(), parts[2].parse::<SocketAddr>().unwrap()));
+                }
+                let mut log = log.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let mut out = child.stdout.take().unwrap();
+        let stdout = std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = out.read_to_end(&mut bytes);
+            bytes
+        });
+        let mut served = Self {
+            child,
+            listeners: Vec::new(),
+            stderr,
+            stdout: Some(stdout),
+        };
+        for _ in 0..listeners {
+            match bound_rx.recv_timeout(Duration::from_secs(60)) {
+                Ok(listener) => served.listeners.push(listener),
+                Err(_) => panic!("keep did not bind its listeners:\n{}", served.stderr()),
+            }
+        }
+        served
+    }
+
+    pub fn addr(&self, name: &str) -> SocketAddr {
+        self.listeners
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, a)| *a)
+            .unwrap_or_else(|| panic!("no listener `{name}`"))
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits for the Keep to exit by itself; (exit code, stdout, stderr).
+    pub fn wait(mut self) -> (i32, String, String) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "keep did not exit:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let stdout = self.stdout.take().unwrap().join().unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        (
+            status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&stdout).into_owned(),
+            self.stderr(),
+        )
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub const STDIO: &str =
+    "[[files]]\nkind = \"stdin\"\n[[files]]\nkind = \"stdout\"\n[[files]]\nkind = \"stderr\"\n";
+
+pub fn listener(name: &str, prot: &str, extra: &str) -> String {
+    format!(
+        "[[files]]\nkind = \"listen\"\nname = \"{name}\"\nprot = \"{prot}\"\naddr = \"127.0.0.1\"\nport = 0\n{extra}"
+    )
+}
+
+pub fn write_config(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}

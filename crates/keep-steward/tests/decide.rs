@@ -1,0 +1,353 @@
+//! The Steward's decision (`Steward::decide`, what `POST /v1/attest` runs) on real evidence
+//! from `../shared/vectors` and on Keep requests made here, with the verdicts the vectors
+//! README states.
+
+#[path = "../../keep-attest/tests/vectors/mod.rs"]
+mod vectors;
+
+use std::time::{Duration, SystemTime};
+
+use keep_attest::certificate::{AttestedClaims, Expectations, verify_certificate};
+use keep_attest::intel::Collateral;
+use keep_attest::request::{AttestationRequest, Evidence};
+use keep_attest::{Endorsements, Policy, TeeKind, collect, load_certificates};
+use keep_steward::client::certificate_request;
+use keep_steward::{CertificateAuthority, Refusal, Steward};
+use rcgen::{KeyPair, PublicKeyData as _};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject as _;
+use vectors::{at, read, tampered};
+
+const DIGEST: [u8; 32] = [7; 32];
+
+fn new_ca() -> (tempfile::TempDir, CertificateAuthority) {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = CertificateAuthority::generate_or_load(dir.path()).unwrap();
+    (dir, ca)
+}
+
+/// A Keep request for `evidence` (or, when `None`, `none` evidence binding the key).
+fn keep_request(evidence: Option<Evidence>, certificates: Vec<Vec<u8>>, names: &[&str]) -> Vec<u8> {
+    let key = KeyPair::generate().unwrap();
+    let evidence = evidence.unwrap_or(Evidence::None {
+        report_data: collect::report_data(&key.subject_public_key_info(), &DIGEST),
+    });
+    let content = AttestationRequest {
+        evidence,
+        workload_digest: DIGEST,
+        certificates,
+        crls: Vec::new(),
+    };
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    certificate_request(&key, &names, &content).unwrap()
+}
+
+fn refusal(steward: &Steward, der: &[u8], time: SystemTime) -> Refusal {
+    match steward.decide(der, time) {
+        Ok(issued) => panic!("issued {:?}", issued.claims),
+        Err(refusal) => refusal,
+    }
+}
+
+#[test]
+fn none_evidence_is_certified_only_in_insecure_mode() {
+    let request = keep_request(None, Vec::new(), &[]);
+    let (_dir, ca) = new_ca();
+    let refused = refusal(&Steward::builder().build(ca), &request, SystemTime::now());
+    assert_eq!(refused.reason(), "insecure-none");
+    assert_eq!(refused.status(), 403);
+    assert!(refused.to_string().contains("--insecure-accept-none"));
+
+    let (_dir, ca) = new_ca();
+    let steward = Steward::builder()
+        .insecure_accept_none(true)
+        .validity(Duration::from_secs(600))
+        .build(ca);
+    let issued = steward.decide(&request, SystemTime::now()).unwrap();
+    let chain: Vec<CertificateDer> = CertificateDer::pem_slice_iter(issued.chain_pem.as_bytes())
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(chain.len(), 2, "leaf and CA");
+    let anchors: Vec<CertificateDer> = CertificateDer::pem_slice_iter(steward.ca_pem().as_bytes())
+        .map(Result::unwrap)
+        .collect();
+    let claims = verify_certificate(&chain, &anchors, SystemTime::now()).unwrap();
+    assert_eq!(claims.tee, TeeKind::None);
+    assert_eq!(
+        claims.workload_digest,
+        format!("sha256:{}", hex::encode(DIGEST))
+    );
+    assert_eq!(claims, AttestedClaims::from_certificate(&chain[0]).unwrap());
+    let expect = |digest: &str, tee| Expectations {
+        workload_digest: Some(digest.into()),
+        tee: Some(tee),
+    };
+    assert!(
+        expect(&hex::encode(DIGEST), TeeKind::None)
+            .unmet(&claims)
+            .is_empty()
+    );
+    assert_eq!(expect("sha256:00", TeeKind::SevSnp).unmet(&claims).len(), 2);
+    // Short-lived: not valid after its lifetime, nor under another CA.
+    let later = SystemTime::now() + Duration::from_secs(700);
+    assert!(verify_certificate(&chain, &anchors, later).is_err());
+    let (_dir, other) = new_ca();
+    assert!(verify_certificate(&chain, &[other.certificate], SystemTime::now()).is_err());
+}
+
+#[test]
+fn workloads_and_names_are_certified_only_as_the_policy_allows() {
+    let digest = format!("sha256:{}", hex::encode(DIGEST));
+    let policy = |text: &str| Policy::parse(text, std::path::Path::new("policy.toml")).unwrap();
+    let steward = |text: &str| {
+        let (dir, ca) = new_ca();
+        std::mem::forget(dir);
+        Steward::builder()
+            .insecure_accept_none(true)
+            .policy(policy(text))
+            .build(ca)
+    };
+    let listed = steward(&format!(
+        "[[workload]]\ndigest = \"{digest}\"\nnames = [\"api.example.com\", \"spiffe://example.com/api\"]\n"
+    ));
+    let issued = listed
+        .decide(
+            &keep_request(
+                None,
+                Vec::new(),
+                &["api.example.com", "spiffe://example.com/api"],
+            ),
+            SystemTime::now(),
+        )
+        .unwrap();
+    assert_eq!(
+        issued.names,
+        ["api.example.com", "spiffe://example.com/api"]
+    );
+    let refused = refusal(
+        &listed,
+        &keep_request(None, Vec::new(), &["admin.example.com"]),
+        SystemTime::now(),
+    );
+    assert_eq!(refused.reason(), "policy");
+    assert!(
+        refused
+            .to_string()
+            .contains("the name `admin.example.com` is not allowed for workload"),
+        "{refused}"
+    );
+    let other = steward(&format!(
+        "[[workload]]\ndigest = \"sha256:{}\"\n",
+        "ab".repeat(32)
+    ));
+    let refused = refusal(
+        &other,
+        &keep_request(None, Vec::new(), &[]),
+        SystemTime::now(),
+    );
+    assert!(
+        refused
+            .to_string()
+            .contains(&format!("workload {digest} is not in the policy")),
+        "{refused}"
+    );
+    // Without [[workload]] tables any workload is certified, under no name.
+    let open = steward("");
+    open.decide(&keep_request(None, Vec::new(), &[]), SystemTime::now())
+        .unwrap();
+    assert_eq!(
+        refusal(
+            &open,
+            &keep_request(None, Vec::new(), &["x.example"]),
+            SystemTime::now()
+        )
+        .reason(),
+        "policy"
+    );
+}
+
+#[test]
+fn enarx_requests_verify_but_name_no_workload() {
+    let (_dir, ca) = new_ca();
+    let steward = Steward::builder().build(ca);
+    for (file, time) in [
+        (
+            "sev-snp/enarx-steward/milan.signed.crl.csr",
+            "2023-01-01T00:00:00Z",
+        ),
+        (
+            "sgx/enarx-steward/icelake.signed.tcb.crl.multi.xeon.csr",
+            "2023-02-01T00:00:00Z",
+        ),
+        (
+            "sgx/enarx-steward/icelake.signed.tcb.crl.single.i5.csr",
+            "2023-02-01T00:00:00Z",
+        ),
+    ] {
+        // The evidence verifies (else the refusal would be about it), but Enarx bound only
+        // the key: no certificate can name the workload.
+        let refused = refusal(&steward, &read(file), at(time));
+        assert_eq!(refused.reason(), "no-workload", "{file}: {refused}");
+    }
+    // After its CRLs expired the Milan evidence itself is refused.
+    let refused = refusal(
+        &steward,
+        &read("sev-snp/enarx-steward/milan.signed.crl.csr"),
+        at("2024-01-01T00:00:00Z"),
+    );
+    assert_eq!(refused.reason(), "collateral", "{refused}");
+    // A changed request no longer matches its signature.
+    let csr = read("sev-snp/enarx-steward/milan.signed.crl.csr");
+    let csr = tampered(&csr, csr.len() - 1, |b| b ^ 1);
+    let refused = refusal(&steward, &csr, at("2023-01-01T00:00:00Z"));
+    assert_eq!(refused.reason(), "signature", "{refused}");
+}
+
+#[test]
+fn real_reports_in_keep_requests_are_verified_then_refused_for_their_binding() {
+    let (_dir, ca) = new_ca();
+    let steward = Steward::builder().build(ca);
+    let report = read("sev-snp/trustee/test-report.bin");
+    let certificates = vec![read("sev-snp/trustee/test-vcek.der")];
+    let ask = load_certificates(&read("sev-snp/trustee/milan_ask_ark_asvk.pem")).unwrap();
+    let (_dir, ca) = new_ca();
+    let steward_with_ask = Steward::builder()
+        .endorsements(Endorsements {
+            certificates: ask,
+            ..Endorsements::default()
+        })
+        .build(ca);
+    let when = at("2025-06-01T00:00:00Z");
+    for steward in [&steward, &steward_with_ask] {
+        // Genuine, but made for another key and workload: refused for the binding, which
+        // is checked only after the signature and chain verified.
+        let refused = refusal(
+            steward,
+            &keep_request(
+                Some(Evidence::SevSnp(report.clone())),
+                certificates.clone(),
+                &[],
+            ),
+            when,
+        );
+        assert_eq!(refused.reason(), "binding", "{refused}");
+        assert!(
+            refused
+                .to_string()
+                .contains("is not the binding of the request's key")
+        );
+        let forged = tampered(&report, 42, |b| b.wrapping_add(1));
+        let refused = refusal(
+            steward,
+            &keep_request(Some(Evidence::SevSnp(forged)), certificates.clone(), &[]),
+            when,
+        );
+        assert_eq!(refused.reason(), "signature", "{refused}");
+        let wrong_tcb = tampered(&report, 384, |b| b.wrapping_add(1));
+        let refused = refusal(
+            steward,
+            &keep_request(Some(Evidence::SevSnp(wrong_tcb)), certificates.clone(), &[]),
+            when,
+        );
+        assert_eq!(refused.reason(), "tcb-mismatch", "{refused}");
+    }
+
+    let quote = read("tdx/go-tdx-guest/tdx_prod_quote_SPR_E4.dat");
+    let request = keep_request(Some(Evidence::IntelQuote(quote.clone())), Vec::new(), &[]);
+    let refused = refusal(&steward, &request, at("2023-07-01T00:00:00Z"));
+    assert_eq!(refused.reason(), "binding", "{refused}");
+    let refused = refusal(&steward, &request, at("2053-07-01T00:00:00Z"));
+    assert_eq!(refused.reason(), "expired", "{refused}");
+    let forged = tampered(&quote, 0x3C, |b| b ^ 1);
+    let request = keep_request(Some(Evidence::IntelQuote(forged)), Vec::new(), &[]);
+    let refused = refusal(&steward, &request, at("2023-07-01T00:00:00Z"));
+    assert_eq!(refused.reason(), "signature", "{refused}");
+}
+
+#[test]
+fn a_default_steward_accepts_no_test_signing_root() {
+    for dir in [
+        "sgx/intel-qvl-sampledata-synthetic",
+        "tdx/intel-qvl-sampledata-synthetic",
+    ] {
+        // Supply the test PKI's PCK chain, so that the quote's signatures can be checked:
+        // they hold against Intel's test root, which a Steward never trusts.
+        let chain = [
+            read(&format!("{dir}/pckCert.pem")),
+            read(&format!("{dir}/pckSignChain.pem")),
+        ]
+        .concat();
+        let (_dir, ca) = new_ca();
+        let steward = Steward::builder()
+            .endorsements(Endorsements {
+                intel: Some(Collateral {
+                    pck_chain: Some(String::from_utf8(chain).unwrap()),
+                    ..Collateral::default()
+                }),
+                ..Endorsements::default()
+            })
+            .build(ca);
+        let quote = read(&format!("{dir}/quote.dat"));
+        let request = keep_request(Some(Evidence::IntelQuote(quote)), Vec::new(), &[]);
+        let refused = refusal(&steward, &request, at("2024-01-01T00:00:00Z"));
+        assert_eq!(refused.reason(), "chain", "{dir}: {refused}");
+        assert!(
+            refused.to_string().contains("not the trusted root"),
+            "{dir}: {refused}"
+        );
+    }
+}
+
+#[test]
+fn malformed_requests_are_refused_by_name() {
+    let (_dir, ca) = new_ca();
+    let steward = Steward::builder().insecure_accept_none(true).build(ca);
+    let now = SystemTime::now();
+    let refused = refusal(&steward, b"garbage", now);
+    assert_eq!((refused.reason(), refused.status()), ("malformed", 400));
+    assert!(
+        refused.to_string().contains("certificate request"),
+        "{refused}"
+    );
+
+    // No evidence extension at all.
+    let key = KeyPair::generate().unwrap();
+    let bare = rcgen::CertificateParams::default()
+        .serialize_request(&key)
+        .unwrap()
+        .der()
+        .to_vec();
+    let refused = refusal(&steward, &bare, now);
+    assert_eq!(refused.status(), 400);
+    assert!(
+        refused.to_string().contains("1.3.6.1.5.5.7.1.35"),
+        "{refused}"
+    );
+
+    // The evidence extension twice.
+    let content = AttestationRequest {
+        evidence: Evidence::None {
+            report_data: collect::report_data(&key.subject_public_key_info(), &DIGEST),
+        },
+        workload_digest: DIGEST,
+        certificates: Vec::new(),
+        crls: Vec::new(),
+    };
+    let extension = rcgen::CustomExtension::from_oid_content(
+        &[1, 3, 6, 1, 5, 5, 7, 1, 35],
+        content.to_collection().to_extension_value(),
+    );
+    let mut params = rcgen::CertificateParams::default();
+    params.custom_extensions = vec![extension.clone(), extension];
+    let twice = params.serialize_request(&key).unwrap().der().to_vec();
+    let refused = refusal(&steward, &twice, now);
+    assert_eq!(refused.status(), 400);
+    assert!(refused.to_string().contains("appears 2 times"), "{refused}");
+
+    // A signature that does not match.
+    let mut forged = keep_request(None, Vec::new(), &[]);
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    let refused = refusal(&steward, &forged, now);
+    assert_eq!(refused.reason(), "signature", "{refused}");
+}
