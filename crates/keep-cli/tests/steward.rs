@@ -1,0 +1,547 @@
+//! End to end: `keep steward serve`, Keeps that attest to it before they listen, their
+//! certificates in mTLS between Keeps, renewal, and `keep verify` as a relying party.
+
+mod common;
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use common::net::*;
+use common::{GUESTS, KEEP_ERROR};
+
+/// `keep steward serve` in the background; killed when dropped.
+struct StewardProcess {
+    child: Child,
+    addr: SocketAddr,
+    ca: PathBuf,
+    log: Arc<Mutex<String>>,
+}
+
+impl StewardProcess {
+    /// Starts a Steward on the CA in `ca_dir` (generated there when missing) with `args`.
+    fn start(ca_dir: &Path, args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_keep"))
+            .args([
+                "steward",
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--generate-ca",
+            ])
+            .arg(ca_dir)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start keep steward");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (listening, listening_rx) = mpsc::channel();
+        let lines = BufReader::new(child.stderr.take().unwrap());
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in lines.lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("keep steward: listening on https://") {
+                    let _ = listening.send(addr.parse::<SocketAddr>().unwrap());
+                }
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let addr = listening_rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("the Steward did not start:\n{}", log.lock().unwrap()));
+        Self {
+            child,
+            addr,
+            ca: ca_dir.join("ca.pem"),
+            log,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// The Steward's log, once it contains `needle` (or after 10 s).
+    fn log_with(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log.lock().unwrap().clone();
+            if log.contains(needle) || Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `curl` against the Steward: (HTTP status, body).
+    fn curl(&self, args: &[&str], path: &str) -> (u16, String) {
+        let output = Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "30",
+                "-w",
+                "\n%{http_code}",
+                "--cacert",
+            ])
+            .arg(&self.ca)
+            .args(args)
+            .arg(format!("{}{path}", self.url()))
+            .output()
+            .expect("run curl");
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+        (status.trim().parse().unwrap_or(0), body.to_owned())
+    }
+}
+
+impl Drop for StewardProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `steward` of configs written before their Steward runs (it is not part of the
+/// workload digest, so digests and policies can be made first).
+const PLACEHOLDER: &str = "steward = \"https://steward.invalid\"";
+
+/// A CA in `dir` (ca.pem, ca-key.pem), made before any Steward starts on it.
+fn steward_ca(dir: &Path) -> PathBuf {
+    keep_steward::CertificateAuthority::generate_or_load(dir).unwrap();
+    dir.join("ca.pem")
+}
+
+/// A Keep.toml attesting to a Steward (placeholder URL) whose CA is `ca`: stdio, `files`,
+/// `top` keys before them and `tls` keys in `[tls]`.
+fn keep_config(dir: &Path, name: &str, ca: &Path, top: &str, files: &str, tls: &str) -> PathBuf {
+    write_config(
+        dir,
+        name,
+        &format!(
+            "{PLACEHOLDER}\n{top}{STDIO}{files}[tls]\nca = [\"{}\"]\n{tls}",
+            ca.display()
+        ),
+    )
+}
+
+/// Points `config` at `steward`.
+fn point_to(config: &Path, steward: &StewardProcess) {
+    let text = std::fs::read_to_string(config).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("steward = "))
+        .unwrap()
+        .to_owned();
+    let text = text.replacen(&line, &format!("steward = \"{}\"", steward.url()), 1);
+    std::fs::write(config, text).unwrap();
+}
+
+fn policy(dir: &Path, workloads: &[(&str, &[&str])]) -> PathBuf {
+    let text: String = workloads
+        .iter()
+        .map(|(digest, names)| {
+            format!("[[workload]]\ndigest = \"{digest}\"\nnames = {names:?}\n\n")
+        })
+        .collect();
+    write_config(dir, "policy.toml", &text)
+}
+
+fn digest(program: &Path, config: &Path) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_keep"))
+        .arg("digest")
+        .arg(program)
+        .arg("-c")
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+/// `keep run` that is expected to end by itself: (exit code, stderr).
+fn run_to_end(config: &Path, program: &Path) -> (i32, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_keep"))
+        .env(
+            "XDG_CACHE_HOME",
+            std::env::temp_dir().join("keep-steward-tests-cache"),
+        )
+        .args(["run", "--listen-print", "-c"])
+        .arg(config)
+        .arg(program)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// `keep verify` with `args`: (exit code, stdout, stderr).
+fn keep_verify(args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_keep"))
+        .arg("verify")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_process_keep_is_certified_only_by_an_insecure_steward_and_verifiable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let program = GUESTS.module("pollecho");
+    let ca = steward_ca(&tmp.path().join("ca"));
+    let config = keep_config(
+        tmp.path(),
+        "Keep.toml",
+        &ca,
+        "",
+        &listener("ingest", "tls", ""),
+        "",
+    );
+
+    // A Steward without --insecure-accept-none: the Keep never starts its workload.
+    let strict = StewardProcess::start(&tmp.path().join("ca"), &[]);
+    point_to(&config, &strict);
+    let (code, stderr) = run_to_end(&config, &program);
+    assert_eq!(code, KEEP_ERROR, "{stderr}");
+    assert!(
+        stderr.contains("the Steward refused the request (403): evidence of kind `none`")
+            && stderr.contains("--insecure-accept-none"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("keep: listening"),
+        "listened before attestation:\n{stderr}"
+    );
+    assert!(
+        strict
+            .log_with("refused")
+            .contains("refused (insecure-none)")
+    );
+    drop(strict);
+
+    // With the flag, the Keep is certified and listens with its certificate.
+    let insecure = StewardProcess::start(&tmp.path().join("ca"), &["--insecure-accept-none"]);
+    point_to(&config, &insecure);
+    let keep = Served::start(&config, &program, &[], 1);
+    let expected = digest(&program, &config);
+    let log = insecure.log_with("issued");
+    assert!(
+        log.contains(&format!("issued: tee none workload {expected}")),
+        "{log}"
+    );
+
+    // The relying party: right expectations pass, wrong ones fail, another CA fails.
+    let target = keep.addr("ingest").to_string();
+    let ca = ca.to_str().unwrap();
+    let (code, stdout, stderr) = keep_verify(&[
+        "--ca",
+        ca,
+        "--workload-digest",
+        &expected,
+        "--tee",
+        "none",
+        &target,
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!("workload digest: {expected}")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("tee:             none"), "{stdout}");
+    let (code, _, stderr) = keep_verify(&["--ca", ca, "--tee", "snp", &target]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("expectation failed: TEE is none, expected sev-snp"),
+        "{stderr}"
+    );
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    let (code, _, stderr) = keep_verify(&["--ca", ca, "--workload-digest", &wrong, &target]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("expectation failed: workload digest is"),
+        "{stderr}"
+    );
+    let other = steward_ca(&tmp.path().join("other"));
+    let (code, _, stderr) = keep_verify(&["--ca", other.to_str().unwrap(), &target]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("does not chain to the CA"), "{stderr}");
+    let (code, _, stderr) = keep_verify(&["--ca", ca, "127.0.0.1:1"]);
+    assert_eq!(code, KEEP_ERROR, "{stderr}");
+}
+
+#[test]
+fn a_workload_outside_the_policy_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let program = GUESTS.module("pollecho");
+    let ca = steward_ca(&tmp.path().join("ca"));
+    let files = listener("ingest", "tls", "");
+    let allowed = keep_config(
+        tmp.path(),
+        "allowed.toml",
+        &ca,
+        "args = [\"0\"]\n",
+        &files,
+        "",
+    );
+    let changed = keep_config(
+        tmp.path(),
+        "changed.toml",
+        &ca,
+        "args = [\"1\"]\n",
+        &files,
+        "",
+    );
+    let allowed_digest = digest(&program, &allowed);
+    let changed_digest = digest(&program, &changed);
+    assert_ne!(
+        allowed_digest, changed_digest,
+        "a changed config changes the digest"
+    );
+    let policy = policy(tmp.path(), &[(&allowed_digest, &[])]);
+    let steward = StewardProcess::start(
+        &tmp.path().join("ca"),
+        &[
+            "--insecure-accept-none",
+            "--policy",
+            policy.to_str().unwrap(),
+        ],
+    );
+    point_to(&allowed, &steward);
+    point_to(&changed, &steward);
+    assert_eq!(
+        digest(&program, &allowed),
+        allowed_digest,
+        "the Steward's URL is not covered"
+    );
+
+    let (code, stderr) = run_to_end(&changed, &program);
+    assert_eq!(code, KEEP_ERROR, "{stderr}");
+    assert!(
+        stderr.contains(&format!("workload {changed_digest} is not in the policy")),
+        "{stderr}"
+    );
+    let keep = Served::start(&allowed, &program, &[], 1);
+    assert!(
+        keep.stderr().contains("keep: attested by the Steward"),
+        "{}",
+        keep.stderr()
+    );
+}
+
+#[test]
+fn keeps_talk_mtls_with_steward_certificates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca_dir = tmp.path().join("ca");
+    let ca = steward_ca(&ca_dir);
+    let server_program = GUESTS.module("pollecho");
+    let client_program = GUESTS.module("client");
+    let client_auth = format!(
+        "client_ca = [\"{}\"]\nclient_auth = \"required\"\n",
+        ca.display()
+    );
+    let server_config = keep_config(
+        tmp.path(),
+        "server.toml",
+        &ca,
+        "",
+        &listener("ingest", "tls", &client_auth),
+        "names = [\"localhost\"]\n",
+    );
+    let server_digest = digest(&server_program, &server_config);
+    let localhost: &[&str] = &["localhost"];
+    let steward = StewardProcess::start(
+        &ca_dir,
+        &[
+            "--insecure-accept-none",
+            "--policy",
+            policy(tmp.path(), &[(&server_digest, localhost)])
+                .to_str()
+                .unwrap(),
+        ],
+    );
+    point_to(&server_config, &steward);
+    let server = Served::start(&server_config, &server_program, &[], 1);
+    let addr = server.addr("ingest");
+
+    // The client's configuration names the server's port, so its digest is known only now:
+    // the Steward restarts (same CA) with a policy listing both.
+    let client_toml = keep_config(
+        tmp.path(),
+        "client.toml",
+        &ca,
+        "args = [\"peer\", \"hello keep\"]\n",
+        &format!(
+            "[[files]]\nkind = \"connect\"\nname = \"peer\"\nprot = \"tls\"\nhost = \"localhost\"\nport = {}\n",
+            addr.port()
+        ),
+        "mozilla_roots = false\n",
+    );
+    let client_digest = digest(&client_program, &client_toml);
+    drop(steward);
+    let steward = StewardProcess::start(
+        &ca_dir,
+        &[
+            "--insecure-accept-none",
+            "--policy",
+            policy(
+                tmp.path(),
+                &[(&server_digest, localhost), (&client_digest, &[])],
+            )
+            .to_str()
+            .unwrap(),
+        ],
+    );
+    point_to(&client_toml, &steward);
+    let output = Command::new(env!("CARGO_BIN_EXE_keep"))
+        .args(["run", "-c"])
+        .arg(&client_toml)
+        .arg(&client_program)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "hello keep\n",
+        "{stderr}"
+    );
+
+    // A client with a certificate from another CA, or with none, is refused.
+    let other = Ca::new(tmp.path(), "other");
+    let intruder = other.issue(tmp.path(), "intruder");
+    for identity in [Some(&intruder), None] {
+        let result = tls_echo(addr, client_config(&ca, identity), b"let me in\n");
+        assert!(
+            result.as_ref().map_or(true, Vec::is_empty),
+            "the Keep served a client it should refuse: {result:?}"
+        );
+    }
+}
+
+#[test]
+fn the_certificate_is_renewed_without_dropping_connections() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca_dir = tmp.path().join("ca");
+    let ca = steward_ca(&ca_dir);
+    let program = GUESTS.module("pollecho");
+    let config = keep_config(
+        tmp.path(),
+        "Keep.toml",
+        &ca,
+        "",
+        &listener("ingest", "tls", ""),
+        "names = [\"localhost\"]\n",
+    );
+    let policy = policy(tmp.path(), &[(&digest(&program, &config), &["localhost"])]);
+    let steward = StewardProcess::start(
+        &ca_dir,
+        &[
+            "--insecure-accept-none",
+            "--validity",
+            "4s",
+            "--policy",
+            policy.to_str().unwrap(),
+        ],
+    );
+    point_to(&config, &steward);
+    let keep = Served::start(&config, &program, &[], 1);
+    let addr = keep.addr("ingest");
+    let client = client_config(&ca, None);
+    let mut first = tls_connect(addr, client.clone()).unwrap();
+    let first_cert = first.conn.peer_certificates().unwrap()[0].clone();
+    let mut buf = [0; 7];
+    first.write_all(b"before\n").unwrap();
+    first.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"before\n");
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !keep.stderr().contains("renewed the Keep's certificate") {
+        assert!(Instant::now() < deadline, "no renewal:\n{}", keep.stderr());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A fresh client: a resumed session would report the certificate of its first handshake.
+    drop(client);
+    let second = tls_connect(addr, client_config(&ca, None)).unwrap();
+    let second_cert = second.conn.peer_certificates().unwrap()[0].clone();
+    assert_ne!(
+        first_cert, second_cert,
+        "new handshakes see the renewed certificate"
+    );
+    // The connection opened before the renewal still works.
+    first.write_all(b"after!\n").unwrap();
+    first.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"after!\n");
+    assert!(steward.log_with("issued").matches("issued:").count() >= 2);
+}
+
+#[test]
+fn the_steward_answers_bad_requests_with_4xx_and_stays_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let steward = StewardProcess::start(&tmp.path().join("ca"), &["--insecure-accept-none"]);
+    let garbage = tmp.path().join("garbage");
+    std::fs::write(&garbage, b"not a certificate request").unwrap();
+    let big = tmp.path().join("big");
+    std::fs::write(&big, vec![b'x'; 10 * 1024 * 1024]).unwrap();
+    let pkcs10 = "Content-Type: application/pkcs10";
+    let garbage = format!("@{}", garbage.display());
+    let big = format!("@{}", big.display());
+    let pem = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+    let cases: [(&[&str], u16, &str); 5] = [
+        (
+            &["-H", pkcs10, "--data-binary", &garbage],
+            400,
+            "malformed certificate request",
+        ),
+        (
+            &["-H", "Content-Type: text/plain", "--data-binary", &garbage],
+            415,
+            "send the certificate request as application/pkcs10",
+        ),
+        (&["-H", pkcs10, "--data-binary", &big], 413, "exceeds"),
+        (
+            &["-H", pkcs10, "--data-binary", pem],
+            400,
+            "not a CERTIFICATE REQUEST",
+        ),
+        (&["-X", "GET"], 405, "use POST"),
+    ];
+    for (args, status, reason) in cases {
+        let (got, body) = steward.curl(args, "/v1/attest");
+        assert_eq!(got, status, "{args:?}: {body}");
+        assert!(body.contains(reason), "{args:?}: {body}");
+    }
+    let (status, body) = steward.curl(&[], "/healthz");
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    let (status, body) = steward.curl(&[], "/metrics");
+    assert_eq!(status, 200);
+    for line in [
+        "keep_steward_rejections_total{reason=\"malformed\"} 1",
+        "keep_steward_requests_total{endpoint=\"/v1/attest\",status=\"400\"} 2",
+        "keep_steward_requests_total{endpoint=\"/v1/attest\",status=\"413\"} 1",
+        "keep_steward_requests_total{endpoint=\"/v1/attest\",status=\"415\"} 1",
+        "keep_steward_attest_duration_seconds_count 4",
+    ] {
+        assert!(body.lines().any(|l| l == line), "missing {line}:\n{body}");
+    }
+    assert!(
+        steward
+            .log_with("refused (malformed)")
+            .contains("refused (malformed)")
+    );
+}
