@@ -220,12 +220,16 @@ fn bad_configs_name_file_line_and_key() {
 }
 
 #[test]
-fn unsupported_settings_fail_clearly_instead_of_being_ignored() {
+fn settings_that_cannot_work_fail_clearly_instead_of_being_ignored() {
     let tmp = tempfile::tempdir().unwrap();
     let cases = [
         (
-            "steward = \"https://steward.example.com\"\n",
-            "attestation is not yet supported",
+            "steward = \"http://127.0.0.1:1\"\n",
+            "invalid steward URL \"http://127.0.0.1:1\": expected https://",
+        ),
+        (
+            "steward = \"https://127.0.0.1:1\"\n",
+            "attestation with the Steward at https://127.0.0.1:1 failed: cannot connect",
         ),
         (
             "[[files]]\nkind = \"stdout\"\n",

@@ -1,0 +1,154 @@
+//! `steward-load ADDR CA KIND CONCURRENCY REQUESTS [REPORT VCEK]`: a concurrent load
+//! generator for `keep steward serve`. CONCURRENCY keep-alive HTTPS connections send REQUESTS
+//! `POST /v1/attest` in all. KIND `none`: each connection sends requests with `none` evidence
+//! bound to its own key (issued by an insecure Steward). KIND `snp`: the real SEV-SNP REPORT
+//! with its VCEK (DER) replayed in a Keep request, verified in full and refused for its binding
+//! (it binds another key), which is the expected answer. Prints one JSON line:
+//! `{"requests":…,"seconds":…,"per_second":…,"p50_ms":…,"p99_ms":…,"statuses":{…}}`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::rt::TokioIo;
+use keep_attest::request::{AttestationRequest, Evidence};
+use keep_bench::{certificates, provider};
+use rcgen::{KeyPair, PublicKeyData as _};
+use rustls_pki_types::ServerName;
+
+const WORKLOAD: [u8; 32] = [0x4b; 32];
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let (addr, ca, kind, concurrency, requests, evidence_files) = match args.as_slice() {
+        [_, addr, ca, kind, c, n] => (addr, ca, kind, c, n, None),
+        [_, addr, ca, kind, c, n, report, vcek] => (addr, ca, kind, c, n, Some((report, vcek))),
+        _ => {
+            anyhow::bail!("usage: steward-load ADDR CA none|snp CONCURRENCY REQUESTS [REPORT VCEK]")
+        }
+    };
+    let concurrency: usize = concurrency.parse()?;
+    let requests: usize = requests.parse()?;
+    let bodies: Vec<Bytes> = (0..concurrency)
+        .map(|_| request(kind, evidence_files))
+        .collect::<anyhow::Result<_>>()?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in certificates(std::path::Path::new(ca))? {
+        roots.add(cert)?;
+    }
+    let tls = Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let remaining = Arc::new(AtomicUsize::new(requests));
+    let started = Instant::now();
+    let results = runtime.block_on(async {
+        let workers: Vec<_> = bodies
+            .into_iter()
+            .map(|body| {
+                let (tls, remaining, addr) = (tls.clone(), remaining.clone(), addr.clone());
+                tokio::spawn(async move { worker(&addr, tls, body, &remaining).await })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for worker in workers {
+            all.extend(worker.await??);
+        }
+        anyhow::Ok(all)
+    })?;
+    let seconds = started.elapsed().as_secs_f64();
+    let mut latencies: Vec<Duration> = results.iter().map(|(_, d)| *d).collect();
+    latencies.sort();
+    let quantile = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 * q).ceil() as usize).saturating_sub(1))
+            .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    };
+    let mut statuses: BTreeMap<u16, usize> = BTreeMap::new();
+    for (status, _) in &results {
+        *statuses.entry(*status).or_default() += 1;
+    }
+    println!(
+        "{{\"requests\":{},\"seconds\":{seconds:.3},\"per_second\":{:.1},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"statuses\":{{{}}}}}",
+        results.len(),
+        results.len() as f64 / seconds,
+        quantile(0.5),
+        quantile(0.99),
+        statuses
+            .iter()
+            .map(|(s, n)| format!("\"{s}\":{n}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    Ok(())
+}
+
+/// One connection's requests until the shared budget is spent: (status, latency) each.
+async fn worker(
+    addr: &str,
+    tls: Arc<rustls::ClientConfig>,
+    body: Bytes,
+    remaining: &AtomicUsize,
+) -> anyhow::Result<Vec<(u16, Duration)>> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let stream = tokio_rustls::TlsConnector::from(tls)
+        .connect(ServerName::try_from("localhost")?, tcp)
+        .await?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    let mut results = Vec::new();
+    while remaining
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+        .is_ok()
+    {
+        let request = hyper::Request::post("/v1/attest")
+            .header(hyper::header::HOST, "localhost")
+            .header(hyper::header::CONTENT_TYPE, "application/pkcs10")
+            .body(Full::new(body.clone()))?;
+        let sent = Instant::now();
+        let response = sender.send_request(request).await?;
+        let status = response.status().as_u16();
+        response.into_body().collect().await?;
+        results.push((status, sent.elapsed()));
+    }
+    Ok(results)
+}
+
+/// A Keep request of `kind` with a fresh key.
+fn request(kind: &str, evidence_files: Option<(&String, &String)>) -> anyhow::Result<Bytes> {
+    let key = KeyPair::generate()?;
+    let (evidence, certificates) = match (kind, evidence_files) {
+        ("none", _) => (
+            Evidence::None {
+                report_data: keep_attest::collect::report_data(
+                    &key.subject_public_key_info(),
+                    &WORKLOAD,
+                ),
+            },
+            Vec::new(),
+        ),
+        ("snp", Some((report, vcek))) => (
+            Evidence::SevSnp(std::fs::read(report).with_context(|| report.clone())?),
+            vec![std::fs::read(vcek).with_context(|| vcek.clone())?],
+        ),
+        _ => anyhow::bail!("KIND is `none`, or `snp` with REPORT and VCEK"),
+    };
+    let content = AttestationRequest {
+        evidence,
+        workload_digest: WORKLOAD,
+        certificates,
+        crls: Vec::new(),
+    };
+    Ok(keep_steward::client::certificate_request(&key, &[], &content)?.into())
+}
