@@ -105,9 +105,10 @@ fn curve_of(spki: &SubjectPublicKeyInfoOwned) -> Option<ObjectIdentifier> {
         .and_then(|p| p.decode_as::<ObjectIdentifier>().ok())
 }
 
-/// The request's signature, by the key it carries.
+/// The request's signature, by the key it carries. ring's ECDSA verification, several times
+/// faster than the pure-Rust curves: the Steward checks one signature per request.
 fn verify_signature(request: &CertReq) -> Result<(), Error> {
-    use p256::ecdsa::signature::Verifier as _;
+    use ring::signature::{ECDSA_P256_SHA256_ASN1, ECDSA_P384_SHA384_ASN1, UnparsedPublicKey};
     let spki = &request.info.public_key;
     let key = spki.subject_public_key.raw_bytes();
     let signature = request.signature.raw_bytes();
@@ -115,22 +116,9 @@ fn verify_signature(request: &CertReq) -> Result<(), Error> {
         .info
         .to_der()
         .map_err(|e| Error::malformed("certificate request", e))?;
-    let malformed = |what: &str| Error::malformed("certificate request", what);
-    let verified = match (curve_of(spki), request.algorithm.oid) {
-        (Some(SECP384R1), ECDSA_WITH_SHA384) => p384::ecdsa::VerifyingKey::from_sec1_bytes(key)
-            .map_err(|_| malformed("its key is not a P-384 point"))?
-            .verify(
-                &info,
-                &p384::ecdsa::Signature::from_der(signature)
-                    .map_err(|_| malformed("malformed signature"))?,
-            ),
-        (Some(SECP256R1), ECDSA_WITH_SHA256) => p256::ecdsa::VerifyingKey::from_sec1_bytes(key)
-            .map_err(|_| malformed("its key is not a P-256 point"))?
-            .verify(
-                &info,
-                &p256::ecdsa::Signature::from_der(signature)
-                    .map_err(|_| malformed("malformed signature"))?,
-            ),
+    let algorithm = match (curve_of(spki), request.algorithm.oid) {
+        (Some(SECP384R1), ECDSA_WITH_SHA384) => &ECDSA_P384_SHA384_ASN1,
+        (Some(SECP256R1), ECDSA_WITH_SHA256) => &ECDSA_P256_SHA256_ASN1,
         (curve, algorithm) => {
             return Err(Error::Unsupported {
                 what: "certificate request key",
@@ -141,6 +129,7 @@ fn verify_signature(request: &CertReq) -> Result<(), Error> {
             });
         }
     };
-    verified
+    UnparsedPublicKey::new(algorithm, key)
+        .verify(&info, signature)
         .map_err(|_| Error::Signature("the certificate request is not signed by its key".into()))
 }

@@ -15,7 +15,6 @@ mod vek;
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use p384::ecdsa::signature::Verifier as _;
 use x509_cert::Certificate;
 use x509_cert::crl::CertificateList;
 
@@ -48,15 +47,13 @@ pub fn verify_with_crls(
     if key == SigningKey::Vcek {
         check_chip(&report, &vek)?;
     }
-    vek.verifying_key()?
-        .verify(report.signed_bytes(), &report.signature()?)
-        .map_err(|_| {
-            Error::Signature(format!(
-                "the report is not signed by the {} `{}`",
-                key_name(key),
-                crate::x509::subject(&vek.cert)
-            ))
-        })?;
+    if !vek.verifies(report.signed_bytes(), &report.signature()) {
+        return Err(Error::Signature(format!(
+            "the report is not signed by the {} `{}`",
+            key_name(key),
+            crate::x509::subject(&vek.cert)
+        )));
+    }
     Ok(claims(&report, key, product))
 }
 

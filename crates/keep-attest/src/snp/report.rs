@@ -73,18 +73,15 @@ impl Report {
         &self.raw[..SIGNED_LEN]
     }
 
-    /// The signature as an ECDSA P-384 signature.
-    pub fn signature(&self) -> Result<p384::ecdsa::Signature, Error> {
-        let big_endian = |range: std::ops::Range<usize>| {
-            let mut bytes: [u8; 48] = [0; 48];
-            bytes.copy_from_slice(&self.raw[range]);
-            bytes.reverse();
-            bytes
-        };
-        p384::ecdsa::Signature::from_scalars(big_endian(SIGNATURE_R), big_endian(SIGNATURE_S))
-            .map_err(|_| {
-                Error::Signature("the report's signature is not a valid P-384 signature".into())
-            })
+    /// The ECDSA P-384 signature as `r ‖ s`, 48 bytes each, big-endian (the report stores
+    /// them little-endian).
+    pub fn signature(&self) -> [u8; 96] {
+        let mut fixed = [0; 96];
+        fixed[..48].copy_from_slice(&self.raw[SIGNATURE_R]);
+        fixed[48..].copy_from_slice(&self.raw[SIGNATURE_S]);
+        fixed[..48].reverse();
+        fixed[48..].reverse();
+        fixed
     }
 
     /// The key that signed the report.

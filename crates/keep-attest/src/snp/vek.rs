@@ -115,15 +115,17 @@ impl Vek {
         })
     }
 
-    /// The public key as a P-384 verifying key.
-    pub fn verifying_key(&self) -> Result<p384::ecdsa::VerifyingKey, Error> {
+    /// Whether the key signed `message` with the fixed-size P-384 `signature` (`r ‖ s`).
+    /// ring's verification: several times faster than the pure-Rust curve.
+    pub fn verifies(&self, message: &[u8], signature: &[u8; 96]) -> bool {
         let key = self
             .cert
             .tbs_certificate
             .subject_public_key_info
             .subject_public_key
             .raw_bytes();
-        p384::ecdsa::VerifyingKey::from_sec1_bytes(key)
-            .map_err(|_| Error::malformed("VCEK/VLEK certificate", "its key is not a P-384 key"))
+        ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P384_SHA384_FIXED, key)
+            .verify(message, signature)
+            .is_ok()
     }
 }
