@@ -5,8 +5,12 @@
 //! may come with the evidence or the collateral: it is trusted only if a built-in ARK signs
 //! it, so supplying it adds no trust.
 
-use std::sync::OnceLock;
+use std::collections::HashSet;
+use std::sync::{Mutex, OnceLock};
 use std::time::SystemTime;
+
+use der::Encode as _;
+use sha2::{Digest as _, Sha256};
 
 use sev::certs::snp::{Certificate as SevCertificate, Verifiable as _, builtin};
 use x509_cert::Certificate;
@@ -20,9 +24,6 @@ struct Anchor {
     product: &'static str,
     ark: Certificate,
     ask: Certificate,
-    /// Whether the ARK signs the built-in ASK, checked once per process (an RSA-4096
-    /// verification costs about as much as the rest of a report's verification).
-    ask_signed: OnceLock<Result<(), String>>,
 }
 
 /// The built-in anchors: Milan, Genoa, Turin.
@@ -46,18 +47,54 @@ fn anchors() -> &'static [Anchor] {
                 product,
                 ark: pem(ark)?,
                 ask: pem(ask)?,
-                ask_signed: OnceLock::new(),
             })
         })
         .collect()
     })
 }
 
+/// How many verified (issuer, certificate) pairs are remembered.
+const VERIFIED_CAPACITY: usize = 4096;
+
 /// Whether `issuer` signs `cert` (RSA-PSS with SHA-384, as AMD's certificates are).
+///
+/// Successes are remembered by the SHA-256 of both certificates' DER: an RSA-4096 check costs
+/// more than the rest of a report's verification, and a verifier such as the Steward sees the
+/// same ASKs and VCEKs again and again. Validity and revocation are still checked every time.
 fn signs(issuer: &Certificate, cert: &Certificate) -> Result<(), String> {
-    let issuer = SevCertificate::from(issuer.clone());
-    let cert = SevCertificate::from(cert.clone());
-    (&issuer, &cert).verify().map_err(|e| e.to_string())
+    static VERIFIED: OnceLock<Mutex<HashSet<[u8; 32]>>> = OnceLock::new();
+    let pair = match (issuer.to_der(), cert.to_der()) {
+        (Ok(issuer), Ok(cert)) => Some(
+            Sha256::new()
+                .chain_update(issuer)
+                .chain_update(cert)
+                .finalize()
+                .into(),
+        ),
+        _ => None,
+    };
+    let verified = VERIFIED.get_or_init(Default::default);
+    let seen = |pair: &[u8; 32]| {
+        verified
+            .lock()
+            .map(|set| set.contains(pair))
+            .unwrap_or(false)
+    };
+    if pair.as_ref().is_some_and(seen) {
+        return Ok(());
+    }
+    let sev_issuer = SevCertificate::from(issuer.clone());
+    let sev_cert = SevCertificate::from(cert.clone());
+    (&sev_issuer, &sev_cert)
+        .verify()
+        .map_err(|e| e.to_string())?;
+    if let (Some(pair), Ok(mut set)) = (pair, verified.lock()) {
+        if set.len() >= VERIFIED_CAPACITY {
+            set.clear();
+        }
+        set.insert(pair);
+    }
+    Ok(())
 }
 
 /// Verifies that `vek` chains to a built-in ARK through an intermediate from `supplied`
@@ -98,15 +135,7 @@ pub fn verify_with_crls(
             ));
             continue;
         };
-        let ark_signs = if *intermediate == anchor.ask {
-            anchor
-                .ask_signed
-                .get_or_init(|| signs(&anchor.ark, &anchor.ask))
-                .clone()
-        } else {
-            signs(&anchor.ark, intermediate)
-        };
-        if let Err(e) = ark_signs {
+        if let Err(e) = signs(&anchor.ark, intermediate) {
             failures.push(format!(
                 "the {} ARK does not sign `{}`: {e}",
                 anchor.product,
