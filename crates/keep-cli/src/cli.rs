@@ -296,9 +296,13 @@ The kind of program is detected from the file. Settings come from the config fil
 --config (never picked up implicitly); command-line flags add to it (--dir, --env, ARGS) or \
 override it (limits).
 
-With the default `process` backend the host is protected from the guest by the Wasm sandbox, \
-but the guest has NO confidentiality from the host: anyone who controls the host can read and \
-change its memory.";
+With the default `process` backend the host is protected from the guest by the Wasm sandbox \
+and, before the guest's first instruction, by confinement of the runtime process itself: \
+no-new-privs, Landlock (only the preopened directories stay reachable), a seccomp allow-list \
+(no exec, no new processes, sockets only when [network] or a Steward needs them), no core \
+dumps, and no capabilities when run as root. A start-up line says which are active; \
+`keep platform info` says what this kernel offers. The guest has NO confidentiality from the \
+host: anyone who controls the host can read and change its memory.";
 
 /// `keep run`
 #[derive(Debug, Args)]
@@ -346,6 +350,11 @@ pub struct RunArgs {
     /// Where the Keep runs.
     #[arg(long, value_enum, default_value_t = Backend::Process)]
     pub backend: Backend,
+
+    /// Do not confine the runtime process (no Landlock, seccomp, no-new-privs, capability
+    /// drop). Only the Wasm sandbox then protects the host: for debugging.
+    #[arg(long)]
+    pub no_confine: bool,
 
     /// Do not print Keep's notices (errors are still printed).
     #[arg(short, long)]

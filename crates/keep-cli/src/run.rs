@@ -20,6 +20,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
             ),
         }
     }
+    if args.no_confine {
+        eprintln!(
+            "keep: warning: --no-confine: the runtime process is not confined; only the Wasm \
+             sandbox protects the host"
+        );
+    }
     let outcome = keep_runtime::run(&spec)?;
     if !matches!(outcome, keep_runtime::Outcome::Exited(_)) {
         eprintln!("keep: {outcome}");
@@ -131,5 +137,7 @@ fn merge(args: &RunArgs, config: Option<Config>) -> anyhow::Result<RunSpec> {
         tls: config.tls,
         network: config.network,
         listen_print: args.listen_print,
+        confine: !args.no_confine,
+        notices: !args.quiet,
     })
 }

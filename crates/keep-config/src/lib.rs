@@ -57,7 +57,7 @@ use serde::Deserialize;
 pub use dirs::DirGrant;
 pub use error::ConfigError;
 pub use files::{DEFAULT_LISTEN_ADDR, DEFAULT_PORT, File, FileKind, Protocol};
-pub use limits::{Fuel, Limits, MemorySize, Timeout};
+pub use limits::{DEFAULT_OPEN_FILES, Fuel, Limits, MemorySize, Timeout};
 pub use network::{AddressRule, HostPattern, NetworkPolicy};
 pub use tls::{ClientAuth, IdentityFiles, Tls, TlsVersion};
 

@@ -16,7 +16,13 @@ pub struct Limits {
     pub timeout: Option<Timeout>,
     /// Fuel (roughly, Wasm instructions) the guest may consume.
     pub fuel: Option<Fuel>,
+    /// Most descriptors the Keep's process may have open (the guest's files and sockets
+    /// and the runtime's own); default [`DEFAULT_OPEN_FILES`].
+    pub open_files: Option<u64>,
 }
+
+/// The default of `[limits] open_files`.
+pub const DEFAULT_OPEN_FILES: u64 = 1024;
 
 /// A number of bytes written as `256MiB`, `1.5GB`, `65536` and the like.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -72,9 +72,17 @@ fn describe(grants: &Grants, abi: i32) -> String {
          TCP bind/connect: {}",
         grants.read_write_dirs.len(),
         grants.read_only_dirs.len(),
-        if grants.read_only_dirs.len() == 1 { "y" } else { "ies" },
+        if grants.read_only_dirs.len() == 1 {
+            "y"
+        } else {
+            "ies"
+        },
         grants.read_only_paths.len(),
-        if grants.read_only_paths.len() == 1 { "" } else { "s" },
+        if grants.read_only_paths.len() == 1 {
+            ""
+        } else {
+            "s"
+        },
         if grants.sockets { "granted" } else { "refused" }
     )
 }

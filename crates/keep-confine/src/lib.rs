@@ -191,5 +191,7 @@ fn no_new_privs() -> Item {
 
 /// Threads of this process, from `/proc/self/task` (read before Landlock hides it).
 fn thread_count() -> Option<usize> {
-    std::fs::read_dir("/proc/self/task").ok().map(Iterator::count)
+    std::fs::read_dir("/proc/self/task")
+        .ok()
+        .map(Iterator::count)
 }

@@ -18,7 +18,7 @@ use seccompiler::{
 use crate::{Item, Status};
 
 /// System calls allowed with any arguments.
-const ALLOWED: &[libc::c_long] = &[
+const ALLOWED: &[i64] = &[
     // Descriptors and files (paths are Landlock's business).
     libc::SYS_read,
     libc::SYS_write,
@@ -90,6 +90,7 @@ const ALLOWED: &[libc::c_long] = &[
     libc::SYS_mremap,
     libc::SYS_brk,
     libc::SYS_membarrier,
+    libc::SYS_memfd_create,
     // Threads and synchronisation.
     libc::SYS_futex,
     libc::SYS_set_robust_list,
@@ -132,7 +133,7 @@ const ALLOWED: &[libc::c_long] = &[
 
 /// The older forms x86_64 still has (the C library may use them).
 #[cfg(target_arch = "x86_64")]
-const ALLOWED_ARCH: &[libc::c_long] = &[
+const ALLOWED_ARCH: &[i64] = &[
     libc::SYS_open,
     libc::SYS_stat,
     libc::SYS_lstat,
@@ -153,10 +154,10 @@ const ALLOWED_ARCH: &[libc::c_long] = &[
     libc::SYS_time,
 ];
 #[cfg(not(target_arch = "x86_64"))]
-const ALLOWED_ARCH: &[libc::c_long] = &[];
+const ALLOWED_ARCH: &[i64] = &[];
 
 /// System calls that create or attach sockets: allowed only with the network.
-const NETWORK: &[libc::c_long] = &[libc::SYS_bind, libc::SYS_listen, libc::SYS_connect];
+const NETWORK: &[i64] = &[libc::SYS_bind, libc::SYS_listen, libc::SYS_connect];
 
 #[cfg(target_arch = "x86_64")]
 const ARCH: TargetArch = TargetArch::x86_64;
@@ -178,7 +179,11 @@ pub fn apply(sockets: bool) -> Item {
             detail: format!(
                 "{} system calls allowed; new sockets {}; exec, fork, ptrace refused",
                 ALLOWED.len() + ALLOWED_ARCH.len() + 2 + if sockets { NETWORK.len() } else { 0 },
-                if sockets { "allowed (IPv4, IPv6)" } else { "refused" }
+                if sockets {
+                    "allowed (IPv4, IPv6)"
+                } else {
+                    "refused"
+                }
             ),
         },
         Err(e) => Item {
@@ -199,11 +204,11 @@ fn filters(sockets: bool) -> Result<(BpfProgram, BpfProgram), seccompiler::Error
         .iter()
         .chain(ALLOWED_ARCH)
         .chain(&[libc::SYS_clone3])
-        .map(|&call| (call as i64, Vec::new()))
+        .map(|&call| (call, Vec::new()))
         .collect();
     // Threads only: CLONE_THREAD must be set.
     rules.insert(
-        libc::SYS_clone as i64,
+        libc::SYS_clone,
         vec![SeccompRule::new(vec![SeccompCondition::new(
             0,
             SeccompCmpArgLen::Qword,
@@ -213,14 +218,14 @@ fn filters(sockets: bool) -> Result<(BpfProgram, BpfProgram), seccompiler::Error
     );
     if sockets {
         for &call in NETWORK {
-            rules.insert(call as i64, Vec::new());
+            rules.insert(call, Vec::new());
         }
         let domain = |family: libc::c_int| {
             SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, family as u64)
                 .and_then(|c| SeccompRule::new(vec![c]))
         };
         rules.insert(
-            libc::SYS_socket as i64,
+            libc::SYS_socket,
             vec![domain(libc::AF_INET)?, domain(libc::AF_INET6)?],
         );
     }
@@ -232,7 +237,7 @@ fn filters(sockets: bool) -> Result<(BpfProgram, BpfProgram), seccompiler::Error
     )?
     .try_into()?;
     let no_clone3 = SeccompFilter::new(
-        [(libc::SYS_clone3 as i64, Vec::new())].into(),
+        [(libc::SYS_clone3, Vec::new())].into(),
         SeccompAction::Allow,
         SeccompAction::Errno(libc::ENOSYS as u32),
         ARCH,

@@ -110,36 +110,62 @@ fn child(scenario: &str, dir: &Path) {
     };
     let report = keep_confine::confine(&grants);
     println!("report: {}", report.summary());
-    assert!(report.is_complete(), "confinement incomplete: {}", report.summary());
+    assert!(
+        report.is_complete(),
+        "confinement incomplete: {}",
+        report.summary()
+    );
 
     let nnp = rustix::thread::no_new_privs().map(u8::from).unwrap_or(9);
     println!("no-new-privs: {nnp}");
     let core = rustix::process::getrlimit(rustix::process::Resource::Core);
     println!("core limit: {}", core.current.unwrap_or(u64::MAX));
-    println!("read granted: {}", open(&dir.join("granted/file"), libc::O_RDONLY));
+    println!(
+        "read granted: {}",
+        open(&dir.join("granted/file"), libc::O_RDONLY)
+    );
     println!(
         "write granted: {}",
         open(&dir.join("granted/new"), libc::O_WRONLY | libc::O_CREAT)
     );
-    println!("read read-only: {}", open(&dir.join("readonly/file"), libc::O_RDONLY));
+    println!(
+        "read read-only: {}",
+        open(&dir.join("readonly/file"), libc::O_RDONLY)
+    );
     println!(
         "write read-only: {}",
         open(&dir.join("readonly/file"), libc::O_WRONLY)
     );
-    println!("read outside: {}", open(&dir.join("outside/file"), libc::O_RDONLY));
-    println!("read /etc/shadow: {}", open(Path::new("/etc/shadow"), libc::O_RDONLY));
+    println!(
+        "read outside: {}",
+        open(&dir.join("outside/file"), libc::O_RDONLY)
+    );
+    println!(
+        "read /etc/shadow: {}",
+        open(Path::new("/etc/shadow"), libc::O_RDONLY)
+    );
     println!(
         "open /proc/self/mem: {}",
         open(Path::new("/proc/self/mem"), libc::O_RDWR)
     );
     println!(
         "thread: {}",
-        if std::thread::spawn(|| 7).join().ok() == Some(7) { "ok" } else { "failed" }
+        if std::thread::spawn(|| 7).join().ok() == Some(7) {
+            "ok"
+        } else {
+            "failed"
+        }
     );
     // SAFETY: raw system calls with valid arguments; results are only inspected.
     unsafe {
-        println!("socket inet: {}", result(libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0)));
-        println!("socket unix: {}", result(libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0)));
+        println!(
+            "socket inet: {}",
+            result(libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0))
+        );
+        println!(
+            "socket unix: {}",
+            result(libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0))
+        );
         let program = CString::new("/bin/true").unwrap();
         let argv = [program.as_ptr(), std::ptr::null()];
         let envp = [std::ptr::null()];

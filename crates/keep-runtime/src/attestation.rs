@@ -32,24 +32,33 @@ struct Attested {
     not_after: SystemTime,
 }
 
-/// The Keep's attested identity and the thread that renews it; dropping this stops renewal.
+/// The Keep's attested identity, and what renewing it needs.
 pub struct AttestedIdentity {
     /// What the Keep presents.
     pub identity: Arc<LiveIdentity>,
-    stop: Option<mpsc::Sender<()>>,
-    renewal: Option<std::thread::JoinHandle<()>>,
+    source: StewardSource,
+    url: StewardUrl,
+    client: Arc<ClientConfig>,
+    expires: SystemTime,
+    renew_in: Duration,
 }
 
-impl Drop for AttestedIdentity {
+/// The thread renewing the certificate; dropping this stops it.
+pub struct Renewal {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Renewal {
     fn drop(&mut self) {
         drop(self.stop.take());
-        if let Some(thread) = self.renewal.take() {
+        if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }
 }
 
-/// Obtains the Keep's certificate from its Steward and starts renewing it.
+/// Obtains the Keep's certificate from its Steward.
 pub fn attest(source: &StewardSource, tls: &Tls) -> anyhow::Result<AttestedIdentity> {
     let url = StewardUrl::parse(&source.url)?;
     let client = Arc::new(
@@ -67,20 +76,37 @@ pub fn attest(source: &StewardSource, tls: &Tls) -> anyhow::Result<AttestedIdent
         hex::encode(source.workload_digest),
         humantime::format_rfc3339_seconds(first.not_after)
     );
-    let identity = LiveIdentity::new(&first.identity)?;
-    let (stop, stopped) = mpsc::channel();
-    let renewal = {
-        let (identity, source) = (identity.clone(), source.clone());
-        std::thread::Builder::new()
-            .name("keep-renewal".into())
-            .spawn(move || renew(&identity, &source, &url, &client, &first, &stopped))
-            .context("cannot start the certificate renewal thread")?
-    };
     Ok(AttestedIdentity {
-        identity,
-        stop: Some(stop),
-        renewal: Some(renewal),
+        identity: LiveIdentity::new(&first.identity)?,
+        source: source.clone(),
+        url,
+        client,
+        expires: first.not_after,
+        renew_in: first.renewal_delay(),
     })
+}
+
+impl AttestedIdentity {
+    /// Starts renewing the certificate before it expires (a thread, started once the
+    /// process is confined so that it is confined too).
+    pub fn start_renewal(&self) -> anyhow::Result<Renewal> {
+        let (stop, stopped) = mpsc::channel();
+        let identity = self.identity.clone();
+        let (source, url, client) = (self.source.clone(), self.url.clone(), self.client.clone());
+        let (expires, renew_in) = (self.expires, self.renew_in);
+        let thread = std::thread::Builder::new()
+            .name("keep-renewal".into())
+            .spawn(move || {
+                renew(
+                    &identity, &source, &url, &client, expires, renew_in, &stopped,
+                )
+            })
+            .context("cannot start the certificate renewal thread")?;
+        Ok(Renewal {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
 }
 
 /// Renews the certificate before it expires, until told to stop.
@@ -89,11 +115,10 @@ fn renew(
     source: &StewardSource,
     url: &StewardUrl,
     client: &Arc<ClientConfig>,
-    first: &Attested,
+    mut expires: SystemTime,
+    mut wait: Duration,
     stopped: &mpsc::Receiver<()>,
 ) {
-    let mut expires = first.not_after;
-    let mut wait = first.renewal_delay();
     loop {
         match stopped.recv_timeout(wait) {
             Err(RecvTimeoutError::Timeout) => {}

@@ -10,6 +10,7 @@
 pub mod attestation;
 mod cache;
 mod compile;
+pub mod confinement;
 mod engine;
 mod limits;
 pub mod net;
@@ -76,6 +77,10 @@ pub struct RunSpec {
     pub network: NetworkPolicy,
     /// Print `keep: listening NAME PROT ADDRESS` on stderr for each listener once bound.
     pub listen_print: bool,
+    /// Confine the runtime process before the guest starts ([`confinement`]).
+    pub confine: bool,
+    /// Print Keep's notices (such as the confinement line) on stderr.
+    pub notices: bool,
 }
 
 /// Runs the program of `spec` to its end.
@@ -87,6 +92,7 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<Outcome> {
     let options = EngineOptions {
         fuel: spec.limits.fuel.is_some(),
         epoch_interruption: spec.limits.timeout.is_some(),
+        serial_compilation: spec.confine,
     };
     let engine = options.build()?;
     let compiled = compile::compile(&engine, &program, spec.cache.as_ref())?;
@@ -123,6 +129,7 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<Outcome> {
             let mut store = new_store(&engine, host, fuel, timeout)?;
             store.limiter(|host| &mut host.limiter);
             let start = prepare_module(&engine, &module, &mut store, spec)?;
+            let _renewal = start_guest_threads(spec, attested.as_ref())?;
             let _watchdog = timeout.map(|t| Watchdog::start(&engine, t));
             start(&mut store)
         }
@@ -136,6 +143,7 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<Outcome> {
             let mut store = new_store(&engine, host, fuel, timeout)?;
             store.limiter(|host| &mut host.limiter);
             let command = prepare_component(&engine, &component, spec)?;
+            let _renewal = start_guest_threads(spec, attested.as_ref())?;
             let _watchdog = timeout.map(|t| Watchdog::start(&engine, t));
             command(&mut store)
         }
@@ -191,6 +199,18 @@ fn open_keep_files(
         opened.push((wasi::guest_fd(index, spec.dirs.len()), keep_file));
     }
     Ok(opened)
+}
+
+/// The end of set-up: the process confines itself while it is still single-threaded, then
+/// starts the threads that run beside the guest (certificate renewal).
+fn start_guest_threads(
+    spec: &RunSpec,
+    attested: Option<&attestation::AttestedIdentity>,
+) -> anyhow::Result<Option<attestation::Renewal>> {
+    confinement::enter(spec);
+    attested
+        .map(attestation::AttestedIdentity::start_renewal)
+        .transpose()
 }
 
 /// The TLS set-up when some socket uses TLS, presenting `attested` or else the identity

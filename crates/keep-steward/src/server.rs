@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use rustls::ServerConfig;
@@ -164,15 +164,22 @@ async fn read_request(request: Request<Incoming>) -> Result<Vec<u8>, Response<Fu
             ),
         ));
     }
+    // A declared length over the limit is refused before any of the body is read (a client
+    // waiting on `Expect: 100-continue` then gets the answer instead of a reset).
+    let declared = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_BODY as u64) {
+        return Err(too_large());
+    }
     let body = Limited::new(request.into_body(), MAX_BODY)
         .collect()
         .await
         .map_err(|e| {
             if e.is::<http_body_util::LengthLimitError>() {
-                text(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("the request body exceeds {MAX_BODY} bytes\n"),
-                )
+                too_large()
             } else {
                 text(StatusCode::BAD_REQUEST, format!("reading the body: {e}\n"))
             }
@@ -189,6 +196,13 @@ async fn read_request(request: Request<Incoming>) -> Result<Vec<u8>, Response<Fu
             });
     }
     Ok(body.to_vec())
+}
+
+fn too_large() -> Response<Full<Bytes>> {
+    text(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the request body exceeds {MAX_BODY} bytes\n"),
+    )
 }
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
