@@ -106,8 +106,12 @@ pub fn platform(command: PlatformCommand) -> anyhow::Result<u8> {
     let root =
         std::env::var_os(PLATFORM_ROOT_VAR).map_or_else(|| PathBuf::from("/"), PathBuf::from);
     let platform = keep_attest::platform::detect(&root);
+    // What the `process` backend's confinement can use on this kernel.
+    let confinement = keep_confine::probe();
     if json {
-        println!("{}", serde_json::to_string_pretty(&platform)?);
+        let mut value = serde_json::to_value(&platform)?;
+        value["confinement"] = serde_json::to_value(&confinement.items)?;
+        println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(0);
     }
     println!("tee:        {}", platform.tee);
@@ -132,6 +136,8 @@ pub fn platform(command: PlatformCommand) -> anyhow::Result<u8> {
             backend.note
         );
     }
+    println!("confinement of the process backend:");
+    print!("{confinement}");
     Ok(0)
 }
 

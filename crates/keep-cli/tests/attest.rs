@@ -243,6 +243,23 @@ fn platform_info_says_what_this_host_can_do() {
         .find(|b| b["name"] == "cvm")
         .unwrap();
     assert_eq!(cvm["usable"], true);
+    // What the process backend's confinement can use on this kernel, each mechanism named.
+    let names: Vec<&str> = json["confinement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "rlimits",
+            "capabilities",
+            "no-new-privs",
+            "landlock",
+            "seccomp"
+        ]
+    );
 }
 
 #[test]

@@ -16,6 +16,8 @@ pub struct Limits {
     pub timeout: Option<Timeout>,
     /// Fuel (roughly, Wasm instructions) the guest may consume.
     pub fuel: Option<Fuel>,
+    /// Most elements one of the guest's tables may grow to (default 1,000,000).
+    pub table_elements: Option<u64>,
     /// Most descriptors the Keep's process may have open (the guest's files and sockets
     /// and the runtime's own); default [`DEFAULT_OPEN_FILES`].
     pub open_files: Option<u64>,

@@ -34,7 +34,7 @@ use wasmtime_wasi_tls::{WasiTlsCtx, WasiTlsCtxBuilder, WasiTlsCtxView, WasiTlsVi
 
 pub use cache::{CacheStats, ModuleCache};
 pub use engine::EngineOptions;
-pub use limits::MemoryLimitExceeded;
+pub use limits::{LimitExceeded, Resource};
 pub use net::BoundListener;
 pub use net::tls::{IdentitySource, StewardSource};
 pub use outcome::{Outcome, exit_code};
@@ -108,6 +108,10 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<Outcome> {
     let mut wasi = wasi::builder(spec, &argv0, is_component)?;
     let limiter = GuestLimiter {
         memory: spec.limits.memory.map(|m| m.0),
+        table_elements: spec
+            .limits
+            .table_elements
+            .unwrap_or(limits::DEFAULT_TABLE_ELEMENTS),
     };
     let timeout = spec.limits.timeout.map(|t| t.0);
     let fuel = spec.limits.fuel.map(|f| f.0);

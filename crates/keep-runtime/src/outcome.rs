@@ -7,7 +7,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::limits::MemoryLimitExceeded;
+use crate::limits::LimitExceeded;
 
 /// Exit statuses of `keep` that are not the guest's own.
 pub mod exit_code {
@@ -15,7 +15,8 @@ pub mod exit_code {
     pub const KEEP_ERROR: u8 = 126;
     /// The guest trapped (same as the wasmtime CLI: 128 + SIGABRT).
     pub const TRAP: u8 = 134;
-    /// The guest exceeded the memory limit (128 + SIGKILL, as for the kernel's OOM killer).
+    /// The guest exceeded the memory or table limit (128 + SIGKILL, as for the kernel's OOM
+    /// killer).
     pub const MEMORY_LIMIT: u8 = 137;
     /// The guest ran past its timeout (128 + SIGALRM).
     pub const TIMEOUT: u8 = 142;
@@ -30,8 +31,8 @@ pub enum Outcome {
     Exited(u8),
     /// The guest trapped; the text holds the reason and the Wasm backtrace.
     Trapped(String),
-    /// The memory limit stopped the guest.
-    MemoryLimit(MemoryLimitExceeded),
+    /// The memory or table limit stopped the guest.
+    LimitExceeded(LimitExceeded),
     /// The timeout stopped the guest.
     TimedOut(Duration),
     /// The guest ran out of fuel.
@@ -44,7 +45,7 @@ impl Outcome {
         match self {
             Self::Exited(code) => *code,
             Self::Trapped(_) => exit_code::TRAP,
-            Self::MemoryLimit(_) => exit_code::MEMORY_LIMIT,
+            Self::LimitExceeded(_) => exit_code::MEMORY_LIMIT,
             Self::TimedOut(_) => exit_code::TIMEOUT,
             Self::FuelExhausted(_) => exit_code::FUEL_EXHAUSTED,
         }
@@ -61,8 +62,8 @@ impl Outcome {
             // WASI only produces 0..126; anything else is clamped to a generic failure.
             return Some(Self::Exited(u8::try_from(exit.0).unwrap_or(1).min(125)));
         }
-        if let Some(limit) = error.downcast_ref::<MemoryLimitExceeded>() {
-            return Some(Self::MemoryLimit(*limit));
+        if let Some(limit) = error.downcast_ref::<LimitExceeded>() {
+            return Some(Self::LimitExceeded(*limit));
         }
         let trap = error.downcast_ref::<wasmtime::Trap>()?;
         Some(match (trap, timeout, fuel) {
@@ -81,10 +82,7 @@ impl fmt::Display for Outcome {
         match self {
             Self::Exited(code) => write!(f, "the guest exited with status {code}"),
             Self::Trapped(report) => write!(f, "the guest trapped: {report}"),
-            Self::MemoryLimit(limit) => write!(
-                f,
-                "memory limit exceeded: {limit} (raise it with --max-memory or [limits] memory)"
-            ),
+            Self::LimitExceeded(limit) => write!(f, "{limit}"),
             Self::TimedOut(timeout) => write!(
                 f,
                 "timeout: the guest ran longer than {} and was stopped (--timeout or [limits] timeout)",

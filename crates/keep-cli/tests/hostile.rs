@@ -1,0 +1,203 @@
+//! Hostile guests: each attack is contained with the message and exit status documented in
+//! docs/runtime.md ("Hostile guests"), and Keep itself stays healthy. (Loops, fuel and
+//! memory bombs are in run.rs.)
+
+mod common;
+
+use std::io::Read as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{GUESTS, Keep, both_forms};
+
+/// `keep run -q --dir DATA::/data [extra] PROGRAM ARGS`.
+fn run_with_data(program: &Path, data: &Path, extra: &[&str], args: &[&str]) -> common::Finished {
+    Keep::new()
+        .args(["run", "-q", "--dir"])
+        .arg(&format!("{}::/data", data.display()))
+        .args(extra)
+        .arg_path(program)
+        .args(args)
+        .finish()
+}
+
+#[test]
+fn path_escapes_from_a_preopen_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let secret = tmp.path().join("secret");
+    std::fs::write(&secret, "the host's secret").unwrap();
+    // A symlink inside the preopen that points outside it, made on the host.
+    std::os::unix::fs::symlink(&secret, data.join("link")).unwrap();
+    std::os::unix::fs::symlink("../secret", data.join("relative-link")).unwrap();
+    let secret_path = secret.to_str().unwrap().to_owned();
+    for (form, program) in both_forms("hostile") {
+        for target in [
+            "/data/../secret",
+            "../secret",
+            "/data/link",
+            "/data/relative-link",
+            &secret_path,
+            "/proc/self/mem",
+            "/etc/shadow",
+            "/etc/passwd",
+        ] {
+            let done = run_with_data(&program, &data, &[], &["read", target]);
+            let stdout = done.stdout_text();
+            assert!(
+                !stdout.contains("ESCAPED") && stdout.contains("contained: open"),
+                "{form} {target}: {stdout}{}",
+                done.stderr
+            );
+            done.expect_code(0);
+        }
+    }
+}
+
+#[test]
+fn deep_recursion_traps_on_stack_exhaustion() {
+    // On the WebAssembly call stack: wasmtime's stack limit.
+    let done = Keep::new()
+        .args(["run", "-q"])
+        .arg_path(&GUESTS.module("recursion"))
+        .finish();
+    done.expect_code(134)
+        .expect_stderr_contains("keep: the guest trapped: wasm trap: call stack exhausted");
+    // On C's stack in linear memory: it runs off the bottom of memory.
+    let done = Keep::new()
+        .args(["run", "-q"])
+        .arg_path(&GUESTS.module("hostile"))
+        .arg("recurse")
+        .finish();
+    done.expect_code(134)
+        .expect_stderr_contains("keep: the guest trapped: wasm trap: out of bounds memory access");
+}
+
+#[test]
+fn a_table_growth_bomb_is_stopped_by_the_table_limit() {
+    let done = Keep::new()
+        .args(["run", "-q"])
+        .arg_path(&GUESTS.module("tablebomb"))
+        .finish();
+    done.expect_code(137).expect_stderr_contains(
+        "keep: table limit exceeded: the guest asked for a table of 1100000 elements; the \
+         limit is 1000000 (raise it with [limits] table_elements)",
+    );
+    // The limit comes from the config file.
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("Keep.toml");
+    std::fs::write(&config, "[limits]\ntable_elements = 250000\n").unwrap();
+    let done = Keep::new()
+        .args(["run", "-q", "-c"])
+        .arg_path(&config)
+        .arg_path(&GUESTS.module("tablebomb"))
+        .finish();
+    done.expect_code(137)
+        .expect_stderr_contains("a table of 300000 elements; the limit is 250000");
+}
+
+#[test]
+fn thousands_of_open_files_hit_the_descriptor_limit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("file"), "x").unwrap();
+    let config = tmp.path().join("Keep.toml");
+    std::fs::write(&config, "[limits]\nopen_files = 300\n").unwrap();
+    for (extra, limit) in [(vec![], 1024), (vec!["-c", config.to_str().unwrap()], 300)] {
+        let done = run_with_data(
+            &GUESTS.module("hostile"),
+            &data,
+            &extra,
+            &["files", "/data/file"],
+        );
+        done.expect_code(0);
+        let stdout = done.stdout_text();
+        let opened: usize = stdout
+            .strip_prefix("contained: ")
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{stdout}{}", done.stderr));
+        // The process's own descriptors (stdio, the program, the engine) count too.
+        assert!(opened > limit - 64 && opened < limit, "{stdout}");
+        assert!(stdout.contains("then: "), "{stdout}");
+    }
+}
+
+#[test]
+fn a_stdout_flood_into_a_closed_pipe_ends_cleanly() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keep"))
+        .env(
+            "XDG_CACHE_HOME",
+            std::env::temp_dir().join("keep-hostile-tests-cache"),
+        )
+        .args(["run", "-q"])
+        .arg(GUESTS.module("hostile"))
+        .arg("flood")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = vec![0; 64 * 1024];
+    stdout.read_exact(&mut first).unwrap();
+    drop(stdout);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "keep kept flooding a closed pipe"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    // WASI reports the broken pipe to the guest as an I/O error; Keep is not killed by
+    // SIGPIPE and the guest ends on its own.
+    assert!(
+        stderr.contains("contained: stdout failed after") && stderr.contains("I/O error"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_start_up_line_says_which_confinement_is_active() {
+    let hello = GUESTS.module("hello");
+    let done = Keep::new().args(["run"]).arg_path(&hello).finish();
+    done.expect_code(0);
+    let line = done
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("keep: confined: "))
+        .unwrap_or_else(|| panic!("no confinement line:\n{}", done.stderr));
+    // Each mechanism is named, with its state when it is not simply active.
+    for name in [
+        "rlimits",
+        "capabilities",
+        "no-new-privs",
+        "landlock",
+        "seccomp",
+    ] {
+        assert!(line.contains(name), "{line}");
+    }
+    assert!(!line.contains("FAILED"), "{line}");
+    let done = Keep::new()
+        .args(["run", "--no-confine"])
+        .arg_path(&hello)
+        .finish();
+    done.expect_code(0)
+        .expect_stderr_contains("keep: warning: --no-confine: the runtime process is not confined");
+    assert!(!done.stderr.contains("keep: confined:"), "{}", done.stderr);
+}
