@@ -25,6 +25,7 @@
 //! A kernel lacking a feature is not an error: the [`Report`] says what is active, what is
 //! unavailable and why, and the caller shows it.
 
+mod bpf;
 pub mod capabilities;
 pub mod landlock;
 pub mod rlimits;

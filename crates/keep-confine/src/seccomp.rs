@@ -8,13 +8,7 @@
 //! `clone3`, whose flags a filter cannot read, returns `ENOSYS` so that the C library falls
 //! back to `clone`.
 
-use std::collections::BTreeMap;
-
-use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule, TargetArch,
-};
-
+use crate::bpf::{self, Rule};
 use crate::{Item, Status};
 
 /// System calls allowed with any arguments.
@@ -39,6 +33,7 @@ const ALLOWED: &[i64] = &[
     libc::SYS_fstatfs,
     libc::SYS_statfs,
     libc::SYS_openat,
+    libc::SYS_openat2,
     libc::SYS_getdents64,
     libc::SYS_readlinkat,
     libc::SYS_mkdirat,
@@ -160,25 +155,27 @@ const ALLOWED_ARCH: &[i64] = &[];
 const NETWORK: &[i64] = &[libc::SYS_bind, libc::SYS_listen, libc::SYS_connect];
 
 #[cfg(target_arch = "x86_64")]
-const ARCH: TargetArch = TargetArch::x86_64;
+const AUDIT_ARCH: u32 = 0xc000_003e; // AUDIT_ARCH_X86_64
 #[cfg(target_arch = "aarch64")]
-const ARCH: TargetArch = TargetArch::aarch64;
+const AUDIT_ARCH: u32 = 0xc000_00b7; // AUDIT_ARCH_AARCH64
 
-/// Installs the filters on every thread of the process.
+/// Socket families a Keep with network may create.
+static INET: [u32; 2] = [libc::AF_INET as u32, libc::AF_INET6 as u32];
+
+/// Installs the filter on every thread of the process.
 pub fn apply(sockets: bool) -> Item {
-    let installed = filters(sockets).and_then(|(allow_list, no_clone3)| {
-        // The allow-list refuses `seccomp` itself, so it comes last. It allows clone3, and
-        // the first filter's ENOSYS takes precedence over an ALLOW.
-        seccompiler::apply_filter_all_threads(&no_clone3)?;
-        seccompiler::apply_filter_all_threads(&allow_list)
-    });
-    match installed {
+    let rules = rules(sockets);
+    let allowed = rules
+        .iter()
+        .filter(|(_, r)| *r != Rule::Errno(libc::ENOSYS as u32))
+        .count();
+    let program = bpf::program(AUDIT_ARCH, &rules, libc::EPERM as u32);
+    match install(&program) {
         Ok(()) => Item {
             name: "seccomp",
             status: Status::Active,
             detail: format!(
-                "{} system calls allowed; new sockets {}; exec, fork, ptrace refused",
-                ALLOWED.len() + ALLOWED_ARCH.len() + 2 + if sockets { NETWORK.len() } else { 0 },
+                "{allowed} system calls allowed; new sockets {}; exec, fork, ptrace refused",
                 if sockets {
                     "allowed (IPv4, IPv6)"
                 } else {
@@ -198,52 +195,57 @@ pub fn apply(sockets: bool) -> Item {
     }
 }
 
-/// The allow-list and the `clone3` filter.
-fn filters(sockets: bool) -> Result<(BpfProgram, BpfProgram), seccompiler::Error> {
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = ALLOWED
+/// The rules, sorted by system call number.
+fn rules(sockets: bool) -> Vec<(u32, Rule)> {
+    let number = |call: i64| u32::try_from(call).unwrap_or(u32::MAX);
+    let mut rules: Vec<(u32, Rule)> = ALLOWED
         .iter()
         .chain(ALLOWED_ARCH)
-        .chain(&[libc::SYS_clone3])
-        .map(|&call| (call, Vec::new()))
+        .map(|&call| (number(call), Rule::Allow))
         .collect();
-    // Threads only: CLONE_THREAD must be set.
-    rules.insert(
-        libc::SYS_clone,
-        vec![SeccompRule::new(vec![SeccompCondition::new(
-            0,
-            SeccompCmpArgLen::Qword,
-            SeccompCmpOp::MaskedEq(libc::CLONE_THREAD as u64),
-            libc::CLONE_THREAD as u64,
-        )?])?],
-    );
+    // Threads only: CLONE_THREAD must be set. clone3's flags are in memory a filter cannot
+    // read: ENOSYS makes the C library fall back to clone.
+    let thread = libc::CLONE_THREAD as u32;
+    rules.push((
+        number(libc::SYS_clone),
+        Rule::Arg0Masked {
+            mask: thread,
+            value: thread,
+        },
+    ));
+    rules.push((number(libc::SYS_clone3), Rule::Errno(libc::ENOSYS as u32)));
     if sockets {
-        for &call in NETWORK {
-            rules.insert(call, Vec::new());
-        }
-        let domain = |family: libc::c_int| {
-            SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, family as u64)
-                .and_then(|c| SeccompRule::new(vec![c]))
-        };
-        rules.insert(
-            libc::SYS_socket,
-            vec![domain(libc::AF_INET)?, domain(libc::AF_INET6)?],
-        );
+        rules.extend(NETWORK.iter().map(|&call| (number(call), Rule::Allow)));
+        rules.push((number(libc::SYS_socket), Rule::Arg0OneOf(&INET)));
     }
-    let allow_list = SeccompFilter::new(
-        rules,
-        SeccompAction::Errno(libc::EPERM as u32),
-        SeccompAction::Allow,
-        ARCH,
-    )?
-    .try_into()?;
-    let no_clone3 = SeccompFilter::new(
-        [(libc::SYS_clone3, Vec::new())].into(),
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::ENOSYS as u32),
-        ARCH,
-    )?
-    .try_into()?;
-    Ok((allow_list, no_clone3))
+    rules.sort_by_key(|(nr, _)| *nr);
+    rules.dedup_by_key(|(nr, _)| *nr);
+    rules
+}
+
+/// Installs `program` on every thread (TSYNC). SPEC_ALLOW keeps the kernel from switching
+/// on its speculative-execution mitigations for seccomp tasks (IBPB on context switches,
+/// store-bypass disable): guarding the guest against Spectre is the job of wasmtime's
+/// generated code (bounds-check masking), not of this filter.
+fn install(program: &[libc::sock_filter]) -> std::io::Result<()> {
+    let filter = libc::sock_fprog {
+        len: u16::try_from(program.len()).map_err(|_| std::io::ErrorKind::InvalidInput)?,
+        filter: program.as_ptr().cast_mut(),
+    };
+    // SAFETY: `filter` points to `program`, alive for the call; the kernel copies it.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            libc::SECCOMP_FILTER_FLAG_TSYNC | libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW,
+            &filter as *const libc::sock_fprog,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 fn seccomp_available() -> bool {
