@@ -28,8 +28,6 @@ pub enum Rule {
 const LD_ABS: u16 = 0x20;
 /// `BPF_ALU | BPF_AND | BPF_K`
 const AND_K: u16 = 0x54;
-/// `BPF_JMP | BPF_JA`
-const JA: u16 = 0x05;
 /// `BPF_JMP | BPF_JEQ | BPF_K`
 const JEQ: u16 = 0x15;
 /// `BPF_JMP | BPF_JGE | BPF_K`
@@ -67,11 +65,51 @@ struct Span {
     rule: Rule,
 }
 
+/// Where a conditional jump goes.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    /// The next instruction.
+    Next,
+    /// The shared `RET ALLOW` at the end.
+    Allow,
+    /// The shared `RET ERRNO` at the end.
+    Deny,
+    /// So many instructions further.
+    Skip(usize),
+}
+
+/// An instruction whose jump targets are resolved once the program is laid out.
+#[derive(Debug, Clone, Copy)]
+struct Insn {
+    code: u16,
+    jt: Target,
+    jf: Target,
+    k: u32,
+}
+
+fn insn(code: u16, k: u32) -> Insn {
+    Insn {
+        code,
+        jt: Target::Next,
+        jf: Target::Next,
+        k,
+    }
+}
+
+fn jump(code: u16, k: u32, jt: Target, jf: Target) -> Insn {
+    Insn { code, jt, jf, k }
+}
+
 /// The program: kill the process on a foreign architecture, then `rules` (each system call
-/// number once), and `errno` for every other call. Consecutive numbers that are
-/// simply allowed are tested as one range: the program's length is what installing it costs.
-pub fn program(audit_arch: u32, rules: &[(u32, Rule)], errno: u32) -> Vec<libc::sock_filter> {
-    let deny = ret(SECCOMP_RET_ERRNO | errno);
+/// number once), and `errno` for every other call. Consecutive numbers that are simply
+/// allowed are tested as one range, and every leaf jumps to one shared ALLOW and one shared
+/// ERRNO: the program's length is what installing it costs. `None` if it does not fit the
+/// 8-bit jumps of classic BPF (hundreds of rules).
+pub fn program(
+    audit_arch: u32,
+    rules: &[(u32, Rule)],
+    errno: u32,
+) -> Option<Vec<libc::sock_filter>> {
     let mut sorted = rules.to_vec();
     sorted.sort_by_key(|(nr, _)| *nr);
     let mut spans: Vec<Span> = Vec::new();
@@ -89,73 +127,86 @@ pub fn program(audit_arch: u32, rules: &[(u32, Rule)], errno: u32) -> Vec<libc::
             }),
         }
     }
-    let mut program = vec![
-        op(LD_ABS, 0, 0, ARCH),
-        op(JEQ, 1, 0, audit_arch),
-        ret(SECCOMP_RET_KILL_PROCESS),
-        op(LD_ABS, 0, 0, NR),
-        op(JGE, 0, 1, X32_SYSCALL_BIT),
-        deny,
+    let mut body = vec![
+        insn(LD_ABS, ARCH),
+        jump(JEQ, audit_arch, Target::Skip(1), Target::Next),
+        insn(RET, SECCOMP_RET_KILL_PROCESS),
+        insn(LD_ABS, NR),
+        jump(JGE, X32_SYSCALL_BIT, Target::Deny, Target::Next),
     ];
-    search(&mut program, &spans, deny);
-    program
+    search(&mut body, &spans);
+    let (allow_at, deny_at) = (body.len(), body.len() + 1);
+    let mut program = Vec::with_capacity(body.len() + 2);
+    for (at, insn) in body.iter().enumerate() {
+        let offset = |target: Target| -> Option<u8> {
+            let to = match target {
+                Target::Next => return Some(0),
+                Target::Skip(n) => return u8::try_from(n).ok(),
+                Target::Allow => allow_at,
+                Target::Deny => deny_at,
+            };
+            u8::try_from(to - at - 1).ok()
+        };
+        program.push(op(insn.code, offset(insn.jt)?, offset(insn.jf)?, insn.k));
+    }
+    program.push(ret(SECCOMP_RET_ALLOW));
+    program.push(ret(SECCOMP_RET_ERRNO | errno));
+    Some(program)
 }
 
 /// Appends the search over `spans`; the accumulator holds the system call number.
-fn search(program: &mut Vec<libc::sock_filter>, spans: &[Span], deny: libc::sock_filter) {
+fn search(program: &mut Vec<Insn>, spans: &[Span]) {
     match spans {
-        [] => program.push(deny),
+        [] => program.push(jump(JEQ, 0, Target::Deny, Target::Deny)),
+        [span] if span.low == span.high && span.rule == Rule::Allow => {
+            program.push(jump(JEQ, span.low, Target::Allow, Target::Deny));
+        }
         [span] if span.low == span.high => {
-            program.push(op(JEQ, 1, 0, span.low));
-            program.push(deny);
-            leaf(program, span.rule, deny);
+            program.push(jump(JEQ, span.low, Target::Next, Target::Deny));
+            leaf(program, span.rule);
         }
         [span] => {
-            // Above the span, or below it: deny.
-            program.push(op(JGT, 1, 0, span.high));
-            program.push(op(JGE, 1, 0, span.low));
-            program.push(deny);
-            leaf(program, span.rule, deny);
+            // A range of allowed numbers.
+            program.push(jump(JGT, span.high, Target::Deny, Target::Next));
+            program.push(jump(JGE, span.low, Target::Allow, Target::Deny));
         }
         _ => {
             let (low, high) = spans.split_at(spans.len() / 2);
             let mut low_half = Vec::new();
-            search(&mut low_half, low, deny);
-            match u8::try_from(low_half.len()) {
-                // nr >= pivot: jump over the low half.
-                Ok(skip) => program.push(op(JGE, skip, 0, high[0].low)),
-                // Too far for an 8-bit offset: JA takes 32 bits.
-                Err(_) => {
-                    program.push(op(JGE, 0, 1, high[0].low));
-                    program.push(op(JA, 0, 0, low_half.len() as u32));
-                }
-            }
+            search(&mut low_half, low);
+            // nr >= pivot: jump over the low half.
+            program.push(jump(
+                JGE,
+                high[0].low,
+                Target::Skip(low_half.len()),
+                Target::Next,
+            ));
             program.extend(low_half);
-            search(program, high, deny);
+            search(program, high);
         }
     }
 }
 
-fn leaf(program: &mut Vec<libc::sock_filter>, rule: Rule, deny: libc::sock_filter) {
+/// A rule past its system call number.
+fn leaf(program: &mut Vec<Insn>, rule: Rule) {
     match rule {
-        Rule::Allow => program.push(ret(SECCOMP_RET_ALLOW)),
-        Rule::Errno(errno) => program.push(ret(SECCOMP_RET_ERRNO | errno)),
+        Rule::Allow => program.push(jump(JEQ, 0, Target::Allow, Target::Allow)),
+        Rule::Errno(errno) => program.push(insn(RET, SECCOMP_RET_ERRNO | errno)),
         Rule::Arg0Masked { mask, value } => {
-            program.push(op(LD_ABS, 0, 0, ARG0_LOW));
-            program.push(op(AND_K, 0, 0, mask));
-            program.push(op(JEQ, 0, 1, value));
-            program.push(ret(SECCOMP_RET_ALLOW));
-            program.push(deny);
+            program.push(insn(LD_ABS, ARG0_LOW));
+            program.push(insn(AND_K, mask));
+            program.push(jump(JEQ, value, Target::Allow, Target::Deny));
         }
         Rule::Arg0OneOf(values) => {
-            program.push(op(LD_ABS, 0, 0, ARG0_LOW));
+            program.push(insn(LD_ABS, ARG0_LOW));
             for (i, value) in values.iter().enumerate() {
-                // Match: jump to the ALLOW after the remaining comparisons.
-                let to_allow = (values.len() - i - 1) as u8 + 1;
-                program.push(op(JEQ, to_allow, 0, *value));
+                let otherwise = if i + 1 == values.len() {
+                    Target::Deny
+                } else {
+                    Target::Next
+                };
+                program.push(jump(JEQ, *value, Target::Allow, otherwise));
             }
-            program.push(deny);
-            program.push(ret(SECCOMP_RET_ALLOW));
         }
     }
 }
@@ -179,7 +230,6 @@ mod tests {
             match i.code {
                 LD_ABS => acc = data(i.k),
                 AND_K => acc &= i.k,
-                JA => pc += i.k as usize,
                 JEQ => pc += if acc == i.k { i.jt } else { i.jf } as usize,
                 JGE => pc += if acc >= i.k { i.jt } else { i.jf } as usize,
                 JGT => pc += if acc > i.k { i.jt } else { i.jf } as usize,
@@ -204,7 +254,7 @@ mod tests {
             },
         ));
         rules.push((303, Rule::Arg0OneOf(&[2, 10])));
-        let program = program(ARCH_X, &rules, 1);
+        let program = program(ARCH_X, &rules, 1).unwrap();
         let allow = SECCOMP_RET_ALLOW;
         let eperm = SECCOMP_RET_ERRNO | 1;
         for nr in 0..1200 {
@@ -224,6 +274,6 @@ mod tests {
         assert_eq!(run(&program, ARCH_X, 303, 1), eperm);
         assert_eq!(run(&program, ARCH_X, X32_SYSCALL_BIT, 0), eperm);
         assert_eq!(run(&program, 0x4000_00b7, 0, 0), SECCOMP_RET_KILL_PROCESS);
-        assert!(program.len() < 512, "{} instructions", program.len());
+        assert!(program.len() < 256, "{} instructions", program.len());
     }
 }

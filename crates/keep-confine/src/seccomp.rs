@@ -169,8 +169,10 @@ pub fn apply(sockets: bool) -> Item {
         .iter()
         .filter(|(_, r)| *r != Rule::Errno(libc::ENOSYS as u32))
         .count();
-    let program = bpf::program(AUDIT_ARCH, &rules, libc::EPERM as u32);
-    match install(&program) {
+    let installed = bpf::program(AUDIT_ARCH, &rules, libc::EPERM as u32)
+        .ok_or_else(|| std::io::Error::other("the allow-list does not fit a BPF program"))
+        .and_then(|program| install(&program));
+    match installed {
         Ok(()) => Item {
             name: "seccomp",
             status: Status::Active,
