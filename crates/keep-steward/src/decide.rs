@@ -59,6 +59,7 @@ impl Refusal {
         use keep_attest::Error as E;
         match self {
             Self::Unreadable(E::Unsupported { .. }) => "unsupported",
+            Self::Unreadable(E::MissingCollateral(_)) => "missing-evidence",
             Self::Unreadable(_) => "malformed",
             Self::Evidence(E::Signature(_)) => "signature",
             Self::Evidence(E::Chain(_)) => "chain",

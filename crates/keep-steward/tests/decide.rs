@@ -318,7 +318,10 @@ fn malformed_requests_are_refused_by_name() {
         .der()
         .to_vec();
     let refused = refusal(&steward, &bare, now);
-    assert_eq!(refused.status(), 400);
+    assert_eq!(
+        (refused.reason(), refused.status()),
+        ("missing-evidence", 400)
+    );
     assert!(
         refused.to_string().contains("1.3.6.1.5.5.7.1.35"),
         "{refused}"
