@@ -56,18 +56,26 @@ int main(int argc, char **argv) {
         }
     }
     if (strcmp(attack, "flood") == 0) {
-        /* Writes to stdout until it fails (the reader went away), then says why. */
-        static char line[4096];
-        memset(line, 'x', sizeof line - 1);
-        line[sizeof line - 1] = '\n';
+        /* Writes blocks of '#' to the descriptors argv[2...] in turn (stdout when none are
+         * given) until a write fails (the reader went away), then says why. */
+        static char block[4096];
+        memset(block, '#', sizeof block);
+        int fds[8] = {1};
+        int count = argc > 2 ? argc - 2 : 1;
+        if (count > 8) {
+            count = 8;
+        }
+        for (int i = 0; i < count && argc > 2; i++) {
+            fds[i] = atoi(argv[2 + i]);
+        }
         for (long written = 0;; written++) {
-            if (write(1, line, sizeof line) < 0) {
-                fprintf(stderr, "contained: stdout failed after %ld writes: %s\n", written,
+            if (write(fds[written % count], block, sizeof block) < 0) {
+                fprintf(stderr, "contained: output failed after %ld writes: %s\n", written,
                         strerror(errno));
                 return 0;
             }
         }
     }
-    fprintf(stderr, "usage: hostile read PATH | recurse | files PATH | flood\n");
+    fprintf(stderr, "usage: hostile read PATH | recurse | files PATH | flood [FD...]\n");
     return 2;
 }

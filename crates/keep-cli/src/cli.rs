@@ -10,7 +10,7 @@ Exit status:
   0-125  the guest's own exit status
   126    Keep could not run the program (usage, file, configuration, module)
   134    the guest trapped (reason and Wasm backtrace on stderr)
-  137    the guest exceeded the memory limit
+  137    the guest exceeded a limit (memory, table elements, output)
   142    the guest ran past the timeout
   152    the guest ran out of fuel";
 
@@ -337,6 +337,11 @@ pub struct RunArgs {
     /// Stop the guest after it consumes this much fuel (about one unit per Wasm instruction).
     #[arg(long, value_name = "N")]
     pub fuel: Option<Fuel>,
+
+    /// Stop the guest once it has written this much to stdout and stderr together, e.g.
+    /// 100MiB; the write that crosses the limit is cut at it.
+    #[arg(long, value_name = "SIZE")]
+    pub max_output: Option<MemorySize>,
 
     /// Print `keep: listening NAME tcp|tls ADDRESS` on stderr for each [[files]] listener
     /// once it is bound (useful with port = 0).

@@ -57,6 +57,7 @@ fn identity_source(args: &RunArgs, config: &Config) -> anyhow::Result<IdentitySo
         (args.max_memory.is_some(), "--max-memory"),
         (args.timeout.is_some(), "--timeout"),
         (args.fuel.is_some(), "--fuel"),
+        (args.max_output.is_some(), "--max-output"),
     ];
     if let Some((_, flag)) = additions.iter().find(|(given, _)| *given) {
         bail!(
@@ -104,6 +105,7 @@ fn merge(args: &RunArgs, config: Option<Config>) -> anyhow::Result<RunSpec> {
     limits.memory = args.max_memory.or(limits.memory);
     limits.timeout = args.timeout.or(limits.timeout);
     limits.fuel = args.fuel.or(limits.fuel);
+    limits.output = args.max_output.or(limits.output);
 
     let cache = if args.no_cache {
         None

@@ -167,9 +167,100 @@ fn a_stdout_flood_into_a_closed_pipe_ends_cleanly() {
     // WASI reports the broken pipe to the guest as an I/O error; Keep is not killed by
     // SIGPIPE and the guest ends on its own.
     assert!(
-        stderr.contains("contained: stdout failed after") && stderr.contains("I/O error"),
+        stderr.contains("contained: output failed after") && stderr.contains("I/O error"),
         "{stderr}"
     );
+}
+
+/// Bytes of the flood (`#`) in `text`.
+fn flooded(text: &[u8]) -> usize {
+    text.iter().filter(|b| **b == b'#').count()
+}
+
+#[test]
+fn an_output_flood_is_cut_at_the_output_limit() {
+    const LIMIT: usize = 100 * 1024 + 10;
+    for (form, program) in both_forms("hostile") {
+        let done = Keep::new()
+            .args(["run", "-q", "--max-output", &LIMIT.to_string()])
+            .arg_path(&program)
+            .arg("flood")
+            .finish();
+        done.expect_code(137);
+        assert_eq!(
+            done.stdout.len(),
+            LIMIT,
+            "{form}: output is cut at the limit"
+        );
+        assert_eq!(flooded(&done.stdout), LIMIT, "{form}");
+        assert!(
+            done.stderr.contains(
+                "keep: output limit exceeded: the guest wrote 104 KiB to stdout and stderr \
+                 (output is cut at the limit); the limit is 102410 bytes (raise it with \
+                 --max-output or [limits] output)"
+            ),
+            "{form}: {}",
+            done.stderr
+        );
+    }
+}
+
+#[test]
+fn the_output_limit_counts_stdout_stderr_and_streams_placed_by_files_together() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("Keep.toml");
+    std::fs::write(
+        &config,
+        r#"
+[limits]
+output = "64KiB"
+
+[[files]]
+kind = "null"
+
+[[files]]
+kind = "stdout"
+
+[[files]]
+kind = "stderr"
+
+[[files]]
+name = "log"
+kind = "stdout"
+"#,
+    )
+    .unwrap();
+    let done = Keep::new()
+        .args(["run", "-q", "-c"])
+        .arg_path(&config)
+        .arg_path(&GUESTS.module("hostile"))
+        .args(["flood", "1", "2", "3"])
+        .finish();
+    done.expect_code(137);
+    let to_stdout = flooded(&done.stdout);
+    let to_stderr = flooded(done.stderr.as_bytes());
+    assert_eq!(to_stdout + to_stderr, 64 * 1024, "{}", done.stderr);
+    // Descriptors 1 and 3 both reach the host's stdout, 2 its stderr: a third of the blocks.
+    assert_eq!(to_stderr, 5 * 4096, "{}", done.stderr);
+    assert!(
+        done.stderr.contains("the limit is 64 KiB (raise it with"),
+        "{}",
+        done.stderr
+    );
+    // Writes to `null` cost nothing.
+    let quiet = tmp.path().join("Quiet.toml");
+    std::fs::write(
+        &quiet,
+        "[limits]\noutput = \"1KiB\"\n[[files]]\nkind = \"null\"\n[[files]]\nkind = \"null\"\n",
+    )
+    .unwrap();
+    Keep::new()
+        .args(["run", "-q", "--timeout", "1s", "-c"])
+        .arg_path(&quiet)
+        .arg_path(&GUESTS.module("hostile"))
+        .args(["flood", "1"])
+        .finish()
+        .expect_code(142);
 }
 
 #[test]

@@ -306,6 +306,8 @@ mod tests {
             ("[limits]\nmemory = \"lots\"\n", "limits.memory"),
             ("[limits]\ntimeout = \"0s\"\n", "limits.timeout"),
             ("[limits]\nfuel = 0\n", "limits.fuel"),
+            ("[limits]\noutput = 0\n", "limits.output"),
+            ("[limits]\noutput = \"a lot\"\n", "limits.output"),
             ("[env]\n\"A=B\" = \"x\"\n", "env"),
             ("steward = \"ftp://x\"\n", "steward"),
             ("[[dirs]]\nguest = \"/x\"\n", "dirs[0]"),

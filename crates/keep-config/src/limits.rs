@@ -21,6 +21,9 @@ pub struct Limits {
     /// Most descriptors the Keep's process may have open (the guest's files and sockets
     /// and the runtime's own); default [`DEFAULT_OPEN_FILES`].
     pub open_files: Option<u64>,
+    /// Most bytes the guest may write to the host's stdout and stderr together, e.g.
+    /// `"100MiB"`; the write that crosses it is cut and the guest stopped.
+    pub output: Option<MemorySize>,
 }
 
 /// The default of `[limits] open_files`.

@@ -15,6 +15,7 @@ mod engine;
 mod limits;
 pub mod net;
 mod outcome;
+mod output;
 mod p1;
 mod program;
 mod wasi;
@@ -44,6 +45,7 @@ pub use workload::{WorkloadDigest, workload_digest};
 use crate::compile::Compiled;
 use crate::limits::GuestLimiter;
 use crate::net::tls::{Identity, LiveIdentity, TlsSetup};
+use crate::output::OutputBudget;
 use crate::p1::{Descriptors, ModuleHost};
 
 /// After a timeout, how long a guest blocked in a host call (reading stdin, say) gets to
@@ -105,7 +107,8 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<Outcome> {
     let identity = attested.as_ref().map(|a| &a.identity);
     let argv0 = spec.program.to_string_lossy();
     let is_component = matches!(compiled, Compiled::Component(_));
-    let mut wasi = wasi::builder(spec, &argv0, is_component)?;
+    let output = spec.limits.output.map(|size| OutputBudget::new(size.0));
+    let mut wasi = wasi::builder(spec, &argv0, is_component, output.as_ref())?;
     let limiter = GuestLimiter {
         memory: spec.limits.memory.map(|m| m.0),
         table_elements: spec
@@ -129,6 +132,7 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<Outcome> {
                 wasi: wasi.build_p1(),
                 limiter,
                 fds,
+                output,
             };
             let mut store = new_store(&engine, host, fuel, timeout)?;
             store.limiter(|host| &mut host.limiter);

@@ -16,6 +16,8 @@ pub enum Resource {
     Memory,
     /// Elements of one table.
     TableElements,
+    /// Bytes written to the host's stdout and stderr, together.
+    Output,
 }
 
 /// Raised (as a trap) when the guest asks for more than a limit allows.
@@ -23,7 +25,7 @@ pub enum Resource {
 pub struct LimitExceeded {
     /// Which limit.
     pub resource: Resource,
-    /// What the guest asked for (bytes or elements).
+    /// What the guest asked for (bytes or elements; for output, all it tried to write).
     pub requested: u64,
     /// The limit.
     pub limit: u64,
@@ -44,6 +46,13 @@ impl fmt::Display for LimitExceeded {
                 "table limit exceeded: the guest asked for a table of {} elements; the limit \
                  is {} (raise it with [limits] table_elements)",
                 self.requested, self.limit
+            ),
+            Resource::Output => write!(
+                f,
+                "output limit exceeded: the guest wrote {} to stdout and stderr (output is cut \
+                 at the limit); the limit is {} (raise it with --max-output or [limits] output)",
+                keep_config::MemorySize(self.requested),
+                keep_config::MemorySize(self.limit)
             ),
         }
     }

@@ -15,9 +15,9 @@ pub mod exit_code {
     pub const KEEP_ERROR: u8 = 126;
     /// The guest trapped (same as the wasmtime CLI: 128 + SIGABRT).
     pub const TRAP: u8 = 134;
-    /// The guest exceeded the memory or table limit (128 + SIGKILL, as for the kernel's OOM
+    /// The guest exceeded the memory, table or output limit (128 + SIGKILL, as for the OOM
     /// killer).
-    pub const MEMORY_LIMIT: u8 = 137;
+    pub const LIMIT_EXCEEDED: u8 = 137;
     /// The guest ran past its timeout (128 + SIGALRM).
     pub const TIMEOUT: u8 = 142;
     /// The guest used all its fuel (128 + SIGXCPU, "CPU limit exceeded").
@@ -45,7 +45,7 @@ impl Outcome {
         match self {
             Self::Exited(code) => *code,
             Self::Trapped(_) => exit_code::TRAP,
-            Self::LimitExceeded(_) => exit_code::MEMORY_LIMIT,
+            Self::LimitExceeded(_) => exit_code::LIMIT_EXCEEDED,
             Self::TimedOut(_) => exit_code::TIMEOUT,
             Self::FuelExhausted(_) => exit_code::FUEL_EXHAUSTED,
         }

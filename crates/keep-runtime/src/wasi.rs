@@ -6,17 +6,26 @@
 //! descriptors 0–2 and the preopens; sockets and `[[files]]` past descriptor 2 are Keep's
 //! own (see the `p1` module).
 
+use std::sync::Arc;
+
 use anyhow::{Context as _, bail};
 use keep_config::{DirGrant, File, FileKind};
+use wasmtime_wasi::cli::StdoutStream;
 use wasmtime_wasi::p2::pipe::{ClosedInputStream, ClosedOutputStream};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use crate::RunSpec;
+use crate::output::{Limited, OutputBudget};
 
 /// Builds the WASI context of a run. `argv0` is the guest's `argv[0]`; `component` says
 /// whether it is for a WASI 0.2 component (which gets sockets through `wasi:sockets`, not
-/// `[[files]]`).
-pub fn builder(spec: &RunSpec, argv0: &str, component: bool) -> anyhow::Result<WasiCtxBuilder> {
+/// `[[files]]`). Writes to the host's stdout and stderr are charged to `output`, if given.
+pub fn builder(
+    spec: &RunSpec,
+    argv0: &str,
+    component: bool,
+    output: Option<&Arc<OutputBudget>>,
+) -> anyhow::Result<WasiCtxBuilder> {
     let mut wasi = WasiCtxBuilder::new();
     // Keep's host calls run on the guest's thread; blocking there is what a synchronous
     // preview-1 program expects and avoids a thread hop per call (wasmtime's CLI does too).
@@ -31,9 +40,11 @@ pub fn builder(spec: &RunSpec, argv0: &str, component: bool) -> anyhow::Result<W
         let names = fd_names(files, &spec.dirs);
         wasi.env("FD_COUNT", names.len().to_string());
         wasi.env("FD_NAMES", names.join(":"));
-        map_standard_descriptors(&mut wasi, files)?;
+        map_standard_descriptors(&mut wasi, files, output)?;
     } else {
-        wasi.inherit_stdio();
+        wasi.inherit_stdin();
+        wasi.stdout(host_output(wasmtime_wasi::cli::stdout(), output));
+        wasi.stderr(host_output(wasmtime_wasi::cli::stderr(), output));
     }
     if component {
         crate::net::policy::apply(&mut wasi, &spec.network);
@@ -101,7 +112,13 @@ fn refuse_for_components(files: &[File]) -> anyhow::Result<()> {
 
 /// Connects descriptors 0, 1 and 2 as `[[files]]` says; missing ones and sockets (which
 /// Keep serves) are closed on wasmtime-wasi's side.
-fn map_standard_descriptors(wasi: &mut WasiCtxBuilder, files: &[File]) -> anyhow::Result<()> {
+fn map_standard_descriptors(
+    wasi: &mut WasiCtxBuilder,
+    files: &[File],
+    output: Option<&Arc<OutputBudget>>,
+) -> anyhow::Result<()> {
+    let stdout = || host_output(wasmtime_wasi::cli::stdout(), output);
+    let stderr = || host_output(wasmtime_wasi::cli::stderr(), output);
     wasi.stdin(ClosedInputStream);
     wasi.stdout(ClosedOutputStream);
     wasi.stderr(ClosedOutputStream);
@@ -115,19 +132,19 @@ fn map_standard_descriptors(wasi: &mut WasiCtxBuilder, files: &[File]) -> anyhow
                 wasi.stdin(std::io::empty());
             }
             (1, FileKind::Stdout) => {
-                wasi.stdout(wasmtime_wasi::cli::stdout());
+                wasi.stdout(stdout());
             }
             (1, FileKind::Stderr) => {
-                wasi.stdout(wasmtime_wasi::cli::stderr());
+                wasi.stdout(stderr());
             }
             (1, FileKind::Null) => {
                 wasi.stdout(std::io::empty());
             }
             (2, FileKind::Stdout) => {
-                wasi.stderr(wasmtime_wasi::cli::stdout());
+                wasi.stderr(stdout());
             }
             (2, FileKind::Stderr) => {
-                wasi.stderr(wasmtime_wasi::cli::stderr());
+                wasi.stderr(stderr());
             }
             (2, FileKind::Null) => {
                 wasi.stderr(std::io::empty());
@@ -141,4 +158,15 @@ fn map_standard_descriptors(wasi: &mut WasiCtxBuilder, files: &[File]) -> anyhow
         }
     }
     Ok(())
+}
+
+/// One of the host's output streams, charged to `output` when there is an output limit.
+fn host_output<S: StdoutStream + Sync + 'static>(
+    stream: S,
+    output: Option<&Arc<OutputBudget>>,
+) -> Box<dyn StdoutStream + Sync> {
+    match output {
+        Some(budget) => Box::new(Limited::new(stream, budget.clone())),
+        None => Box::new(stream),
+    }
 }

@@ -23,6 +23,7 @@ mod serve;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context as _, anyhow, bail};
@@ -31,6 +32,7 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 
 use crate::limits::GuestLimiter;
 use crate::net::KeepFile;
+use crate::output::OutputBudget;
 use abi::errno;
 use functions::{FD_FUNCTIONS, FdFunction, OnKeep, Op};
 
@@ -45,6 +47,8 @@ pub struct ModuleHost {
     pub limiter: GuestLimiter,
     /// Keep's descriptor table; empty when the program has no Keep descriptors.
     pub fds: Descriptors,
+    /// What the guest may still write to the host's stdout and stderr (`[limits] output`).
+    pub output: Option<Arc<OutputBudget>>,
 }
 
 /// What a guest descriptor is.

@@ -10,6 +10,7 @@ use super::abi::{ALL_RIGHTS, FDFLAGS_NONBLOCK, Memory, errno, errno_of, filetype
 use super::functions::Op;
 use super::{Descriptor, KeepDescriptor, ModuleHost, arg};
 use crate::net::KeepFile;
+use crate::output::OutputBudget;
 
 /// `riflags.recv_peek` and `riflags.recv_waitall`.
 const RECV_PEEK: u16 = 1;
@@ -39,6 +40,8 @@ pub fn serve(
     };
     let (data, host) = memory.data_and_store_mut(&mut *caller);
     let mut memory = Memory(data);
+    let output = host.output.clone();
+    let output = output.as_deref();
     let Some(descriptor) = host.fds.keep_mut(fd) else {
         return Ok(errno::BADF);
     };
@@ -54,12 +57,10 @@ pub fn serve(
                 memory.put(p(5), &0u16.to_le_bytes()).ok_or(errno::FAULT)
             })
         }
-        Op::Write => {
-            write(&mut memory, descriptor, p(1), p(2)).and_then(|n| put(&mut memory, p(3), n))
-        }
-        Op::Send => {
-            write(&mut memory, descriptor, p(1), p(2)).and_then(|n| put(&mut memory, p(4), n))
-        }
+        Op::Write => write(&mut memory, descriptor, p(1), p(2), output)
+            .and_then(|n| put(&mut memory, p(3), n)),
+        Op::Send => write(&mut memory, descriptor, p(1), p(2), output)
+            .and_then(|n| put(&mut memory, p(4), n)),
         Op::FdstatGet => fdstat(&mut memory, descriptor, p(1)),
         Op::FdstatSetFlags => {
             descriptor.nonblocking = (p(1) as u16) & FDFLAGS_NONBLOCK != 0;
@@ -92,6 +93,9 @@ pub fn serve(
         },
         Op::Close | Op::Renumber | Op::Poll => Err(errno::INVAL),
     };
+    if let Some(exceeded) = output.and_then(OutputBudget::exceeded) {
+        return Err(wasmtime::Error::new(exceeded));
+    }
     Ok(result.err().unwrap_or(errno::SUCCESS))
 }
 
@@ -159,12 +163,14 @@ fn read(
     Ok(n as u32)
 }
 
-/// Writes the iovecs in order; a non-blocking stream stops at the first short write.
+/// Writes the iovecs in order; a non-blocking stream stops at the first short write, and
+/// the host's stdout and stderr at the output limit (the caller then stops the guest).
 fn write(
     memory: &mut Memory<'_>,
     descriptor: &mut KeepDescriptor,
     iovs: u32,
     count: u32,
+    output: Option<&OutputBudget>,
 ) -> Result<u32, i32> {
     let iovecs = memory.iovecs(iovs, count).ok_or(errno::FAULT)?;
     let nonblocking = descriptor.nonblocking;
@@ -174,8 +180,8 @@ fn write(
         let written = match &mut descriptor.file {
             KeepFile::Stream(stream) => stream.write(buf, nonblocking).map_err(|e| errno_of(&e)),
             KeepFile::Null => Ok(buf.len()),
-            KeepFile::Stdout => write_all(&mut std::io::stdout().lock(), buf),
-            KeepFile::Stderr => write_all(&mut std::io::stderr().lock(), buf),
+            KeepFile::Stdout => write_all(&mut std::io::stdout().lock(), buf, output),
+            KeepFile::Stderr => write_all(&mut std::io::stderr().lock(), buf, output),
             KeepFile::Listener(_) => Err(errno::NOTCONN),
             KeepFile::Stdin => Err(errno::BADF),
         };
@@ -193,7 +199,13 @@ fn write(
     Ok(total as u32)
 }
 
-fn write_all(out: &mut impl std::io::Write, buf: &[u8]) -> Result<usize, i32> {
+fn write_all(
+    out: &mut impl std::io::Write,
+    buf: &[u8],
+    output: Option<&OutputBudget>,
+) -> Result<usize, i32> {
+    let allowed = output.map_or(buf.len(), |budget| budget.take(buf.len()));
+    let buf = &buf[..allowed];
     out.write_all(buf)
         .and_then(|()| out.flush())
         .map(|()| buf.len())
