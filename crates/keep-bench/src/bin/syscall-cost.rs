@@ -1,0 +1,158 @@
+//! What the kernel charges for each confinement mechanism, per system call.
+//!
+//!     syscall-cost DIR
+//!
+//! Confinement cannot be undone, so each mechanism is measured in a child process of its own:
+//! `none`; `seccomp-floor`, a one-instruction filter that allows everything (the least any
+//! seccomp filter costs: the kernel's slower system-call entry); `seccomp`, Keep's allow-list;
+//! `landlock`, Keep's rules with DIR granted; and `all`, everything `keep run` applies. Each
+//! child times `statx` on an open file and `openat` + `close` of a file in DIR, and prints one
+//! line of JSON: `{"mechanism": ..., "statx_ns": ..., "open_close_ns": ...}`.
+
+use std::ffi::CString;
+use std::os::fd::AsRawFd as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context as _, bail};
+use keep_confine::Grants;
+
+const MECHANISMS: [&str; 5] = ["none", "seccomp-floor", "seccomp", "landlock", "all"];
+const STATX_CALLS: u32 = 1_000_000;
+const OPENS: u32 = 200_000;
+/// Rounds per measurement; the fastest counts (other load only ever adds time).
+const ROUNDS: usize = 7;
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let dir = PathBuf::from(args.next().context("usage: syscall-cost DIR")?);
+    match args.next() {
+        None => {
+            let me = std::env::current_exe()?;
+            for mechanism in MECHANISMS {
+                let status = Command::new(&me).arg(&dir).arg(mechanism).status()?;
+                if !status.success() {
+                    bail!("measuring {mechanism} failed: {status}");
+                }
+            }
+            Ok(())
+        }
+        Some(mechanism) => measure(&dir, &mechanism),
+    }
+}
+
+fn measure(dir: &Path, mechanism: &str) -> anyhow::Result<()> {
+    let path = dir.join("syscall-cost");
+    std::fs::write(&path, b"x")?;
+    let file = std::fs::File::open(&path)?;
+    let grants = Grants {
+        read_write_dirs: vec![dir.to_owned()],
+        max_open_files: 1024,
+        ..Grants::default()
+    };
+    let item = match mechanism {
+        "none" => None,
+        "seccomp-floor" => {
+            allow_everything()?;
+            None
+        }
+        "seccomp" => Some(keep_confine::seccomp::apply(false)),
+        "landlock" => Some(keep_confine::landlock::apply(&grants)),
+        "all" => {
+            let report = keep_confine::confine(&grants);
+            if !report.is_complete() {
+                bail!("confinement is not complete here: {}", report.summary());
+            }
+            None
+        }
+        _ => bail!("unknown mechanism {mechanism}"),
+    };
+    if let Some(item) = item
+        && item.status != keep_confine::Status::Active
+    {
+        bail!("{mechanism} is not active here: {}", item.detail);
+    }
+    let path = CString::new(path.as_os_str().as_encoded_bytes())?;
+    let statx = fastest(|| statx_ns(file.as_raw_fd()))?;
+    let open_close = fastest(|| open_close_ns(&path))?;
+    println!(
+        "{{\"mechanism\": \"{mechanism}\", \"statx_ns\": {statx:.1}, \"open_close_ns\": {open_close:.1}}}"
+    );
+    Ok(())
+}
+
+fn fastest(mut time: impl FnMut() -> anyhow::Result<f64>) -> anyhow::Result<f64> {
+    let mut best = f64::INFINITY;
+    for _ in 0..ROUNDS {
+        best = best.min(time()?);
+    }
+    Ok(best)
+}
+
+fn statx_ns(fd: i32) -> anyhow::Result<f64> {
+    // SAFETY: an all-zero `statx` is a valid value of the plain C struct.
+    let mut stat: libc::statx = unsafe { std::mem::zeroed() };
+    let start = Instant::now();
+    for _ in 0..STATX_CALLS {
+        // SAFETY: the path is a NUL-terminated empty string and `stat` outlives the call.
+        let rc = unsafe {
+            libc::statx(
+                fd,
+                c"".as_ptr(),
+                libc::AT_EMPTY_PATH,
+                libc::STATX_ALL,
+                &mut stat,
+            )
+        };
+        if rc != 0 {
+            bail!("statx: {}", std::io::Error::last_os_error());
+        }
+    }
+    Ok(start.elapsed().as_nanos() as f64 / f64::from(STATX_CALLS))
+}
+
+fn open_close_ns(path: &CString) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    for _ in 0..OPENS {
+        // SAFETY: `path` is NUL-terminated and alive for the call.
+        let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+        if fd < 0 {
+            bail!("open: {}", std::io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just opened here and is closed once.
+        unsafe { libc::close(fd) };
+    }
+    Ok(start.elapsed().as_nanos() as f64 / f64::from(OPENS))
+}
+
+/// Installs a filter of one instruction, `return ALLOW`, as Keep installs its own
+/// (no-new-privs first, the same flags): what remains is what seccomp itself costs.
+fn allow_everything() -> anyhow::Result<()> {
+    const RET_K: u16 = 0x06;
+    const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
+    rustix::thread::set_no_new_privs(true)?;
+    let program = [libc::sock_filter {
+        code: RET_K,
+        jt: 0,
+        jf: 0,
+        k: SECCOMP_RET_ALLOW,
+    }];
+    let filter = libc::sock_fprog {
+        len: 1,
+        filter: program.as_ptr().cast_mut(),
+    };
+    // SAFETY: `filter` points to `program`, alive for the call; the kernel copies it.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            libc::SECCOMP_FILTER_FLAG_TSYNC | libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW,
+            &filter as *const libc::sock_fprog,
+        )
+    };
+    if rc != 0 {
+        bail!("seccomp: {}", std::io::Error::last_os_error());
+    }
+    Ok(())
+}
