@@ -225,11 +225,12 @@ fn rules(sockets: bool) -> Vec<(u32, Rule)> {
     rules
 }
 
-/// Installs `program` on every thread (TSYNC). SPEC_ALLOW keeps the kernel from switching
+/// Installs the raw filter `program` on every thread (TSYNC), as [`apply`] does; the caller
+/// must have set no-new-privs (or hold CAP_SYS_ADMIN). SPEC_ALLOW keeps the kernel from switching
 /// on its speculative-execution mitigations for seccomp tasks (IBPB on context switches,
 /// store-bypass disable): guarding the guest against Spectre is the job of wasmtime's
 /// generated code (bounds-check masking), not of this filter.
-fn install(program: &[libc::sock_filter]) -> std::io::Result<()> {
+pub fn install(program: &[libc::sock_filter]) -> std::io::Result<()> {
     let filter = libc::sock_fprog {
         len: u16::try_from(program.len()).map_err(|_| std::io::ErrorKind::InvalidInput)?,
         filter: program.as_ptr().cast_mut(),

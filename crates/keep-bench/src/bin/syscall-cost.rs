@@ -127,7 +127,7 @@ fn open_close_ns(path: &CString) -> anyhow::Result<f64> {
 }
 
 /// Installs a filter of one instruction, `return ALLOW`, as Keep installs its own
-/// (no-new-privs first, the same flags): what remains is what seccomp itself costs.
+/// (no-new-privs first, the same installer): what remains is what seccomp itself costs.
 fn allow_everything() -> anyhow::Result<()> {
     const RET_K: u16 = 0x06;
     const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
@@ -138,21 +138,6 @@ fn allow_everything() -> anyhow::Result<()> {
         jf: 0,
         k: SECCOMP_RET_ALLOW,
     }];
-    let filter = libc::sock_fprog {
-        len: 1,
-        filter: program.as_ptr().cast_mut(),
-    };
-    // SAFETY: `filter` points to `program`, alive for the call; the kernel copies it.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_seccomp,
-            libc::SECCOMP_SET_MODE_FILTER,
-            libc::SECCOMP_FILTER_FLAG_TSYNC | libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW,
-            &filter as *const libc::sock_fprog,
-        )
-    };
-    if rc != 0 {
-        bail!("seccomp: {}", std::io::Error::last_os_error());
-    }
+    keep_confine::seccomp::install(&program)?;
     Ok(())
 }
