@@ -343,6 +343,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "SIZE")]
     pub max_output: Option<MemorySize>,
 
+    /// Let the guest write at most this much per second to stdout and stderr together, e.g.
+    /// 1MiB; a faster guest waits in its writes (nothing is dropped).
+    #[arg(long, value_name = "SIZE")]
+    pub max_output_rate: Option<MemorySize>,
+
     /// Print `keep: listening NAME tcp|tls ADDRESS` on stderr for each [[files]] listener
     /// once it is bound (useful with port = 0).
     #[arg(long)]

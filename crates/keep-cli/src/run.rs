@@ -58,6 +58,7 @@ fn identity_source(args: &RunArgs, config: &Config) -> anyhow::Result<IdentitySo
         (args.timeout.is_some(), "--timeout"),
         (args.fuel.is_some(), "--fuel"),
         (args.max_output.is_some(), "--max-output"),
+        (args.max_output_rate.is_some(), "--max-output-rate"),
     ];
     if let Some((_, flag)) = additions.iter().find(|(given, _)| *given) {
         bail!(
@@ -106,6 +107,7 @@ fn merge(args: &RunArgs, config: Option<Config>) -> anyhow::Result<RunSpec> {
     limits.timeout = args.timeout.or(limits.timeout);
     limits.fuel = args.fuel.or(limits.fuel);
     limits.output = args.max_output.or(limits.output);
+    limits.output_rate = args.max_output_rate.or(limits.output_rate);
 
     let cache = if args.no_cache {
         None

@@ -206,6 +206,35 @@ fn an_output_flood_is_cut_at_the_output_limit() {
 }
 
 #[test]
+fn an_output_rate_holds_a_flood_back_until_the_timeout() {
+    const RATE: usize = 64 * 1024;
+    for (form, program) in both_forms("hostile") {
+        let started = Instant::now();
+        let done = Keep::new()
+            .args(["run", "-q", "--timeout", "2s", "--max-output-rate", "64KiB"])
+            .arg_path(&program)
+            .arg("flood")
+            .finish();
+        let elapsed = started.elapsed().as_secs_f64();
+        done.expect_code(142);
+        // One second's worth at once, then at most the rate for as long as it ran (the
+        // guest was stopped at its 2 s timeout, or 2 s later inside a write). Unthrottled,
+        // the same flood writes gigabytes in that time.
+        let written = flooded(&done.stdout);
+        assert!(written >= RATE, "{form}: {written} bytes");
+        assert!(
+            written as f64 <= RATE as f64 * (1.0 + elapsed) + 4096.0,
+            "{form}: {written} bytes in {elapsed:.1} s"
+        );
+        assert!(
+            done.stderr.contains("keep: timeout"),
+            "{form}: {}",
+            done.stderr
+        );
+    }
+}
+
+#[test]
 fn the_output_limit_counts_stdout_stderr_and_streams_placed_by_files_together() {
     let tmp = tempfile::tempdir().unwrap();
     let config = tmp.path().join("Keep.toml");

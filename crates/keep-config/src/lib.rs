@@ -308,6 +308,7 @@ mod tests {
             ("[limits]\nfuel = 0\n", "limits.fuel"),
             ("[limits]\noutput = 0\n", "limits.output"),
             ("[limits]\noutput = \"a lot\"\n", "limits.output"),
+            ("[limits]\noutput_rate = 0\n", "limits.output_rate"),
             ("[env]\n\"A=B\" = \"x\"\n", "env"),
             ("steward = \"ftp://x\"\n", "steward"),
             ("[[dirs]]\nguest = \"/x\"\n", "dirs[0]"),

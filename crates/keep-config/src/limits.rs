@@ -24,6 +24,9 @@ pub struct Limits {
     /// Most bytes the guest may write to the host's stdout and stderr together, e.g.
     /// `"100MiB"`; the write that crosses it is cut and the guest stopped.
     pub output: Option<MemorySize>,
+    /// Most bytes per second the guest may write to the host's stdout and stderr together,
+    /// e.g. `"1MiB"`; a faster guest waits in its writes.
+    pub output_rate: Option<MemorySize>,
 }
 
 /// The default of `[limits] open_files`.

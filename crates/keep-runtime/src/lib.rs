@@ -45,7 +45,7 @@ pub use workload::{WorkloadDigest, workload_digest};
 use crate::compile::Compiled;
 use crate::limits::GuestLimiter;
 use crate::net::tls::{Identity, LiveIdentity, TlsSetup};
-use crate::output::OutputBudget;
+use crate::output::OutputLimits;
 use crate::p1::{Descriptors, ModuleHost};
 
 /// After a timeout, how long a guest blocked in a host call (reading stdin, say) gets to
@@ -107,7 +107,10 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<Outcome> {
     let identity = attested.as_ref().map(|a| &a.identity);
     let argv0 = spec.program.to_string_lossy();
     let is_component = matches!(compiled, Compiled::Component(_));
-    let output = spec.limits.output.map(|size| OutputBudget::new(size.0));
+    let output = OutputLimits::new(
+        spec.limits.output.map(|size| size.0),
+        spec.limits.output_rate.map(|rate| rate.0),
+    );
     let mut wasi = wasi::builder(spec, &argv0, is_component, output.as_ref())?;
     let limiter = GuestLimiter {
         memory: spec.limits.memory.map(|m| m.0),

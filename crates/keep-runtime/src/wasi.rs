@@ -15,7 +15,7 @@ use wasmtime_wasi::p2::pipe::{ClosedInputStream, ClosedOutputStream};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use crate::RunSpec;
-use crate::output::{Limited, OutputBudget};
+use crate::output::{Limited, OutputLimits};
 
 /// Builds the WASI context of a run. `argv0` is the guest's `argv[0]`; `component` says
 /// whether it is for a WASI 0.2 component (which gets sockets through `wasi:sockets`, not
@@ -24,7 +24,7 @@ pub fn builder(
     spec: &RunSpec,
     argv0: &str,
     component: bool,
-    output: Option<&Arc<OutputBudget>>,
+    output: Option<&Arc<OutputLimits>>,
 ) -> anyhow::Result<WasiCtxBuilder> {
     let mut wasi = WasiCtxBuilder::new();
     // Keep's host calls run on the guest's thread; blocking there is what a synchronous
@@ -115,7 +115,7 @@ fn refuse_for_components(files: &[File]) -> anyhow::Result<()> {
 fn map_standard_descriptors(
     wasi: &mut WasiCtxBuilder,
     files: &[File],
-    output: Option<&Arc<OutputBudget>>,
+    output: Option<&Arc<OutputLimits>>,
 ) -> anyhow::Result<()> {
     let stdout = || host_output(wasmtime_wasi::cli::stdout(), output);
     let stderr = || host_output(wasmtime_wasi::cli::stderr(), output);
@@ -163,7 +163,7 @@ fn map_standard_descriptors(
 /// One of the host's output streams, charged to `output` when there is an output limit.
 fn host_output<S: StdoutStream + Sync + 'static>(
     stream: S,
-    output: Option<&Arc<OutputBudget>>,
+    output: Option<&Arc<OutputLimits>>,
 ) -> Box<dyn StdoutStream + Sync> {
     match output {
         Some(budget) => Box::new(Limited::new(stream, budget.clone())),

@@ -32,7 +32,7 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 
 use crate::limits::GuestLimiter;
 use crate::net::KeepFile;
-use crate::output::OutputBudget;
+use crate::output::OutputLimits;
 use abi::errno;
 use functions::{FD_FUNCTIONS, FdFunction, OnKeep, Op};
 
@@ -47,8 +47,9 @@ pub struct ModuleHost {
     pub limiter: GuestLimiter,
     /// Keep's descriptor table; empty when the program has no Keep descriptors.
     pub fds: Descriptors,
-    /// What the guest may still write to the host's stdout and stderr (`[limits] output`).
-    pub output: Option<Arc<OutputBudget>>,
+    /// What the guest may still write to the host's stdout and stderr, and how fast
+    /// (`[limits] output`, `output_rate`).
+    pub output: Option<Arc<OutputLimits>>,
 }
 
 /// What a guest descriptor is.

@@ -10,7 +10,7 @@ use super::abi::{ALL_RIGHTS, FDFLAGS_NONBLOCK, Memory, errno, errno_of, filetype
 use super::functions::Op;
 use super::{Descriptor, KeepDescriptor, ModuleHost, arg};
 use crate::net::KeepFile;
-use crate::output::OutputBudget;
+use crate::output::OutputLimits;
 
 /// `riflags.recv_peek` and `riflags.recv_waitall`.
 const RECV_PEEK: u16 = 1;
@@ -93,7 +93,7 @@ pub fn serve(
         },
         Op::Close | Op::Renumber | Op::Poll => Err(errno::INVAL),
     };
-    if let Some(exceeded) = output.and_then(OutputBudget::exceeded) {
+    if let Some(exceeded) = output.and_then(OutputLimits::exceeded) {
         return Err(wasmtime::Error::new(exceeded));
     }
     Ok(result.err().unwrap_or(errno::SUCCESS))
@@ -170,7 +170,7 @@ fn write(
     descriptor: &mut KeepDescriptor,
     iovs: u32,
     count: u32,
-    output: Option<&OutputBudget>,
+    output: Option<&OutputLimits>,
 ) -> Result<u32, i32> {
     let iovecs = memory.iovecs(iovs, count).ok_or(errno::FAULT)?;
     let nonblocking = descriptor.nonblocking;
@@ -202,14 +202,16 @@ fn write(
 fn write_all(
     out: &mut impl std::io::Write,
     buf: &[u8],
-    output: Option<&OutputBudget>,
+    output: Option<&OutputLimits>,
 ) -> Result<usize, i32> {
-    let allowed = output.map_or(buf.len(), |budget| budget.take(buf.len()));
-    let buf = &buf[..allowed];
-    out.write_all(buf)
-        .and_then(|()| out.flush())
-        .map(|()| buf.len())
-        .map_err(|e| errno_of(&e))
+    match output {
+        Some(limits) => limits.write_blocking(out, buf),
+        None => out
+            .write_all(buf)
+            .and_then(|()| out.flush())
+            .map(|()| buf.len()),
+    }
+    .map_err(|e| errno_of(&e))
 }
 
 fn shutdown(descriptor: &mut KeepDescriptor, how: u32) -> Result<(), i32> {
