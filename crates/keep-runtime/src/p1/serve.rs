@@ -40,8 +40,7 @@ pub fn serve(
     };
     let (data, host) = memory.data_and_store_mut(&mut *caller);
     let mut memory = Memory(data);
-    let output = host.output.clone();
-    let output = output.as_deref();
+    let output = host.output.as_deref();
     let Some(descriptor) = host.fds.keep_mut(fd) else {
         return Ok(errno::BADF);
     };
