@@ -314,7 +314,7 @@ mod tests {
 
     fn vector_report() -> Vec<u8> {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/vectors/sev-snp/trustee/test-report.bin");
+            .join("../../tests/vectors/sev-snp/trustee/test-report.bin");
         std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     }
 

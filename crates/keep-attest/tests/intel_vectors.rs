@@ -1,5 +1,5 @@
 //! Intel TDX and SGX quote verification on the real quotes and collateral of
-//! `shared/vectors/{tdx,sgx}` (see its README), and on tampered copies.
+//! `tests/vectors/{tdx,sgx}` (see its README), and on tampered copies.
 
 mod vectors;
 

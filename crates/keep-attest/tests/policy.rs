@@ -1,4 +1,4 @@
-//! The attestation policy judging real claims (from the shared vectors).
+//! The attestation policy judging real claims (from tests/vectors).
 
 mod vectors;
 

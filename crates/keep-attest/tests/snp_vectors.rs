@@ -1,4 +1,4 @@
-//! SEV-SNP verification on the real reports and certificates of `shared/vectors/sev-snp`
+//! SEV-SNP verification on the real reports and certificates of `tests/vectors/sev-snp`
 //! (see its README for provenance and expected verdicts), and on tampered copies.
 
 mod vectors;

@@ -1,6 +1,7 @@
 //! The command line, as clap definitions. `--help` text is the user's manual: keep it exact.
 
-use std::path::PathBuf;
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use keep_config::{DirGrant, Fuel, MemorySize, Timeout};
@@ -165,7 +166,7 @@ pub struct VerifyArgs {
     /// The Steward's CA certificate(s), PEM.
     #[arg(long, value_name = "FILE")]
     pub ca: PathBuf,
-    /// The workload digest the Keep must run (sha256:<hex>, as `keep digest` prints).
+    /// The workload digest the Keep must run (`sha256:<hex>`, as `keep digest` prints).
     #[arg(long, value_name = "DIGEST")]
     pub workload_digest: Option<String>,
     /// The TEE the Keep must run in.
@@ -307,8 +308,8 @@ host: anyone who controls the host can read and change its memory.";
 /// `keep run`
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Keep.toml (or Enarx.toml) with args, env, [[files]], [[dirs]], [limits], [tls] and
-    /// [network].
+    /// Keep.toml (or Enarx.toml) with `args`, `env`, `[[files]]`, `[[dirs]]`, `[limits]`,
+    /// `[tls]` and `[network]`.
     #[arg(
         short = 'c',
         long = "config",
@@ -318,7 +319,7 @@ pub struct RunArgs {
     )]
     pub config: Option<PathBuf>,
 
-    /// Preopen a host directory: HOST[::GUEST][:ro]. Repeatable.
+    /// Preopen a host directory: `HOST[::GUEST][:ro]`. Repeatable.
     #[arg(long = "dir", value_name = "HOST[::GUEST][:ro]")]
     pub dirs: Vec<DirGrant>,
 
@@ -348,7 +349,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "SIZE")]
     pub max_output_rate: Option<MemorySize>,
 
-    /// Print `keep: listening NAME tcp|tls ADDRESS` on stderr for each [[files]] listener
+    /// Print `keep: listening NAME tcp|tls ADDRESS` on stderr for each `[[files]]` listener
     /// once it is bound (useful with port = 0).
     #[arg(long)]
     pub listen_print: bool,
@@ -370,15 +371,46 @@ pub struct RunArgs {
     #[arg(short, long)]
     pub quiet: bool,
 
-    /// The program: a .wasm module or component, or .wat text.
-    #[arg(value_name = "FILE")]
-    pub program: PathBuf,
+    /// The program's `argv[0]` (default: FILE as given). Multi-call programs (busybox-style
+    /// tools, one binary for all LLVM tools) choose what to be from it.
+    #[arg(long, value_name = "NAME")]
+    pub argv0: Option<String>,
 
-    /// Arguments for the program (after the config file's `args`).
+    /// The program (a .wasm module or component, or .wat text), then its arguments (after
+    /// the config file's `args`). Everything after FILE belongs to the program and is never
+    /// read by Keep, whatever it looks like (`-c`, `--help`, `--`): put Keep's options
+    /// before FILE.
     #[arg(
-        value_name = "ARGS",
+        value_name = "FILE [ARGS]",
+        required = true,
         trailing_var_arg = true,
-        allow_hyphen_values = true
+        num_args = 1..
     )]
-    pub args: Vec<String>,
+    pub program_and_args: Vec<OsString>,
+}
+
+impl RunArgs {
+    /// The program file (the first of [`Self::program_and_args`]).
+    pub fn program(&self) -> &Path {
+        // clap guarantees at least one value (`required`, `num_args = 1..`).
+        Path::new(self.program_and_args.first().map_or(OsStr::new(""), |p| p))
+    }
+
+    /// The program's arguments, which WASI passes as UTF-8 strings.
+    pub fn program_args(&self) -> anyhow::Result<Vec<String>> {
+        self.program_and_args
+            .iter()
+            .enumerate()
+            .skip(1)
+            .map(|(index, arg)| {
+                arg.to_str().map(str::to_owned).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "argument {index} of the program ({}) is not valid UTF-8; WASI \
+                         passes arguments as UTF-8 text",
+                        arg.to_string_lossy()
+                    )
+                })
+            })
+            .collect()
+    }
 }

@@ -46,20 +46,24 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Run(args) => run::run(args),
         Command::Compile { program } => {
             let cache = default_cache()?;
-            let kind = keep_runtime::precompile(&program, &cache)?;
+            let program = keep_runtime::Program::read(&program)?;
+            keep_runtime::precompile(&program, &cache)?;
             println!(
                 "compiled {} `{}` into {}",
-                kind.as_str(),
-                program.display(),
+                program.kind.as_str(),
+                program.path.display(),
                 cache.dir().display()
             );
             Ok(0)
         }
         Command::Digest { program, config } => {
+            let config = config
+                .map(|path| keep_config::Config::from_path(&path))
+                .transpose()?;
             let program = keep_runtime::Program::read(&program)?;
             println!(
                 "{}",
-                keep_runtime::workload_digest(&program, config.as_deref())?
+                keep_runtime::workload_digest(&program, config.as_ref())
             );
             Ok(0)
         }

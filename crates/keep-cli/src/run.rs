@@ -1,8 +1,12 @@
-//! `keep run`: merges the config file with the command line and hands over to the runtime.
+//! `keep run`: reads the program and the config file once, merges them with the command
+//! line, and hands over to the runtime; prints what the runtime reports.
 
 use anyhow::{Context as _, bail};
 use keep_config::Config;
-use keep_runtime::{IdentitySource, ModuleCache, RunSpec, StewardSource};
+use keep_runtime::{
+    Event, EventSink, IdentitySource, ModuleCache, Outcome, Program, RenewalEvent, RunSpec,
+    StewardSource, exit_code,
+};
 
 use crate::cli::{Backend, RunArgs};
 
@@ -11,7 +15,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         Some(path) => Some(Config::from_path(path)?),
         None => None,
     };
-    let spec = merge(&args, config)?;
+    // The one read of the program: its digest, its compiled code and its run all come from
+    // these bytes.
+    let program = Program::read(args.program())?;
+    let spec = merge(&args, program, config)?;
     if !args.quiet {
         match args.backend {
             Backend::Process => eprintln!(
@@ -27,31 +34,74 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         );
     }
     let outcome = keep_runtime::run(&spec)?;
-    if !matches!(outcome, keep_runtime::Outcome::Exited(_)) {
+    if !matches!(outcome, Outcome::Exited(_)) {
         eprintln!("keep: {outcome}");
     }
     Ok(outcome.exit_code())
 }
 
+/// What `keep run` shows of a run's events.
+fn event_printer(quiet: bool, listen_print: bool) -> EventSink {
+    EventSink::new(move |event| match event {
+        Event::Attested {
+            steward,
+            workload,
+            not_after,
+        } => eprintln!(
+            "keep: attested by the Steward at {steward}: certificate for workload {workload} \
+             valid until {}",
+            humantime::format_rfc3339_seconds(not_after)
+        ),
+        Event::Renewal(RenewalEvent::Renewed { not_after }) => tracing::info!(
+            "renewed the Keep's certificate: valid until {}",
+            humantime::format_rfc3339_seconds(not_after)
+        ),
+        Event::Renewal(RenewalEvent::Failed { error, expires_in }) => eprintln!(
+            "keep: warning: renewing the certificate failed ({error:#}); the current one \
+             expires in {}s, retrying",
+            expires_in.as_secs()
+        ),
+        Event::ListenerBound { name, prot, addr } if listen_print => {
+            eprintln!("keep: listening {name} {prot} {addr}");
+        }
+        Event::SelfSignedCertificate { fingerprint } => eprintln!(
+            "keep: warning: no [tls] cert and key configured: tls listeners present a fresh \
+             self-signed certificate (SHA-256 {fingerprint}) that clients cannot verify"
+        ),
+        Event::Confined(report) if !quiet => eprintln!("keep: confined: {}", report.summary()),
+        Event::Unresponsive { timeout } => {
+            // The guest is blocked in the host (reading an idle stdin, say) where the
+            // interruption cannot reach it: end the process as a timeout.
+            eprintln!("keep: {}", Outcome::TimedOut(timeout));
+            std::process::exit(i32::from(exit_code::TIMEOUT));
+        }
+        _ => {}
+    })
+}
+
 /// Where the Keep's TLS identity comes from. With a Steward, the certificate states the
 /// workload digest, which covers the program and Keep.toml only: additions on the command
 /// line would run something the certificate does not name, so they are refused.
-fn identity_source(args: &RunArgs, config: &Config) -> anyhow::Result<IdentitySource> {
-    let Some(steward) = &config.steward else {
-        return Ok(match &config.tls.identity {
+fn identity_source(
+    args: &RunArgs,
+    program: &Program,
+    config: Option<&Config>,
+) -> anyhow::Result<IdentitySource> {
+    let Some((config, steward)) = config.and_then(|c| Some((c, c.steward.as_ref()?))) else {
+        return Ok(match config.and_then(|c| c.tls.identity.as_ref()) {
             Some(files) => IdentitySource::Files(files.clone()),
             None => IdentitySource::SelfSigned,
         });
     };
     if config.tls.identity.is_some() {
         bail!(
-            "the configuration names a Steward ({}) and [tls] cert/key: the Steward issues the \
-             Keep's certificate, remove one of them",
-            steward.as_str()
+            "the configuration names a Steward ({steward}) and [tls] cert/key: the Steward \
+             issues the Keep's certificate, remove one of them"
         );
     }
     let additions = [
-        (!args.args.is_empty(), "program arguments"),
+        (args.program_and_args.len() > 1, "program arguments"),
+        (args.argv0.is_some(), "--argv0"),
         (!args.env.is_empty(), "--env"),
         (!args.dirs.is_empty(), "--dir"),
         (args.max_memory.is_some(), "--max-memory"),
@@ -66,22 +116,18 @@ fn identity_source(args: &RunArgs, config: &Config) -> anyhow::Result<IdentitySo
              Keep.toml (their digest is what the certificate states); put it in Keep.toml"
         );
     }
-    let (program, config_path) = (
-        keep_runtime::Program::read(&args.program)?,
-        args.config.as_deref(),
-    );
     Ok(IdentitySource::Steward(StewardSource {
-        url: steward.as_str().to_owned(),
+        url: steward.clone(),
         names: config.tls.names.clone(),
-        workload_digest: keep_runtime::workload_digest(&program, config_path)?.0,
+        workload_digest: keep_runtime::workload_digest(program, Some(config)).0,
     }))
 }
 
 /// The run specification: the config file first, then the command line on top.
-fn merge(args: &RunArgs, config: Option<Config>) -> anyhow::Result<RunSpec> {
+fn merge(args: &RunArgs, program: Program, config: Option<Config>) -> anyhow::Result<RunSpec> {
+    let identity = identity_source(args, &program, config.as_ref())?;
     let config_given = config.is_some();
     let config = config.unwrap_or_default();
-    let identity = identity_source(args, &config)?;
     let mut env: Vec<(String, String)> = config
         .env
         .iter()
@@ -121,12 +167,18 @@ fn merge(args: &RunArgs, config: Option<Config>) -> anyhow::Result<RunSpec> {
         dir.map(ModuleCache::new)
     };
     let files = config_given.then(|| config.effective_files());
+    let argv0 = args
+        .argv0
+        .clone()
+        .or(config.argv0)
+        .unwrap_or_else(|| args.program().to_string_lossy().into_owned());
     Ok(RunSpec {
-        program: args.program.clone(),
+        program,
+        argv0,
         args: config
             .args
             .into_iter()
-            .chain(args.args.iter().cloned())
+            .chain(args.program_args()?)
             .collect(),
         env,
         files,
@@ -140,8 +192,7 @@ fn merge(args: &RunArgs, config: Option<Config>) -> anyhow::Result<RunSpec> {
         identity,
         tls: config.tls,
         network: config.network,
-        listen_print: args.listen_print,
         confine: !args.no_confine,
-        notices: !args.quiet,
+        events: event_printer(args.quiet, args.listen_print),
     })
 }

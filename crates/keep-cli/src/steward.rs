@@ -129,7 +129,7 @@ fn peer_chain(target: &str) -> anyhow::Result<Vec<CertificateDer<'static>>> {
         .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
         .ok_or_else(|| anyhow!("{target}: neither a file nor HOST:PORT"))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    keep_steward::client::peer_certificates(host, port)
+    keep_identity::peer::peer_certificates(host, port)
 }
 
 fn render(target: &str, claims: &AttestedClaims) -> String {

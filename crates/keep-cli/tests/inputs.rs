@@ -225,7 +225,12 @@ fn settings_that_cannot_work_fail_clearly_instead_of_being_ignored() {
     let cases = [
         (
             "steward = \"http://127.0.0.1:1\"\n",
-            "invalid steward URL \"http://127.0.0.1:1\": expected https://",
+            "Keep.toml:1:11: key `steward`: invalid steward URL \"http://127.0.0.1:1\": a Steward \
+             is reached over https:// only",
+        ),
+        (
+            "steward = \"https://h:x\"\n",
+            "Keep.toml:1:11: key `steward`: invalid steward URL \"https://h:x\": `x` is not a port",
         ),
         (
             "steward = \"https://127.0.0.1:1\"\n",

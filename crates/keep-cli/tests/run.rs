@@ -49,6 +49,88 @@ fn args_reach_the_guest_exactly() {
 }
 
 #[test]
+fn nothing_after_file_is_read_by_keep() {
+    // Interpreters and compilers are run like this (`python.wasm -c CODE`, `clang -c`): the
+    // first argument after FILE, whatever it looks like, is the program's, not Keep's.
+    let firsts = [
+        "-c",
+        "-q",
+        "--dir",
+        "-V",
+        "--help",
+        "-h",
+        "--",
+        "--config=x",
+        "--version",
+        "run",
+    ];
+    for (form, wasm) in both_forms("args") {
+        for first in firsts {
+            let done = keep_run(&wasm, &[first, "x"]).finish();
+            done.expect_code(0);
+            assert_eq!(
+                done.stdout_text(),
+                format!(
+                    "argc=3\nargv[0]={}\nargv[1]={first}\nargv[2]=x\n",
+                    wasm.display()
+                ),
+                "{form}, {first}"
+            );
+        }
+    }
+}
+
+#[test]
+fn argv0_is_the_path_as_given_unless_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("Keep.toml");
+    std::fs::write(&config, "argv0 = \"lld\"\nargs = [\"--version\"]\n").unwrap();
+    for (form, wasm) in both_forms("args") {
+        let argv = |keep: Keep| {
+            let done = keep.finish();
+            done.expect_code(0);
+            done.stdout_text()
+        };
+        let named = Keep::new()
+            .args(["run", "-q", "--argv0", "clang"])
+            .arg_path(&wasm);
+        assert_eq!(
+            argv(named.args(["-c", "a.c"])),
+            "argc=3\nargv[0]=clang\nargv[1]=-c\nargv[2]=a.c\n",
+            "{form}: --argv0"
+        );
+        let configured = Keep::new().args(["run", "-q", "-c"]).arg_path(&config);
+        assert_eq!(
+            argv(configured.arg_path(&wasm)),
+            "argc=2\nargv[0]=lld\nargv[1]=--version\n",
+            "{form}: argv0 in Keep.toml"
+        );
+        let both = Keep::new()
+            .args(["run", "-q", "--argv0", "ld.lld", "-c"])
+            .arg_path(&config)
+            .arg_path(&wasm);
+        assert_eq!(
+            argv(both),
+            "argc=2\nargv[0]=ld.lld\nargv[1]=--version\n",
+            "{form}: the flag wins"
+        );
+    }
+}
+
+#[test]
+fn a_bad_pointer_in_a_wasi_call_is_a_guest_trap() {
+    let done = keep_run(&GUESTS.module("badptr"), &[]).finish();
+    done.expect_code(134)
+        .expect_stderr_contains(
+            "keep: the guest trapped: invalid argument to `wasi_snapshot_preview1::fd_write`: \
+             Pointer out of bounds",
+        )
+        .expect_stderr_contains("write_past_the_end");
+    // As a component the check is the preview-1 adapter's, which is guest code: it answers
+    // with an errno, under Keep as under wasmtime.
+}
+
+#[test]
 fn env_reaches_the_guest_exactly_and_host_values_only_on_request() {
     for (form, wasm) in both_forms("printenv") {
         let done = Keep::new()

@@ -545,3 +545,65 @@ fn the_steward_answers_bad_requests_with_4xx_and_stays_up() {
             .contains("refused (malformed)")
     );
 }
+
+#[test]
+fn the_program_digested_is_the_program_run() {
+    // The program file is a FIFO: whatever Keep reads from it, it can read only once. Right
+    // after the bytes of `hello` went in, another program is put at the same path. A Keep
+    // that read the file twice (once for the digest, once to run) would run the other
+    // program under a certificate that names `hello`.
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = steward_ca(&tmp.path().join("ca"));
+    let config = keep_config(tmp.path(), "Keep.toml", &ca, "", "", "");
+    let hello = GUESTS.module("hello");
+    let hello_digest = digest(&hello, &config);
+    let policy = policy(tmp.path(), &[(&hello_digest, &[])]);
+    let steward = StewardProcess::start(
+        &tmp.path().join("ca"),
+        &[
+            "--insecure-accept-none",
+            "--policy",
+            policy.to_str().unwrap(),
+        ],
+    );
+    point_to(&config, &steward);
+
+    let program = tmp.path().join("app.wasm");
+    let made = Command::new("mkfifo").arg(&program).status().unwrap();
+    assert!(made.success(), "mkfifo");
+    let writer = {
+        let (program, hello) = (program.clone(), hello.clone());
+        let other = GUESTS.module("exit");
+        let staged = tmp.path().join("staged.wasm");
+        std::thread::spawn(move || {
+            // Opening blocks until Keep opens the FIFO to read it.
+            let mut fifo = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&program)
+                .unwrap();
+            fifo.write_all(&std::fs::read(hello).unwrap()).unwrap();
+            drop(fifo);
+            std::fs::copy(other, &staged).unwrap();
+            std::fs::rename(&staged, &program).unwrap();
+        })
+    };
+    let output = Command::new(env!("CARGO_BIN_EXE_keep"))
+        .args(["run", "--no-cache", "-c"])
+        .arg(&config)
+        .arg(&program)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    writer.join().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "Hello from a Keep!\n",
+        "the bytes digested ran"
+    );
+    assert!(
+        stderr.contains(&format!("certificate for workload {hello_digest}")),
+        "{stderr}"
+    );
+}

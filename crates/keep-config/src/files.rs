@@ -3,11 +3,9 @@
 //! The descriptor number of an entry is its index in the array. The guest finds its
 //! descriptors through `FD_COUNT` and `FD_NAMES` (names joined with `:`).
 
-use std::path::PathBuf;
-
 use serde::Deserialize;
 
-use crate::tls::{ClientAuth, ClientAuthMode};
+use crate::tls::{CaFile, ClientAuth, ClientAuthMode};
 
 /// Enarx's default port for `listen` and `connect`.
 pub const DEFAULT_PORT: u16 = 443;
@@ -93,7 +91,7 @@ struct RawFile {
     port: Option<Port>,
     prot: Option<Protocol>,
     client_auth: Option<ClientAuthMode>,
-    client_ca: Option<Vec<PathBuf>>,
+    client_ca: Option<Vec<CaFile>>,
 }
 
 /// The `kind` value; parsed on its own so an unknown kind is reported at its position.

@@ -42,11 +42,13 @@ macro_rules! deserialize_from_str {
 }
 pub(crate) use deserialize_from_str;
 
+mod canonical;
 mod dirs;
 mod error;
 mod files;
 mod limits;
 mod network;
+mod steward;
 mod tls;
 
 use std::collections::BTreeMap;
@@ -59,12 +61,16 @@ pub use error::ConfigError;
 pub use files::{DEFAULT_LISTEN_ADDR, DEFAULT_PORT, File, FileKind, Protocol};
 pub use limits::{DEFAULT_OPEN_FILES, Fuel, Limits, MemorySize, Timeout};
 pub use network::{AddressRule, HostPattern, NetworkPolicy};
-pub use tls::{ClientAuth, IdentityFiles, Tls, TlsVersion};
+pub use steward::StewardUrl;
+pub use tls::{CaFile, ClientAuth, IdentityFiles, Tls, TlsVersion};
 
 /// A parsed and validated `Keep.toml` (or `Enarx.toml`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// The guest's `argv[0]` (Keep's addition; default: the program path as given).
+    #[serde(default)]
+    pub argv0: Option<String>,
     /// Arguments given to the guest after `argv[0]`.
     #[serde(default)]
     pub args: Vec<String>,
@@ -93,7 +99,9 @@ pub struct Config {
 }
 
 impl Config {
-    /// Reads and validates the configuration file at `path`.
+    /// Reads and validates the configuration file at `path`, and reads the CA files it
+    /// names (`[tls] ca`, `client_ca`): each file is read exactly once, here, and everything
+    /// later (the workload digest, the TLS set-up) uses these bytes.
     pub fn from_path(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::whole_file(path, format!("cannot read: {e}")))?;
@@ -108,7 +116,34 @@ impl Config {
                 client_auth.resolve_against(base);
             }
         }
+        config.load_ca_files(path)?;
         Ok(config)
+    }
+
+    fn load_ca_files(&mut self, path: &Path) -> Result<(), ConfigError> {
+        let tls = self.tls.ca.iter_mut().map(|ca| ("tls.ca", ca));
+        let listeners = self.files.iter_mut().flat_map(|file| {
+            let name = file.name.clone();
+            let cas: &mut [CaFile] = match &mut file.kind {
+                FileKind::Listen {
+                    client_auth: ClientAuth::Optional { ca } | ClientAuth::Required { ca },
+                    ..
+                } => ca,
+                _ => &mut [],
+            };
+            cas.iter_mut().map(move |ca| (name.clone(), ca))
+        });
+        let tls = tls.map(|(key, ca)| (key.to_owned(), ca));
+        let listeners = listeners.map(|(name, ca)| (format!("files `{name}` client_ca"), ca));
+        for (key, ca) in tls.chain(listeners) {
+            ca.load().map_err(|e| {
+                ConfigError::whole_file(
+                    path,
+                    format!("{key}: cannot read `{}`: {e}", ca.path.display()),
+                )
+            })?;
+        }
+        Ok(())
     }
 
     /// Parses configuration text; `path` is only used in error messages.
@@ -188,31 +223,6 @@ impl std::str::FromStr for EnvName {
 }
 
 crate::deserialize_from_str!(EnvName);
-
-/// The `steward` URL: `https://HOST[:PORT][/PATH]` (the Keep's evidence and certificate
-/// never travel in clear).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StewardUrl(String);
-
-impl StewardUrl {
-    /// The URL as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl<'de> Deserialize<'de> for StewardUrl {
-    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
-        let url = String::deserialize(de)?;
-        let rest = url.strip_prefix("https://");
-        match rest {
-            Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) => Ok(Self(url)),
-            _ => Err(serde::de::Error::custom(format!(
-                "invalid steward URL {url:?}: expected https://HOST[:PORT][/PATH]"
-            ))),
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {

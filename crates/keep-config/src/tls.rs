@@ -13,7 +13,7 @@ pub struct Tls {
     /// certificate is generated at start-up.
     pub identity: Option<IdentityFiles>,
     /// Extra trust anchors (PEM files) for outgoing `tls` connections.
-    pub ca: Vec<PathBuf>,
+    pub ca: Vec<CaFile>,
     /// Whether the Mozilla root store (from `webpki-roots`) is trusted as well.
     pub mozilla_roots: bool,
     /// The oldest protocol version accepted.
@@ -46,8 +46,51 @@ impl Tls {
             identity.key = base.join(&identity.key);
         }
         for ca in &mut self.ca {
-            *ca = base.join(&*ca);
+            ca.path = base.join(&ca.path);
         }
+    }
+}
+
+/// A PEM file of CA certificates named in the configuration, and its content.
+///
+/// The content is read once, with the configuration file ([`crate::Config::from_path`]):
+/// the workload digest and the TLS set-up both use these bytes, so that a file replaced on
+/// disk during start-up cannot make the Keep trust a CA its digest does not name.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CaFile {
+    /// The file (relative to the configuration file once loaded).
+    pub path: PathBuf,
+    /// Its content; empty until loaded.
+    pub pem: Vec<u8>,
+}
+
+impl CaFile {
+    /// A reference to `path`, not read yet.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            pem: Vec::new(),
+        }
+    }
+
+    pub(crate) fn load(&mut self) -> std::io::Result<()> {
+        self.pem = std::fs::read(&self.path)?;
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for CaFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaFile")
+            .field("path", &self.path)
+            .field("pem_len", &self.pem.len())
+            .finish()
+    }
+}
+
+impl<'de> Deserialize<'de> for CaFile {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        PathBuf::deserialize(de).map(Self::new)
     }
 }
 
@@ -78,7 +121,7 @@ struct RawTls {
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
     #[serde(default)]
-    ca: Vec<PathBuf>,
+    ca: Vec<CaFile>,
     #[serde(default = "yes")]
     mozilla_roots: bool,
     #[serde(default)]
@@ -149,12 +192,12 @@ pub enum ClientAuth {
     /// must present one that chains to `ca`.
     Optional {
         /// Trust anchors for client certificates (PEM files).
-        ca: Vec<PathBuf>,
+        ca: Vec<CaFile>,
     },
     /// Every client must present a certificate that chains to `ca`.
     Required {
         /// Trust anchors for client certificates (PEM files).
-        ca: Vec<PathBuf>,
+        ca: Vec<CaFile>,
     },
 }
 
@@ -170,7 +213,7 @@ pub(crate) enum ClientAuthMode {
 impl ClientAuth {
     pub(crate) fn new(
         mode: Option<ClientAuthMode>,
-        ca: Option<Vec<PathBuf>>,
+        ca: Option<Vec<CaFile>>,
     ) -> Result<Self, String> {
         match (mode.unwrap_or(ClientAuthMode::None), ca) {
             (ClientAuthMode::None, None) => Ok(Self::None),
@@ -191,7 +234,7 @@ impl ClientAuth {
     }
 
     /// The trust anchors of client certificates, if any are requested.
-    pub fn ca(&self) -> &[PathBuf] {
+    pub fn ca(&self) -> &[CaFile] {
         match self {
             Self::None => &[],
             Self::Optional { ca } | Self::Required { ca } => ca,
@@ -201,7 +244,7 @@ impl ClientAuth {
     pub(crate) fn resolve_against(&mut self, base: &Path) {
         if let Self::Optional { ca } | Self::Required { ca } = self {
             for file in ca {
-                *file = base.join(&*file);
+                file.path = base.join(&file.path);
             }
         }
     }

@@ -44,7 +44,7 @@ pub fn open_files(spec: &RunSpec) -> u64 {
 }
 
 /// Confines the process for `spec` (or, with confinement off, applies the limits only) and
-/// says so on stderr unless notices are off.
+/// reports what it did ([`crate::Event::Confined`]).
 pub fn enter(spec: &RunSpec) -> Option<Report> {
     if !spec.confine {
         let limits = keep_confine::rlimits::apply(open_files(spec));
@@ -52,9 +52,7 @@ pub fn enter(spec: &RunSpec) -> Option<Report> {
         return None;
     }
     let report = keep_confine::confine(&grants(spec));
-    if spec.notices {
-        eprintln!("keep: confined: {}", report.summary());
-    }
+    spec.events.report(crate::Event::Confined(&report));
     if !report.is_complete() {
         tracing::warn!("confinement is not complete:\n{report}");
     }

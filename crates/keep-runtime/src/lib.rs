@@ -7,26 +7,27 @@
 
 #![warn(missing_docs)]
 
-pub mod attestation;
 mod cache;
 mod compile;
 pub mod confinement;
 mod engine;
+mod events;
 mod limits;
 pub mod net;
 mod outcome;
 mod output;
 mod p1;
 mod program;
+mod thread;
 mod wasi;
 pub mod workload;
 
-use std::path::PathBuf;
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use keep_config::{DirGrant, File, FileKind, Limits, NetworkPolicy, Protocol, Tls};
+use keep_identity::{AttestedIdentity, Identity, LiveIdentity, TlsSetup};
 use wasmtime::component::{Component, ResourceTable};
 use wasmtime::{Engine, Linker, Module, Store};
 use wasmtime_wasi::p2::bindings::sync::Command;
@@ -35,29 +36,33 @@ use wasmtime_wasi_tls::{WasiTlsCtx, WasiTlsCtxBuilder, WasiTlsCtxView, WasiTlsVi
 
 pub use cache::{CacheStats, ModuleCache};
 pub use engine::EngineOptions;
+pub use events::{Event, EventSink};
+pub use keep_identity::{IdentitySource, RenewalEvent, StewardSource};
 pub use limits::{LimitExceeded, Resource};
 pub use net::BoundListener;
-pub use net::tls::{IdentitySource, StewardSource};
 pub use outcome::{Outcome, exit_code};
 pub use program::{Program, ProgramError, ProgramKind};
 pub use workload::{WorkloadDigest, workload_digest};
 
 use crate::compile::Compiled;
 use crate::limits::GuestLimiter;
-use crate::net::tls::{Identity, LiveIdentity, TlsSetup};
 use crate::output::OutputLimits;
 use crate::p1::{Descriptors, ModuleHost};
+use crate::thread::StoppingThread;
 
 /// After a timeout, how long a guest blocked in a host call (reading stdin, say) gets to
-/// notice the interruption before the whole process is ended.
+/// notice the interruption before it is reported [`Event::Unresponsive`].
 const TIMEOUT_GRACE: Duration = Duration::from_secs(2);
 
 /// Everything a run needs, already merged from `Keep.toml` and the command line.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RunSpec {
-    /// The program file (`.wasm` module or component, or `.wat` text).
-    pub program: PathBuf,
-    /// Arguments after `argv[0]` (which is the program path, as with wasmtime).
+    /// The program, already read: these bytes are compiled and run (and are the bytes a
+    /// workload digest was computed from), whatever the file holds by now.
+    pub program: Program,
+    /// The guest's `argv[0]`.
+    pub argv0: String,
+    /// Arguments after `argv[0]`.
     pub args: Vec<String>,
     /// Environment of the guest.
     pub env: Vec<(String, String)>,
@@ -77,41 +82,66 @@ pub struct RunSpec {
     pub identity: IdentitySource,
     /// `[network]`: what a component may do with `wasi:sockets`.
     pub network: NetworkPolicy,
-    /// Print `keep: listening NAME PROT ADDRESS` on stderr for each listener once bound.
-    pub listen_print: bool,
     /// Confine the runtime process before the guest starts ([`confinement`]).
     pub confine: bool,
-    /// Print Keep's notices (such as the confinement line) on stderr.
-    pub notices: bool,
+    /// Where events of the run are reported.
+    pub events: EventSink,
+}
+
+impl RunSpec {
+    /// A run of `program` with `argv[0]` = its path, nothing granted and no limits.
+    pub fn new(program: Program) -> Self {
+        Self {
+            argv0: program.path.to_string_lossy().into_owned(),
+            program,
+            args: Vec::new(),
+            env: Vec::new(),
+            files: None,
+            dirs: Vec::new(),
+            limits: Limits::default(),
+            cache: None,
+            tls: Tls::default(),
+            identity: IdentitySource::default(),
+            network: NetworkPolicy::default(),
+            confine: true,
+            events: EventSink::default(),
+        }
+    }
 }
 
 /// Runs the program of `spec` to its end.
 ///
 /// `Ok` carries how the guest ended (including traps and limits); `Err` means Keep could
-/// not run it at all (unreadable or invalid program, missing imports, bad directory...).
+/// not run it at all (invalid program, missing imports, bad directory, refused attestation).
 pub fn run(spec: &RunSpec) -> anyhow::Result<Outcome> {
-    let program = Program::read(&spec.program)?;
     let options = EngineOptions {
         fuel: spec.limits.fuel.is_some(),
         epoch_interruption: spec.limits.timeout.is_some(),
         serial_compilation: spec.confine,
     };
     let engine = options.build()?;
-    let compiled = compile::compile(&engine, &program, spec.cache.as_ref())?;
+    let compiled = compile::compile(&engine, &spec.program, spec.cache.as_ref())?;
     // Attestation comes before any descriptor is opened: a Keep the Steward refuses never
     // starts its workload.
     let attested = match &spec.identity {
-        IdentitySource::Steward(source) => Some(attestation::attest(source, &spec.tls)?),
+        IdentitySource::Steward(source) => {
+            let attested = keep_identity::attested::attest(source, &spec.tls)?;
+            spec.events.report(Event::Attested {
+                steward: attested.steward(),
+                workload: WorkloadDigest(source.workload_digest),
+                not_after: attested.not_after(),
+            });
+            Some(attested)
+        }
         _ => None,
     };
     let identity = attested.as_ref().map(|a| &a.identity);
-    let argv0 = spec.program.to_string_lossy();
     let is_component = matches!(compiled, Compiled::Component(_));
     let output = OutputLimits::new(
         spec.limits.output.map(|size| size.0),
         spec.limits.output_rate.map(|rate| rate.0),
     );
-    let mut wasi = wasi::builder(spec, &argv0, is_component, output.as_ref())?;
+    let mut wasi = wasi::builder(spec, is_component, output.as_ref())?;
     let limiter = GuestLimiter {
         memory: spec.limits.memory.map(|m| m.0),
         table_elements: spec
@@ -138,11 +168,8 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<Outcome> {
                 output,
             };
             let mut store = new_store(&engine, host, fuel, timeout)?;
-            store.limiter(|host| &mut host.limiter);
             let start = prepare_module(&engine, &module, &mut store, spec)?;
-            let _renewal = start_guest_threads(spec, attested.as_ref())?;
-            let _watchdog = timeout.map(|t| Watchdog::start(&engine, t));
-            start(&mut store)
+            run_guest(&engine, spec, attested.as_ref(), store, start)?
         }
         Compiled::Component(component) => {
             let host = ComponentHost {
@@ -151,27 +178,90 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<Outcome> {
                 limiter,
                 tls: component_tls(&engine, &component, spec, identity)?,
             };
-            let mut store = new_store(&engine, host, fuel, timeout)?;
-            store.limiter(|host| &mut host.limiter);
-            let command = prepare_component(&engine, &component, spec)?;
-            let _renewal = start_guest_threads(spec, attested.as_ref())?;
-            let _watchdog = timeout.map(|t| Watchdog::start(&engine, t));
-            command(&mut store)
+            let store = new_store(&engine, host, fuel, timeout)?;
+            let run = prepare_component(&engine, &component, spec)?;
+            run_guest(&engine, spec, attested.as_ref(), store, run)?
         }
     };
     match result {
         Ok(()) => Ok(Outcome::Exited(0)),
-        Err(error) => Outcome::from_error(&error, timeout, fuel).ok_or_else(|| error.into()),
+        Err(error) => Outcome::from_error(&error, &spec.program.bytes, timeout, fuel)
+            .ok_or_else(|| error.into()),
     }
 }
 
-/// Compiles the program at `path` into `cache` for runs without fuel or timeout, so that
-/// the next `keep run` of it starts warm. Returns the program's kind.
-pub fn precompile(path: &std::path::Path, cache: &ModuleCache) -> anyhow::Result<ProgramKind> {
-    let program = Program::read(path)?;
+/// Store data that carries the guest's resource limiter.
+trait Limited: 'static {
+    fn limiter(&mut self) -> &mut GuestLimiter;
+}
+
+impl Limited for ModuleHost {
+    fn limiter(&mut self) -> &mut GuestLimiter {
+        &mut self.limiter
+    }
+}
+
+impl Limited for ComponentHost {
+    fn limiter(&mut self) -> &mut GuestLimiter {
+        &mut self.limiter
+    }
+}
+
+/// The end of set-up, the same for modules and components: the process confines itself
+/// while it is still single-threaded, then starts the threads that run beside the guest
+/// (certificate renewal, the timeout watchdog), then runs `entry`. The helper threads are
+/// stopped and joined when the guest ends.
+fn run_guest<T: Limited>(
+    engine: &Engine,
+    spec: &RunSpec,
+    attested: Option<&AttestedIdentity>,
+    mut store: Store<T>,
+    entry: Entry<T>,
+) -> anyhow::Result<wasmtime::Result<()>> {
+    confinement::enter(spec);
+    let _renewal = attested
+        .map(|attested| {
+            let events = spec.events.clone();
+            StoppingThread::spawn(
+                "keep-renewal",
+                attested.renewal(move |event| events.report(Event::Renewal(event))),
+            )
+            .context("cannot start the certificate renewal thread")
+        })
+        .transpose()?;
+    let _watchdog = spec
+        .limits
+        .timeout
+        .map(|timeout| {
+            let (engine, events) = (engine.clone(), spec.events.clone());
+            StoppingThread::spawn("keep-watchdog", move |stop| {
+                watchdog(&engine, timeout.0, stop, &events)
+            })
+            .context("cannot start the timeout watchdog")
+        })
+        .transpose()?;
+    Ok(entry(&mut store))
+}
+
+/// Interrupts the guest when the timeout expires; reports [`Event::Unresponsive`] when the
+/// guest is stuck in a host call (reading an idle stdin, say) where the epoch cannot reach
+/// it. Returns early when the run ends (`stop` is disconnected).
+fn watchdog(engine: &Engine, timeout: Duration, stop: &mpsc::Receiver<()>, events: &EventSink) {
+    if stop.recv_timeout(timeout) != Err(mpsc::RecvTimeoutError::Timeout) {
+        return;
+    }
+    engine.increment_epoch();
+    if stop.recv_timeout(TIMEOUT_GRACE) == Err(mpsc::RecvTimeoutError::Timeout) {
+        events.report(Event::Unresponsive { timeout });
+    }
+}
+
+/// Compiles `program` into `cache` for runs without fuel or timeout, so that the next
+/// `keep run` of it starts warm.
+pub fn precompile(program: &Program, cache: &ModuleCache) -> anyhow::Result<()> {
     let engine = EngineOptions::default().build()?;
-    compile::compile(&engine, &program, Some(cache))?;
-    Ok(program.kind)
+    compile::compile(&engine, program, Some(cache))?;
+    Ok(())
 }
 
 /// Opens the descriptors Keep serves itself (sockets, and `[[files]]` past descriptor 2),
@@ -203,25 +293,15 @@ fn open_keep_files(
                 _ => "tcp",
             };
             tracing::info!("listener `{}` ({prot}) bound to {addr}", file.name);
-            if spec.listen_print {
-                eprintln!("keep: listening {} {prot} {addr}", file.name);
-            }
+            spec.events.report(Event::ListenerBound {
+                name: &file.name,
+                prot,
+                addr,
+            });
         }
         opened.push((wasi::guest_fd(index, spec.dirs.len()), keep_file));
     }
     Ok(opened)
-}
-
-/// The end of set-up: the process confines itself while it is still single-threaded, then
-/// starts the threads that run beside the guest (certificate renewal).
-fn start_guest_threads(
-    spec: &RunSpec,
-    attested: Option<&attestation::AttestedIdentity>,
-) -> anyhow::Result<Option<attestation::Renewal>> {
-    confinement::enter(spec);
-    attested
-        .map(attestation::AttestedIdentity::start_renewal)
-        .transpose()
 }
 
 /// The TLS set-up when some socket uses TLS, presenting `attested` or else the identity
@@ -260,11 +340,9 @@ fn tls_setup(
         )
     });
     if identity.self_signed && has_tls_listener {
-        eprintln!(
-            "keep: warning: no [tls] cert and key configured: tls listeners present a fresh \
-             self-signed certificate (SHA-256 {}) that clients cannot verify",
-            identity.fingerprint()
-        );
+        spec.events.report(Event::SelfSignedCertificate {
+            fingerprint: identity.fingerprint(),
+        });
     }
     TlsSetup::new(&spec.tls, LiveIdentity::new(&identity)?).map(Some)
 }
@@ -318,13 +396,14 @@ impl WasiView for ComponentHost {
     }
 }
 
-fn new_store<T>(
+fn new_store<T: Limited>(
     engine: &Engine,
     host: T,
     fuel: Option<u64>,
     timeout: Option<Duration>,
 ) -> anyhow::Result<Store<T>> {
     let mut store = Store::new(engine, host);
+    store.limiter(|host| host.limiter());
     if let Some(fuel) = fuel {
         store
             .set_fuel(fuel)
@@ -348,7 +427,7 @@ fn prepare_module(
     store: &mut Store<ModuleHost>,
     spec: &RunSpec,
 ) -> anyhow::Result<Entry<ModuleHost>> {
-    let path = &spec.program;
+    let path = &spec.program.path;
     let mut linker: Linker<ModuleHost> = Linker::new(engine);
     wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |host| &mut host.wasi)?;
     let shim = if store.data().fds.is_active() {
@@ -407,7 +486,7 @@ fn prepare_component(
     component: &Component,
     spec: &RunSpec,
 ) -> anyhow::Result<Entry<ComponentHost>> {
-    let path = &spec.program;
+    let path = &spec.program.path;
     let exports: Vec<String> = component
         .component_type()
         .exports(engine)
@@ -462,44 +541,5 @@ fn extern_kind(ty: &wasmtime::ExternType) -> &'static str {
         wasmtime::ExternType::Table(_) => "table",
         wasmtime::ExternType::Memory(_) => "memory",
         wasmtime::ExternType::Tag(_) => "tag",
-    }
-}
-
-/// Interrupts the guest when the timeout expires; ends the process if the guest is stuck in
-/// a host call and cannot be interrupted. Dropping it (the run ended) stops it.
-struct Watchdog {
-    done: Option<mpsc::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Watchdog {
-    fn start(engine: &Engine, timeout: Duration) -> Self {
-        let (done, finished) = mpsc::channel::<()>();
-        let engine = engine.clone();
-        let thread = std::thread::spawn(move || {
-            if finished.recv_timeout(timeout) != Err(mpsc::RecvTimeoutError::Timeout) {
-                return;
-            }
-            engine.increment_epoch();
-            if finished.recv_timeout(TIMEOUT_GRACE) == Err(mpsc::RecvTimeoutError::Timeout) {
-                // The guest is blocked in the host (e.g. reading an idle stdin) where an
-                // epoch cannot reach it. Report and end the process as a timeout.
-                eprintln!("keep: {}", Outcome::TimedOut(timeout));
-                std::process::exit(i32::from(exit_code::TIMEOUT));
-            }
-        });
-        Self {
-            done: Some(done),
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        drop(self.done.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }

@@ -53,8 +53,12 @@ impl Outcome {
 
     /// Classifies the error a guest's run ended with. `None` means the error is not the
     /// guest's doing (a failure of Keep or of the host) and should be reported as such.
+    ///
+    /// `program` is the binary that ran: a guest fault in a WASI call is named by the import
+    /// the faulting instruction calls.
     pub(crate) fn from_error(
         error: &wasmtime::Error,
+        program: &[u8],
         timeout: Option<Duration>,
         fuel: Option<u64>,
     ) -> Option<Self> {
@@ -64,6 +68,9 @@ impl Outcome {
         }
         if let Some(limit) = error.downcast_ref::<LimitExceeded>() {
             return Some(Self::LimitExceeded(*limit));
+        }
+        if let Some(fault) = error.downcast_ref::<wiggle::GuestError>() {
+            return Some(Self::Trapped(guest_fault(fault, error, program)));
         }
         let trap = error.downcast_ref::<wasmtime::Trap>()?;
         Some(match (trap, timeout, fuel) {
@@ -94,6 +101,53 @@ impl fmt::Display for Outcome {
             ),
         }
     }
+}
+
+/// The report of a guest that handed a WASI call a pointer outside its memory (or
+/// misaligned): preview 1 says such a call traps. The call is named from the instruction
+/// the innermost frame stopped at.
+fn guest_fault(fault: &wiggle::GuestError, error: &wasmtime::Error, program: &[u8]) -> String {
+    let backtrace = error.downcast_ref::<wasmtime::WasmBacktrace>();
+    let call = backtrace
+        .and_then(|b| b.frames().first())
+        .and_then(wasmtime::FrameInfo::module_offset)
+        .and_then(|offset| called_import(program, offset));
+    let call = match call {
+        Some((module, name)) => format!("`{module}::{name}`"),
+        None => "a WASI call".to_owned(),
+    };
+    let mut report = format!("invalid argument to {call}: {fault}");
+    if let Some(backtrace) = backtrace {
+        report += &format!("\n{backtrace}");
+    }
+    report
+}
+
+/// The import that the `call` instruction at `offset` of a core module calls, if it is one.
+fn called_import(module: &[u8], offset: usize) -> Option<(String, String)> {
+    let reader = wasmparser::BinaryReader::new(module.get(offset..)?, offset);
+    let wasmparser::Operator::Call { function_index } =
+        wasmparser::OperatorsReader::new(reader).read().ok()?
+    else {
+        return None;
+    };
+    let mut functions = 0;
+    for payload in wasmparser::Parser::new(0).parse_all(module) {
+        let wasmparser::Payload::ImportSection(imports) = payload.ok()? else {
+            continue;
+        };
+        for import in imports.into_imports() {
+            let import = import.ok()?;
+            if matches!(import.ty, wasmparser::TypeRef::Func(_)) {
+                if functions == function_index {
+                    return Some((import.module.to_owned(), import.name.to_owned()));
+                }
+                functions += 1;
+            }
+        }
+        return None;
+    }
+    None
 }
 
 fn humantime_like(duration: Duration) -> String {

@@ -17,12 +17,11 @@ use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 use crate::RunSpec;
 use crate::output::{Limited, OutputLimits};
 
-/// Builds the WASI context of a run. `argv0` is the guest's `argv[0]`; `component` says
-/// whether it is for a WASI 0.2 component (which gets sockets through `wasi:sockets`, not
-/// `[[files]]`). Writes to the host's stdout and stderr are charged to `output`, if given.
+/// Builds the WASI context of a run. `component` says whether it is for a WASI 0.2
+/// component (which gets sockets through `wasi:sockets`, not `[[files]]`). Writes to the
+/// host's stdout and stderr are charged to `output`, if given.
 pub fn builder(
     spec: &RunSpec,
-    argv0: &str,
     component: bool,
     output: Option<&Arc<OutputLimits>>,
 ) -> anyhow::Result<WasiCtxBuilder> {
@@ -30,7 +29,7 @@ pub fn builder(
     // Keep's host calls run on the guest's thread; blocking there is what a synchronous
     // preview-1 program expects and avoids a thread hop per call (wasmtime's CLI does too).
     wasi.allow_blocking_current_thread(true);
-    wasi.arg(argv0);
+    wasi.arg(&spec.argv0);
     wasi.args(&spec.args);
     wasi.envs(&spec.env);
     if let Some(files) = &spec.files {

@@ -5,16 +5,14 @@
 //! - [`decide`]: the decision on one request (verify, judge, issue), without HTTP;
 //! - [`ca`]: the certificate authority that signs;
 //! - [`server`]: the HTTPS endpoints;
-//! - [`client`]: requesting a certificate, and reading the one a Keep presents;
 //! - [`metrics`]: Prometheus counters.
 //!
 //! The request format is [`keep_attest::request`]; what certificates state is
-//! [`keep_attest::certificate`].
+//! [`keep_attest::certificate`]; the client side of the protocol is `keep_identity::steward`.
 
 #![warn(missing_docs)]
 
 pub mod ca;
-pub mod client;
 pub mod decide;
 pub mod metrics;
 pub mod server;

@@ -16,17 +16,14 @@ use rustls_pki_types::pem::PemObject as _;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use keep_identity::steward::{MAX_BODY, PKCS10};
+
 use crate::decide::{Refusal, Steward};
 use crate::metrics::Metrics;
-
-/// Largest request body accepted (a CSR with evidence and certificates is a few KiB).
-pub const MAX_BODY: usize = 1024 * 1024;
 
 /// How long a client may take to complete its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The media type of a certificate request.
-pub const PKCS10: &str = "application/pkcs10";
 /// The media type of the returned chain (RFC 8555).
 pub const PEM_CHAIN: &str = "application/pem-certificate-chain";
 

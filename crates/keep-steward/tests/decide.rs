@@ -1,5 +1,5 @@
 //! The Steward's decision (`Steward::decide`, what `POST /v1/attest` runs) on real evidence
-//! from `../shared/vectors` and on Keep requests made here, with the verdicts the vectors
+//! from `tests/vectors` and on Keep requests made here, with the verdicts the vectors
 //! README states.
 
 #[path = "../../keep-attest/tests/vectors/mod.rs"]
@@ -11,7 +11,7 @@ use keep_attest::certificate::{AttestedClaims, Expectations, verify_certificate}
 use keep_attest::intel::Collateral;
 use keep_attest::request::{AttestationRequest, Evidence};
 use keep_attest::{Endorsements, Policy, TeeKind, collect, load_certificates};
-use keep_steward::client::certificate_request;
+use keep_identity::steward::certificate_request;
 use keep_steward::{CertificateAuthority, Refusal, Steward};
 use rcgen::{KeyPair, PublicKeyData as _};
 use rustls_pki_types::CertificateDer;

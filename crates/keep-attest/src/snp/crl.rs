@@ -86,7 +86,7 @@ mod tests {
 
     fn milan_crl() -> CertificateList {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/vectors/sev-snp/enarx-steward/milan.signed.crl.csr");
+            .join("../../tests/vectors/sev-snp/enarx-steward/milan.signed.crl.csr");
         let csr = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let request = crate::enarx::Request::from_der(&csr).unwrap();
         request

@@ -1,13 +1,14 @@
-//! Access to the read-only vectors in `<repo>/../shared/vectors`, and tampering helpers.
+//! Access to the attestation vectors in `<repo>/tests/vectors` (see its README and
+//! PROVENANCE.tsv), and tampering helpers.
 
 #![allow(dead_code)] // Each test binary uses a different part of these helpers.
 
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-/// `<repo>/../shared/vectors`.
+/// `<repo>/tests/vectors`.
 pub fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors")
 }
 
 /// The bytes of `vectors/NAME`; a missing vector fails the test (they are required).
@@ -15,7 +16,7 @@ pub fn read(name: &str) -> Vec<u8> {
     let path = dir().join(name);
     std::fs::read(&path).unwrap_or_else(|e| {
         panic!(
-            "cannot read vector {} ({e}): the tests need ../shared/vectors next to the repository",
+            "cannot read vector {} ({e}): tests/vectors is part of the repository",
             path.display()
         )
     })

@@ -150,5 +150,5 @@ fn request(kind: &str, evidence_files: Option<(&String, &String)>) -> anyhow::Re
         certificates,
         crls: Vec::new(),
     };
-    Ok(keep_steward::client::certificate_request(&key, &[], &content)?.into())
+    Ok(keep_identity::steward::certificate_request(&key, &[], &content)?.into())
 }

@@ -142,7 +142,7 @@ impl Served {
         let mut child = Command::new(env!("CARGO_BIN_EXE_keep"))
             .env("XDG_CACHE_HOME", &cache)
             .env_remove("KEEP_CONFIG")
-            .env("KEEP_LOG", "keep_runtime=info")
+            .env("KEEP_LOG", "keep=info,keep_runtime=info")
             .args(["run", "-q", "--listen-print", "-c"])
             .arg(config)
             .arg(program)

@@ -4,7 +4,6 @@
 mod listener;
 pub mod policy;
 mod stream;
-pub mod tls;
 pub mod wait;
 pub mod wasi_tls;
 
@@ -13,11 +12,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow};
 use keep_config::{File, FileKind, Protocol};
+use keep_identity::TlsSetup;
 use rustls_pki_types::ServerName;
 
 pub use listener::Listener;
 pub use stream::Stream;
-pub use tls::TlsSetup;
 
 /// How long a `connect` of `[[files]]` may take at start-up, TLS handshake included.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

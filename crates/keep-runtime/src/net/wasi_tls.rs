@@ -11,7 +11,7 @@ use wasmtime_wasi_tls::{
     Error, TlsProvider, TlsStream, TlsTransport, WasiTlsCtx, WasiTlsCtxBuilder,
 };
 
-use super::TlsSetup;
+use keep_identity::TlsSetup;
 
 /// The `wasi:tls` context of a component: client handshakes use `setup`'s client
 /// configuration (trust anchors, protocol policy, and the Keep's certificate when a server

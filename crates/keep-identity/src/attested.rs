@@ -11,14 +11,15 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context as _;
 use der::Decode as _;
 use keep_attest::request::{AttestationRequest, Evidence};
+use keep_config::StewardUrl;
 use keep_config::Tls;
-use keep_steward::client::{self, StewardUrl};
 use rcgen::{KeyPair, PublicKeyData as _};
 use rustls::ClientConfig;
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::net::tls::{Identity, LiveIdentity, StewardSource, trusted_roots};
+use crate::steward;
+use crate::tls::{Identity, LiveIdentity, StewardSource, trusted_roots};
 
 /// Renewal starts when this fraction of the certificate's lifetime has passed.
 const RENEW_AT: f64 = 2.0 / 3.0;
@@ -43,24 +44,28 @@ pub struct AttestedIdentity {
     renew_in: Duration,
 }
 
-/// The thread renewing the certificate; dropping this stops it.
-pub struct Renewal {
-    stop: Option<mpsc::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for Renewal {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
+/// What happens to the certificate while the Keep runs, for the caller to report.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum RenewalEvent {
+    /// A new certificate is presented from now on.
+    Renewed {
+        /// Its expiry.
+        not_after: SystemTime,
+    },
+    /// A renewal failed; the current certificate stays until it expires, and renewal is
+    /// retried.
+    Failed {
+        /// Why.
+        error: anyhow::Error,
+        /// How long the current certificate remains valid.
+        expires_in: Duration,
+    },
 }
 
 /// Obtains the Keep's certificate from its Steward.
 pub fn attest(source: &StewardSource, tls: &Tls) -> anyhow::Result<AttestedIdentity> {
-    let url = StewardUrl::parse(&source.url)?;
+    let url = source.url.clone();
     let client = Arc::new(
         ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
@@ -70,12 +75,6 @@ pub fn attest(source: &StewardSource, tls: &Tls) -> anyhow::Result<AttestedIdent
     );
     let first = request(source, &url, &client)
         .with_context(|| format!("attestation with the Steward at {} failed", source.url))?;
-    eprintln!(
-        "keep: attested by the Steward at {}: certificate for workload sha256:{} valid until {}",
-        source.url,
-        hex::encode(source.workload_digest),
-        humantime::format_rfc3339_seconds(first.not_after)
-    );
     Ok(AttestedIdentity {
         identity: LiveIdentity::new(&first.identity)?,
         source: source.clone(),
@@ -87,66 +86,64 @@ pub fn attest(source: &StewardSource, tls: &Tls) -> anyhow::Result<AttestedIdent
 }
 
 impl AttestedIdentity {
-    /// Starts renewing the certificate before it expires (a thread, started once the
-    /// process is confined so that it is confined too).
-    pub fn start_renewal(&self) -> anyhow::Result<Renewal> {
-        let (stop, stopped) = mpsc::channel();
-        let identity = self.identity.clone();
-        let (source, url, client) = (self.source.clone(), self.url.clone(), self.client.clone());
-        let (expires, renew_in) = (self.expires, self.renew_in);
-        let thread = std::thread::Builder::new()
-            .name("keep-renewal".into())
-            .spawn(move || {
-                renew(
-                    &identity, &source, &url, &client, expires, renew_in, &stopped,
-                )
-            })
-            .context("cannot start the certificate renewal thread")?;
-        Ok(Renewal {
-            stop: Some(stop),
-            thread: Some(thread),
-        })
+    /// When the first certificate expires.
+    pub fn not_after(&self) -> SystemTime {
+        self.expires
     }
-}
 
-/// Renews the certificate before it expires, until told to stop.
-fn renew(
-    identity: &LiveIdentity,
-    source: &StewardSource,
-    url: &StewardUrl,
-    client: &Arc<ClientConfig>,
-    mut expires: SystemTime,
-    mut wait: Duration,
-    stopped: &mpsc::Receiver<()>,
-) {
-    loop {
-        match stopped.recv_timeout(wait) {
-            Err(RecvTimeoutError::Timeout) => {}
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
-        }
-        match request(source, url, client).and_then(|next| {
-            identity.replace(&next.identity)?;
-            Ok(next)
-        }) {
-            Ok(next) => {
-                tracing::info!(
-                    "renewed the Keep's certificate: valid until {}",
-                    humantime::format_rfc3339_seconds(next.not_after)
-                );
-                expires = next.not_after;
-                wait = next.renewal_delay();
+    /// The Steward that issued it.
+    pub fn steward(&self) -> &StewardUrl {
+        &self.url
+    }
+
+    /// A renewal loop to run on a thread of the caller's (started once the process is
+    /// confined, so that it is confined too): it renews the certificate before it expires,
+    /// tells `report` of each renewal, and returns when `stop` receives or is dropped.
+    pub fn renewal(
+        &self,
+        report: impl Fn(RenewalEvent) + Send + 'static,
+    ) -> impl FnOnce(&mpsc::Receiver<()>) + Send + 'static {
+        let state = Self {
+            identity: self.identity.clone(),
+            source: self.source.clone(),
+            url: self.url.clone(),
+            client: self.client.clone(),
+            expires: self.expires,
+            renew_in: self.renew_in,
+        };
+        move |stop| state.renew(stop, &report)
+    }
+
+    /// Renews the certificate before it expires, until told to stop.
+    fn renew(mut self, stopped: &mpsc::Receiver<()>, report: &dyn Fn(RenewalEvent)) {
+        loop {
+            match stopped.recv_timeout(self.renew_in) {
+                Err(RecvTimeoutError::Timeout) => {}
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
             }
-            Err(e) => {
-                let left = expires
-                    .duration_since(SystemTime::now())
-                    .unwrap_or_default();
-                eprintln!(
-                    "keep: warning: renewing the certificate failed ({e:#}); the current one \
-                     expires in {}s, retrying",
-                    left.as_secs()
-                );
-                // Sooner than the regular schedule near expiry, never a busy loop.
-                wait = RETRY.min(left / 3).max(Duration::from_millis(200));
+            match request(&self.source, &self.url, &self.client).and_then(|next| {
+                self.identity.replace(&next.identity)?;
+                Ok(next)
+            }) {
+                Ok(next) => {
+                    report(RenewalEvent::Renewed {
+                        not_after: next.not_after,
+                    });
+                    self.expires = next.not_after;
+                    self.renew_in = next.renewal_delay();
+                }
+                Err(e) => {
+                    let left = self
+                        .expires
+                        .duration_since(SystemTime::now())
+                        .unwrap_or_default();
+                    report(RenewalEvent::Failed {
+                        error: e,
+                        expires_in: left,
+                    });
+                    // Sooner than the regular schedule near expiry, never a busy loop.
+                    self.renew_in = RETRY.min(left / 3).max(Duration::from_millis(200));
+                }
             }
         }
     }
@@ -180,8 +177,8 @@ fn request(
         certificates: Vec::new(),
         crls: Vec::new(),
     };
-    let csr = client::certificate_request(&key, &source.names, &content)?;
-    let chain_pem = client::request_certificate(url, &csr, client.clone())?;
+    let csr = steward::certificate_request(&key, &source.names, &content)?;
+    let chain_pem = steward::request_certificate(url, &csr, client.clone())?;
     let chain = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .context("the Steward's answer is not a PEM certificate chain")?;

@@ -6,11 +6,10 @@
 //! while connections are open: a Keep renews its Steward-issued certificate that way, and
 //! only handshakes after the renewal see the new one.
 
-use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 use anyhow::{Context as _, bail};
-use keep_config::{ClientAuth, IdentityFiles, Tls, TlsVersion};
+use keep_config::{CaFile, ClientAuth, IdentityFiles, StewardUrl, Tls, TlsVersion};
 use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
@@ -36,7 +35,7 @@ pub enum IdentitySource {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StewardSource {
     /// The Steward's `https://` URL.
-    pub url: String,
+    pub url: StewardUrl,
     /// The names to be certified under (`[tls] names`).
     pub names: Vec<String>,
     /// The workload digest the evidence binds.
@@ -54,7 +53,7 @@ pub struct Identity {
 
 impl Identity {
     /// Obtains the identity from a local source; a Steward's certificate comes from
-    /// [`crate::attestation`].
+    /// [`crate::attested`].
     pub fn obtain(source: &IdentitySource) -> anyhow::Result<Self> {
         match source {
             IdentitySource::SelfSigned => Self::self_signed(),
@@ -67,7 +66,15 @@ impl Identity {
     }
 
     fn from_files(files: &IdentityFiles) -> anyhow::Result<Self> {
-        let chain = read_certificates(&files.cert, "[tls] cert")?;
+        let chain = CertificateDer::pem_file_iter(&files.cert)
+            .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| anyhow::anyhow!("[tls] cert `{}`: {e}", files.cert.display()))?;
+        if chain.is_empty() {
+            bail!(
+                "[tls] cert `{}`: no PEM certificate in the file",
+                files.cert.display()
+            );
+        }
         let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| {
             anyhow::anyhow!(
                 "[tls] key `{}`: no usable private key: {e}",
@@ -277,30 +284,26 @@ fn provider(names: &[String]) -> anyhow::Result<CryptoProvider> {
     Ok(provider)
 }
 
-fn add_anchors(
-    roots: &mut RootCertStore,
-    files: &[std::path::PathBuf],
-    what: &str,
-) -> anyhow::Result<()> {
+fn add_anchors(roots: &mut RootCertStore, files: &[CaFile], what: &str) -> anyhow::Result<()> {
     for file in files {
-        for cert in read_certificates(file, what)? {
+        // The content read with the configuration (and digested), not the file as it is now.
+        let certs = CertificateDer::pem_slice_iter(&file.pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow::anyhow!("{what} `{}`: {e}", file.path.display()))?;
+        if certs.is_empty() {
+            bail!(
+                "{what} `{}`: no PEM certificate in the file",
+                file.path.display()
+            );
+        }
+        for cert in certs {
             roots.add(cert).with_context(|| {
-                format!("{what} `{}`: not a usable CA certificate", file.display())
+                format!(
+                    "{what} `{}`: not a usable CA certificate",
+                    file.path.display()
+                )
             })?;
         }
     }
     Ok(())
-}
-
-fn read_certificates(path: &Path, what: &str) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| anyhow::anyhow!("{what} `{}`: {e}", path.display()))?;
-    if certs.is_empty() {
-        bail!(
-            "{what} `{}`: no PEM certificate in the file",
-            path.display()
-        );
-    }
-    Ok(certs)
 }

@@ -1,0 +1,273 @@
+//! The canonical form of a configuration: what the workload digest covers.
+//!
+//! It is built from the typed [`Config`], field by field (each struct is destructured in
+//! full, so a new field does not compile until it is decided here whether it counts), as
+//! compact JSON with keys sorted:
+//!
+//! - left out: `steward` (which attestation service is asked), `[[dirs]] host` (where the
+//!   guest's directory lives on this host), `[tls] cert` and `key` (the Keep's identity,
+//!   which the Steward issues);
+//! - CA files (`[tls] ca`, `client_ca`) appear as `sha256:<hex>` of the content that was
+//!   read with the configuration (the same bytes the TLS set-up uses);
+//! - everything else counts, with its meaning rather than its spelling: sizes in bytes,
+//!   durations in nanoseconds, defaults written out (`port` left out and `port = 443` are
+//!   the same configuration).
+
+use serde_json::{Map, Value, json};
+use sha2::{Digest as _, Sha256};
+
+use crate::{
+    AddressRule, CaFile, ClientAuth, Config, DirGrant, File, FileKind, Limits, NetworkPolicy,
+    Protocol, Tls, TlsVersion,
+};
+
+impl Config {
+    /// The canonical form of this configuration (see the module documentation). CA files
+    /// count by the content read by [`Config::from_path`].
+    pub fn canonical(&self) -> String {
+        let Config {
+            argv0,
+            args,
+            env,
+            steward: _, // which Steward certifies the Keep is not what it runs
+            files,
+            dirs,
+            limits,
+            tls,
+            network,
+        } = self;
+        let env: Map<String, Value> = env
+            .iter()
+            .map(|(name, value)| (name.as_str().to_owned(), json!(value)))
+            .collect();
+        let value = json!({
+            "argv0": argv0,
+            "args": args,
+            "env": env,
+            "files": files.iter().map(file).collect::<Vec<_>>(),
+            "dirs": dirs.iter().map(dir).collect::<Vec<_>>(),
+            "limits": self::limits(limits),
+            "tls": self::tls(tls),
+            "network": self::network(network),
+        });
+        let mut out = String::new();
+        write_sorted(&value, &mut out);
+        out
+    }
+}
+
+fn file(file: &File) -> Value {
+    let File { name, kind } = file;
+    let prot = |prot: &Protocol| match prot {
+        Protocol::Tls => "tls",
+        Protocol::Tcp => "tcp",
+    };
+    match kind {
+        FileKind::Null | FileKind::Stdin | FileKind::Stdout | FileKind::Stderr => {
+            json!({ "name": name, "kind": kind.as_str() })
+        }
+        FileKind::Listen {
+            addr,
+            port,
+            prot: protocol,
+            client_auth,
+        } => {
+            let (mode, ca) = match client_auth {
+                ClientAuth::None => ("none", &[][..]),
+                ClientAuth::Optional { ca } => ("optional", &ca[..]),
+                ClientAuth::Required { ca } => ("required", &ca[..]),
+            };
+            json!({
+                "name": name, "kind": "listen", "addr": addr, "port": port,
+                "prot": prot(protocol), "client_auth": mode, "client_ca": ca_digests(ca),
+            })
+        }
+        FileKind::Connect {
+            host,
+            port,
+            prot: protocol,
+        } => json!({
+            "name": name, "kind": "connect", "host": host, "port": port, "prot": prot(protocol),
+        }),
+    }
+}
+
+fn dir(dir: &DirGrant) -> Value {
+    let DirGrant {
+        host: _, // where the directory lives on this host
+        guest,
+        read_only,
+    } = dir;
+    json!({ "guest": guest, "read_only": read_only })
+}
+
+fn limits(limits: &Limits) -> Value {
+    let Limits {
+        memory,
+        timeout,
+        fuel,
+        table_elements,
+        open_files,
+        output,
+        output_rate,
+    } = limits;
+    json!({
+        "memory": memory.map(|m| m.0),
+        "timeout_ns": timeout.map(|t| u64::try_from(t.0.as_nanos()).unwrap_or(u64::MAX)),
+        "fuel": fuel.map(|f| f.0),
+        "table_elements": table_elements,
+        "open_files": open_files,
+        "output": output.map(|m| m.0),
+        "output_rate": output_rate.map(|m| m.0),
+    })
+}
+
+fn tls(tls: &Tls) -> Value {
+    let Tls {
+        identity: _, // the Keep's own certificate and key: the Steward issues them
+        ca,
+        mozilla_roots,
+        min_version,
+        cipher_suites,
+        names,
+    } = tls;
+    json!({
+        "ca": ca_digests(ca),
+        "mozilla_roots": mozilla_roots,
+        "min_version": match min_version {
+            TlsVersion::Tls12 => "1.2",
+            TlsVersion::Tls13 => "1.3",
+        },
+        "cipher_suites": cipher_suites,
+        "names": names,
+    })
+}
+
+fn network(network: &NetworkPolicy) -> Value {
+    let NetworkPolicy {
+        connect,
+        listen,
+        udp,
+        dns,
+    } = network;
+    let rules = |rules: &[AddressRule]| rules.iter().map(ToString::to_string).collect::<Vec<_>>();
+    json!({ "connect": rules(connect), "listen": rules(listen), "udp": udp, "dns": dns })
+}
+
+fn ca_digests(files: &[CaFile]) -> Vec<String> {
+    files
+        .iter()
+        .map(|file| format!("sha256:{}", hex::encode(Sha256::digest(&file.pem))))
+        .collect()
+}
+
+/// Compact JSON with object keys sorted (independent of serde_json's map order, which a
+/// feature elsewhere in a build could change).
+fn write_sorted(value: &Value, out: &mut String) {
+    match value {
+        Value::Array(items) => {
+            out.push('[');
+            for (index, item) in items.iter().enumerate() {
+                if index > 0 {
+                    out.push(',');
+                }
+                write_sorted(item, out);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (index, key) in keys.into_iter().enumerate() {
+                if index > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                write_sorted(&map[key], out);
+            }
+            out.push('}');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn canonical(text: &str) -> String {
+        Config::parse(text, Path::new("Keep.toml"))
+            .unwrap()
+            .canonical()
+    }
+
+    #[test]
+    fn spelling_does_not_count_meaning_does() {
+        let base = canonical("args = [\"a\"]\n[limits]\nmemory = \"1MiB\"\ntimeout = \"1m\"\n");
+        assert_eq!(
+            canonical("# x\n[limits]\ntimeout = \"60s\"\nmemory = 1048576\n\n"),
+            canonical("[limits]\nmemory = \"1MiB\"\ntimeout = \"1m\"\n"),
+            "comments, order, units"
+        );
+        assert_eq!(
+            canonical("args = [ \"a\" ]\n[limits]\ntimeout = \"60s\"\nmemory = 1048576\n"),
+            base
+        );
+        assert_ne!(
+            base,
+            canonical("args = [\"b\"]\n[limits]\nmemory = \"1MiB\"\ntimeout = \"1m\"\n")
+        );
+        assert_ne!(
+            base,
+            canonical("args = [\"a\"]\n[limits]\nmemory = \"1MiB\"\n")
+        );
+    }
+
+    #[test]
+    fn host_local_keys_do_not_count() {
+        let a = canonical(
+            "steward = \"https://a.example\"\n[[dirs]]\nhost = \"/srv/a\"\nguest = \"/data\"\n",
+        );
+        let b = canonical("[[dirs]]\nhost = \"/srv/b\"\nguest = \"/data\"\n");
+        assert_eq!(a, b);
+        assert_ne!(
+            a,
+            canonical("[[dirs]]\nhost = \"/srv/b\"\nguest = \"/other\"\n")
+        );
+    }
+
+    #[test]
+    fn defaults_written_out_are_the_same_configuration() {
+        assert_eq!(
+            canonical("[[files]]\nkind = \"connect\"\nhost = \"h\"\n"),
+            canonical("[[files]]\nkind = \"connect\"\nhost = \"h\"\nport = 443\nprot = \"tls\"\n"),
+        );
+        assert_eq!(canonical(""), canonical("[tls]\nmozilla_roots = true\n"));
+    }
+
+    #[test]
+    fn ca_files_count_by_content() {
+        let mut config = Config::parse("[tls]\nca = [\"ca.pem\"]\n", Path::new("K")).unwrap();
+        config.tls.ca[0].pem = b"first".to_vec();
+        let first = config.canonical();
+        config.tls.ca[0].path = "elsewhere.pem".into();
+        assert_eq!(config.canonical(), first, "the path does not count");
+        config.tls.ca[0].pem = b"second".to_vec();
+        assert_ne!(config.canonical(), first, "the content does");
+    }
+
+    #[test]
+    fn the_form_is_compact_sorted_json() {
+        let text = canonical("args = [\"x\"]\n");
+        let value: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["args"], json!(["x"]));
+        assert!(
+            text.starts_with("{\"args\":[\"x\"],\"argv0\":null,\"dirs\":[]"),
+            "{text}"
+        );
+    }
+}
