@@ -145,17 +145,8 @@ fn a_stdout_flood_into_a_closed_pipe_ends_cleanly() {
     let mut first = vec![0; 64 * 1024];
     stdout.read_exact(&mut first).unwrap();
     drop(stdout);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "keep kept flooding a closed pipe"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let status = common::child::wait_with_deadline(&mut child, Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("keep kept flooding a closed pipe"));
     let mut stderr = String::new();
     child
         .stderr

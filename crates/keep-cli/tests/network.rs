@@ -278,19 +278,15 @@ fn client_auth_required_and_optional() {
 /// The next connection to `socket` (with `IO_TIMEOUT` read timeouts), or `None` when no
 /// one connects within `timeout`, so a test waiting for a peer still ends.
 fn accept_within(socket: &TcpListener, timeout: Duration) -> Option<TcpStream> {
-    socket.set_nonblocking(true).unwrap();
-    let deadline = Instant::now() + timeout;
-    loop {
-        match socket.accept() {
-            Ok((tcp, _)) => {
-                tcp.set_nonblocking(false).unwrap();
-                tcp.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-                return Some(tcp);
-            }
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
-            Err(_) => return None,
-        }
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let timeout = Timespec::try_from(timeout).unwrap();
+    let mut fds = [PollFd::new(socket, PollFlags::IN)];
+    if poll(&mut fds, Some(&timeout)).unwrap() == 0 {
+        return None;
     }
+    let (tcp, _) = socket.accept().unwrap();
+    tcp.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    Some(tcp)
 }
 
 /// A TLS server run by the test: answers the first line of one connection with

@@ -3,13 +3,14 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
-use std::time::{Duration, Instant};
+use std::sync::mpsc;
+use std::time::Duration;
 
+use common::child::ChildLog;
 use common::net::*;
 use common::{GUESTS, KEEP_ERROR};
 
@@ -18,7 +19,7 @@ struct StewardProcess {
     child: Child,
     addr: SocketAddr,
     ca: PathBuf,
-    log: Arc<Mutex<String>>,
+    log: Option<ChildLog>,
 }
 
 impl StewardProcess {
@@ -39,28 +40,20 @@ impl StewardProcess {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start keep steward");
-        let log = Arc::new(Mutex::new(String::new()));
         let (listening, listening_rx) = mpsc::channel();
-        let lines = BufReader::new(child.stderr.take().unwrap());
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in lines.lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("keep steward: listening on https://") {
-                    let _ = listening.send(addr.parse::<SocketAddr>().unwrap());
-                }
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
+        let log = ChildLog::start(child.stderr.take().unwrap(), move |line| {
+            if let Some(addr) = line.strip_prefix("keep steward: listening on https://") {
+                let _ = listening.send(addr.parse::<SocketAddr>().unwrap());
             }
         });
         let addr = listening_rx
             .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("the Steward did not start:\n{}", log.lock().unwrap()));
+            .unwrap_or_else(|_| panic!("the Steward did not start:\n{}", log.text()));
         Self {
             child,
             addr,
             ca: ca_dir.join("ca.pem"),
-            log,
+            log: Some(log),
         }
     }
 
@@ -70,14 +63,10 @@ impl StewardProcess {
 
     /// The Steward's log, once it contains `needle` (or after 10 s).
     fn log_with(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let log = self.log.lock().unwrap().clone();
-            if log.contains(needle) || Instant::now() > deadline {
-                return log;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.log
+            .as_ref()
+            .map(|log| log.wait_for(Duration::from_secs(10), |text| text.contains(needle)))
+            .unwrap_or_default()
     }
 
     /// `curl` against the Steward: (HTTP status, body).
@@ -106,6 +95,7 @@ impl Drop for StewardProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        drop(self.log.take()); // joins its reader, which ends with the child's stderr
     }
 }
 
@@ -470,11 +460,13 @@ fn the_certificate_is_renewed_without_dropping_connections() {
     first.read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"before\n");
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !keep.stderr().contains("renewed the Keep's certificate") {
-        assert!(Instant::now() < deadline, "no renewal:\n{}", keep.stderr());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let stderr = keep.stderr_when(Duration::from_secs(30), |text| {
+        text.contains("renewed the Keep's certificate")
+    });
+    assert!(
+        stderr.contains("renewed the Keep's certificate"),
+        "no renewal:\n{stderr}"
+    );
     // A fresh client: a resumed session would report the certificate of its first handshake.
     drop(client);
     let second = tls_connect(addr, client_config(&ca, None)).unwrap();

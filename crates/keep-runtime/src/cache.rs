@@ -1,11 +1,21 @@
 //! The compiled-module cache.
 //!
-//! An entry is keyed by SHA-256 over the cache format version, the engine fingerprint
+//! An entry is keyed by BLAKE3 over the cache format version, the engine fingerprint
 //! (wasmtime version, target, code-generation settings), the program kind and the program
-//! bytes. Its file is `MAGIC ‖ SHA-256(payload) ‖ payload`, where the payload is wasmtime's
+//! bytes. Its file is `MAGIC ‖ BLAKE3(payload) ‖ payload`, where the payload is wasmtime's
 //! serialized artifact. An entry is only handed to wasmtime after its digest checks, so a
 //! truncated, corrupted or foreign file is recompiled, never executed. Entries are written to
-//! a temporary file and renamed into place, so readers never see half an entry.
+//! a temporary file and renamed into place, so readers never see half an entry, and a file
+//! once in place is never written again.
+//!
+//! A warm start hashes both the program (to find its entry) and the entry (to check it), so
+//! the hash is BLAKE3 (a cryptographic hash, several times faster than SHA-256), and the
+//! entry is read through a read-only mapping of the file rather than copied to the heap.
+//!
+//! The digest detects accidents (a truncated or corrupted file), not an attacker: whoever
+//! can write the cache directory can write a valid entry. The cache directory is the user's
+//! own, as trusted as the `keep` binary; where the disk belongs to someone else (a
+//! confidential VM's host), entries must not be trusted at all.
 //!
 //! wasmtime's own `cache` feature is not used: it keys on the module only, does no integrity
 //! check of the entry before loading it, and logs rather than reports its failures.
@@ -15,12 +25,11 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use sha2::{Digest, Sha256};
 
 use crate::program::ProgramKind;
 
-/// First bytes of every cache entry; the digit is the entry format version.
-const MAGIC: &[u8; 8] = b"KEEPCW01";
+/// First bytes of every cache entry; the digits are the entry format version.
+const MAGIC: &[u8; 8] = b"KEEPCW02";
 const ENTRY_SUFFIX: &str = ".cwasm";
 const HEADER_LEN: usize = MAGIC.len() + 32;
 
@@ -41,9 +50,9 @@ pub struct CacheStats {
     pub bytes: u64,
 }
 
-/// A verified cache entry.
+/// A verified cache entry, mapped from its file.
 pub struct CachedArtifact {
-    entry: Vec<u8>,
+    entry: memmap2::Mmap,
 }
 
 impl CachedArtifact {
@@ -84,20 +93,28 @@ impl ModuleCache {
 
     /// The entry path for a program compiled by an engine with `fingerprint`.
     pub fn entry_path(&self, fingerprint: &[u8; 32], kind: ProgramKind, wasm: &[u8]) -> PathBuf {
-        let mut key = Sha256::new();
+        let mut key = blake3::Hasher::new();
         key.update(MAGIC);
         key.update(fingerprint);
         key.update(kind.as_str().as_bytes());
-        key.update(wasm);
+        key.update_rayon(wasm);
         self.dir
-            .join(format!("{}{ENTRY_SUFFIX}", hex::encode(key.finalize())))
+            .join(format!("{}{ENTRY_SUFFIX}", key.finalize().to_hex()))
     }
 
     /// Reads and verifies the entry at `path`.
     pub fn load(&self, path: &Path) -> Lookup {
-        let entry = match fs::read(path) {
-            Ok(entry) => entry,
+        let file = match fs::File::open(path) {
+            Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Lookup::Miss(None),
+            Err(e) => return Lookup::Miss(Some(format!("cannot read it: {e}"))),
+        };
+        // SAFETY: the mapping is read-only and private. Keep never writes an entry in place
+        // (entries are written to a temporary file and renamed), so the file's content stays
+        // what is verified below; a file changed behind Keep's back by someone who can write
+        // the cache directory is outside what the cache protects against (module docs).
+        let entry = match unsafe { memmap2::Mmap::map(&file) } {
+            Ok(entry) => entry,
             Err(e) => return Lookup::Miss(Some(format!("cannot read it: {e}"))),
         };
         match verify(&entry) {
@@ -113,7 +130,7 @@ impl ModuleCache {
         let mut file = tempfile::NamedTempFile::new_in(&self.dir)
             .with_context(|| format!("cannot create a file in {}", self.dir.display()))?;
         file.write_all(MAGIC)
-            .and_then(|()| file.write_all(&Sha256::digest(artifact)))
+            .and_then(|()| file.write_all(digest(artifact).as_bytes()))
             .and_then(|()| file.write_all(artifact))
             .and_then(|()| file.flush())
             .context("cannot write cache entry")?;
@@ -179,6 +196,12 @@ impl ModuleCache {
     }
 }
 
+/// BLAKE3 of `bytes`, on the threads of the current rayon pool (the run's compiler threads,
+/// see `compile.rs`) for large inputs.
+fn digest(bytes: &[u8]) -> blake3::Hash {
+    blake3::Hasher::new().update_rayon(bytes).finalize()
+}
+
 fn verify(entry: &[u8]) -> Result<(), &'static str> {
     if entry.len() < HEADER_LEN {
         return Err("it is truncated");
@@ -188,7 +211,9 @@ fn verify(entry: &[u8]) -> Result<(), &'static str> {
         return Err("it is not a Keep cache entry of this format version");
     }
     let (digest, payload) = rest.split_at(32);
-    if Sha256::digest(payload).as_slice() != digest {
+    // `blake3::Hash` compares in constant time; any mismatch is a rejected entry.
+    let expected = blake3::Hash::from_bytes(digest.try_into().map_err(|_| "it is truncated")?);
+    if self::digest(payload) != expected {
         return Err("its digest does not match its content (corrupted or truncated)");
     }
     Ok(())

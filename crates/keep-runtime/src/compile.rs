@@ -1,6 +1,14 @@
 //! Turning a [`Program`] into executable code: from the cache when possible, else by
 //! compiling (with a spinner for large programs on a terminal) and storing the result.
+//!
+//! A run compiles through a [`Compiler`]: wasmtime compiles functions in parallel on a rayon
+//! pool that Keep owns, and whose threads are joined before the process confines itself.
+//! Landlock and capabilities act on the calling thread and the threads it starts later, so
+//! no thread may outlive set-up unconfined; with the pool joined, a cold start uses every
+//! core and the guest still starts in a process with a single (confined) thread.
 
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -22,7 +30,70 @@ pub enum Compiled {
     Component(Component),
 }
 
-/// Compiles `program` for `engine`, going through `cache` when one is given.
+/// Compiles on every core, on threads that [`Compiler::finish`] joins.
+pub struct Compiler {
+    engine: Engine,
+    pool: rayon::ThreadPool,
+    threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Compiler {
+    /// A compiler for `engine` with one thread per available core.
+    pub fn new(engine: &Engine) -> anyhow::Result<Self> {
+        let threads = Arc::new(Mutex::new(Vec::new()));
+        let spawned = threads.clone();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .thread_name(|index| format!("keep-compile-{index}"))
+            // rayon's own threads cannot be joined; these can.
+            .spawn_handler(move |thread| {
+                let mut builder = std::thread::Builder::new();
+                if let Some(name) = thread.name() {
+                    builder = builder.name(name.to_owned());
+                }
+                let handle = builder.spawn(|| thread.run())?;
+                spawned
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(handle);
+                Ok(())
+            })
+            .build()
+            .context("cannot start the compiler threads")?;
+        Ok(Self {
+            engine: engine.clone(),
+            pool,
+            threads,
+        })
+    }
+
+    /// The engine code is compiled for.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Compiles `program`, going through `cache` when one is given (see [`compile`]).
+    pub fn compile(
+        &self,
+        program: &Program,
+        cache: Option<&ModuleCache>,
+    ) -> anyhow::Result<Compiled> {
+        self.pool.install(|| compile(&self.engine, program, cache))
+    }
+
+    /// Ends the compiler threads and waits until each has exited.
+    pub fn finish(self) {
+        drop(self.pool);
+        let threads =
+            std::mem::take(&mut *self.threads.lock().unwrap_or_else(PoisonError::into_inner));
+        for thread in threads {
+            // A compiler thread that panicked has reported it; the compile already failed.
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Compiles `program` for `engine`, going through `cache` when one is given. Within
+/// [`Compiler::compile`], wasmtime's parallel compilation runs on the compiler's threads.
 pub fn compile(
     engine: &Engine,
     program: &Program,

@@ -16,10 +16,6 @@ pub struct EngineOptions {
     pub fuel: bool,
     /// Instrument code to check the epoch (`--timeout`).
     pub epoch_interruption: bool,
-    /// Compile on the calling thread only. It does not change the code (nor the
-    /// fingerprint): a process that confines itself must not have started compiler threads,
-    /// which per-thread confinement would not reach.
-    pub serial_compilation: bool,
 }
 
 impl EngineOptions {
@@ -29,7 +25,8 @@ impl EngineOptions {
         config
             .consume_fuel(self.fuel)
             .epoch_interruption(self.epoch_interruption)
-            .parallel_compilation(!self.serial_compilation);
+            // In parallel on the pool of the `Compiler` compiling (see `compile.rs`).
+            .parallel_compilation(true);
         wasmtime::Engine::new(&config)
             .map_err(anyhow::Error::from)
             .context("cannot configure the WebAssembly engine")
@@ -75,18 +72,7 @@ mod tests {
         }
         .build()
         .unwrap();
-        let serial = EngineOptions {
-            serial_compilation: true,
-            ..Default::default()
-        }
-        .build()
-        .unwrap();
         assert_eq!(fingerprint(&plain), fingerprint(&again));
-        assert_eq!(
-            fingerprint(&plain),
-            fingerprint(&serial),
-            "same code, same cache"
-        );
         assert_ne!(fingerprint(&plain), fingerprint(&fuel));
     }
 }

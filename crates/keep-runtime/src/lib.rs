@@ -44,7 +44,7 @@ pub use outcome::{Outcome, exit_code};
 pub use program::{Program, ProgramError, ProgramKind};
 pub use workload::{WorkloadDigest, workload_digest};
 
-use crate::compile::Compiled;
+use crate::compile::{Compiled, Compiler};
 use crate::limits::GuestLimiter;
 use crate::output::OutputLimits;
 use crate::p1::{Descriptors, ModuleHost};
@@ -117,10 +117,10 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<Outcome> {
     let options = EngineOptions {
         fuel: spec.limits.fuel.is_some(),
         epoch_interruption: spec.limits.timeout.is_some(),
-        serial_compilation: spec.confine,
     };
     let engine = options.build()?;
-    let compiled = compile::compile(&engine, &spec.program, spec.cache.as_ref())?;
+    let compiler = Compiler::new(&engine)?;
+    let compiled = compiler.compile(&spec.program, spec.cache.as_ref())?;
     // Attestation comes before any descriptor is opened: a Keep the Steward refuses never
     // starts its workload.
     let attested = match &spec.identity {
@@ -168,8 +168,8 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<Outcome> {
                 output,
             };
             let mut store = new_store(&engine, host, fuel, timeout)?;
-            let start = prepare_module(&engine, &module, &mut store, spec)?;
-            run_guest(&engine, spec, attested.as_ref(), store, start)?
+            let start = prepare_module(&compiler, &module, &mut store, spec)?;
+            run_guest(compiler, spec, attested.as_ref(), store, start)?
         }
         Compiled::Component(component) => {
             let host = ComponentHost {
@@ -180,7 +180,7 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<Outcome> {
             };
             let store = new_store(&engine, host, fuel, timeout)?;
             let run = prepare_component(&engine, &component, spec)?;
-            run_guest(&engine, spec, attested.as_ref(), store, run)?
+            run_guest(compiler, spec, attested.as_ref(), store, run)?
         }
     };
     match result {
@@ -207,17 +207,19 @@ impl Limited for ComponentHost {
     }
 }
 
-/// The end of set-up, the same for modules and components: the process confines itself
-/// while it is still single-threaded, then starts the threads that run beside the guest
-/// (certificate renewal, the timeout watchdog), then runs `entry`. The helper threads are
-/// stopped and joined when the guest ends.
+/// The end of set-up, the same for modules and components: the compiler threads are joined,
+/// the process confines itself while it has a single thread, then starts the threads that
+/// run beside the guest (certificate renewal, the timeout watchdog), then runs `entry`. The
+/// helper threads are stopped and joined when the guest ends.
 fn run_guest<T: Limited>(
-    engine: &Engine,
+    compiler: Compiler,
     spec: &RunSpec,
     attested: Option<&AttestedIdentity>,
     mut store: Store<T>,
     entry: Entry<T>,
 ) -> anyhow::Result<wasmtime::Result<()>> {
+    let engine = compiler.engine().clone();
+    compiler.finish();
     confinement::enter(spec);
     let _renewal = attested
         .map(|attested| {
@@ -259,8 +261,9 @@ fn watchdog(engine: &Engine, timeout: Duration, stop: &mpsc::Receiver<()>, event
 /// Compiles `program` into `cache` for runs without fuel or timeout, so that the next
 /// `keep run` of it starts warm.
 pub fn precompile(program: &Program, cache: &ModuleCache) -> anyhow::Result<()> {
-    let engine = EngineOptions::default().build()?;
-    compile::compile(&engine, program, Some(cache))?;
+    let compiler = Compiler::new(&EngineOptions::default().build()?)?;
+    compiler.compile(program, Some(cache))?;
+    compiler.finish();
     Ok(())
 }
 
@@ -422,17 +425,17 @@ type Entry<T> = Box<dyn FnOnce(&mut Store<T>) -> wasmtime::Result<()>>;
 
 /// Links a preview-1 module and returns its `_start`, or says what is missing.
 fn prepare_module(
-    engine: &Engine,
+    compiler: &Compiler,
     module: &Module,
     store: &mut Store<ModuleHost>,
     spec: &RunSpec,
 ) -> anyhow::Result<Entry<ModuleHost>> {
     let path = &spec.program.path;
-    let mut linker: Linker<ModuleHost> = Linker::new(engine);
+    let mut linker: Linker<ModuleHost> = Linker::new(compiler.engine());
     wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |host| &mut host.wasi)?;
     let shim = if store.data().fds.is_active() {
         p1::shadow(&mut linker, store)?;
-        Some(p1::compile_shim(store, spec.cache.as_ref())?)
+        Some(p1::compile_shim(store, compiler, spec.cache.as_ref())?)
     } else {
         None
     };

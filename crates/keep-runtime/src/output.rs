@@ -12,6 +12,7 @@
 //!   waits inside its write until the bucket refills; nothing is dropped. A guest held there
 //!   still ends at its timeout (the watchdog ends host calls that outlast it).
 
+use std::fmt;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,6 +31,28 @@ use crate::limits::{LimitExceeded, Resource};
 /// go out, rather than trickling out a few bytes per wake-up.
 const RATE_CHUNK: u64 = 4096;
 
+/// Time as the rate limit sees it: the real clock, or a test's.
+pub trait Clock: fmt::Debug + Send + Sync {
+    /// The current instant.
+    fn now(&self) -> Instant;
+    /// Blocks the calling thread for `duration`.
+    fn sleep(&self, duration: Duration);
+}
+
+/// The system's monotonic clock.
+#[derive(Debug)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn sleep(&self, duration: Duration) {
+        std::thread::sleep(duration);
+    }
+}
+
 /// What a run's guest may still write to the host's stdout and stderr.
 #[derive(Debug)]
 pub struct OutputLimits {
@@ -38,6 +61,7 @@ pub struct OutputLimits {
     /// Bytes the guest asked to write so far, including any refused past the size limit.
     requested: AtomicU64,
     rate: Option<Rate>,
+    clock: Arc<dyn Clock>,
 }
 
 /// A token bucket of `per_second` bytes.
@@ -54,11 +78,10 @@ struct Bucket {
 }
 
 impl Rate {
-    /// Tokens now, after refilling for the time since the last refill.
-    fn refill(&self) -> std::sync::MutexGuard<'_, Bucket> {
+    /// Tokens at `now`, after refilling for the time since the last refill.
+    fn refill(&self, now: Instant) -> std::sync::MutexGuard<'_, Bucket> {
         // A panic while holding the lock leaves only a stale count behind: keep going.
         let mut bucket = self.bucket.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = Instant::now();
         let earned = now.duration_since(bucket.refilled).as_nanos() * u128::from(self.per_second)
             / 1_000_000_000;
         if earned > 0 {
@@ -78,6 +101,15 @@ impl OutputLimits {
     /// The limits of a run: at most `size` bytes, at most `rate` bytes per second. `None` when
     /// neither is set (the host's streams are then used as they are).
     pub fn new(size: Option<u64>, rate: Option<u64>) -> Option<Arc<Self>> {
+        Self::with_clock(size, rate, Arc::new(SystemClock))
+    }
+
+    /// [`Self::new`], with the rate measured by `clock`.
+    pub fn with_clock(
+        size: Option<u64>,
+        rate: Option<u64>,
+        clock: Arc<dyn Clock>,
+    ) -> Option<Arc<Self>> {
         if size.is_none() && rate.is_none() {
             return None;
         }
@@ -88,9 +120,10 @@ impl OutputLimits {
                 per_second,
                 bucket: Mutex::new(Bucket {
                     tokens: per_second,
-                    refilled: Instant::now(),
+                    refilled: clock.now(),
                 }),
             }),
+            clock,
         }))
     }
 
@@ -126,14 +159,14 @@ impl OutputLimits {
     /// How many bytes the rate allows out now (all of them without a rate limit).
     pub fn permit(&self) -> usize {
         self.rate.as_ref().map_or(usize::MAX, |rate| {
-            usize::try_from(rate.refill().tokens).unwrap_or(usize::MAX)
+            usize::try_from(rate.refill(self.clock.now()).tokens).unwrap_or(usize::MAX)
         })
     }
 
     /// Records `written` bytes against the rate.
     pub fn spend(&self, written: usize) {
         if let Some(rate) = &self.rate {
-            let mut bucket = rate.refill();
+            let mut bucket = rate.refill(self.clock.now());
             let written = u64::try_from(written).unwrap_or(u64::MAX);
             bucket.tokens = bucket.tokens.saturating_sub(written);
         }
@@ -146,7 +179,7 @@ impl OutputLimits {
             return Duration::ZERO;
         };
         let wanted = u64::try_from(wanted).unwrap_or(u64::MAX).min(rate.chunk());
-        let missing = wanted.saturating_sub(rate.refill().tokens);
+        let missing = wanted.saturating_sub(rate.refill(self.clock.now()).tokens);
         let nanos = u128::from(missing) * 1_000_000_000 / u128::from(rate.per_second);
         Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
     }
@@ -160,7 +193,7 @@ impl OutputLimits {
         while !rest.is_empty() {
             let permit = self.permit();
             if permit == 0 {
-                std::thread::sleep(self.wait(rest.len()));
+                self.clock.sleep(self.wait(rest.len()));
                 continue;
             }
             let (now, later) = rest.split_at(permit.min(rest.len()));
@@ -315,6 +348,30 @@ mod tests {
         OutputLimits::new(Some(size), None).expect("limits")
     }
 
+    /// A clock that moves only when slept on.
+    #[derive(Debug)]
+    struct ManualClock(Mutex<Instant>);
+
+    impl ManualClock {
+        fn new() -> Arc<Self> {
+            Arc::new(Self(Mutex::new(Instant::now())))
+        }
+
+        fn advance(&self, duration: Duration) {
+            *self.0.lock().unwrap() += duration;
+        }
+    }
+
+    impl Clock for ManualClock {
+        fn now(&self) -> Instant {
+            *self.0.lock().unwrap()
+        }
+
+        fn sleep(&self, duration: Duration) {
+            self.advance(duration);
+        }
+    }
+
     #[test]
     fn no_limits_means_no_wrapper() {
         assert!(OutputLimits::new(None, None).is_none());
@@ -349,17 +406,20 @@ mod tests {
 
     #[test]
     fn a_rate_starts_with_one_seconds_worth_then_makes_writers_wait() {
-        let limits = OutputLimits::new(None, Some(1000)).expect("limits");
+        let clock = ManualClock::new();
+        let limits = OutputLimits::with_clock(None, Some(1000), clock.clone()).expect("limits");
         assert_eq!(limits.permit(), 1000);
         assert_eq!(limits.wait(1), Duration::ZERO);
         limits.spend(1000);
-        assert!(limits.permit() < 1000);
-        // A chunk of 1000 bytes (the rate is below RATE_CHUNK) takes about a second.
-        let wait = limits.wait(usize::MAX);
-        assert!(
-            wait > Duration::from_millis(900) && wait <= Duration::from_secs(1),
-            "{wait:?}"
-        );
+        assert_eq!(limits.permit(), 0);
+        // A chunk of 1000 bytes (the rate is below RATE_CHUNK) takes a second.
+        assert_eq!(limits.wait(usize::MAX), Duration::from_secs(1));
+        clock.advance(Duration::from_millis(250));
+        assert_eq!(limits.permit(), 250, "refilled for a quarter second");
+        assert_eq!(limits.wait(usize::MAX), Duration::from_millis(750));
+        clock.advance(Duration::from_secs(5));
+        assert_eq!(limits.permit(), 1000, "the bucket holds one second's worth");
+        limits.spend(1000);
         let mut stream = Limited::new(MemoryOutputPipe::new(1 << 20).p2_stream(), limits);
         assert!(stream.check_write().unwrap() < 1000);
         // `ready` does not return before the bucket refilled.
@@ -380,20 +440,18 @@ mod tests {
 
     #[test]
     fn blocking_writes_keep_to_the_rate_and_the_size() {
-        let limits = OutputLimits::new(Some(3000), Some(2000)).expect("limits");
+        let clock = ManualClock::new();
+        let start = clock.now();
+        let limits =
+            OutputLimits::with_clock(Some(3000), Some(2000), clock.clone()).expect("limits");
         let mut out = Vec::new();
-        let start = Instant::now();
-        // 2000 bytes go at once, the next 1000 after about half a second; then the size
-        // limit cuts the rest.
+        // 2000 bytes go at once, the next 1000 after half a second; then the size limit cuts
+        // the rest.
         assert_eq!(
             limits.write_blocking(&mut out, &[b'#'; 5000]).unwrap(),
             3000
         );
-        assert!(
-            start.elapsed() >= Duration::from_millis(400),
-            "{:?}",
-            start.elapsed()
-        );
+        assert_eq!(clock.now() - start, Duration::from_millis(500));
         assert_eq!(out.len(), 3000);
         assert!(limits.exceeded().is_some());
     }

@@ -6,10 +6,11 @@ use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::LazyLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use keep_test_guests::Guests;
 
+pub mod child;
 pub mod net;
 
 /// The repository's guest programs, built once per test binary.
@@ -151,18 +152,8 @@ impl Keep {
             bytes
         });
         // A hung `keep` must fail its test, not hang the suite.
-        let deadline = Instant::now() + HUNG_AFTER;
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("wait for keep") {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("keep did not finish within {HUNG_AFTER:?}");
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        };
+        let status = child::wait_with_deadline(&mut child, HUNG_AFTER)
+            .unwrap_or_else(|_| panic!("keep did not finish within {HUNG_AFTER:?}"));
         drop(exited);
         feeder.join().expect("stdin feeder");
         Finished {

@@ -1,12 +1,14 @@
 //! Network helpers of the end-to-end tests: a test PKI, rustls clients, and a Keep serving
 //! in the background.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, mpsc};
+use std::time::Duration;
+
+use super::child::{ChildLog, wait_with_deadline};
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use rustls::pki_types::pem::PemObject as _;
@@ -131,7 +133,7 @@ pub fn tcp_echo(addr: SocketAddr, message: &[u8]) -> Vec<u8> {
 pub struct Served {
     pub child: Child,
     pub listeners: Vec<(String, SocketAddr)>,
-    stderr: Arc<Mutex<String>>,
+    stderr: Option<ChildLog>,
     stdout: Option<std::thread::JoinHandle<Vec<u8>>>,
 }
 
@@ -152,20 +154,11 @@ impl Served {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start keep");
-        let stderr = Arc::new(Mutex::new(String::new()));
         let (bound, bound_rx) = mpsc::channel();
-        let lines = BufReader::new(child.stderr.take().unwrap());
-        let log = stderr.clone();
-        std::thread::spawn(move || {
-            for line in lines.lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("keep: listening ") {
-                    let parts: Vec<&str> = rest.split(' ').collect();
-                    let _ =
-                        bound.send((parts[0].to_owned(), parts[2].parse::<SocketAddr>().unwrap()));
-                }
-                let mut log = log.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
+        let stderr = ChildLog::start(child.stderr.take().unwrap(), move |line| {
+            if let Some(rest) = line.strip_prefix("keep: listening ") {
+                let parts: Vec<&str> = rest.split(' ').collect();
+                let _ = bound.send((parts[0].to_owned(), parts[2].parse::<SocketAddr>().unwrap()));
             }
         });
         let mut out = child.stdout.take().unwrap();
@@ -177,7 +170,7 @@ impl Served {
         let mut served = Self {
             child,
             listeners: Vec::new(),
-            stderr,
+            stderr: Some(stderr),
             stdout: Some(stdout),
         };
         for _ in 0..listeners {
@@ -198,29 +191,27 @@ impl Served {
     }
 
     pub fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
+        self.stderr.as_ref().map(ChildLog::text).unwrap_or_default()
+    }
+
+    /// Keep's stderr once `holds` is true of it (or after `limit`).
+    pub fn stderr_when(&self, limit: Duration, holds: impl Fn(&str) -> bool) -> String {
+        self.stderr
+            .as_ref()
+            .map(|log| log.wait_for(limit, holds))
+            .unwrap_or_default()
     }
 
     /// Waits for the Keep to exit by itself; (exit code, stdout, stderr).
     pub fn wait(mut self) -> (i32, String, String) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "keep did not exit:\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        };
+        let status = wait_with_deadline(&mut self.child, Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("keep did not exit:\n{}", self.stderr()));
         let stdout = self.stdout.take().unwrap().join().unwrap();
-        std::thread::sleep(Duration::from_millis(50));
+        let stderr = self.stderr.take().map(ChildLog::finish).unwrap_or_default();
         (
             status.code().unwrap_or(-1),
             String::from_utf8_lossy(&stdout).into_owned(),
-            self.stderr(),
+            stderr,
         )
     }
 
@@ -233,6 +224,11 @@ impl Drop for Served {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // The readers end with the child's pipes; join them.
+        drop(self.stderr.take());
+        if let Some(stdout) = self.stdout.take() {
+            let _ = stdout.join();
+        }
     }
 }
 

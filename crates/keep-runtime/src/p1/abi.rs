@@ -88,13 +88,74 @@ impl Memory<'_> {
         self.put(at, &value.to_le_bytes())
     }
 
-    /// The `(pointer, length)` pairs of an iovec array.
+    /// The `(pointer, length)` pairs of an iovec array. The whole array must lie in memory
+    /// (checked before anything is allocated, so a huge `count` costs nothing); the buffers
+    /// it points to are checked where they are used.
     pub fn iovecs(&self, at: u32, count: u32) -> Option<Vec<(u32, u32)>> {
+        self.bytes(at, count.checked_mul(8)?)?;
         (0..count)
             .map(|i| {
                 let entry = at.checked_add(i.checked_mul(8)?)?;
                 Some((self.u32(entry)?, self.u32(entry.checked_add(4)?)?))
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accessors_refuse_everything_out_of_bounds() {
+        let mut backing = vec![0u8; 64];
+        let mut memory = Memory(&mut backing);
+        assert!(memory.put_u32(60, 0xdead_beef).is_some());
+        assert_eq!(memory.u32(60), Some(0xdead_beef));
+        assert_eq!(memory.u16(62), Some(0xdead));
+        assert_eq!(memory.u32(61), None, "one byte past the end");
+        assert_eq!(memory.u64(57), None);
+        assert_eq!(memory.u64(u32::MAX), None, "no wrap-around");
+        assert_eq!(
+            memory.bytes(64, 0),
+            Some(&[][..]),
+            "empty at the end is fine"
+        );
+        assert_eq!(memory.bytes(65, 0), None);
+        assert_eq!(memory.bytes(1, u32::MAX), None, "length overflow");
+        assert!(memory.put(63, &[1, 2]).is_none());
+        assert!(memory.bytes_mut(u32::MAX, 1).is_none());
+    }
+
+    #[test]
+    fn iovec_arrays_are_read_whole_or_refused() {
+        let mut backing = vec![0u8; 64];
+        let mut memory = Memory(&mut backing);
+        // Two iovecs at 8: (100, 5) and (8, 16); the second overlaps the array itself, which
+        // is the guest's business: only the array has to be in memory.
+        for (at, value) in [(8, 100), (12, 5), (16, 8), (20, 16)] {
+            memory.put_u32(at, value).unwrap();
+        }
+        assert_eq!(memory.iovecs(8, 2), Some(vec![(100, 5), (8, 16)]));
+        assert_eq!(memory.iovecs(8, 0), Some(vec![]));
+        assert_eq!(memory.iovecs(56, 1), Some(vec![(0, 0)]));
+        assert_eq!(memory.iovecs(57, 1), None, "the array runs past the end");
+        assert_eq!(
+            memory.iovecs(8, 7).map(|v| v.len()),
+            Some(7),
+            "exactly to the end"
+        );
+        assert_eq!(memory.iovecs(8, 8), None);
+        assert_eq!(memory.iovecs(0, u32::MAX), None, "count near u32::MAX");
+        assert_eq!(
+            memory.iovecs(0, u32::MAX / 8 + 1),
+            None,
+            "count * 8 overflows"
+        );
+        assert_eq!(
+            memory.iovecs(u32::MAX - 3, 1),
+            None,
+            "pointer near u32::MAX"
+        );
     }
 }

@@ -184,12 +184,14 @@ pub fn shadow(
 /// preview-1 types, so after the first run it is a cache hit).
 pub fn compile_shim(
     store: &mut Store<ModuleHost>,
+    compiler: &crate::compile::Compiler,
     cache: Option<&crate::ModuleCache>,
 ) -> anyhow::Result<Module> {
     let text = shim_text(store)?;
     let program =
         crate::Program::from_bytes(std::path::Path::new("<preview-1 shim>"), text.into_bytes())?;
-    match crate::compile::compile(store.engine(), &program, cache)
+    match compiler
+        .compile(&program, cache)
         .context("cannot compile the preview-1 shim")?
     {
         crate::compile::Compiled::Module(module) => Ok(module),

@@ -109,6 +109,11 @@ fn parse(
     fds: &Descriptors,
 ) -> Result<Vec<Subscription>, i32> {
     let now = Instant::now();
+    // The whole array must be in memory before anything is allocated for it.
+    count
+        .checked_mul(SUBSCRIPTION_SIZE)
+        .and_then(|len| memory.bytes(at, len))
+        .ok_or(errno::FAULT)?;
     (0..count)
         .map(|i| {
             let base = i
@@ -346,4 +351,85 @@ fn kernel_poll(
         revents[owner] |= pollfd.revents();
     }
     Ok(revents)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subscription(userdata: u64, tag: u8, fd_or_clock: u32, timeout: u64) -> [u8; 48] {
+        let mut bytes = [0u8; 48];
+        bytes[0..8].copy_from_slice(&userdata.to_le_bytes());
+        bytes[8] = tag;
+        bytes[16..20].copy_from_slice(&fd_or_clock.to_le_bytes());
+        bytes[24..32].copy_from_slice(&timeout.to_le_bytes());
+        bytes
+    }
+
+    fn parsed(backing: &mut [u8], at: u32, count: u32) -> Result<Vec<Subscription>, i32> {
+        let fds = Descriptors::new(Vec::new(), 3, Instant::now());
+        parse(&Memory(backing), at, count, &fds)
+    }
+
+    #[test]
+    fn subscriptions_are_parsed_in_order() {
+        let mut backing = vec![0u8; 256];
+        backing[16..64].copy_from_slice(&subscription(7, EVENTTYPE_FD_READ, 4, 0));
+        backing[64..112].copy_from_slice(&subscription(8, EVENTTYPE_FD_WRITE, 5, 0));
+        backing[112..160].copy_from_slice(&subscription(9, EVENTTYPE_CLOCK, CLOCK_MONOTONIC, 1));
+        let subs = parsed(&mut backing, 16, 3).unwrap();
+        let summary: Vec<_> = subs
+            .iter()
+            .map(|s| match s.kind {
+                Kind::Fd { fd, write } => (s.userdata, Some((fd, write))),
+                Kind::Clock(_) => (s.userdata, None),
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [(7, Some((4, false))), (8, Some((5, true))), (9, None)]
+        );
+    }
+
+    #[test]
+    fn malformed_subscriptions_are_refused_without_touching_the_host() {
+        let mut backing = vec![0u8; 256];
+        backing[0..48].copy_from_slice(&subscription(1, 9, 0, 0));
+        assert_eq!(
+            parsed(&mut backing, 0, 1).err(),
+            Some(errno::INVAL),
+            "unknown tag"
+        );
+        assert_eq!(
+            parsed(&mut backing, 240, 1).err(),
+            Some(errno::FAULT),
+            "past the end"
+        );
+        assert_eq!(
+            parsed(&mut backing, 0, 6).err(),
+            Some(errno::FAULT),
+            "array too long"
+        );
+        assert_eq!(
+            parsed(&mut backing, 0, u32::MAX).err(),
+            Some(errno::FAULT),
+            "count near u32::MAX is refused before anything is allocated"
+        );
+        assert_eq!(
+            parsed(&mut backing, u32::MAX - 40, 1).err(),
+            Some(errno::FAULT),
+            "pointer near u32::MAX"
+        );
+    }
+
+    #[test]
+    fn clock_deadlines_saturate_instead_of_overflowing() {
+        let mut backing = vec![0u8; 48];
+        backing.copy_from_slice(&subscription(1, EVENTTYPE_CLOCK, CLOCK_MONOTONIC, u64::MAX));
+        let subs = parsed(&mut backing, 0, 1).unwrap();
+        let Kind::Clock(deadline) = subs[0].kind else {
+            panic!("a clock subscription");
+        };
+        assert!(deadline > Instant::now() + Duration::from_secs(86400));
+    }
 }
