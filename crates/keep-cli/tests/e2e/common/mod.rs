@@ -1,7 +1,5 @@
 //! Helpers shared by the end-to-end tests: they drive the real `keep` binary.
 
-#![allow(dead_code)] // Each test binary uses a different part of these helpers.
-
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -1,8 +1,6 @@
 //! End to end: `keep steward serve`, Keeps that attest to it before they listen, their
 //! certificates in mTLS between Keeps, renewal, and `keep verify` as a relying party.
 
-mod common;
-
 use std::io::{Read as _, Write as _};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -10,9 +8,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::child::ChildLog;
-use common::net::*;
-use common::{GUESTS, KEEP_ERROR};
+use crate::common::child::ChildLog;
+use crate::common::net::*;
+use crate::common::{GUESTS, KEEP_ERROR};
 
 /// `keep steward serve` in the background; killed when dropped.
 struct StewardProcess {

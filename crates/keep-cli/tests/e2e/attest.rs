@@ -1,11 +1,9 @@
 //! `keep attest` and `keep platform` end to end, on the real evidence of
 //! `tests/vectors` (read-only; copied only into temporary collateral directories).
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::{KEEP_ERROR, Keep, repo_root};
+use crate::common::{KEEP_ERROR, Keep, repo_root};
 
 const REJECTED: i32 = 1;
 

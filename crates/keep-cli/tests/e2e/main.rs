@@ -1,0 +1,13 @@
+//! End-to-end tests: they drive the real `keep` binary (and real peers: curl, openssl, a
+//! Steward) on loopback. One test binary, so that wasmtime is linked once and every test
+//! shares one process's guest builds and test threads.
+
+mod common;
+
+mod attest;
+mod digest;
+mod hostile;
+mod inputs;
+mod network;
+mod run;
+mod steward;
