@@ -72,6 +72,16 @@ impl Outcome {
         if let Some(fault) = error.downcast_ref::<wiggle::GuestError>() {
             return Some(Self::Trapped(guest_fault(fault, error, program)));
         }
+        if let Some(fault) = error.downcast_ref::<GuestFault>() {
+            let mut report = format!(
+                "invalid argument to `wasi_snapshot_preview1::{}`: {fault}",
+                fault.call
+            );
+            if let Some(backtrace) = error.downcast_ref::<wasmtime::WasmBacktrace>() {
+                report += &format!("\n{backtrace}");
+            }
+            return Some(Self::Trapped(report));
+        }
         let trap = error.downcast_ref::<wasmtime::Trap>()?;
         Some(match (trap, timeout, fuel) {
             (wasmtime::Trap::Interrupt, Some(timeout), _) => Self::TimedOut(timeout),
@@ -103,13 +113,34 @@ impl fmt::Display for Outcome {
     }
 }
 
+/// A preview-1 call that Keep serves itself (a socket or a standard stream of `[[files]]`)
+/// was handed a pointer or length outside the guest's memory.
+#[derive(Debug)]
+pub(crate) struct GuestFault {
+    /// The `wasi_snapshot_preview1` function.
+    pub call: &'static str,
+}
+
+impl fmt::Display for GuestFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a pointer or length outside the guest's memory")
+    }
+}
+
+impl std::error::Error for GuestFault {}
+
 /// The report of a guest that handed a WASI call a pointer outside its memory (or
 /// misaligned): preview 1 says such a call traps. The call is named from the instruction
-/// the innermost frame stopped at.
+/// the innermost frame of the guest's own code stopped at (the preview-1 shim's frames, when
+/// the call went through it, are skipped).
 fn guest_fault(fault: &wiggle::GuestError, error: &wasmtime::Error, program: &[u8]) -> String {
     let backtrace = error.downcast_ref::<wasmtime::WasmBacktrace>();
     let call = backtrace
-        .and_then(|b| b.frames().first())
+        .and_then(|b| {
+            b.frames()
+                .iter()
+                .find(|frame| frame.module().name() != Some(crate::p1::SHIM_NAME))
+        })
         .and_then(wasmtime::FrameInfo::module_offset)
         .and_then(|offset| called_import(program, offset));
     let call = match call {

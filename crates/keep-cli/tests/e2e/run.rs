@@ -126,6 +126,35 @@ fn a_bad_pointer_in_a_wasi_call_is_a_guest_trap() {
         .expect_stderr_contains("write_past_the_end");
     // As a component the check is the preview-1 adapter's, which is guest code: it answers
     // with an errno, under Keep as under wasmtime.
+    // The same fault on a descriptor Keep serves itself (a `[[files]]` stream past 2).
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("Keep.toml");
+    std::fs::write(
+        &config,
+        "[[files]]\nkind = \"stdin\"\n[[files]]\nkind = \"stdout\"\n[[files]]\nkind = \
+         \"stderr\"\n[[files]]\nkind = \"stdout\"\nname = \"log\"\n",
+    )
+    .unwrap();
+    Keep::new()
+        .args(["run", "-q", "-c"])
+        .arg_path(&config)
+        .arg_path(&GUESTS.module("badptr_fd3"))
+        .finish()
+        .expect_code(134)
+        .expect_stderr_contains(
+            "keep: the guest trapped: invalid argument to `wasi_snapshot_preview1::fd_write`: a \
+             pointer or length outside the guest's memory",
+        )
+        .expect_stderr_contains("write_past_the_end");
+    // And on wasmtime-wasi's descriptor 1 reached through Keep's preview-1 shim: the call is
+    // named from the guest's own frame, not the shim's.
+    Keep::new()
+        .args(["run", "-q", "-c"])
+        .arg_path(&config)
+        .arg_path(&GUESTS.module("badptr"))
+        .finish()
+        .expect_code(134)
+        .expect_stderr_contains("invalid argument to `wasi_snapshot_preview1::fd_write`");
 }
 
 #[test]

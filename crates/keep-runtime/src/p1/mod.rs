@@ -68,6 +68,10 @@ pub struct KeepDescriptor {
     pub nonblocking: bool,
 }
 
+/// The shim module's name (in its name section), so that a backtrace through it can be told
+/// from the guest's own frames.
+pub(crate) const SHIM_NAME: &str = "keep_preview1_shim";
+
 /// The guest's descriptor table.
 #[derive(Default)]
 pub struct Descriptors {
@@ -285,7 +289,7 @@ fn shim_text(store: &mut Store<ModuleHost>) -> anyhow::Result<String> {
         writeln!(forwarders, " call $f{index})")?;
     }
     Ok(format!(
-        "(module\n{imports}(import \"env\" \"memory\" (memory 0))\n(export \"memory\" (memory 0))\n{forwarders})"
+        "(module ${SHIM_NAME}\n{imports}(import \"env\" \"memory\" (memory 0))\n(export \"memory\" (memory 0))\n{forwarders})"
     ))
 }
 
@@ -305,9 +309,17 @@ fn dispatch(
     results: &mut [Val],
 ) -> wasmtime::Result<()> {
     let function = &FD_FUNCTIONS[index];
+    // Keep answers EFAULT only for a pointer or length outside the guest's memory, which
+    // preview 1 says traps (as wasmtime-wasi does): a guest fault, named by its call.
+    let fault = |errno: i32| match errno {
+        errno::FAULT => Err(wasmtime::Error::new(crate::outcome::GuestFault {
+            call: function.name,
+        })),
+        errno => Ok(errno),
+    };
     let errno = match function.on_keep {
         OnKeep::Serve(Op::Renumber) => renumber(&mut caller, arg(params, 0), arg(params, 1))?,
-        OnKeep::Serve(Op::Poll) => poll::poll_oneoff(&mut caller, index, params)?,
+        OnKeep::Serve(Op::Poll) => fault(poll::poll_oneoff(&mut caller, index, params)?)?,
         on_keep => {
             let mut args = params.to_vec();
             let mut keep = None;
@@ -322,7 +334,9 @@ fn dispatch(
             match (bad, keep, on_keep) {
                 (true, _, _) => errno::BADF,
                 (false, Some(_), OnKeep::Fail(errno)) => errno,
-                (false, Some(fd), OnKeep::Serve(op)) => serve::serve(&mut caller, op, fd, params)?,
+                (false, Some(fd), OnKeep::Serve(op)) => {
+                    fault(serve::serve(&mut caller, op, fd, params)?)?
+                }
                 (false, None, _) => forward(&mut caller, index, function, params, &args)?,
             }
         }
