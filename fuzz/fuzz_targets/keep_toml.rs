@@ -1,4 +1,5 @@
-//! `Keep.toml` parsing: any text gives a config or a positioned error, never a panic.
+//! `Keep.toml` parsing: any text gives a config or a positioned error, never a panic; a
+//! config that parses has a canonical form (what the workload digest covers), which is JSON.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -10,6 +11,8 @@ fuzz_target!(|data: &[u8]| {
     match keep_config::Config::parse(text, std::path::Path::new("fuzz.toml")) {
         Ok(config) => {
             let _ = config.fd_names();
+            let canonical = config.canonical();
+            assert!(serde_json::from_str::<serde_json::Value>(&canonical).is_ok());
         }
         Err(error) => {
             // Every error renders, and a position (when given) lies within the text.

@@ -293,9 +293,13 @@ pub enum Backend {
 const RUN_LONG_ABOUT: &str = "\
 Run a WASI program (preview-1 module, WASI 0.2 component, or .wat text).
 
-The kind of program is detected from the file. Settings come from the config file given with \
---config (never picked up implicitly); command-line flags add to it (--dir, --env, ARGS) or \
-override it (limits).
+The kind of program is detected from the file. Keep's options go before FILE: everything after \
+FILE is the program's own arguments, passed unread (`keep run python.wasm -c 'print(1)'`), as \
+with `wasmtime run`. Settings come from the config file given with --config (never picked up \
+implicitly); command-line flags add to it (--dir, --env, ARGS) or override it (limits).
+
+The program, the config file and the CA files it names are read once: what runs, what is \
+cached and what a Steward certifies come from the same bytes.
 
 With the default `process` backend the host is protected from the guest by the Wasm sandbox \
 and, before the guest's first instruction, by confinement of the runtime process itself: \
