@@ -80,6 +80,35 @@ impl Compiler {
         self.pool.install(|| compile(&self.engine, program, cache))
     }
 
+    /// Makes sure `cache` holds the compiled code of `program` (`keep compile`). A miss is
+    /// compiled with wasmtime's `precompile_*`, which produces the artifact without loading
+    /// the code into executable memory (nothing runs it here).
+    pub fn precompile(&self, program: &Program, cache: &ModuleCache) -> anyhow::Result<()> {
+        self.pool.install(|| {
+            let entry = cache.entry_path(
+                &engine::fingerprint(&self.engine),
+                program.kind,
+                &program.bytes,
+            );
+            match cache.load(&entry) {
+                Lookup::Hit(_) => return Ok(()),
+                Lookup::Miss(Some(reason)) => {
+                    tracing::warn!(
+                        "cache entry {} is unusable: {reason}; recompiling",
+                        entry.display()
+                    );
+                    cache.discard(&entry);
+                }
+                Lookup::Miss(None) => {}
+            }
+            let artifact = with_spinner(program, || match program.kind {
+                ProgramKind::Module => self.engine.precompile_module(&program.bytes),
+                ProgramKind::Component => self.engine.precompile_component(&program.bytes),
+            })?;
+            cache.store(&entry, &artifact)
+        })
+    }
+
     /// Ends the compiler threads and waits until each has exited.
     pub fn finish(self) {
         drop(self.pool);
@@ -141,9 +170,9 @@ pub fn compile(
 }
 
 fn deserialize(engine: &Engine, kind: ProgramKind, artifact: &[u8]) -> anyhow::Result<Compiled> {
-    // SAFETY: wasmtime requires that the bytes are an artifact produced by `serialize` of
-    // a compatible engine. The bytes come from our cache directory, in an entry whose
-    // SHA-256 digest matched, written by `compile` above from `serialize`; wasmtime itself
+    // SAFETY: wasmtime requires that the bytes are an artifact produced by `serialize` (or
+    // `precompile_*`) of a compatible engine. The bytes come from our cache directory, in an
+    // entry whose digest matched, written by `compile` or `Compiler::precompile`; wasmtime itself
     // re-checks the version and engine settings in the artifact header. The cache
     // directory is the user's own, as trusted as the `keep` binary beside it.
     let compiled = unsafe {
@@ -158,6 +187,18 @@ fn deserialize(engine: &Engine, kind: ProgramKind, artifact: &[u8]) -> anyhow::R
 }
 
 fn compile_fresh(engine: &Engine, program: &Program) -> anyhow::Result<Compiled> {
+    with_spinner(program, || match program.kind {
+        ProgramKind::Module => Module::new(engine, &program.bytes).map(Compiled::Module),
+        ProgramKind::Component => Component::new(engine, &program.bytes).map(Compiled::Component),
+    })
+}
+
+/// Runs `compile` on `program`, with a spinner for a large program on a terminal, and names
+/// the program when wasmtime finds it invalid.
+fn with_spinner<T>(
+    program: &Program,
+    compile: impl FnOnce() -> wasmtime::Result<T>,
+) -> anyhow::Result<T> {
     let spinner = (program.bytes.len() > SPINNER_THRESHOLD).then(|| {
         let name = program
             .path
@@ -176,12 +217,7 @@ fn compile_fresh(engine: &Engine, program: &Program) -> anyhow::Result<Compiled>
         bar
     });
     let what = program.kind.as_str();
-    let compiled = match program.kind {
-        ProgramKind::Module => Module::new(engine, &program.bytes).map(Compiled::Module),
-        ProgramKind::Component => Component::new(engine, &program.bytes).map(Compiled::Component),
-    }
-    .map_err(anyhow::Error::from)
-    .with_context(|| {
+    let compiled = compile().map_err(anyhow::Error::from).with_context(|| {
         format!(
             "`{}` is not a valid WebAssembly {what}",
             program.path.display()

@@ -262,9 +262,9 @@ fn watchdog(engine: &Engine, timeout: Duration, stop: &mpsc::Receiver<()>, event
 /// `keep run` of it starts warm.
 pub fn precompile(program: &Program, cache: &ModuleCache) -> anyhow::Result<()> {
     let compiler = Compiler::new(&EngineOptions::default().build()?)?;
-    compiler.compile(program, Some(cache))?;
+    let stored = compiler.precompile(program, cache);
     compiler.finish();
-    Ok(())
+    stored
 }
 
 /// Opens the descriptors Keep serves itself (sockets, and `[[files]]` past descriptor 2),
