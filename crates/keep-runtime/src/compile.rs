@@ -15,7 +15,7 @@ use anyhow::Context as _;
 use wasmtime::component::Component;
 use wasmtime::{Engine, Module};
 
-use crate::cache::{Lookup, ModuleCache};
+use crate::cache::{CachedArtifact, Lookup, ModuleCache};
 use crate::engine;
 use crate::program::{Program, ProgramKind};
 
@@ -90,16 +90,8 @@ impl Compiler {
                 program.kind,
                 &program.bytes,
             );
-            match cache.load(&entry) {
-                Lookup::Hit(_) => return Ok(()),
-                Lookup::Miss(Some(reason)) => {
-                    tracing::warn!(
-                        "cache entry {} is unusable: {reason}; recompiling",
-                        entry.display()
-                    );
-                    cache.discard(&entry);
-                }
-                Lookup::Miss(None) => {}
+            if load_verified(cache, &entry).is_some() {
+                return Ok(());
             }
             let artifact = with_spinner(program, || match program.kind {
                 ProgramKind::Module => self.engine.precompile_module(&program.bytes),
@@ -132,8 +124,8 @@ pub fn compile(
         return compile_fresh(engine, program);
     };
     let entry = cache.entry_path(&engine::fingerprint(engine), program.kind, &program.bytes);
-    match cache.load(&entry) {
-        Lookup::Hit(artifact) => match deserialize(engine, program.kind, artifact.bytes()) {
+    if let Some(artifact) = load_verified(cache, &entry) {
+        match deserialize(engine, program.kind, artifact.bytes()) {
             Ok(compiled) => return Ok(compiled),
             Err(e) => {
                 tracing::warn!(
@@ -142,15 +134,7 @@ pub fn compile(
                 );
                 cache.discard(&entry);
             }
-        },
-        Lookup::Miss(Some(reason)) => {
-            tracing::warn!(
-                "cache entry {} is unusable: {reason}; recompiling",
-                entry.display()
-            );
-            cache.discard(&entry);
         }
-        Lookup::Miss(None) => {}
     }
     let compiled = compile_fresh(engine, program)?;
     let artifact = match &compiled {
@@ -167,6 +151,23 @@ pub fn compile(
         Err(e) => tracing::warn!("cannot cache compiled code: {e:#}"),
     }
     Ok(compiled)
+}
+
+/// The verified entry at `entry`, if there is one; an unusable entry is reported and removed
+/// (the caller recompiles).
+fn load_verified(cache: &ModuleCache, entry: &std::path::Path) -> Option<CachedArtifact> {
+    match cache.load(entry) {
+        Lookup::Hit(artifact) => Some(artifact),
+        Lookup::Miss(Some(reason)) => {
+            tracing::warn!(
+                "cache entry {} is unusable: {reason}; recompiling",
+                entry.display()
+            );
+            cache.discard(entry);
+            None
+        }
+        Lookup::Miss(None) => None,
+    }
 }
 
 fn deserialize(engine: &Engine, kind: ProgramKind, artifact: &[u8]) -> anyhow::Result<Compiled> {

@@ -88,27 +88,6 @@ pub struct RunSpec {
     pub events: EventSink,
 }
 
-impl RunSpec {
-    /// A run of `program` with `argv[0]` = its path, nothing granted and no limits.
-    pub fn new(program: Program) -> Self {
-        Self {
-            argv0: program.path.to_string_lossy().into_owned(),
-            program,
-            args: Vec::new(),
-            env: Vec::new(),
-            files: None,
-            dirs: Vec::new(),
-            limits: Limits::default(),
-            cache: None,
-            tls: Tls::default(),
-            identity: IdentitySource::default(),
-            network: NetworkPolicy::default(),
-            confine: true,
-            events: EventSink::default(),
-        }
-    }
-}
-
 /// Runs the program of `spec` to its end.
 ///
 /// `Ok` carries how the guest ended (including traps and limits); `Err` means Keep could
