@@ -101,12 +101,13 @@ pub enum CollectError {
     #[error("the evidence from {0} does not carry the requested report data")]
     WrongReportData(&'static str),
     /// A file operation failed.
-    #[error("{path}: {source}")]
+    // Not `source`: the message already carries it, and a chained source would repeat it.
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The `/dev/sev-guest` ioctl failed.
     #[error("/dev/sev-guest: {0}")]
@@ -114,9 +115,9 @@ pub enum CollectError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CollectError + '_ {
-    move |source| CollectError::Io {
+    move |error| CollectError::Io {
         path: path.to_owned(),
-        source,
+        error,
     }
 }
 
@@ -198,7 +199,7 @@ fn request(
         let text = read_text("generation")?;
         text.parse().map_err(|_| CollectError::Io {
             path: file("generation"),
-            source: std::io::Error::new(
+            error: std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
                 format!("`{text}` is not a number"),
             ),

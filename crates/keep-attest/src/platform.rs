@@ -76,27 +76,26 @@ pub fn detect(root: &Path) -> Platform {
     };
 
     let cvm = match tee {
-        // The hardware and its interface are here, but `keep run` has no `cvm` backend yet:
-        // it must not be offered as usable until `--backend cvm` runs.
-        TeeKind::SevSnp | TeeKind::Tdx if tsm || exists("/dev/sev-guest") => Backend {
-            name: "cvm",
-            usable: false,
-            note: format!(
-                "this is an {} guest with evidence from {}, but Keep's `cvm` backend is not \
-                 built yet: `keep run` runs the `process` backend here and attests with \
-                 evidence `none`",
-                if tee == TeeKind::SevSnp {
-                    "AMD SEV-SNP"
-                } else {
-                    "Intel TDX"
-                },
-                if tsm {
-                    "configfs-tsm"
-                } else {
-                    "/dev/sev-guest"
-                }
-            ),
-        },
+        TeeKind::SevSnp | TeeKind::Tdx if tsm || (snp_guest && exists("/dev/sev-guest")) => {
+            Backend {
+                name: "cvm",
+                usable: true,
+                note: format!(
+                    "this is an {} guest: the hardware protects the VM's memory (and the Keep in \
+                 it) from the host; evidence comes from {}",
+                    if tee == TeeKind::SevSnp {
+                        "AMD SEV-SNP"
+                    } else {
+                        "Intel TDX"
+                    },
+                    if tsm {
+                        "configfs-tsm"
+                    } else {
+                        "/dev/sev-guest"
+                    }
+                ),
+            }
+        }
         TeeKind::SevSnp | TeeKind::Tdx => Backend {
             name: "cvm",
             usable: false,
@@ -159,7 +158,7 @@ mod tests {
     }
 
     #[test]
-    fn a_simulated_snp_guest_with_configfs_tsm_is_detected_but_cvm_is_not_offered_yet() {
+    fn a_simulated_snp_guest_with_configfs_tsm_can_run_cvm() {
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(root.path().join("sys/kernel/config/tsm/report")).unwrap();
         std::fs::create_dir_all(root.path().join("dev")).unwrap();
@@ -168,7 +167,7 @@ mod tests {
         assert_eq!(platform.tee, TeeKind::SevSnp);
         assert_eq!(platform.interfaces, ["configfs-tsm", "/dev/sev-guest"]);
         let cvm = platform.backends.iter().find(|b| b.name == "cvm").unwrap();
-        assert!(!cvm.usable, "keep run --backend cvm does not exist yet");
+        assert!(cvm.usable, "{}", cvm.note);
         assert!(cvm.note.contains("configfs-tsm"), "{}", cvm.note);
     }
 

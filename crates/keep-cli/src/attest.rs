@@ -11,9 +11,14 @@ use crate::cli::{AttestCommand, PlatformCommand};
 /// Exit status of rejected evidence.
 const REJECTED: u8 = 1;
 
-/// Overrides `/` for `keep platform info` (tests and containers that mount the host's
-/// /dev, /sys and /proc elsewhere).
+/// Overrides `/` where `keep platform info` and `keep run --backend` look for the TEE's
+/// interfaces (tests, and containers that mount the host's /dev, /sys and /proc elsewhere).
 const PLATFORM_ROOT_VAR: &str = "KEEP_PLATFORM_ROOT";
+
+/// The root under which the TEE's interfaces are looked for.
+pub fn platform_root() -> PathBuf {
+    std::env::var_os(PLATFORM_ROOT_VAR).map_or_else(|| PathBuf::from("/"), PathBuf::from)
+}
 
 pub fn attest(command: AttestCommand) -> anyhow::Result<u8> {
     match command {
@@ -103,9 +108,7 @@ pub fn attest(command: AttestCommand) -> anyhow::Result<u8> {
 
 pub fn platform(command: PlatformCommand) -> anyhow::Result<u8> {
     let PlatformCommand::Info { json } = command;
-    let root =
-        std::env::var_os(PLATFORM_ROOT_VAR).map_or_else(|| PathBuf::from("/"), PathBuf::from);
-    let platform = keep_attest::platform::detect(&root);
+    let platform = keep_attest::platform::detect(&platform_root());
     // What the `process` backend's confinement can use on this kernel.
     let confinement = keep_confine::probe();
     if json {

@@ -284,10 +284,17 @@ pub enum CacheCommand {
 /// Where the Keep runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Backend {
+    /// `cvm` inside an AMD SEV-SNP or Intel TDX guest with an attestation interface,
+    /// `process` elsewhere.
+    Auto,
     /// An ordinary process: the Wasm sandbox protects the host from the guest, but nothing
-    /// protects the guest from the host (no confidentiality, no attestation).
+    /// protects the guest from the host (no confidentiality, evidence `none`).
     #[value(alias = "nil")]
     Process,
+    /// Inside a confidential VM (AMD SEV-SNP, Intel TDX): the hardware protects the VM's
+    /// memory, the Keep's included, from the host; evidence from configfs-tsm (or
+    /// /dev/sev-guest). Compiled code is not cached (the disk belongs to the host).
+    Cvm,
 }
 
 const RUN_LONG_ABOUT: &str = "\
@@ -301,13 +308,19 @@ implicitly); command-line flags add to it (--dir, --env, ARGS) or override it (l
 The program, the config file and the CA files it names are read once: what runs, what is \
 cached and what a Steward certifies come from the same bytes.
 
-With the default `process` backend the host is protected from the guest by the Wasm sandbox \
-and, before the guest's first instruction, by confinement of the runtime process itself: \
-no-new-privs, Landlock (only the preopened directories stay reachable), a seccomp allow-list \
-(no exec, no new processes, sockets only when [network] or a Steward needs them), no core \
-dumps, and no capabilities when run as root. A start-up line says which are active; \
-`keep platform info` says what this kernel offers. The guest has NO confidentiality from the \
-host: anyone who controls the host can read and change its memory.";
+The backend (--backend, default `auto`) is `cvm` inside an AMD SEV-SNP or Intel TDX guest with \
+an attestation interface and `process` elsewhere; a start-up line says which and why. On both, \
+the host is protected from the guest by the Wasm sandbox and, before the guest's first \
+instruction, by confinement of the runtime process itself: no-new-privs, Landlock (only the \
+preopened directories stay reachable), a seccomp allow-list (no exec, no new processes, \
+sockets only when [network] or a Steward needs them), no core dumps, and no capabilities when \
+run as root. A start-up line says which are active; `keep platform info` says what this host \
+offers.
+
+On `process` the guest has NO confidentiality from the host: anyone who controls the host can \
+read and change its memory, and its evidence is `none`. On `cvm` the hardware protects the \
+VM's memory from the host, the Keep attests with the platform's evidence, and compiled code is \
+not cached (the disk belongs to the host).";
 
 /// `keep run`
 #[derive(Debug, Args)]
@@ -363,7 +376,7 @@ pub struct RunArgs {
     pub no_cache: bool,
 
     /// Where the Keep runs.
-    #[arg(long, value_enum, default_value_t = Backend::Process)]
+    #[arg(long, value_enum, default_value_t = Backend::Auto)]
     pub backend: Backend,
 
     /// Do not confine the runtime process (no Landlock, seccomp, no-new-privs, capability

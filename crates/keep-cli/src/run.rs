@@ -8,9 +8,19 @@ use keep_runtime::{
     StewardSource, exit_code,
 };
 
+use keep_attest::TeeKind;
+use keep_attest::collect::Provider;
+use keep_attest::platform::Platform;
+use keep_runtime::PlatformEvidence;
+
+use crate::attest::platform_root;
 use crate::cli::{Backend, RunArgs};
 
 pub fn run(args: RunArgs) -> anyhow::Result<u8> {
+    let backend = choose_backend(
+        args.backend,
+        &keep_attest::platform::detect(&platform_root()),
+    )?;
     let config = match &args.config {
         Some(path) => Some(Config::from_path(path)?),
         None => None,
@@ -18,12 +28,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     // The one read of the program: its digest, its compiled code and its run all come from
     // these bytes.
     let program = Program::read(args.program())?;
-    let spec = merge(&args, program, config)?;
+    let spec = merge(&args, &backend, program, config)?;
     if !args.quiet {
-        match args.backend {
-            Backend::Process => eprintln!(
-                "keep: note: backend `process`: the host is protected from the guest, but the \
-                 guest has no confidentiality from the host"
+        match &backend {
+            Chosen::Process { why } => eprintln!(
+                "keep: note: backend `process` ({why}): the host is protected from the guest, \
+                 but the guest has no confidentiality from the host"
+            ),
+            Chosen::Cvm { note, .. } => eprintln!(
+                "keep: note: backend `cvm`: {note}; compiled code is not cached (the disk \
+                 belongs to the host)"
             ),
         }
     }
@@ -38,6 +52,49 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         eprintln!("keep: {outcome}");
     }
     Ok(outcome.exit_code())
+}
+
+/// The backend a run uses, and why.
+enum Chosen {
+    /// An ordinary process.
+    Process { why: &'static str },
+    /// Inside a confidential VM.
+    Cvm {
+        /// What the platform gives (for the start-up line).
+        note: String,
+        /// Where its evidence comes from.
+        evidence: PlatformEvidence,
+    },
+}
+
+/// Resolves `--backend` on this `platform`: `auto` takes `cvm` where it is usable; `cvm`
+/// where it is not is refused with what is missing and the remedy.
+fn choose_backend(asked: Backend, platform: &Platform) -> anyhow::Result<Chosen> {
+    let cvm = platform.backends.iter().find(|b| b.name == "cvm");
+    let usable = cvm.filter(|b| b.usable);
+    let provider = match platform.tee {
+        TeeKind::SevSnp => Some(Provider::SevGuest),
+        TeeKind::Tdx => Some(Provider::TdxGuest),
+        _ => None,
+    };
+    let cvm_here = usable.zip(provider).map(|(backend, provider)| Chosen::Cvm {
+        note: backend.note.clone(),
+        evidence: PlatformEvidence {
+            tsm_root: platform_root().join("sys/kernel/config/tsm/report"),
+            provider,
+        },
+    });
+    Ok(match (asked, cvm_here) {
+        (Backend::Process, _) => Chosen::Process { why: "asked for" },
+        (Backend::Auto, Some(cvm)) | (Backend::Cvm, Some(cvm)) => cvm,
+        (Backend::Auto, None) => Chosen::Process {
+            why: "auto: not in a confidential VM with an attestation interface",
+        },
+        (Backend::Cvm, None) => bail!(
+            "--backend cvm cannot run here: {}",
+            cvm.map_or("this host offers no confidential VM", |b| b.note.as_str())
+        ),
+    })
 }
 
 /// What `keep run` shows of a run's events.
@@ -84,6 +141,7 @@ fn event_printer(quiet: bool, listen_print: bool) -> EventSink {
 /// line would run something the certificate does not name, so they are refused.
 fn identity_source(
     args: &RunArgs,
+    backend: &Chosen,
     program: &Program,
     config: Option<&Config>,
 ) -> anyhow::Result<IdentitySource> {
@@ -120,12 +178,21 @@ fn identity_source(
         url: steward.clone(),
         names: config.tls.names.clone(),
         workload_digest: keep_runtime::workload_digest(program, Some(config)).0,
+        platform: match backend {
+            Chosen::Process { .. } => None,
+            Chosen::Cvm { evidence, .. } => Some(evidence.clone()),
+        },
     }))
 }
 
 /// The run specification: the config file first, then the command line on top.
-fn merge(args: &RunArgs, program: Program, config: Option<Config>) -> anyhow::Result<RunSpec> {
-    let identity = identity_source(args, &program, config.as_ref())?;
+fn merge(
+    args: &RunArgs,
+    backend: &Chosen,
+    program: Program,
+    config: Option<Config>,
+) -> anyhow::Result<RunSpec> {
+    let identity = identity_source(args, backend, &program, config.as_ref())?;
     let config_given = config.is_some();
     let config = config.unwrap_or_default();
     let mut env: Vec<(String, String)> = config
@@ -155,7 +222,9 @@ fn merge(args: &RunArgs, program: Program, config: Option<Config>) -> anyhow::Re
     limits.output = args.max_output.or(limits.output);
     limits.output_rate = args.max_output_rate.or(limits.output_rate);
 
-    let cache = if args.no_cache {
+    // In a confidential VM the disk belongs to the host, which could plant code in a cache
+    // entry: nothing compiled is read from or written to it there.
+    let cache = if args.no_cache || matches!(backend, Chosen::Cvm { .. }) {
         None
     } else {
         let dir = ModuleCache::default_dir();

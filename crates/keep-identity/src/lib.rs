@@ -19,4 +19,4 @@ pub mod steward;
 pub mod tls;
 
 pub use attested::{AttestedIdentity, RenewalEvent};
-pub use tls::{Identity, IdentitySource, LiveIdentity, StewardSource, TlsSetup};
+pub use tls::{Identity, IdentitySource, LiveIdentity, PlatformEvidence, StewardSource, TlsSetup};

@@ -40,6 +40,19 @@ pub struct StewardSource {
     pub names: Vec<String>,
     /// The workload digest the evidence binds.
     pub workload_digest: [u8; 32],
+    /// Where the evidence comes from: the confidential VM's attestation interface, or `None`
+    /// for evidence of kind `none` (the process backend, which has no TEE).
+    pub platform: Option<PlatformEvidence>,
+}
+
+/// The attestation interface of a confidential VM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformEvidence {
+    /// The configfs-tsm report directory (`/sys/kernel/config/tsm/report`); SEV-SNP guests
+    /// without it fall back to `/dev/sev-guest`.
+    pub tsm_root: std::path::PathBuf,
+    /// The TEE that must answer.
+    pub provider: keep_attest::collect::Provider,
 }
 
 /// The Keep's certificate chain and private key.

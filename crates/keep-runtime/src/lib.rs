@@ -37,7 +37,7 @@ use wasmtime_wasi_tls::{WasiTlsCtx, WasiTlsCtxBuilder, WasiTlsCtxView, WasiTlsVi
 pub use cache::{CacheStats, ModuleCache};
 pub use engine::EngineOptions;
 pub use events::{Event, EventSink};
-pub use keep_identity::{IdentitySource, RenewalEvent, StewardSource};
+pub use keep_identity::{IdentitySource, PlatformEvidence, RenewalEvent, StewardSource};
 pub use limits::{LimitExceeded, Resource};
 pub use net::BoundListener;
 pub use outcome::{Outcome, exit_code};

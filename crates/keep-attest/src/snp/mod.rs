@@ -6,6 +6,7 @@
 //! TCB was changed is reported as such, not merely as a bad signature), then the signature
 //! over the report's exact bytes.
 
+pub mod certtable;
 mod chain;
 mod crl;
 mod json;

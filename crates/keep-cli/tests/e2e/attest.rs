@@ -240,12 +240,7 @@ fn platform_info_says_what_this_host_can_do() {
         .iter()
         .find(|b| b["name"] == "cvm")
         .unwrap();
-    // Detected, but not offered: `keep run --backend cvm` does not exist yet.
-    assert_eq!(cvm["usable"], false);
-    assert!(
-        cvm["note"].as_str().unwrap().contains("not built yet"),
-        "{cvm}"
-    );
+    assert_eq!(cvm["usable"], true, "{cvm}");
     // What the process backend's confinement can use on this kernel, each mechanism named.
     let names: Vec<&str> = json["confinement"]
         .as_array()

@@ -5,6 +5,7 @@
 mod common;
 
 mod attest;
+mod backend;
 mod digest;
 mod hostile;
 mod inputs;
