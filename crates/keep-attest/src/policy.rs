@@ -8,8 +8,12 @@
 //! [sev-snp]
 //! measurement = ["ff71..."]       # allowed values of a claim (any claim name of the TEE)
 //! id_key_digest = ["d71a..."]
+//! host_data = ["00..."]
 //! min_tcb = { bootloader = 3, snp = 8, microcode = 115 }
 //! debug = false                   # the default
+//! max_vmpl = 0                    # SEV-SNP: the report's privilege level (VMPL) at most this
+//! smt = false                     # SEV-SNP guest policy: refuse guests that allow SMT
+//! migration_agent = false         # SEV-SNP guest policy: the default refuses a migration agent
 //!
 //! [tdx]
 //! mrtd = ["..."]
@@ -82,10 +86,26 @@ pub struct TeeRules {
     /// Advisories that may apply to the platform; without it, any.
     #[serde(default)]
     pub allowed_advisories: Option<Vec<String>>,
+    /// SEV-SNP: the highest VMPL (virtual machine privilege level) the report may have been
+    /// requested at; 0 is the guest kernel itself, higher levels run under a paravisor.
+    #[serde(default)]
+    pub max_vmpl: Option<u8>,
+    /// SEV-SNP: whether a guest whose policy allows SMT (sharing its cores' siblings with
+    /// other tenants) is acceptable; without it, yes.
+    #[serde(default)]
+    pub smt: Option<bool>,
+    /// SEV-SNP: whether a guest whose policy lets a migration agent (which can read its
+    /// memory to move it) be associated is acceptable; default no.
+    #[serde(default)]
+    pub migration_agent: bool,
     /// Allowed values (hex) of named claims: measurements, signers, `host_data`.
     #[serde(flatten)]
     pub values: BTreeMap<String, Vec<String>>,
 }
+
+/// SEV-SNP guest policy bits (AMD SEV-SNP ABI, `GUEST_POLICY`).
+const POLICY_SMT: u64 = 1 << 16;
+const POLICY_MIGRATE_MA: u64 = 1 << 18;
 
 /// One failed rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,6 +143,20 @@ impl Policy {
         let policy: Self = keep_config::parse_toml(text, path)?;
         for (tee, rules) in policy.tables() {
             let Some(rules) = rules else { continue };
+            let snp_only = [
+                ("max_vmpl", rules.max_vmpl.is_some()),
+                ("smt", rules.smt.is_some()),
+                ("migration_agent", rules.migration_agent),
+            ];
+            if let Some((name, _)) = snp_only
+                .iter()
+                .find(|(_, given)| *given && tee != TeeKind::SevSnp)
+            {
+                return Err(ConfigError::whole_file(
+                    path,
+                    format!("[{tee}].{name}: only SEV-SNP evidence has it (write it in [sev-snp])"),
+                ));
+            }
             for (name, values) in &rules.values {
                 if !tee.value_names().contains(&name.as_str()) {
                     return Err(ConfigError::whole_file(
@@ -259,6 +293,9 @@ impl Policy {
                 );
             }
         }
+        if tee == TeeKind::SevSnp {
+            snp_guest_rules(rules, claims, &mut fail);
+        }
         for (component, minimum) in &rules.min_tcb {
             match claims.tcb.get(component) {
                 Some(value) if value >= minimum => {}
@@ -307,5 +344,51 @@ impl Policy {
         } else {
             Err(Rejection(violations))
         }
+    }
+}
+
+/// The SEV-SNP rules on the report's privilege level and the guest policy bits.
+fn snp_guest_rules(rules: &TeeRules, claims: &Claims, fail: &mut impl FnMut(String, String)) {
+    let detail = |name: &str| {
+        let text = claims.details.get(name)?;
+        match text.strip_prefix("0x") {
+            Some(hex) => u64::from_str_radix(hex, 16).ok(),
+            None => text.parse().ok(),
+        }
+    };
+    if let Some(max) = rules.max_vmpl {
+        match detail("vmpl") {
+            Some(vmpl) if vmpl <= u64::from(max) => {}
+            Some(vmpl) => fail(
+                "[sev-snp].max_vmpl".into(),
+                format!("the report was requested at VMPL {vmpl}, above {max}"),
+            ),
+            None => fail(
+                "[sev-snp].max_vmpl".into(),
+                "the evidence does not state its VMPL".into(),
+            ),
+        }
+    }
+    let Some(policy) = detail("policy") else {
+        fail(
+            "[sev-snp]".into(),
+            "the evidence does not state its guest policy".into(),
+        );
+        return;
+    };
+    if rules.smt == Some(false) && policy & POLICY_SMT != 0 {
+        fail(
+            "[sev-snp].smt".into(),
+            format!("the guest policy {policy:#x} allows SMT, and the policy says smt = false"),
+        );
+    }
+    if !rules.migration_agent && policy & POLICY_MIGRATE_MA != 0 {
+        fail(
+            "[sev-snp].migration_agent".into(),
+            format!(
+                "the guest policy {policy:#x} allows a migration agent, and the policy does not \
+                 (migration_agent = true would)"
+            ),
+        );
     }
 }

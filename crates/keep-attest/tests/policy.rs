@@ -140,3 +140,60 @@ fn policy_mistakes_are_reported_with_their_place() {
         assert!(error.contains(needle), "{text:?}: {error}");
     }
 }
+
+#[test]
+fn snp_guest_policy_bits_and_vmpl_are_judged() {
+    let claims = snp_claims();
+    // The trustee report: guest policy 0x3001f (SMT allowed, no migration agent), VMPL 0.
+    assert_eq!(claims.details["policy"], "0x3001f");
+    assert_eq!(claims.details["vmpl"], "0");
+    policy("[sev-snp]\nmax_vmpl = 0\nsmt = true\n")
+        .evaluate(&claims, None)
+        .unwrap();
+    let rejection = policy("[sev-snp]\nsmt = false\n")
+        .evaluate(&claims, None)
+        .unwrap_err();
+    assert_eq!(rejection.0.len(), 1, "{rejection}");
+    assert_eq!(rejection.0[0].rule, "[sev-snp].smt");
+    assert!(
+        rejection.0[0]
+            .reason
+            .contains("guest policy 0x3001f allows SMT"),
+        "{rejection}"
+    );
+
+    // The same claims as if the report came from a paravisor's VMPL 2, from a guest whose
+    // policy lets a migration agent in.
+    let mut moved = claims.clone();
+    moved.details.insert("vmpl".into(), "2".into());
+    moved.details.insert("policy".into(), "0x7001f".into());
+    let rejection = policy("[sev-snp]\nmax_vmpl = 1\n")
+        .evaluate(&moved, None)
+        .unwrap_err();
+    let rules: Vec<&str> = rejection.0.iter().map(|v| v.rule.as_str()).collect();
+    assert_eq!(rules, ["[sev-snp].max_vmpl", "[sev-snp].migration_agent"]);
+    assert!(
+        rejection
+            .to_string()
+            .contains("requested at VMPL 2, above 1"),
+        "{rejection}"
+    );
+    policy("[sev-snp]\nmigration_agent = true\n")
+        .evaluate(&moved, None)
+        .unwrap();
+}
+
+#[test]
+fn snp_only_rules_are_refused_elsewhere() {
+    for text in [
+        "[tdx]\nsmt = false\n",
+        "[sgx]\nmax_vmpl = 0\n",
+        "[none]\nmigration_agent = true\n",
+    ] {
+        let err = Policy::parse(text, Path::new("policy.toml")).unwrap_err();
+        assert!(
+            err.to_string().contains("only SEV-SNP evidence has it"),
+            "{err}"
+        );
+    }
+}
