@@ -33,6 +33,18 @@ pub struct Platform {
     pub backends: Vec<Backend>,
 }
 
+impl Platform {
+    /// The backend `keep run --backend auto` picks here: `cvm` where it is usable, else
+    /// `process`.
+    pub fn auto_backend(&self) -> &'static str {
+        if self.backends.iter().any(|b| b.name == "cvm" && b.usable) {
+            "cvm"
+        } else {
+            "process"
+        }
+    }
+}
+
 /// Examines the host under `root`.
 pub fn detect(root: &Path) -> Platform {
     let exists = |path: &str| root.join(path.trim_start_matches('/')).exists();

@@ -113,6 +113,7 @@ pub fn platform(command: PlatformCommand) -> anyhow::Result<u8> {
     let confinement = keep_confine::probe();
     if json {
         let mut value = serde_json::to_value(&platform)?;
+        value["auto"] = platform.auto_backend().into();
         value["confinement"] = serde_json::to_value(&confinement.items)?;
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(0);
@@ -139,6 +140,7 @@ pub fn platform(command: PlatformCommand) -> anyhow::Result<u8> {
             backend.note
         );
     }
+    println!("auto picks: {}", platform.auto_backend());
     println!("confinement of the process backend:");
     print!("{confinement}");
     Ok(0)

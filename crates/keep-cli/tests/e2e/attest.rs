@@ -241,6 +241,7 @@ fn platform_info_says_what_this_host_can_do() {
         .find(|b| b["name"] == "cvm")
         .unwrap();
     assert_eq!(cvm["usable"], true, "{cvm}");
+    assert_eq!(json["auto"], "cvm", "what `keep run --backend auto` picks");
     // What the process backend's confinement can use on this kernel, each mechanism named.
     let names: Vec<&str> = json["confinement"]
         .as_array()

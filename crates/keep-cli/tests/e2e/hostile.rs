@@ -4,7 +4,7 @@
 
 use std::io::Read as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::common::{GUESTS, Keep, both_forms};
@@ -131,7 +131,7 @@ fn thousands_of_open_files_hit_the_descriptor_limit() {
 
 #[test]
 fn a_stdout_flood_into_a_closed_pipe_ends_cleanly() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_keep"))
+    let mut child = crate::common::keep_command()
         .env(
             "XDG_CACHE_HOME",
             std::env::temp_dir().join("keep-hostile-tests-cache"),

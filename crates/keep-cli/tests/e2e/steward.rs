@@ -23,7 +23,7 @@ struct StewardProcess {
 impl StewardProcess {
     /// Starts a Steward on the CA in `ca_dir` (generated there when missing) with `args`.
     fn start(ca_dir: &Path, args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_keep"))
+        let mut child = crate::common::keep_command()
             .args([
                 "steward",
                 "serve",
@@ -143,7 +143,7 @@ fn policy(dir: &Path, workloads: &[(&str, &[&str])]) -> PathBuf {
 }
 
 fn digest(program: &Path, config: &Path) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_keep"))
+    let output = crate::common::keep_command()
         .arg("digest")
         .arg(program)
         .arg("-c")
@@ -156,7 +156,7 @@ fn digest(program: &Path, config: &Path) -> String {
 
 /// `keep run` that is expected to end by itself: (exit code, stderr).
 fn run_to_end(config: &Path, program: &Path) -> (i32, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_keep"))
+    let output = crate::common::keep_command()
         .env(
             "XDG_CACHE_HOME",
             std::env::temp_dir().join("keep-steward-tests-cache"),
@@ -175,7 +175,7 @@ fn run_to_end(config: &Path, program: &Path) -> (i32, String) {
 
 /// `keep verify` with `args`: (exit code, stdout, stderr).
 fn keep_verify(args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_keep"))
+    let output = crate::common::keep_command()
         .arg("verify")
         .args(args)
         .output()
@@ -395,7 +395,7 @@ fn keeps_talk_mtls_with_steward_certificates() {
         ],
     );
     point_to(&client_toml, &steward);
-    let output = Command::new(env!("CARGO_BIN_EXE_keep"))
+    let output = crate::common::keep_command()
         .args(["run", "-c"])
         .arg(&client_toml)
         .arg(&client_program)
@@ -577,7 +577,7 @@ fn the_program_digested_is_the_program_run() {
             std::fs::rename(&staged, &program).unwrap();
         })
     };
-    let output = Command::new(env!("CARGO_BIN_EXE_keep"))
+    let output = crate::common::keep_command()
         .args(["run", "--no-cache", "-c"])
         .arg(&config)
         .arg(&program)

@@ -14,6 +14,21 @@ pub mod net;
 /// The repository's guest programs, built once per test binary.
 pub static GUESTS: LazyLock<Guests> = LazyLock::new(|| Guests::new(env!("CARGO_TARGET_TMPDIR")));
 
+/// An empty directory standing for the root of a host without a TEE.
+static NO_TEE_ROOT: LazyLock<PathBuf> = LazyLock::new(|| {
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("host-without-tee");
+    std::fs::create_dir_all(&root).expect("create the simulated host root");
+    root
+});
+
+/// The `keep` binary, on a simulated host without a TEE whatever machine the tests run on
+/// (so `--backend auto` is `process`); tests of other hosts set `KEEP_PLATFORM_ROOT` again.
+pub fn keep_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_keep"));
+    command.env("KEEP_PLATFORM_ROOT", &*NO_TEE_ROOT);
+    command
+}
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -80,7 +95,7 @@ impl Keep {
 
     /// A `keep` command using `cache_home` as `XDG_CACHE_HOME`.
     pub fn with_cache(cache_home: &Path) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_keep"));
+        let mut command = keep_command();
         command
             .env("XDG_CACHE_HOME", cache_home)
             .env_remove("KEEP_CONFIG")

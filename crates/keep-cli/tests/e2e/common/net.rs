@@ -4,7 +4,7 @@
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
@@ -141,7 +141,7 @@ impl Served {
     /// Starts `program` with `config` and waits until `listeners` listeners are bound.
     pub fn start(config: &Path, program: &Path, args: &[&str], listeners: usize) -> Self {
         let cache = std::env::temp_dir().join("keep-network-tests-cache");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_keep"))
+        let mut child = super::keep_command()
             .env("XDG_CACHE_HOME", &cache)
             .env_remove("KEEP_CONFIG")
             .env("KEEP_LOG", "keep=info,keep_runtime=info")
