@@ -42,7 +42,12 @@ pub fn verify_with_crls(
 ) -> Result<Claims, Error> {
     let report = Report::from_bytes(report)?;
     let key = report.signing_key()?;
-    let vek = find_vek(certs, key)?;
+    let vek = find_vek(certs, key).map_err(|e| match e {
+        Error::MissingCollateral(what) => {
+            Error::MissingCollateral(what + &where_to_get(&report, key))
+        }
+        e => e,
+    })?;
     let product = chain::verify_with_crls(&vek.cert, certs, crls, at)?;
     check_tcb(&report, &vek)?;
     if key == SigningKey::Vcek {
@@ -95,6 +100,37 @@ fn find_vek(certs: &[Certificate], key: SigningKey) -> Result<Vek, Error> {
             ))
         })?;
     Vek::from_certificate(cert.clone())
+}
+
+/// Where the missing key certificate comes from, named exactly: AMD's Key Distribution
+/// Service serves a chip's VCEK at its reported TCB; VLEKs come only from the cloud provider.
+fn where_to_get(report: &Report, key: SigningKey) -> String {
+    let fields = &report.fields;
+    if key == SigningKey::Vlek {
+        return ": a VLEK is not served by AMD's KDS; the host (cloud provider) supplies it with \
+                the report"
+            .to_owned();
+    }
+    if fields.chip_id.iter().all(|b| *b == 0) {
+        return ": the report masks its chip ID, so its VCEK cannot be looked up".to_owned();
+    }
+    let tcb = &fields.reported_tcb;
+    format!(
+        ": it is the VCEK of chip {} at TCB bootloader {} tee {} snp {} microcode {}, served by \
+         AMD's KDS at https://kdsintf.amd.com/vcek/v1/PRODUCT/{}?blSPL={:02}&teeSPL={:02}&\
+         snpSPL={:02}&ucodeSPL={:02} (PRODUCT: Milan, Genoa or Turin; Turin takes the first 8 bytes of the chip \
+         ID)",
+        hex::encode(fields.chip_id),
+        tcb.bootloader,
+        tcb.tee,
+        tcb.snp,
+        tcb.microcode,
+        hex::encode(fields.chip_id),
+        tcb.bootloader,
+        tcb.tee,
+        tcb.snp,
+        tcb.microcode,
+    )
 }
 
 /// The report's REPORTED_TCB must be the TCB the key was issued for.

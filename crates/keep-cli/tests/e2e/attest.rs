@@ -110,9 +110,13 @@ fn verify_snp_with_collateral_policy_and_time() {
         .arg_path(&report)
         .finish()
         .expect_code(REJECTED)
+        .expect_stderr_contains("no VCEK certificate was supplied: it is the VCEK of chip ")
         .expect_stderr_contains(
-            "no VCEK certificate was supplied (put it in a directory given with --collateral DIR)",
-        );
+            "at TCB bootloader 3 tee 0 snp 8 microcode 115, served by AMD's KDS at \
+             https://kdsintf.amd.com/vcek/v1/PRODUCT/",
+        )
+        .expect_stderr_contains("?blSPL=03&teeSPL=00&snpSPL=08&ucodeSPL=115")
+        .expect_stderr_contains("(put it in a directory given with --collateral DIR)");
 }
 
 #[test]
