@@ -132,6 +132,21 @@ pub struct ServeArgs {
     /// collateral (as for `keep attest verify --collateral`).
     #[arg(long, value_name = "DIR")]
     pub collateral: Option<PathBuf>,
+    /// Where SEV-SNP VCEKs that neither a request nor --collateral carries are fetched: AMD's
+    /// Key Distribution Service, or a mirror with its layout (`/vcek/v1/PRODUCT/HWID?...`).
+    #[arg(long, value_name = "URL", default_value = keep_steward::kds::DEFAULT_URL)]
+    pub kds_url: String,
+    /// Extra trust anchors (PEM) for the KDS's TLS certificate (a private mirror).
+    #[arg(long, value_name = "FILE")]
+    pub kds_ca: Option<PathBuf>,
+    /// Where fetched collateral is kept across restarts (default:
+    /// $XDG_CACHE_HOME/keep/collateral or ~/.cache/keep/collateral).
+    #[arg(long, value_name = "DIR")]
+    pub collateral_cache: Option<PathBuf>,
+    /// Never fetch collateral: a request whose collateral is missing is refused, and the
+    /// refusal names what is missing and where it is served.
+    #[arg(long)]
+    pub offline: bool,
     /// Accept evidence of kind `none` from Keeps without a TEE. It proves nothing about the
     /// Keep: for development only.
     #[arg(long)]

@@ -14,6 +14,27 @@ use rustls_pki_types::pem::PemObject as _;
 
 use crate::cli::{ServeArgs, TeeArg, VerifyArgs};
 
+/// The KDS client of `keep steward serve`.
+fn kds(args: &ServeArgs) -> anyhow::Result<keep_steward::kds::Kds> {
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(path) = &args.kds_ca {
+        let certs = CertificateDer::pem_file_iter(path)
+            .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| anyhow!("--kds-ca {}: {e}", path.display()))?;
+        for cert in certs {
+            roots
+                .add(cert)
+                .with_context(|| format!("--kds-ca {}: not a usable CA", path.display()))?;
+        }
+    }
+    // Beside the compiled-module cache (`keep cache clear` removes only compiled modules).
+    let cache = args
+        .collateral_cache
+        .clone()
+        .or_else(|| keep_runtime::ModuleCache::default_dir().map(|dir| dir.join("collateral")));
+    keep_steward::kds::Kds::new(&args.kds_url, roots, cache).context("--kds-url")
+}
+
 /// Exit status when the certificate or an expectation fails.
 const REJECTED: u8 = 1;
 
@@ -42,6 +63,9 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
             Endorsements::from_dir(dir)
                 .with_context(|| format!("--collateral {}", dir.display()))?,
         );
+    }
+    if !args.offline {
+        builder = builder.kds(kds(&args)?);
     }
     let steward = Arc::new(builder.build(ca));
     let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(

@@ -10,6 +10,8 @@ use keep_attest::cmw::ID_PE_CMW;
 use keep_attest::policy::TeeRules;
 use keep_attest::request::{SubjectName, VerifiedRequest, Workload};
 use keep_attest::{Endorsements, Policy, Rejection, TeeKind};
+
+use crate::kds::Kds;
 use rcgen::{
     CertificateParams, CustomExtension, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
     KeyUsagePurpose, SanType, SerialNumber,
@@ -105,6 +107,7 @@ pub struct Steward {
     accept_none: bool,
     validity: Duration,
     endorsements: Endorsements,
+    kds: Option<Kds>,
     issued: AtomicU64,
 }
 
@@ -114,6 +117,7 @@ pub struct StewardBuilder {
     accept_none: bool,
     validity: Duration,
     endorsements: Endorsements,
+    kds: Option<Kds>,
 }
 
 impl Steward {
@@ -126,6 +130,7 @@ impl Steward {
             accept_none: false,
             validity: DEFAULT_VALIDITY,
             endorsements: Endorsements::default(),
+            kds: None,
         }
     }
 
@@ -137,13 +142,12 @@ impl Steward {
     /// Decides on a DER certificate request at `now`.
     pub fn decide(&self, der: &[u8], now: SystemTime) -> Result<Issued, Refusal> {
         use keep_attest::Error as E;
-        let verified =
-            keep_attest::request::verify(der, &self.endorsements, now).map_err(|e| match e {
-                E::Malformed { .. } | E::Unsupported { .. } | E::MissingCollateral(_) => {
-                    Refusal::Unreadable(e)
-                }
-                e => Refusal::Evidence(e),
-            })?;
+        let verified = self.verify(der, now).map_err(|e| match e {
+            E::Malformed { .. } | E::Unsupported { .. } | E::MissingCollateral(_) => {
+                Refusal::Unreadable(e)
+            }
+            e => Refusal::Evidence(e),
+        })?;
         let Workload::Digest(digest) = verified.workload else {
             return Err(Refusal::NoWorkload);
         };
@@ -159,6 +163,30 @@ impl Steward {
             .map_err(Refusal::Policy)?;
         self.issue(&verified, &digest, names, now)
             .map_err(Refusal::Internal)
+    }
+
+    /// Verifies the request with the Steward's collateral; an SEV-SNP report whose VCEK is
+    /// missing gets it from the KDS, when one is configured, and is verified again.
+    fn verify(
+        &self,
+        der: &[u8],
+        now: SystemTime,
+    ) -> Result<keep_attest::request::VerifiedRequest, keep_attest::Error> {
+        let first = keep_attest::request::verify(der, &self.endorsements, now);
+        let (Err(keep_attest::Error::MissingCollateral(missing)), Some(kds)) = (&first, &self.kds)
+        else {
+            return first;
+        };
+        let Some(report) = keep_attest::request::snp_report(der)? else {
+            return first;
+        };
+        let vcek = kds
+            .vcek(&report)
+            .and_then(|der| keep_attest::load_certificates(&der).map_err(anyhow::Error::from))
+            .map_err(|e| keep_attest::Error::MissingCollateral(format!("{missing}; {e:#}")))?;
+        let mut endorsements = self.endorsements.clone();
+        endorsements.certificates.extend(vcek);
+        keep_attest::request::verify(der, &endorsements, now)
     }
 
     fn issue(
@@ -263,6 +291,13 @@ impl StewardBuilder {
         self
     }
 
+    /// Fetch missing VCEKs from this KDS (default: none; the request and the collateral must
+    /// carry them).
+    pub fn kds(mut self, kds: Kds) -> Self {
+        self.kds = Some(kds);
+        self
+    }
+
     /// The Steward, signing with `ca`.
     pub fn build(self, ca: CertificateAuthority) -> Steward {
         let mut policy = self.policy.unwrap_or_else(|| Policy {
@@ -280,6 +315,7 @@ impl StewardBuilder {
             accept_none: self.accept_none,
             validity: self.validity,
             endorsements: self.endorsements,
+            kds: self.kds,
             issued: AtomicU64::new(0),
         }
     }

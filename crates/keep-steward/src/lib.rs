@@ -5,6 +5,7 @@
 //! - [`decide`]: the decision on one request (verify, judge, issue), without HTTP;
 //! - [`ca`]: the certificate authority that signs;
 //! - [`server`]: the HTTPS endpoints;
+//! - [`kds`]: the VCEKs requests lack, from AMD's Key Distribution Service;
 //! - [`metrics`]: Prometheus counters.
 //!
 //! The request format is [`keep_attest::request`]; what certificates state is
@@ -14,6 +15,7 @@
 
 pub mod ca;
 pub mod decide;
+pub mod kds;
 pub mod metrics;
 pub mod server;
 

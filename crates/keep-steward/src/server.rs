@@ -109,6 +109,16 @@ async fn route(
     response
 }
 
+/// Decides on a request. A decision may wait on the network (collateral from the KDS), so
+/// on a multi-threaded runtime the worker hands its other tasks over while it decides.
+fn decide(steward: &Steward, der: &[u8]) -> Result<crate::Issued, crate::Refusal> {
+    let decide = || steward.decide(der, SystemTime::now());
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(decide),
+        _ => decide(),
+    }
+}
+
 async fn attest(
     request: Request<Incoming>,
     steward: &Steward,
@@ -116,7 +126,7 @@ async fn attest(
 ) -> Response<Full<Bytes>> {
     let started = Instant::now();
     let response = match read_request(request).await {
-        Ok(der) => match steward.decide(&der, SystemTime::now()) {
+        Ok(der) => match decide(steward, &der) {
             Ok(issued) => {
                 tracing::info!(
                     "issued: tee {} workload {} names [{}] tcb {} serial {}",

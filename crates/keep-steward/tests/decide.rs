@@ -354,3 +354,171 @@ fn malformed_requests_are_refused_by_name() {
     let refused = refusal(&steward, &forged, now);
     assert_eq!(refused.reason(), "signature", "{refused}");
 }
+
+/// AMD's KDS, played on loopback over TLS: each connection gets the next answer of
+/// `answers` (status, `Retry-After`, body), and the paths asked are recorded. The server
+/// thread ends after the last answer and is joined by [`FakeKds::paths`].
+struct FakeKds {
+    url: String,
+    ca: rustls::RootCertStore,
+    thread: std::thread::JoinHandle<Vec<String>>,
+}
+
+impl FakeKds {
+    fn start(answers: Vec<(u16, Option<u64>, Vec<u8>)>) -> Self {
+        use std::io::{Read as _, Write as _};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let issuer = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        let mut ca = rustls::RootCertStore::empty();
+        ca.add(issuer.der().clone()).unwrap();
+        let config = std::sync::Arc::new(
+            rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![leaf.der().clone()],
+                rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .unwrap(),
+        );
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("https://{}", listener.local_addr().unwrap());
+        let thread = std::thread::spawn(move || {
+            let mut paths = Vec::new();
+            for (status, retry_after, body) in answers {
+                let (tcp, _) = listener.accept().unwrap();
+                let connection = rustls::ServerConnection::new(config.clone()).unwrap();
+                let mut tls = rustls::StreamOwned::new(connection, tcp);
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && tls.read(&mut byte).unwrap() == 1 {
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).into_owned();
+                paths.push(head.split(' ').nth(1).unwrap_or_default().to_owned());
+                let retry = retry_after.map_or(String::new(), |s| format!("retry-after: {s}\r\n"));
+                write!(
+                    tls,
+                    "HTTP/1.1 {status} X\r\ncontent-length: {}\r\n{retry}connection: close\r\n\r\n",
+                    body.len()
+                )
+                .unwrap();
+                tls.write_all(&body).unwrap();
+                tls.flush().unwrap();
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+            }
+            paths
+        });
+        Self { url, ca, thread }
+    }
+
+    /// The paths asked, once every answer was given.
+    fn paths(self) -> Vec<String> {
+        self.thread.join().unwrap()
+    }
+}
+
+/// A Steward fetching from the KDS at `url`, with the directory of its CA.
+fn steward_with_kds(
+    url: &str,
+    ca: rustls::RootCertStore,
+    cache: &std::path::Path,
+) -> (tempfile::TempDir, Steward) {
+    let kds = keep_steward::kds::Kds::new(url, ca, Some(cache.to_owned()))
+        .unwrap()
+        .max_wait(Duration::from_secs(5));
+    let (dir, ca) = new_ca();
+    (dir, Steward::builder().kds(kds).build(ca))
+}
+
+#[test]
+fn a_missing_vcek_is_fetched_from_the_kds_and_cached() {
+    let report = read("sev-snp/trustee/test-report.bin");
+    let request = keep_request(Some(Evidence::SevSnp(report)), Vec::new(), &[]);
+    let when = at("2025-06-01T00:00:00Z");
+    let cache = tempfile::tempdir().unwrap();
+    let vcek = read("sev-snp/trustee/test-vcek.der");
+
+    // Without a KDS the refusal names the missing VCEK and where AMD serves it.
+    let (_dir, ca) = new_ca();
+    let refused = refusal(&Steward::builder().build(ca), &request, when);
+    assert!(
+        refused
+            .to_string()
+            .contains("blSPL=03&teeSPL=00&snpSPL=08&ucodeSPL=115"),
+        "{refused}"
+    );
+
+    // The KDS first asks to slow down, then answers: the report then verifies (and is
+    // refused only for its binding: it was made for another key).
+    let kds = FakeKds::start(vec![(429, Some(1), Vec::new()), (200, None, vcek)]);
+    let (_dir, steward) = steward_with_kds(&kds.url, kds.ca.clone(), cache.path());
+    let refused = refusal(&steward, &request, when);
+    assert_eq!(refused.reason(), "binding", "{refused}");
+    let paths = kds.paths();
+    assert_eq!(paths.len(), 2, "{paths:?}");
+    assert!(
+        paths[1].starts_with("/vcek/v1/Milan/c38427a30d4c7af9"),
+        "{paths:?}"
+    );
+    assert!(
+        paths[1].ends_with("?blSPL=03&teeSPL=00&snpSPL=08&ucodeSPL=115"),
+        "{paths:?}"
+    );
+
+    // A Steward started later with the same cache needs no KDS (none listens at port 1).
+    let (_dir, offline) = steward_with_kds(
+        "https://127.0.0.1:1",
+        rustls::RootCertStore::empty(),
+        cache.path(),
+    );
+    let refused = refusal(&offline, &request, when);
+    assert_eq!(refused.reason(), "binding", "{refused}");
+}
+
+#[test]
+fn a_kds_that_cannot_help_is_named_in_the_refusal() {
+    let report = read("sev-snp/trustee/test-report.bin");
+    let request = keep_request(Some(Evidence::SevSnp(report)), Vec::new(), &[]);
+    let when = at("2025-06-01T00:00:00Z");
+
+    let unreachable = tempfile::tempdir().unwrap();
+    let (_dir, steward) = steward_with_kds(
+        "https://127.0.0.1:1",
+        rustls::RootCertStore::empty(),
+        unreachable.path(),
+    );
+    let refused = refusal(&steward, &request, when).to_string();
+    assert!(
+        refused.contains("no VCEK certificate was supplied"),
+        "{refused}"
+    );
+    assert!(
+        refused.contains("could not be fetched from https://127.0.0.1:1/vcek/v1/Milan/"),
+        "{refused}"
+    );
+
+    // Neither product line has it: both are named.
+    let kds = FakeKds::start(vec![(404, None, Vec::new()), (404, None, Vec::new())]);
+    let empty = tempfile::tempdir().unwrap();
+    let (_dir, steward) = steward_with_kds(&kds.url, kds.ca.clone(), empty.path());
+    let refused = refusal(&steward, &request, when).to_string();
+    assert!(refused.contains("AMD's KDS has no such VCEK"), "{refused}");
+    assert!(refused.contains("/vcek/v1/Genoa/"), "{refused}");
+    assert_eq!(kds.paths().len(), 2);
+    assert!(
+        std::fs::read_dir(empty.path()).unwrap().next().is_none(),
+        "nothing cached"
+    );
+}

@@ -133,6 +133,66 @@ fn where_to_get(report: &Report, key: SigningKey) -> String {
     )
 }
 
+/// Where AMD's Key Distribution Service serves the VCEK of a report's chip at its reported
+/// TCB, for each product line it may be (a version-2 report does not say which).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KdsVcek {
+    /// `Milan`, `Genoa` or `Turin`.
+    pub product: &'static str,
+    /// The path and query under the KDS base URL: `/vcek/v1/PRODUCT/HWID?blSPL=…`.
+    pub path: String,
+    /// A file name naming this certificate (product, chip, TCB), for a collateral cache.
+    pub file_name: String,
+}
+
+/// The KDS locations of the VCEK that signs `report`. Refused for a report signed by a VLEK
+/// (not served by the KDS) or with a masked chip ID (it cannot be looked up).
+pub fn kds_vcek(report: &[u8]) -> Result<Vec<KdsVcek>, Error> {
+    let report = Report::from_bytes(report)?;
+    if report.signing_key()? != SigningKey::Vcek {
+        return Err(Error::MissingCollateral(
+            "the report is signed by a VLEK, which AMD's KDS does not serve: the host (cloud \
+             provider) supplies it"
+                .into(),
+        ));
+    }
+    let fields = &report.fields;
+    if fields.chip_id.iter().all(|b| *b == 0) {
+        return Err(Error::MissingCollateral(
+            "the report masks its chip ID, so its VCEK cannot be looked up".into(),
+        ));
+    }
+    let tcb = &fields.reported_tcb;
+    let query = format!(
+        "blSPL={:02}&teeSPL={:02}&snpSPL={:02}&ucodeSPL={:02}",
+        tcb.bootloader, tcb.tee, tcb.snp, tcb.microcode
+    );
+    let tcb_name = format!(
+        "{}-{}-{}-{}",
+        tcb.bootloader, tcb.tee, tcb.snp, tcb.microcode
+    );
+    let full = hex::encode(fields.chip_id);
+    // Turin's VCEKs are indexed by the first 8 bytes of the chip ID, and its TCB has an FMC
+    // version.
+    let turin = tcb.fmc.map(|fmc| {
+        let short = hex::encode(&fields.chip_id[..8]);
+        KdsVcek {
+            product: "Turin",
+            path: format!("/vcek/v1/Turin/{short}?fmcSPL={fmc:02}&{query}"),
+            file_name: format!("vcek-Turin-{short}-{fmc}-{tcb_name}.der"),
+        }
+    });
+    Ok(["Milan", "Genoa"]
+        .into_iter()
+        .map(|product| KdsVcek {
+            product,
+            path: format!("/vcek/v1/{product}/{full}?{query}"),
+            file_name: format!("vcek-{product}-{full}-{tcb_name}.der"),
+        })
+        .chain(turin)
+        .collect())
+}
+
 /// The report's REPORTED_TCB must be the TCB the key was issued for.
 fn check_tcb(report: &Report, vek: &Vek) -> Result<(), Error> {
     let reported = &report.fields.reported_tcb;
