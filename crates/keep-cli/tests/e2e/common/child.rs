@@ -10,13 +10,16 @@ use std::time::{Duration, Instant};
 /// Waits for `child` to exit; kills it after `limit` (then `Err` with the status). The
 /// killer thread is joined before this returns.
 pub fn wait_with_deadline(child: &mut Child, limit: Duration) -> Result<ExitStatus, ExitStatus> {
-    let pid = child.id().to_string();
+    // The child is not reaped before `wait` below returns, so its pid stays its own until
+    // then: the signal cannot reach another process.
+    let pid = i32::try_from(child.id())
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .expect("a child's pid");
     let (exited, exit_seen) = mpsc::channel::<()>();
     let killer = std::thread::spawn(move || {
         if exit_seen.recv_timeout(limit) == Err(mpsc::RecvTimeoutError::Timeout) {
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", &pid])
-                .status();
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
             return true;
         }
         false
@@ -102,4 +105,19 @@ impl Drop for ChildLog {
             let _ = reader.join();
         }
     }
+}
+
+#[test]
+fn a_child_past_its_deadline_is_killed() {
+    let mut child = std::process::Command::new("sleep")
+        .arg("600")
+        .spawn()
+        .expect("start sleep");
+    let status = wait_with_deadline(&mut child, Duration::from_millis(100))
+        .expect_err("the deadline passed");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9),
+        "killed by SIGKILL"
+    );
 }
