@@ -25,7 +25,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 /// AMD's KDS.
-pub const DEFAULT_URL: &str = "https://kdsintf.amd.com";
+pub use keep_attest::snp::KDS_URL as DEFAULT_URL;
 
 /// Largest certificate accepted from the KDS.
 const MAX_CERTIFICATE: usize = 64 * 1024;

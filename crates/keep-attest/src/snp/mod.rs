@@ -43,9 +43,7 @@ pub fn verify_with_crls(
     let report = Report::from_bytes(report)?;
     let key = report.signing_key()?;
     let vek = find_vek(certs, key).map_err(|e| match e {
-        Error::MissingCollateral(what) => {
-            Error::MissingCollateral(what + &where_to_get(&report, key))
-        }
+        Error::MissingCollateral(what) => Error::MissingCollateral(what + &where_to_get(&report)),
         e => e,
     })?;
     let product = chain::verify_with_crls(&vek.cert, certs, crls, at)?;
@@ -102,35 +100,30 @@ fn find_vek(certs: &[Certificate], key: SigningKey) -> Result<Vek, Error> {
     Vek::from_certificate(cert.clone())
 }
 
-/// Where the missing key certificate comes from, named exactly: AMD's Key Distribution
-/// Service serves a chip's VCEK at its reported TCB; VLEKs come only from the cloud provider.
-fn where_to_get(report: &Report, key: SigningKey) -> String {
-    let fields = &report.fields;
-    if key == SigningKey::Vlek {
-        return ": a VLEK is not served by AMD's KDS; the host (cloud provider) supplies it with \
-                the report"
-            .to_owned();
+/// Where the missing key certificate comes from, named exactly: the KDS URLs of the chip's
+/// VCEK at its reported TCB, or why the KDS cannot serve it.
+fn where_to_get(report: &Report) -> String {
+    match kds_vcek_of(report) {
+        Ok(candidates) => {
+            let tcb = &report.fields.reported_tcb;
+            let urls: Vec<String> = candidates
+                .iter()
+                .map(|c| format!("{KDS_URL}{}", c.path))
+                .collect();
+            format!(
+                ": it is the VCEK of chip {} at TCB bootloader {} tee {} snp {} microcode {}, \
+                 served by AMD's KDS at {}",
+                hex::encode(report.fields.chip_id),
+                tcb.bootloader,
+                tcb.tee,
+                tcb.snp,
+                tcb.microcode,
+                urls.join(" or "),
+            )
+        }
+        Err(Error::MissingCollateral(why)) => format!(": {why}"),
+        Err(_) => String::new(),
     }
-    if fields.chip_id.iter().all(|b| *b == 0) {
-        return ": the report masks its chip ID, so its VCEK cannot be looked up".to_owned();
-    }
-    let tcb = &fields.reported_tcb;
-    format!(
-        ": it is the VCEK of chip {} at TCB bootloader {} tee {} snp {} microcode {}, served by \
-         AMD's KDS at https://kdsintf.amd.com/vcek/v1/PRODUCT/{}?blSPL={:02}&teeSPL={:02}&\
-         snpSPL={:02}&ucodeSPL={:02} (PRODUCT: Milan, Genoa or Turin; Turin takes the first 8 bytes of the chip \
-         ID)",
-        hex::encode(fields.chip_id),
-        tcb.bootloader,
-        tcb.tee,
-        tcb.snp,
-        tcb.microcode,
-        hex::encode(fields.chip_id),
-        tcb.bootloader,
-        tcb.tee,
-        tcb.snp,
-        tcb.microcode,
-    )
 }
 
 /// Where AMD's Key Distribution Service serves the VCEK of a report's chip at its reported
@@ -145,14 +138,20 @@ pub struct KdsVcek {
     pub file_name: String,
 }
 
+/// AMD's Key Distribution Service.
+pub const KDS_URL: &str = "https://kdsintf.amd.com";
+
 /// The KDS locations of the VCEK that signs `report`. Refused for a report signed by a VLEK
 /// (not served by the KDS) or with a masked chip ID (it cannot be looked up).
 pub fn kds_vcek(report: &[u8]) -> Result<Vec<KdsVcek>, Error> {
-    let report = Report::from_bytes(report)?;
+    kds_vcek_of(&Report::from_bytes(report)?)
+}
+
+fn kds_vcek_of(report: &Report) -> Result<Vec<KdsVcek>, Error> {
     if report.signing_key()? != SigningKey::Vcek {
         return Err(Error::MissingCollateral(
-            "the report is signed by a VLEK, which AMD's KDS does not serve: the host (cloud \
-             provider) supplies it"
+            "AMD's KDS does not serve VLEKs: the host (cloud provider) supplies them with the \
+             report"
                 .into(),
         ));
     }

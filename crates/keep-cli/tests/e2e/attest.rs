@@ -113,10 +113,21 @@ fn verify_snp_with_collateral_policy_and_time() {
         .expect_stderr_contains("no VCEK certificate was supplied: it is the VCEK of chip ")
         .expect_stderr_contains(
             "at TCB bootloader 3 tee 0 snp 8 microcode 115, served by AMD's KDS at \
-             https://kdsintf.amd.com/vcek/v1/PRODUCT/",
+             https://kdsintf.amd.com/vcek/v1/Milan/c38427a30d4c7af9",
         )
-        .expect_stderr_contains("?blSPL=03&teeSPL=00&snpSPL=08&ucodeSPL=115")
+        .expect_stderr_contains(
+            "?blSPL=03&teeSPL=00&snpSPL=08&ucodeSPL=115 or \
+             https://kdsintf.amd.com/vcek/v1/Genoa/c38427a30d4c7af9",
+        )
         .expect_stderr_contains("(put it in a directory given with --collateral DIR)");
+    attest(&["verify"])
+        .arg_path(&vector("sev-snp/trustee/test-vlek-report.bin"))
+        .finish()
+        .expect_code(REJECTED)
+        .expect_stderr_contains(
+            "no VLEK certificate was supplied: AMD's KDS does not serve VLEKs: the host (cloud \
+             provider) supplies them with the report",
+        );
 }
 
 #[test]
