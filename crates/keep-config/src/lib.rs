@@ -121,27 +121,27 @@ impl Config {
     }
 
     fn load_ca_files(&mut self, path: &Path) -> Result<(), ConfigError> {
-        let tls = self.tls.ca.iter_mut().map(|ca| ("tls.ca", ca));
-        let listeners = self.files.iter_mut().flat_map(|file| {
-            let name = file.name.clone();
-            let cas: &mut [CaFile] = match &mut file.kind {
-                FileKind::Listen {
-                    client_auth: ClientAuth::Optional { ca } | ClientAuth::Required { ca },
-                    ..
-                } => ca,
-                _ => &mut [],
-            };
-            cas.iter_mut().map(move |ca| (name.clone(), ca))
-        });
-        let tls = tls.map(|(key, ca)| (key.to_owned(), ca));
-        let listeners = listeners.map(|(name, ca)| (format!("files `{name}` client_ca"), ca));
-        for (key, ca) in tls.chain(listeners) {
+        let load = |ca: &mut CaFile, key: &str| {
             ca.load().map_err(|e| {
                 ConfigError::whole_file(
                     path,
                     format!("{key}: cannot read `{}`: {e}", ca.path.display()),
                 )
-            })?;
+            })
+        };
+        for ca in &mut self.tls.ca {
+            load(ca, "tls.ca")?;
+        }
+        for file in &mut self.files {
+            if let FileKind::Listen {
+                client_auth: ClientAuth::Optional { ca } | ClientAuth::Required { ca },
+                ..
+            } = &mut file.kind
+            {
+                for ca in ca {
+                    load(ca, &format!("files `{}` client_ca", file.name))?;
+                }
+            }
         }
         Ok(())
     }
@@ -369,6 +369,41 @@ mod tests {
         let config = Config::from_path(&path).unwrap();
         assert_eq!(config.dirs[0].host, dir.join("data"));
         assert!(config.dirs[0].read_only);
+    }
+
+    #[test]
+    fn ca_files_are_read_with_the_configuration_or_named_when_missing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("Keep.toml");
+        std::fs::write(tmp.path().join("ca.pem"), "trusted\n").unwrap();
+        std::fs::write(
+            &path,
+            "[tls]\nca = [\"ca.pem\"]\n[[files]]\nkind = \"listen\"\nname = \"api\"\n\
+             client_auth = \"required\"\nclient_ca = [\"ca.pem\"]\n",
+        )
+        .unwrap();
+        let config = Config::from_path(&path).unwrap();
+        assert_eq!(config.tls.ca[0].pem, b"trusted\n");
+        let FileKind::Listen { client_auth, .. } = &config.files[0].kind else {
+            panic!("a listener");
+        };
+        assert_eq!(client_auth.ca()[0].pem, b"trusted\n");
+
+        std::fs::remove_file(tmp.path().join("ca.pem")).unwrap();
+        let err = Config::from_path(&path).unwrap_err().to_string();
+        assert!(err.contains("tls.ca: cannot read `"), "{err}");
+        assert!(err.contains("ca.pem`"), "{err}");
+        std::fs::write(
+            &path,
+            "[[files]]\nkind = \"listen\"\nname = \"api\"\nclient_auth = \"required\"\n\
+             client_ca = [\"gone.pem\"]\n",
+        )
+        .unwrap();
+        let err = Config::from_path(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("files `api` client_ca: cannot read `"),
+            "{err}"
+        );
     }
 
     #[test]

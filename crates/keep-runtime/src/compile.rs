@@ -115,7 +115,7 @@ impl Compiler {
 
 /// Compiles `program` for `engine`, going through `cache` when one is given. Within
 /// [`Compiler::compile`], wasmtime's parallel compilation runs on the compiler's threads.
-pub fn compile(
+fn compile(
     engine: &Engine,
     program: &Program,
     cache: Option<&ModuleCache>,

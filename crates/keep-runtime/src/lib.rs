@@ -170,17 +170,17 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<Outcome> {
 }
 
 /// Store data that carries the guest's resource limiter.
-trait Limited: 'static {
+trait HasLimiter: 'static {
     fn limiter(&mut self) -> &mut GuestLimiter;
 }
 
-impl Limited for ModuleHost {
+impl HasLimiter for ModuleHost {
     fn limiter(&mut self) -> &mut GuestLimiter {
         &mut self.limiter
     }
 }
 
-impl Limited for ComponentHost {
+impl HasLimiter for ComponentHost {
     fn limiter(&mut self) -> &mut GuestLimiter {
         &mut self.limiter
     }
@@ -190,7 +190,7 @@ impl Limited for ComponentHost {
 /// the process confines itself while it has a single thread, then starts the threads that
 /// run beside the guest (certificate renewal, the timeout watchdog), then runs `entry`. The
 /// helper threads are stopped and joined when the guest ends.
-fn run_guest<T: Limited>(
+fn run_guest<T: HasLimiter>(
     compiler: Compiler,
     spec: &RunSpec,
     attested: Option<&AttestedIdentity>,
@@ -378,7 +378,7 @@ impl WasiView for ComponentHost {
     }
 }
 
-fn new_store<T: Limited>(
+fn new_store<T: HasLimiter>(
     engine: &Engine,
     host: T,
     fuel: Option<u64>,
