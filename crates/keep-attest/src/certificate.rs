@@ -43,6 +43,11 @@ pub struct AttestedClaims {
     /// Security advisories that apply to the platform.
     #[serde(default)]
     pub advisories: Vec<String>,
+    /// The evidence chained to a test root the Steward was told to trust
+    /// (`--insecure-test-roots`), not to AMD's or Intel's: it proves nothing about real
+    /// hardware. Absent (false) otherwise.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_test_root: bool,
 }
 
 impl AttestedClaims {
@@ -57,7 +62,22 @@ impl AttestedClaims {
             tcb: claims.tcb.clone(),
             debug: claims.debug,
             advisories: claims.advisories.clone(),
+            insecure_test_root: claims.insecure_test_root,
         }
+    }
+
+    /// The launch measurement's name and value: SEV-SNP `measurement`, TDX `mrtd`, SGX
+    /// `mrenclave`; none without a TEE.
+    pub fn launch_measurement(&self) -> Option<(&'static str, &str)> {
+        let name = match self.tee {
+            TeeKind::SevSnp => "measurement",
+            TeeKind::Tdx => "mrtd",
+            TeeKind::Sgx => "mrenclave",
+            TeeKind::None => return None,
+        };
+        self.measurements
+            .get(name)
+            .map(|value| (name, value.as_str()))
     }
 
     /// The DER value of the certificate's `id-pe-cmw` extension.
@@ -109,6 +129,8 @@ pub struct Expectations {
     pub workload_digest: Option<String>,
     /// The TEE.
     pub tee: Option<TeeKind>,
+    /// The launch measurement (hex): SEV-SNP `measurement`, TDX `mrtd`, SGX `mrenclave`.
+    pub measurement: Option<String>,
 }
 
 impl Expectations {
@@ -130,6 +152,19 @@ impl Expectations {
             && tee != claims.tee
         {
             unmet.push(format!("TEE is {}, expected {tee}", claims.tee));
+        }
+        if let Some(expected) = &self.measurement {
+            let expected = expected.trim().to_ascii_lowercase();
+            match claims.launch_measurement() {
+                Some((_, actual)) if actual.eq_ignore_ascii_case(&expected) => {}
+                Some((name, actual)) => {
+                    unmet.push(format!("{name} is {actual}, expected {expected}"));
+                }
+                None => unmet.push(format!(
+                    "the certificate states no launch measurement (TEE {}), expected {expected}",
+                    claims.tee
+                )),
+            }
         }
         unmet
     }

@@ -62,6 +62,10 @@ pub struct Claims {
     pub tcb: BTreeMap<String, u64>,
     /// The TCB's standing with the vendor.
     pub tcb_status: TcbStatus,
+    /// The evidence chains to a test root ([`crate::TestRoots`]), not to AMD's or Intel's:
+    /// it proves nothing about real hardware.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_test_root: bool,
     /// Whether the TEE allows debugging (its memory is then readable by the host).
     pub debug: bool,
     /// Security advisories that apply to the platform's TCB.

@@ -125,7 +125,7 @@ impl Request {
         let crls = evidence.endorsement.crls.into_certificate_lists();
         let mut certs = vec![evidence.endorsement.vcek];
         certs.extend(supplied.iter().cloned());
-        snp::verify_with_crls(evidence.report.as_bytes(), &certs, &crls, at)
+        snp::verify_with_crls(evidence.report.as_bytes(), &certs, &crls, None, at)
     }
 }
 
@@ -191,7 +191,7 @@ impl Request {
         let evidence: SgxEvidence = self.decode(SGX_EVIDENCE)?;
         let quote = evidence.quote.as_bytes();
         let root = intel::production_root();
-        let mut claims = intel::verify(quote, None, root, at)?;
+        let mut claims = intel::verify(quote, None, None, at)?;
         let pck_chain = intel::ParsedQuote::parse(quote)?.pck_chain()?;
         let tcb_info = std::str::from_utf8(evidence.tcb.tcb_info.as_bytes())
             .map_err(|_| Error::malformed("Enarx SGX evidence", "the TCB info is not text"))?;

@@ -98,6 +98,8 @@ pub struct Endorsements {
     pub crls: Vec<CertificateList>,
     /// Intel TCB collateral.
     pub intel: Option<Collateral>,
+    /// Test roots trusted besides AMD's and Intel's (never by default).
+    pub test_roots: Option<std::sync::Arc<crate::TestRoots>>,
 }
 
 impl Endorsements {
@@ -142,6 +144,7 @@ impl Endorsements {
             certificates,
             crls,
             intel: Collateral::from_dir(dir)?,
+            test_roots: None,
         })
     }
 }
@@ -149,21 +152,31 @@ impl Endorsements {
 /// Verifies evidence of any kind at `at`.
 pub fn verify(bytes: &[u8], endorsements: &Endorsements, at: SystemTime) -> Result<Claims, Error> {
     match detect(bytes)? {
-        EvidenceKind::SnpReport => {
-            snp::verify_with_crls(bytes, &endorsements.certificates, &endorsements.crls, at)
-        }
+        EvidenceKind::SnpReport => snp::verify_with_crls(
+            bytes,
+            &endorsements.certificates,
+            &endorsements.crls,
+            endorsements.test_roots.as_deref(),
+            at,
+        ),
         EvidenceKind::EnarxRequest => {
             enarx::Request::from_der(bytes)?.verify(&endorsements.certificates, at)
         }
         EvidenceKind::SnpJson => {
             let (report, mut certificates) = snp::from_json(bytes)?;
             certificates.extend(endorsements.certificates.iter().cloned());
-            snp::verify_with_crls(&report, &certificates, &endorsements.crls, at)
+            snp::verify_with_crls(
+                &report,
+                &certificates,
+                &endorsements.crls,
+                endorsements.test_roots.as_deref(),
+                at,
+            )
         }
         EvidenceKind::IntelQuote => intel::verify(
             bytes,
             endorsements.intel.as_ref(),
-            intel::production_root(),
+            endorsements.test_roots.as_deref(),
             at,
         ),
     }

@@ -21,10 +21,12 @@ pub mod platform;
 pub mod policy;
 pub mod request;
 pub mod snp;
+pub mod test_roots;
 mod x509;
 
 pub use claims::{Claims, TcbStatus, TeeKind};
 pub use error::Error;
 pub use evidence::{Endorsements, EvidenceKind, detect, inspect, verify};
 pub use policy::{Policy, Rejection};
+pub use test_roots::TestRoots;
 pub use x509::load_certificates;

@@ -303,12 +303,18 @@ fn verify_evidence(
             certificates.extend(endorsements.certificates.iter().cloned());
             let mut crls = parse_all(&request.crls, "CRL", |der| der::Decode::from_der(der))?;
             crls.extend(endorsements.crls.iter().cloned());
-            snp::verify_with_crls(report, &certificates, &crls, at)
+            snp::verify_with_crls(
+                report,
+                &certificates,
+                &crls,
+                endorsements.test_roots.as_deref(),
+                at,
+            )
         }
         Evidence::IntelQuote(quote) => intel::verify(
             quote,
             endorsements.intel.as_ref(),
-            intel::production_root(),
+            endorsements.test_roots.as_deref(),
             at,
         ),
     }
@@ -339,6 +345,7 @@ fn none_claims(report_data: &[u8; 64]) -> Claims {
         signers: Default::default(),
         tcb: Default::default(),
         tcb_status: TcbStatus::NotEvaluated,
+        insecure_test_root: false,
         debug: false,
         advisories: Vec::new(),
         details: [(

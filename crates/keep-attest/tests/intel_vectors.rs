@@ -39,7 +39,7 @@ fn verify_prod(
     collateral: Option<&Collateral>,
     time: &str,
 ) -> Result<keep_attest::Claims, Error> {
-    intel::verify(quote, collateral, intel::production_root(), at(time))
+    intel::verify(quote, collateral, None, at(time))
 }
 
 #[test]

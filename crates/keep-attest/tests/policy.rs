@@ -83,13 +83,7 @@ fn a_tee_without_a_table_and_debug_are_refused() {
 #[test]
 fn tcb_status_and_advisories_are_judged_on_intel_claims() {
     let quote = read("tdx/go-tdx-guest/tdx_prod_quote_SPR_E4.dat");
-    let mut claims = intel::verify(
-        &quote,
-        None,
-        intel::production_root(),
-        at("2023-07-01T00:00:00Z"),
-    )
-    .unwrap();
+    let mut claims = intel::verify(&quote, None, None, at("2023-07-01T00:00:00Z")).unwrap();
     let mrtd = claims.measurements["mrtd"].clone();
     policy(&format!("[tdx]\nmrtd = [\"{mrtd}\"]\n"))
         .evaluate(&claims, None)

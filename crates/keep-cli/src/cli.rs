@@ -151,6 +151,11 @@ pub struct ServeArgs {
     /// Keep: for development only.
     #[arg(long)]
     pub insecure_accept_none: bool,
+    /// Also trust the test roots in DIR (snp-ark.pem and snp-ask.pem, intel-root.pem), as
+    /// made by a simulated TEE (`keep-tee-sim pki`). Certificates issued on evidence that
+    /// chains to them say so and prove nothing about real hardware: for tests only.
+    #[arg(long, value_name = "DIR")]
+    pub insecure_test_roots: Option<PathBuf>,
     /// Lifetime of issued certificates, e.g. 8h, 30m, 90s.
     #[arg(long, value_name = "DURATION", default_value = "8h", value_parser = humantime::parse_duration)]
     pub validity: std::time::Duration,
@@ -187,6 +192,10 @@ pub struct VerifyArgs {
     /// The TEE the Keep must run in.
     #[arg(long, value_enum, value_name = "TEE")]
     pub tee: Option<TeeArg>,
+    /// The launch measurement the Keep's VM or enclave must have (hex): SEV-SNP
+    /// `measurement`, TDX `mrtd`, SGX `mrenclave`. See docs/cvm.md for computing it.
+    #[arg(long, value_name = "HEX")]
+    pub measurement: Option<String>,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,

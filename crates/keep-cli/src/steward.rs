@@ -58,12 +58,18 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     if let Some(path) = &args.policy {
         builder = builder.policy(Policy::load(path).map_err(|e| anyhow!("--policy: {e}"))?);
     }
-    if let Some(dir) = &args.collateral {
-        builder = builder.endorsements(
-            Endorsements::from_dir(dir)
-                .with_context(|| format!("--collateral {}", dir.display()))?,
-        );
+    let mut endorsements = match &args.collateral {
+        Some(dir) => Endorsements::from_dir(dir)
+            .with_context(|| format!("--collateral {}", dir.display()))?,
+        None => Endorsements::default(),
+    };
+    if let Some(dir) = &args.insecure_test_roots {
+        let roots = keep_attest::TestRoots::from_dir(dir)
+            .with_context(|| format!("--insecure-test-roots {}", dir.display()))?;
+        endorsements.test_roots = Some(Arc::new(roots));
     }
+    let test_roots = endorsements.test_roots.clone();
+    builder = builder.endorsements(endorsements);
     if !args.offline {
         builder = builder.kds(kds(&args)?);
     }
@@ -87,6 +93,15 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let address = listener.local_addr()?;
         eprintln!("keep steward: listening on https://{address}");
+        if let Some(roots) = &test_roots {
+            eprintln!(
+                "keep steward: warning: --insecure-test-roots {}: evidence signed under the \
+                 TEST roots {} is accepted; certificates issued on it state \
+                 `insecure_test_root` and prove nothing about real hardware",
+                roots.dir().display(),
+                roots.describe()
+            );
+        }
         if args.insecure_accept_none {
             eprintln!(
                 "keep steward: warning: --insecure-accept-none: Keeps without a TEE are \
@@ -128,7 +143,16 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
             TeeArg::Sgx => TeeKind::Sgx,
             TeeArg::None => TeeKind::None,
         }),
+        measurement: args.measurement.clone(),
     };
+    if claims.insecure_test_root {
+        eprintln!(
+            "keep: {}: warning: the Keep's evidence chained to a TEST root \
+             (steward --insecure-test-roots), not to AMD's or Intel's: it proves nothing \
+             about real hardware",
+            args.target
+        );
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&claims)?);
     } else {
@@ -171,6 +195,11 @@ fn render(target: &str, claims: &AttestedClaims) -> String {
         text += &format!("  tcb.{component}: {svn}\n");
     }
     text += &format!("  debug:           {}\n", claims.debug);
+    if claims.insecure_test_root {
+        text += "  WARNING: the evidence chained to a TEST root the Steward was told to trust \
+                 (--insecure-test-roots), not to AMD's or Intel's: this proves nothing about \
+                 real hardware\n";
+    }
     if !claims.advisories.is_empty() {
         text += &format!("  advisories:      {}\n", claims.advisories.join(", "));
     }

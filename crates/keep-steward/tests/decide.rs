@@ -81,6 +81,7 @@ fn none_evidence_is_certified_only_in_insecure_mode() {
     let expect = |digest: &str, tee| Expectations {
         workload_digest: Some(digest.into()),
         tee: Some(tee),
+        measurement: None,
     };
     assert!(
         expect(&hex::encode(DIGEST), TeeKind::None)

@@ -35,12 +35,13 @@ pub fn production_root() -> &'static Certificate {
     })
 }
 
-/// Verifies a quote at `at` against `root` (normally [`production_root`]); with
-/// `collateral`, also evaluates the TCB.
+/// Verifies a quote at `at` against Intel's root, or the Intel root of `test_roots` when
+/// the quote's PCK chain ends there (the claims then say so); with `collateral`, also
+/// evaluates the TCB.
 pub fn verify(
     quote: &[u8],
     collateral: Option<&Collateral>,
-    root: &Certificate,
+    test_roots: Option<&crate::TestRoots>,
     at: SystemTime,
 ) -> Result<Claims, Error> {
     let parsed = ParsedQuote::parse(quote)?;
@@ -48,12 +49,18 @@ pub fn verify(
         Some(pem) => crate::load_certificates(pem.as_bytes())?,
         None => parsed.pck_chain()?,
     };
+    let test_root = test_roots
+        .and_then(|roots| roots.intel.as_ref())
+        .filter(|root| pck_chain.last() == Some(*root));
+    let root = test_root.unwrap_or_else(|| production_root());
     parsed.verify_signatures(&pck_chain, root, at)?;
     let (tcb_status, advisories) = match collateral {
         Some(collateral) => collateral::evaluate(quote, collateral, &pck_chain, root, at)?,
         None => (TcbStatus::NotEvaluated, Vec::new()),
     };
-    Ok(claims(&parsed, tcb_status, advisories))
+    let mut claims = claims(&parsed, tcb_status, advisories);
+    claims.insecure_test_root = test_root.is_some();
+    Ok(claims)
 }
 
 /// The claims a quote states, without verifying anything (for inspection).
@@ -131,6 +138,7 @@ fn claims(parsed: &ParsedQuote, tcb_status: TcbStatus, advisories: Vec<String>) 
         signers,
         tcb,
         tcb_status,
+        insecure_test_root: false,
         debug,
         advisories,
         details,

@@ -3,7 +3,8 @@
 //! The ARKs are the trust anchors and are built in (from virtee's `sev` crate), with the
 //! ASKs that sign VCEKs. The intermediate of a VLEK (the ASVK) and any other intermediate
 //! may come with the evidence or the collateral: it is trusted only if a built-in ARK signs
-//! it, so supplying it adds no trust.
+//! it, so supplying it adds no trust. A verifier may be handed one more anchor, a test PKI
+//! ([`crate::test_roots`]); what chains to it is marked as such.
 
 use std::collections::HashSet;
 use std::sync::{Mutex, OnceLock};
@@ -20,10 +21,35 @@ use crate::Error;
 use crate::x509::{check_validity, subject};
 
 /// A product line's root and the ASK it signs.
-struct Anchor {
+#[derive(Debug, Clone)]
+pub struct Anchor {
     product: &'static str,
-    ark: Certificate,
+    pub(crate) ark: Certificate,
     ask: Certificate,
+    test: bool,
+}
+
+impl Anchor {
+    /// A test PKI's ARK and ASK: the ARK must be self-signed and sign the ASK.
+    pub(crate) fn test(ark: Certificate, ask: Certificate) -> Result<Self, String> {
+        signs(&ark, &ark).map_err(|e| format!("the test ARK is not self-signed: {e}"))?;
+        signs(&ark, &ask).map_err(|e| format!("the test ARK does not sign the test ASK: {e}"))?;
+        Ok(Self {
+            product: "test PKI",
+            ark,
+            ask,
+            test: true,
+        })
+    }
+}
+
+/// Who endorses a verified chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endorser {
+    /// The product line (`Milan`, `Genoa`, `Turin`), or `test PKI`.
+    pub product: &'static str,
+    /// Whether the root is a test root rather than AMD's.
+    pub test: bool,
 }
 
 /// The built-in anchors: Milan, Genoa, Turin.
@@ -47,6 +73,7 @@ fn anchors() -> &'static [Anchor] {
                 product,
                 ark: pem(ark)?,
                 ask: pem(ask)?,
+                test: false,
             })
         })
         .collect()
@@ -104,20 +131,23 @@ pub fn verify(
     supplied: &[Certificate],
     at: SystemTime,
 ) -> Result<&'static str, Error> {
-    verify_with_crls(vek, supplied, &[], at)
+    verify_with_crls(vek, supplied, &[], None, at).map(|endorser| endorser.product)
 }
 
-/// [`verify`], also checking the intermediate against the supplied CRLs of its ARK.
+/// [`verify`], also checking the intermediate against the supplied CRLs of its ARK, and
+/// trusting `test` besides the built-in anchors.
 pub fn verify_with_crls(
     vek: &Certificate,
     supplied: &[Certificate],
     crls: &[CertificateList],
+    test: Option<&Anchor>,
     at: SystemTime,
-) -> Result<&'static str, Error> {
+) -> Result<Endorser, Error> {
     let issuer = &vek.tbs_certificate.issuer;
+    let trusted = || anchors().iter().chain(test);
     let candidates = supplied
         .iter()
-        .chain(anchors().iter().map(|a| &a.ask))
+        .chain(trusted().map(|a| &a.ask))
         .filter(|cert| &cert.tbs_certificate.subject == issuer);
     let mut failures = Vec::new();
     for intermediate in candidates {
@@ -125,8 +155,7 @@ pub fn verify_with_crls(
             failures.push(format!("`{}` does not sign it: {e}", subject(intermediate)));
             continue;
         }
-        let Some(anchor) = anchors()
-            .iter()
+        let Some(anchor) = trusted()
             .find(|a| a.ark.tbs_certificate.subject == intermediate.tbs_certificate.issuer)
         else {
             failures.push(format!(
@@ -147,7 +176,10 @@ pub fn verify_with_crls(
             check_validity(cert, at)?;
         }
         super::crl::check(&anchor.ark, intermediate, crls, at)?;
-        return Ok(anchor.product);
+        return Ok(Endorser {
+            product: anchor.product,
+            test: anchor.test,
+        });
     }
     Err(Error::Chain(if failures.is_empty() {
         format!(

@@ -19,7 +19,7 @@ use std::time::SystemTime;
 use x509_cert::Certificate;
 use x509_cert::crl::CertificateList;
 
-pub use chain::{issued_by_amd_root, verify as verify_chain};
+pub use chain::{Anchor as TestAnchor, issued_by_amd_root, verify as verify_chain};
 pub use json::from_json;
 pub use report::{REPORT_LEN, Report, SigningKey};
 pub use vek::{Vek, VekTcb};
@@ -29,15 +29,17 @@ use crate::{Claims, Error, TcbStatus, TeeKind};
 /// Verifies `report` at `at`. `certs` must hold the VCEK or VLEK that signed it and may hold
 /// intermediates (ASK, ASVK) and roots; only AMD's built-in roots are trusted.
 pub fn verify(report: &[u8], certs: &[Certificate], at: SystemTime) -> Result<Claims, Error> {
-    verify_with_crls(report, certs, &[], at)
+    verify_with_crls(report, certs, &[], None, at)
 }
 
 /// [`verify`], also checking the chain's intermediate against AMD's CRLs among `crls`
-/// (signed by the ARK, current at `at`).
+/// (signed by the ARK, current at `at`), and trusting the SEV-SNP root of `test_roots`
+/// besides AMD's (the claims then say so).
 pub fn verify_with_crls(
     report: &[u8],
     certs: &[Certificate],
     crls: &[CertificateList],
+    test_roots: Option<&crate::TestRoots>,
     at: SystemTime,
 ) -> Result<Claims, Error> {
     let report = Report::from_bytes(report)?;
@@ -46,7 +48,8 @@ pub fn verify_with_crls(
         Error::MissingCollateral(what) => Error::MissingCollateral(what + &where_to_get(&report)),
         e => e,
     })?;
-    let product = chain::verify_with_crls(&vek.cert, certs, crls, at)?;
+    let test_anchor = test_roots.and_then(|roots| roots.snp.as_ref());
+    let endorser = chain::verify_with_crls(&vek.cert, certs, crls, test_anchor, at)?;
     check_tcb(&report, &vek)?;
     if key == SigningKey::Vcek {
         check_chip(&report, &vek)?;
@@ -58,7 +61,9 @@ pub fn verify_with_crls(
             crate::x509::subject(&vek.cert)
         )));
     }
-    Ok(claims(&report, key, product))
+    let mut claims = claims(&report, key, endorser.product);
+    claims.insecure_test_root = endorser.test;
+    Ok(claims)
 }
 
 /// The claims a report states, without verifying anything (for inspection).
@@ -275,6 +280,7 @@ fn claims(report: &Report, key: SigningKey, product: &str) -> Claims {
         ]),
         tcb,
         tcb_status: TcbStatus::NotEvaluated,
+        insecure_test_root: false,
         debug: report.debug(),
         advisories: Vec::new(),
         details: BTreeMap::from([

@@ -2,190 +2,12 @@
 //! certificates in mTLS between Keeps, renewal, and `keep verify` as a relying party.
 
 use std::io::{Read as _, Write as _};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::common::child::ChildLog;
 use crate::common::net::*;
+use crate::common::steward::*;
 use crate::common::{GUESTS, KEEP_ERROR};
-
-/// `keep steward serve` in the background; killed when dropped.
-struct StewardProcess {
-    child: Child,
-    addr: SocketAddr,
-    ca: PathBuf,
-    log: Option<ChildLog>,
-}
-
-impl StewardProcess {
-    /// Starts a Steward on the CA in `ca_dir` (generated there when missing) with `args`.
-    fn start(ca_dir: &Path, args: &[&str]) -> Self {
-        let mut child = crate::common::keep_command()
-            .args([
-                "steward",
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--generate-ca",
-            ])
-            .arg(ca_dir)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start keep steward");
-        let (listening, listening_rx) = mpsc::channel();
-        let log = ChildLog::start(child.stderr.take().unwrap(), move |line| {
-            if let Some(addr) = line.strip_prefix("keep steward: listening on https://") {
-                let _ = listening.send(addr.parse::<SocketAddr>().unwrap());
-            }
-        });
-        let addr = listening_rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("the Steward did not start:\n{}", log.text()));
-        Self {
-            child,
-            addr,
-            ca: ca_dir.join("ca.pem"),
-            log: Some(log),
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("https://{}", self.addr)
-    }
-
-    /// The Steward's log, once it contains `needle` (or after 10 s).
-    fn log_with(&self, needle: &str) -> String {
-        self.log
-            .as_ref()
-            .map(|log| log.wait_for(Duration::from_secs(10), |text| text.contains(needle)))
-            .unwrap_or_default()
-    }
-
-    /// `curl` against the Steward: (HTTP status, body).
-    fn curl(&self, args: &[&str], path: &str) -> (u16, String) {
-        let output = Command::new("curl")
-            .args([
-                "-sS",
-                "--max-time",
-                "30",
-                "-w",
-                "\n%{http_code}",
-                "--cacert",
-            ])
-            .arg(&self.ca)
-            .args(args)
-            .arg(format!("{}{path}", self.url()))
-            .output()
-            .expect("run curl");
-        let text = String::from_utf8_lossy(&output.stdout).into_owned();
-        let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
-        (status.trim().parse().unwrap_or(0), body.to_owned())
-    }
-}
-
-impl Drop for StewardProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        drop(self.log.take()); // joins its reader, which ends with the child's stderr
-    }
-}
-
-/// The `steward` of configs written before their Steward runs (it is not part of the
-/// workload digest, so digests and policies can be made first).
-const PLACEHOLDER: &str = "steward = \"https://steward.invalid\"";
-
-/// A CA in `dir` (ca.pem, ca-key.pem), made before any Steward starts on it.
-fn steward_ca(dir: &Path) -> PathBuf {
-    keep_steward::CertificateAuthority::generate_or_load(dir).unwrap();
-    dir.join("ca.pem")
-}
-
-/// A Keep.toml attesting to a Steward (placeholder URL) whose CA is `ca`: stdio, `files`,
-/// `top` keys before them and `tls` keys in `[tls]`.
-fn keep_config(dir: &Path, name: &str, ca: &Path, top: &str, files: &str, tls: &str) -> PathBuf {
-    write_config(
-        dir,
-        name,
-        &format!(
-            "{PLACEHOLDER}\n{top}{STDIO}{files}[tls]\nca = [\"{}\"]\n{tls}",
-            ca.display()
-        ),
-    )
-}
-
-/// Points `config` at `steward`.
-fn point_to(config: &Path, steward: &StewardProcess) {
-    let text = std::fs::read_to_string(config).unwrap();
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("steward = "))
-        .unwrap()
-        .to_owned();
-    let text = text.replacen(&line, &format!("steward = \"{}\"", steward.url()), 1);
-    std::fs::write(config, text).unwrap();
-}
-
-fn policy(dir: &Path, workloads: &[(&str, &[&str])]) -> PathBuf {
-    let text: String = workloads
-        .iter()
-        .map(|(digest, names)| {
-            format!("[[workload]]\ndigest = \"{digest}\"\nnames = {names:?}\n\n")
-        })
-        .collect();
-    write_config(dir, "policy.toml", &text)
-}
-
-fn digest(program: &Path, config: &Path) -> String {
-    let output = crate::common::keep_command()
-        .arg("digest")
-        .arg(program)
-        .arg("-c")
-        .arg(config)
-        .output()
-        .unwrap();
-    assert!(output.status.success());
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
-}
-
-/// `keep run` that is expected to end by itself: (exit code, stderr).
-fn run_to_end(config: &Path, program: &Path) -> (i32, String) {
-    let output = crate::common::keep_command()
-        .env(
-            "XDG_CACHE_HOME",
-            std::env::temp_dir().join("keep-steward-tests-cache"),
-        )
-        .args(["run", "--listen-print", "-c"])
-        .arg(config)
-        .arg(program)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
-/// `keep verify` with `args`: (exit code, stdout, stderr).
-fn keep_verify(args: &[&str]) -> (i32, String, String) {
-    let output = crate::common::keep_command()
-        .arg("verify")
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
 
 #[test]
 fn a_process_keep_is_certified_only_by_an_insecure_steward_and_verifiable() {
@@ -202,9 +24,9 @@ fn a_process_keep_is_certified_only_by_an_insecure_steward_and_verifiable() {
     );
 
     // A Steward without --insecure-accept-none: the Keep never starts its workload.
-    let strict = StewardProcess::start(&tmp.path().join("ca"), &[]);
+    let strict = StewardProcess::start::<&str>(&tmp.path().join("ca"), &[]);
     point_to(&config, &strict);
-    let (code, stderr) = run_to_end(&config, &program);
+    let (code, stderr) = run_to_end(None, &config, &program);
     assert_eq!(code, KEEP_ERROR, "{stderr}");
     assert!(
         stderr.contains("the Steward refused the request (403): evidence of kind `none`")
@@ -227,11 +49,7 @@ fn a_process_keep_is_certified_only_by_an_insecure_steward_and_verifiable() {
     point_to(&config, &insecure);
     let keep = Served::start(&config, &program, &[], 1);
     let expected = digest(&program, &config);
-    let log = insecure.log_with("issued");
-    assert!(
-        log.contains(&format!("issued: tee none workload {expected}")),
-        "{log}"
-    );
+    insecure.expect_issued("none", &expected);
 
     // The relying party: right expectations pass, wrong ones fail, another CA fails.
     let target = keep.addr("ingest").to_string();
@@ -317,7 +135,7 @@ fn a_workload_outside_the_policy_is_refused() {
         "the Steward's URL is not covered"
     );
 
-    let (code, stderr) = run_to_end(&changed, &program);
+    let (code, stderr) = run_to_end(None, &changed, &program);
     assert_eq!(code, KEEP_ERROR, "{stderr}");
     assert!(
         stderr.contains(&format!("workload {changed_digest} is not in the policy")),
@@ -333,6 +151,17 @@ fn a_workload_outside_the_policy_is_refused() {
 
 #[test]
 fn keeps_talk_mtls_with_steward_certificates() {
+    keeps_talk_mtls(None, &["--insecure-accept-none".to_owned()], "");
+}
+
+/// Two Keeps on the host under `platform_root`, certified by a Steward started with
+/// `steward_flags` and a policy of `tee_rules` and their workloads: the client Keep reaches
+/// the server Keep over mTLS, strangers do not.
+pub fn keeps_talk_mtls(
+    platform_root: Option<&std::path::Path>,
+    steward_flags: &[String],
+    tee_rules: &str,
+) {
     let tmp = tempfile::tempdir().unwrap();
     let ca_dir = tmp.path().join("ca");
     let ca = steward_ca(&ca_dir);
@@ -352,18 +181,21 @@ fn keeps_talk_mtls_with_steward_certificates() {
     );
     let server_digest = digest(&server_program, &server_config);
     let localhost: &[&str] = &["localhost"];
+    let steward_args = |policy: &std::path::Path| -> Vec<String> {
+        let mut args = steward_flags.to_vec();
+        args.extend(["--policy".to_owned(), policy.display().to_string()]);
+        args
+    };
     let steward = StewardProcess::start(
         &ca_dir,
-        &[
-            "--insecure-accept-none",
-            "--policy",
-            policy(tmp.path(), &[(&server_digest, localhost)])
-                .to_str()
-                .unwrap(),
-        ],
+        &steward_args(&policy_with(
+            tmp.path(),
+            tee_rules,
+            &[(&server_digest, localhost)],
+        )),
     );
     point_to(&server_config, &steward);
-    let server = Served::start(&server_config, &server_program, &[], 1);
+    let server = Served::start_on(platform_root, &server_config, &server_program, &[], 1);
     let addr = server.addr("ingest");
 
     // The client's configuration names the server's port, so its digest is known only now:
@@ -383,19 +215,18 @@ fn keeps_talk_mtls_with_steward_certificates() {
     drop(steward);
     let steward = StewardProcess::start(
         &ca_dir,
-        &[
-            "--insecure-accept-none",
-            "--policy",
-            policy(
-                tmp.path(),
-                &[(&server_digest, localhost), (&client_digest, &[])],
-            )
-            .to_str()
-            .unwrap(),
-        ],
+        &steward_args(&policy_with(
+            tmp.path(),
+            tee_rules,
+            &[(&server_digest, localhost), (&client_digest, &[])],
+        )),
     );
     point_to(&client_toml, &steward);
-    let output = crate::common::keep_command()
+    let mut client = crate::common::keep_command();
+    if let Some(root) = platform_root {
+        client.env("KEEP_PLATFORM_ROOT", root);
+    }
+    let output = client
         .args(["run", "-c"])
         .arg(&client_toml)
         .arg(&client_program)

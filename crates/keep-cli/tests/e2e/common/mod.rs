@@ -10,6 +10,8 @@ use keep_test_guests::Guests;
 
 pub mod child;
 pub mod net;
+pub mod steward;
+pub mod tee;
 
 /// The repository's guest programs, built once per test binary.
 pub static GUESTS: LazyLock<Guests> = LazyLock::new(|| Guests::new(env!("CARGO_TARGET_TMPDIR")));

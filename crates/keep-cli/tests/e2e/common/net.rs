@@ -140,8 +140,23 @@ pub struct Served {
 impl Served {
     /// Starts `program` with `config` and waits until `listeners` listeners are bound.
     pub fn start(config: &Path, program: &Path, args: &[&str], listeners: usize) -> Self {
+        Self::start_on(None, config, program, args, listeners)
+    }
+
+    /// [`Served::start`] on the host under `platform_root` (a simulated confidential VM).
+    pub fn start_on(
+        platform_root: Option<&Path>,
+        config: &Path,
+        program: &Path,
+        args: &[&str],
+        listeners: usize,
+    ) -> Self {
         let cache = std::env::temp_dir().join("keep-network-tests-cache");
-        let mut child = super::keep_command()
+        let mut command = super::keep_command();
+        if let Some(root) = platform_root {
+            command.env("KEEP_PLATFORM_ROOT", root);
+        }
+        let mut child = command
             .env("XDG_CACHE_HOME", &cache)
             .env_remove("KEEP_CONFIG")
             .env("KEEP_LOG", "keep=info,keep_runtime=info")

@@ -1,0 +1,175 @@
+//! `keep-tee-sim`: a simulated confidential VM for Keep's tests. There is no TEE on the test
+//! machines, so this plays the hardware and AMD: it makes a test PKI, serves a configfs-tsm
+//! tree over FUSE whose reports that PKI signs, and serves the PKI's VCEKs under the KDS
+//! URL layout. The `keep` binary reads the tree exactly as it reads the kernel's; a Steward
+//! trusts the PKI only with `--insecure-test-roots`.
+
+mod configfs;
+mod kds;
+mod pki;
+mod snp;
+
+use std::io::Read as _;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, anyhow};
+use clap::{Parser, Subcommand};
+
+use crate::pki::{SnpPki, Tcb};
+
+#[derive(Debug, Parser)]
+#[command(name = "keep-tee-sim", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate a test PKI in DIR: DIR/roots/ is what a Steward may be told to trust
+    /// (--insecure-test-roots DIR/roots), DIR/keys/ is the simulator's.
+    Pki {
+        /// Where to write it.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// The AMD product line the SEV-SNP PKI imitates.
+        #[arg(long, default_value = "Genoa")]
+        product: String,
+    },
+    /// Mount a configfs-tsm report directory at MOUNT and answer it as an SEV-SNP guest's
+    /// kernel would, until standard input closes. Prints `ready` once mounted.
+    Serve(ServeArgs),
+    /// Serve the PKI's VCEKs and chain under AMD's KDS URL layout over HTTPS, until
+    /// standard input closes. Prints `listening on https://ADDR` once bound.
+    Kds(kds::KdsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// The PKI directory (from `keep-tee-sim pki`).
+    #[arg(long, value_name = "DIR")]
+    pki: PathBuf,
+    /// Where to mount the report directory (an empty directory), normally
+    /// ROOT/sys/kernel/config/tsm/report.
+    #[arg(long, value_name = "DIR")]
+    mount: PathBuf,
+    /// The simulated chip; its chip ID is derived from the name.
+    #[arg(long, default_value = "chip-0")]
+    chip: String,
+    /// The platform TCB: BOOTLOADER,TEE,SNP,MICROCODE.
+    #[arg(long, default_value = "9,0,23,72")]
+    tcb: Tcb,
+    /// The VM's launch measurement (48 bytes, hex).
+    #[arg(long, value_name = "HEX", default_value = DEFAULT_MEASUREMENT)]
+    measurement: String,
+    /// HOST_DATA given at launch (32 bytes, hex).
+    #[arg(long, value_name = "HEX")]
+    host_data: Option<String>,
+    /// The guest policy (hex); bit 17 is always set.
+    #[arg(long, value_name = "HEX", default_value = "0x30000")]
+    policy: String,
+    /// Launch the guest with debugging allowed (policy bit 19).
+    #[arg(long)]
+    debug: bool,
+    /// The host hands out no certificates (auxblob is empty): the verifier must fetch the
+    /// VCEK from the KDS.
+    #[arg(long)]
+    no_certs: bool,
+    /// The host hands out the VCEK of another chip (a hostile or misconfigured host).
+    #[arg(long, value_name = "CHIP")]
+    foreign_vcek: Option<String>,
+    /// Play a hostile host that answers every request with a report it recorded earlier, for
+    /// other report data (another key): a replay.
+    #[arg(long)]
+    replay: bool,
+    /// Also write the chip's VCEK (DER) here.
+    #[arg(long, value_name = "FILE")]
+    vcek_out: Option<PathBuf>,
+}
+
+const DEFAULT_MEASUREMENT: &str = "5ee5c0de5ee5c0de5ee5c0de5ee5c0de5ee5c0de5ee5c0de\
+                                   5ee5c0de5ee5c0de5ee5c0de5ee5c0de5ee5c0de5ee5c0de";
+
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("keep-tee-sim: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Pki { out, product } => {
+            SnpPki::generate(&out, &product)?;
+            Ok(())
+        }
+        Command::Serve(args) => serve(args),
+        Command::Kds(args) => kds::run(args),
+    }
+}
+
+fn hex_array<const N: usize>(text: &str, what: &str) -> anyhow::Result<[u8; N]> {
+    let bytes = hex::decode(text.trim_start_matches("0x")).with_context(|| format!("--{what}"))?;
+    bytes
+        .try_into()
+        .map_err(|b: Vec<u8>| anyhow!("--{what}: {} bytes, expected {N}", b.len()))
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let pki = SnpPki::load(&args.pki)?;
+    let mut policy = u64::from_str_radix(args.policy.trim_start_matches("0x"), 16)
+        .with_context(|| format!("--policy {}", args.policy))?;
+    if args.debug {
+        policy |= 1 << 19;
+    }
+    let launch = snp::Launch {
+        measurement: hex_array(&args.measurement, "measurement")?,
+        host_data: match &args.host_data {
+            Some(text) => hex_array(text, "host-data")?,
+            None => [0; 32],
+        },
+        policy,
+        tcb: args.tcb,
+        chip_id: pki::chip_id(&args.chip),
+    };
+    let (ark, ask) = pki.chain_der()?;
+    let holder = match &args.foreign_vcek {
+        Some(other) => pki::chip_id(other),
+        None => launch.chip_id,
+    };
+    let handed_out = der::Encode::to_der(&pki.vcek(&holder, args.tcb)?.certificate)?;
+    let table = if args.no_certs {
+        Vec::new()
+    } else {
+        vec![("VCEK", handed_out), ("ASK", ask), ("ARK", ark)]
+    };
+    let mut firmware = snp::Firmware::new(launch, &pki, &table)?;
+    if args.replay {
+        firmware = firmware.replaying()?;
+    }
+    if let Some(path) = &args.vcek_out {
+        std::fs::write(path, firmware.vcek_der()?).with_context(|| path.display().to_string())?;
+    }
+    let config = {
+        let mut config = fuser::Config::default();
+        config.mount_options = vec![
+            fuser::MountOption::FSName("keep-tee-sim".into()),
+            fuser::MountOption::Subtype("configfs-tsm".into()),
+            fuser::MountOption::DefaultPermissions,
+        ];
+        config.acl = fuser::SessionACL::All;
+        config
+    };
+    let session = fuser::spawn_mount(configfs::TsmReport::new(firmware), &args.mount, &config)
+        .with_context(|| format!("mounting FUSE at {}", args.mount.display()))?;
+    println!("ready");
+    // Until the test (or whoever started us) closes our standard input, or dies.
+    let mut sink = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut sink);
+    session
+        .umount_and_join()
+        .with_context(|| format!("unmounting {}", args.mount.display()))
+}

@@ -1,0 +1,122 @@
+//! The simulated configfs-tsm tree behaves as the kernel's (Documentation/ABI/testing/
+//! configfs-tsm-report), and its reports verify with Keep's verifier under the test roots.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::SystemTime;
+
+use keep_attest::TestRoots;
+
+struct Mounted {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take()); // the simulator unmounts and exits
+        let _ = self.child.wait();
+    }
+}
+
+fn sim() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_keep-tee-sim"))
+}
+
+fn mount(pki: &Path) -> (Mounted, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report");
+    std::fs::create_dir(&report).unwrap();
+    let mut child = sim()
+        .args(["serve", "--pki"])
+        .arg(pki)
+        .arg("--mount")
+        .arg(&report)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "ready\n");
+    (Mounted { child, _dir: dir }, report)
+}
+
+#[test]
+fn entries_answer_as_the_kernel_does_and_reports_verify_under_the_test_roots() {
+    let pki = tempfile::tempdir().unwrap();
+    let made = sim()
+        .args(["pki", "--out"])
+        .arg(pki.path())
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let (_mounted, report) = mount(pki.path());
+
+    let entry = report.join("e0");
+    std::fs::create_dir(&entry).unwrap();
+    let read = |name: &str| std::fs::read(entry.join(name)).unwrap();
+    let text = |name: &str| String::from_utf8(read(name)).unwrap().trim().to_owned();
+    assert_eq!(text("provider"), "sev_guest");
+    assert_eq!(text("generation"), "0");
+    assert_eq!(text("privlevel_floor"), "0");
+    let mut names: Vec<String> = std::fs::read_dir(&entry)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "auxblob",
+            "generation",
+            "inblob",
+            "outblob",
+            "privlevel",
+            "privlevel_floor",
+            "provider"
+        ]
+    );
+
+    let report_data = [0x5a; 64];
+    std::fs::write(entry.join("inblob"), report_data).unwrap();
+    std::fs::write(entry.join("privlevel"), "2\n").unwrap();
+    assert_eq!(text("generation"), "2", "each write counts");
+    let outblob = read("outblob");
+    assert_eq!(read("outblob"), outblob, "made once per generation");
+
+    // The certificate table carries the chain; with the test roots the report verifies.
+    let table = keep_attest::snp::certtable::parse(&read("auxblob")).unwrap();
+    let kinds: Vec<&str> = table.iter().map(|c| c.kind.as_str()).collect();
+    assert_eq!(kinds, ["VCEK", "ASK", "ARK"]);
+    let certs: Vec<_> = table
+        .iter()
+        .map(|c| der::Decode::from_der(&c.der).unwrap())
+        .collect();
+    let roots = TestRoots::from_dir(&pki.path().join("roots")).unwrap();
+    let claims =
+        keep_attest::snp::verify_with_crls(&outblob, &certs, &[], Some(&roots), SystemTime::now())
+            .unwrap();
+    assert!(claims.insecure_test_root);
+    assert_eq!(claims.report_data, hex::encode(report_data));
+    assert_eq!(claims.details["vmpl"], "2");
+    assert_eq!(claims.tcb["snp"], 23);
+    // Without them, AMD's roots do not vouch for it.
+    let refused =
+        keep_attest::snp::verify_with_crls(&outblob, &certs, &[], None, SystemTime::now());
+    assert!(refused.is_err(), "{refused:?}");
+
+    // What the kernel refuses: a privilege level above 3, more than 64 bytes of report data.
+    let refused = std::fs::write(entry.join("privlevel"), "4\n").unwrap_err();
+    assert_eq!(refused.raw_os_error(), Some(libc::EINVAL));
+    let refused = std::fs::write(entry.join("inblob"), [0u8; 65]).unwrap_err();
+    assert_eq!(refused.raw_os_error(), Some(libc::EFBIG));
+    assert!(std::fs::write(entry.join("outblob"), b"x").is_err());
+
+    std::fs::remove_dir(&entry).unwrap();
+    assert!(!entry.exists());
+    assert_eq!(std::fs::read_dir(&report).unwrap().count(), 0);
+}
