@@ -1,13 +1,14 @@
 //! `keep-tee-sim`: a simulated confidential VM for Keep's tests. There is no TEE on the test
-//! machines, so this plays the hardware and AMD: it makes a test PKI, serves a configfs-tsm
-//! tree over FUSE whose reports that PKI signs, and serves the PKI's VCEKs under the KDS
-//! URL layout. The `keep` binary reads the tree exactly as it reads the kernel's; a Steward
+//! machines, so this plays the hardware, AMD and Intel: it makes test PKIs, serves a
+//! configfs-tsm tree over FUSE whose SEV-SNP reports or TDX quotes those PKIs sign, and
+//! serves the SEV-SNP PKI's VCEKs under the KDS URL layout. The `keep` binary reads the tree exactly as it reads the kernel's; a Steward
 //! trusts the PKI only with `--insecure-test-roots`.
 
 mod configfs;
 mod kds;
 mod pki;
 mod snp;
+mod tdx;
 
 use std::io::Read as _;
 use std::path::PathBuf;
@@ -26,8 +27,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Generate a test PKI in DIR: DIR/roots/ is what a Steward may be told to trust
-    /// (--insecure-test-roots DIR/roots), DIR/keys/ is the simulator's.
+    /// Generate test PKIs (SEV-SNP: ARK, ASK; Intel: root, PCK platform CA, PCK) in DIR:
+    /// DIR/roots/ is what a Steward may be told to trust (--insecure-test-roots DIR/roots),
+    /// DIR/keys/ is the simulator's.
     Pki {
         /// Where to write it.
         #[arg(long, value_name = "DIR")]
@@ -36,8 +38,8 @@ enum Command {
         #[arg(long, default_value = "Genoa")]
         product: String,
     },
-    /// Mount a configfs-tsm report directory at MOUNT and answer it as an SEV-SNP guest's
-    /// kernel would, until standard input closes. Prints `ready` once mounted.
+    /// Mount a configfs-tsm report directory at MOUNT and answer it as an SEV-SNP or TDX
+    /// guest's kernel would, until standard input closes. Prints `ready` once mounted.
     Serve(ServeArgs),
     /// Serve the PKI's VCEKs and chain under AMD's KDS URL layout over HTTPS, until
     /// standard input closes. Prints `listening on https://ADDR` once bound.
@@ -53,13 +55,16 @@ struct ServeArgs {
     /// ROOT/sys/kernel/config/tsm/report.
     #[arg(long, value_name = "DIR")]
     mount: PathBuf,
+    /// The TEE the guest is in.
+    #[arg(long, value_enum, default_value = "snp")]
+    tee: Tee,
     /// The simulated chip; its chip ID is derived from the name.
     #[arg(long, default_value = "chip-0")]
     chip: String,
     /// The platform TCB: BOOTLOADER,TEE,SNP,MICROCODE.
     #[arg(long, default_value = "9,0,23,72")]
     tcb: Tcb,
-    /// The VM's launch measurement (48 bytes, hex).
+    /// The VM's launch measurement (48 bytes, hex): SEV-SNP MEASUREMENT, TDX MRTD.
     #[arg(long, value_name = "HEX", default_value = DEFAULT_MEASUREMENT)]
     measurement: String,
     /// HOST_DATA given at launch (32 bytes, hex).
@@ -68,7 +73,7 @@ struct ServeArgs {
     /// The guest policy (hex); bit 17 is always set.
     #[arg(long, value_name = "HEX", default_value = "0x30000")]
     policy: String,
-    /// Launch the guest with debugging allowed (policy bit 19).
+    /// Launch the guest with debugging allowed (SEV-SNP policy bit 19, TDX attribute bit 0).
     #[arg(long)]
     debug: bool,
     /// The host hands out no certificates (auxblob is empty): the verifier must fetch the
@@ -85,6 +90,14 @@ struct ServeArgs {
     /// Also write the chip's VCEK (DER) here.
     #[arg(long, value_name = "FILE")]
     vcek_out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Tee {
+    /// AMD SEV-SNP: provider `sev_guest`, attestation reports and a certificate table.
+    Snp,
+    /// Intel TDX: provider `tdx_guest`, version-4 quotes carrying their PCK chain.
+    Tdx,
 }
 
 const DEFAULT_MEASUREMENT: &str = "5ee5c0de5ee5c0de5ee5c0de5ee5c0de5ee5c0de5ee5c0de\
@@ -104,7 +117,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Pki { out, product } => {
             SnpPki::generate(&out, &product)?;
-            Ok(())
+            tdx::generate_pki(&out)
         }
         Command::Serve(args) => serve(args),
         Command::Kds(args) => kds::run(args),
@@ -119,6 +132,21 @@ fn hex_array<const N: usize>(text: &str, what: &str) -> anyhow::Result<[u8; N]> 
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let measurement = hex_array(&args.measurement, "measurement")?;
+    if args.tee == Tee::Tdx {
+        if args.no_certs || args.foreign_vcek.is_some() || args.replay || args.vcek_out.is_some() {
+            anyhow::bail!("--no-certs, --foreign-vcek, --replay and --vcek-out are SEV-SNP's");
+        }
+        let mut td_attributes = [0u8; 8];
+        if args.debug {
+            td_attributes[0] |= 1;
+        }
+        let launch = tdx::Launch {
+            mrtd: measurement,
+            td_attributes,
+        };
+        return mount_until_stdin_closes(tdx::Platform::load(&args.pki, launch)?, &args.mount);
+    }
     let pki = SnpPki::load(&args.pki)?;
     let mut policy = u64::from_str_radix(args.policy.trim_start_matches("0x"), 16)
         .with_context(|| format!("--policy {}", args.policy))?;
@@ -126,7 +154,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         policy |= 1 << 19;
     }
     let launch = snp::Launch {
-        measurement: hex_array(&args.measurement, "measurement")?,
+        measurement,
         host_data: match &args.host_data {
             Some(text) => hex_array(text, "host-data")?,
             None => [0; 32],
@@ -153,6 +181,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.vcek_out {
         std::fs::write(path, firmware.vcek_der()?).with_context(|| path.display().to_string())?;
     }
+    mount_until_stdin_closes(firmware, &args.mount)
+}
+
+/// Serves `evidence` at `mount` until standard input closes (or the process that started us
+/// dies), then unmounts.
+fn mount_until_stdin_closes(
+    evidence: impl configfs::Evidence,
+    mount: &std::path::Path,
+) -> anyhow::Result<()> {
     let config = {
         let mut config = fuser::Config::default();
         config.mount_options = vec![
@@ -163,13 +200,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.acl = fuser::SessionACL::All;
         config
     };
-    let session = fuser::spawn_mount(configfs::TsmReport::new(firmware), &args.mount, &config)
-        .with_context(|| format!("mounting FUSE at {}", args.mount.display()))?;
+    let session = fuser::spawn_mount(configfs::TsmReport::new(evidence), mount, &config)
+        .with_context(|| format!("mounting FUSE at {}", mount.display()))?;
     println!("ready");
-    // Until the test (or whoever started us) closes our standard input, or dies.
     let mut sink = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut sink);
     session
         .umount_and_join()
-        .with_context(|| format!("unmounting {}", args.mount.display()))
+        .with_context(|| format!("unmounting {}", mount.display()))
 }

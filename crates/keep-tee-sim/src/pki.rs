@@ -330,7 +330,8 @@ fn sign(tbs: Tbs, key: &RsaPrivateKey) -> anyhow::Result<Certificate> {
     })
 }
 
-fn write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+/// Writes `bytes` to `path`, making its directory.
+pub(crate) fn write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).with_context(|| parent.display().to_string())?;
     }

@@ -2,8 +2,8 @@
 //! configfs-tsm-report), and its reports verify with Keep's verifier under the test roots.
 
 use std::io::{BufRead as _, BufReader};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::LazyLock;
 use std::time::SystemTime;
 
 use keep_attest::TestRoots;
@@ -24,13 +24,29 @@ fn sim() -> Command {
     Command::new(env!("CARGO_BIN_EXE_keep-tee-sim"))
 }
 
-fn mount(pki: &Path) -> (Mounted, std::path::PathBuf) {
+/// The test PKIs, made once for this test binary.
+static PKI: LazyLock<tempfile::TempDir> = LazyLock::new(|| {
+    let pki = tempfile::tempdir().unwrap();
+    let made = sim()
+        .args(["pki", "--out"])
+        .arg(pki.path())
+        .status()
+        .unwrap();
+    assert!(made.success());
+    pki
+});
+
+fn roots() -> TestRoots {
+    TestRoots::from_dir(&PKI.path().join("roots")).unwrap()
+}
+
+fn mount(tee: &str) -> (Mounted, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("report");
     std::fs::create_dir(&report).unwrap();
     let mut child = sim()
-        .args(["serve", "--pki"])
-        .arg(pki)
+        .args(["serve", "--tee", tee, "--pki"])
+        .arg(PKI.path())
         .arg("--mount")
         .arg(&report)
         .stdin(Stdio::piped())
@@ -47,14 +63,7 @@ fn mount(pki: &Path) -> (Mounted, std::path::PathBuf) {
 
 #[test]
 fn entries_answer_as_the_kernel_does_and_reports_verify_under_the_test_roots() {
-    let pki = tempfile::tempdir().unwrap();
-    let made = sim()
-        .args(["pki", "--out"])
-        .arg(pki.path())
-        .status()
-        .unwrap();
-    assert!(made.success());
-    let (_mounted, report) = mount(pki.path());
+    let (_mounted, report) = mount("snp");
 
     let entry = report.join("e0");
     std::fs::create_dir(&entry).unwrap();
@@ -96,10 +105,14 @@ fn entries_answer_as_the_kernel_does_and_reports_verify_under_the_test_roots() {
         .iter()
         .map(|c| der::Decode::from_der(&c.der).unwrap())
         .collect();
-    let roots = TestRoots::from_dir(&pki.path().join("roots")).unwrap();
-    let claims =
-        keep_attest::snp::verify_with_crls(&outblob, &certs, &[], Some(&roots), SystemTime::now())
-            .unwrap();
+    let claims = keep_attest::snp::verify_with_crls(
+        &outblob,
+        &certs,
+        &[],
+        Some(&roots()),
+        SystemTime::now(),
+    )
+    .unwrap();
     assert!(claims.insecure_test_root);
     assert_eq!(claims.report_data, hex::encode(report_data));
     assert_eq!(claims.details["vmpl"], "2");
@@ -119,4 +132,47 @@ fn entries_answer_as_the_kernel_does_and_reports_verify_under_the_test_roots() {
     std::fs::remove_dir(&entry).unwrap();
     assert!(!entry.exists());
     assert_eq!(std::fs::read_dir(&report).unwrap().count(), 0);
+}
+
+#[test]
+fn a_tdx_guest_answers_with_quotes_that_verify_under_the_test_intel_root() {
+    let (_mounted, report) = mount("tdx");
+    let entry = report.join("td");
+    std::fs::create_dir(&entry).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(entry.join("provider")).unwrap(),
+        "tdx_guest\n"
+    );
+    assert!(
+        !entry.join("auxblob").exists(),
+        "TDX has no certificate table"
+    );
+    let report_data = [0xa5; 64];
+    std::fs::write(entry.join("inblob"), report_data).unwrap();
+    let quote = std::fs::read(entry.join("outblob")).unwrap();
+
+    let claims =
+        keep_attest::intel::verify(&quote, None, Some(&roots()), SystemTime::now()).unwrap();
+    assert_eq!(claims.tee, keep_attest::TeeKind::Tdx);
+    assert!(claims.insecure_test_root);
+    assert_eq!(claims.report_data, hex::encode(report_data));
+    assert_eq!(claims.measurements["mrtd"].len(), 96);
+    assert!(!claims.debug);
+    let refused = keep_attest::intel::verify(&quote, None, None, SystemTime::now());
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("not the trusted root")),
+        "{refused:?}"
+    );
+    // Any byte of the TD report changed: the signature no longer holds.
+    let mut forged = quote.clone();
+    forged[48 + 136] ^= 1; // MRTD
+    let refused = keep_attest::intel::verify(&forged, None, Some(&roots()), SystemTime::now());
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("not signed by its attestation key")),
+        "{refused:?}"
+    );
 }

@@ -1,6 +1,6 @@
 //! Keeps in simulated confidential VMs, end to end: `keep-tee-sim` answers configfs-tsm like
-//! an SEV-SNP guest's kernel with reports signed under a test PKI, the Steward trusts that PKI
-//! only with `--insecure-test-roots`, and everything else is the real path: the Keep's
+//! an SEV-SNP or TDX guest's kernel with evidence signed under test PKIs, the Steward trusts
+//! them only with `--insecure-test-roots`, and everything else is the real path: the Keep's
 //! evidence, the Steward's verification and policy, the certificate, `keep verify`, openssl.
 
 use std::path::Path;
@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 
 use crate::common::net::*;
 use crate::common::steward::*;
-use crate::common::tee::{Kds, MEASUREMENT, SnpGuest, test_roots_flag};
+use crate::common::tee::{Guest, Kds, MEASUREMENT, test_roots_flag};
 use crate::common::{GUESTS, KEEP_ERROR};
 
 /// A policy pinning the simulated VM (measurement, TCB) and listing `digests`.
@@ -32,7 +32,7 @@ fn steward_args(policy: &Path, extra: &[&str]) -> Vec<String> {
 
 #[test]
 fn an_snp_keep_is_certified_with_its_tee_measurement_and_workload() {
-    let guest = SnpGuest::start(&[]);
+    let guest = Guest::snp(&[]);
     let tmp = tempfile::tempdir().unwrap();
     let ca_dir = tmp.path().join("ca");
     let ca = steward_ca(&ca_dir);
@@ -115,7 +115,7 @@ fn an_snp_keep_is_certified_with_its_tee_measurement_and_workload() {
 
 #[test]
 fn snp_keeps_talk_mtls_with_tee_certificates() {
-    let guest = SnpGuest::start(&[]);
+    let guest = Guest::snp(&[]);
     let tmp = tempfile::tempdir().unwrap();
     let policy = snp_policy(tmp.path(), &[]);
     let tee_rules = std::fs::read_to_string(policy).unwrap();
@@ -162,7 +162,7 @@ fn the_steward_refuses_vms_outside_its_policy_and_evidence_that_does_not_hold() 
         ),
     ];
     for (sim_args, config, reason) in cases {
-        let guest = SnpGuest::start(sim_args);
+        let guest = Guest::snp(sim_args);
         let (code, stderr) = run_to_end(Some(guest.root()), config, &program);
         assert_eq!(code, KEEP_ERROR, "{sim_args:?}: {stderr}");
         assert!(
@@ -177,7 +177,7 @@ fn the_steward_refuses_vms_outside_its_policy_and_evidence_that_does_not_hold() 
 
     // A host that answers every request with a report it made earlier (for another key):
     // the Keep itself refuses to send it.
-    let guest = SnpGuest::start(&["--replay"]);
+    let guest = Guest::snp(&["--replay"]);
     let (code, stderr) = run_to_end(Some(guest.root()), &config, &program);
     assert_eq!(code, KEEP_ERROR, "{stderr}");
     assert!(
@@ -186,7 +186,7 @@ fn the_steward_refuses_vms_outside_its_policy_and_evidence_that_does_not_hold() 
     );
 
     // And the Steward is still fine: a VM in policy gets its certificate.
-    let guest = SnpGuest::start(&[]);
+    let guest = Guest::snp(&[]);
     let (code, stderr) = run_to_end(Some(guest.root()), &config, &program);
     assert_eq!(code, 0, "{stderr}");
 }
@@ -200,7 +200,7 @@ fn a_vcek_the_host_does_not_supply_is_fetched_from_the_kds_through_429() {
     let config = keep_config(tmp.path(), "Keep.toml", &ca, "", "", "");
     let expected = digest(&program, &config);
     let policy = snp_policy(tmp.path(), &[&expected]);
-    let guest = SnpGuest::start(&["--no-certs"]);
+    let guest = Guest::snp(&["--no-certs"]);
 
     // A KDS that cannot be reached: the refusal names the chip's VCEK and where it is.
     let cache = tmp.path().join("collateral");
@@ -251,4 +251,68 @@ fn a_vcek_the_host_does_not_supply_is_fetched_from_the_kds_through_429() {
             && requests.last().is_some_and(|l| l.ends_with("-> 200")),
         "{log}"
     );
+}
+
+#[test]
+fn a_tdx_keep_is_certified_with_its_mrtd_and_a_debug_td_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca_dir = tmp.path().join("ca");
+    let ca = steward_ca(&ca_dir);
+    let program = GUESTS.module("pollecho");
+    let config = keep_config(
+        tmp.path(),
+        "Keep.toml",
+        &ca,
+        "",
+        &listener("ingest", "tls", ""),
+        "",
+    );
+    let expected = digest(&program, &config);
+    let policy = write_config(
+        tmp.path(),
+        "policy.toml",
+        &format!("[tdx]\nmrtd = [\"{MEASUREMENT}\"]\n\n[[workload]]\ndigest = \"{expected}\"\n"),
+    );
+    let steward = StewardProcess::start(&ca_dir, &steward_args(&policy, &["--offline"]));
+    point_to(&config, &steward);
+
+    let guest = Guest::tdx(&[]);
+    let keep = Served::start_on(Some(guest.root()), &config, &program, &[], 1);
+    steward.expect_issued("tdx", &expected);
+    let target = keep.addr("ingest").to_string();
+    let (code, stdout, stderr) = keep_verify(&[
+        "--ca",
+        ca.to_str().unwrap(),
+        "--tee",
+        "tdx",
+        "--measurement",
+        MEASUREMENT,
+        "--workload-digest",
+        &expected,
+        &target,
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains(&format!("mrtd: {MEASUREMENT}")), "{stdout}");
+    assert!(
+        stdout.contains("WARNING: the evidence chained to a TEST root"),
+        "{stdout}"
+    );
+    drop(keep);
+
+    let other_mrtd = "cd".repeat(48);
+    for (args, reason) in [
+        (vec!["--debug"], "[tdx].debug".to_owned()),
+        (
+            vec!["--measurement", &other_mrtd],
+            format!("[tdx].mrtd: {other_mrtd} is not one of {MEASUREMENT}"),
+        ),
+    ] {
+        let guest = Guest::tdx(&args);
+        let (code, stderr) = run_to_end(Some(guest.root()), &config, &program);
+        assert_eq!(code, KEEP_ERROR, "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&reason),
+            "{args:?}: expected `{reason}` in:\n{stderr}"
+        );
+    }
 }

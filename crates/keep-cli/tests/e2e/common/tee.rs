@@ -25,7 +25,7 @@ pub fn tee_sim() -> Command {
     Command::new(path)
 }
 
-/// The test PKI (an ARK, an ASK), made once per test run: `roots/` for the Steward's
+/// The test PKIs (SEV-SNP: ARK, ASK; Intel: root, PCK chain), made once per test run: `roots/` for the Steward's
 /// `--insecure-test-roots`.
 pub static PKI: LazyLock<PathBuf> = LazyLock::new(|| {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("tee-sim-pki");
@@ -47,7 +47,8 @@ pub fn test_roots_flag() -> [String; 2] {
     ]
 }
 
-/// The launch measurement the simulator reports unless told otherwise.
+/// The launch measurement (SEV-SNP MEASUREMENT, TDX MRTD) the simulator reports unless told
+/// otherwise.
 pub const MEASUREMENT: &str = "5ee5c0de5ee5c0de5ee5c0de5ee5c0de5ee5c0de5ee5c0de\
                                5ee5c0de5ee5c0de5ee5c0de5ee5c0de5ee5c0de5ee5c0de";
 
@@ -98,29 +99,38 @@ impl Drop for StdinBound {
     }
 }
 
-/// An SEV-SNP guest: a host root with configfs-tsm answered by the simulator.
-pub struct SnpGuest {
+/// A confidential VM: a host root with configfs-tsm answered by the simulator.
+pub struct Guest {
     // Dropped first: the simulator unmounts when its input closes; only then can the root go.
     _process: StdinBound,
     root: tempfile::TempDir,
 }
 
-impl SnpGuest {
-    /// Starts the simulator with `args` (`--measurement`, `--debug`, `--tcb`, `--no-certs`,
-    /// `--foreign-vcek CHIP`, ...).
-    pub fn start(args: &[&str]) -> Self {
+impl Guest {
+    /// An SEV-SNP guest; `args` for the simulator (`--measurement`, `--debug`, `--tcb`,
+    /// `--no-certs`, `--foreign-vcek CHIP`, ...).
+    pub fn snp(args: &[&str]) -> Self {
+        Self::start("snp", "sev sev_es sev_snp hypervisor", args)
+    }
+
+    /// A TDX guest; `args` for the simulator (`--measurement` is the MRTD, `--debug`).
+    pub fn tdx(args: &[&str]) -> Self {
+        Self::start("tdx", "tdx_guest hypervisor", args)
+    }
+
+    fn start(tee: &str, cpu_flags: &str, args: &[&str]) -> Self {
         let root = tempfile::tempdir().unwrap();
         let report = root.path().join("sys/kernel/config/tsm/report");
         std::fs::create_dir_all(&report).unwrap();
         std::fs::create_dir_all(root.path().join("proc")).unwrap();
         std::fs::write(
             root.path().join("proc/cpuinfo"),
-            "processor : 0\nflags : fpu sev sev_es sev_snp hypervisor\n",
+            format!("processor : 0\nflags : fpu {cpu_flags}\n"),
         )
         .unwrap();
         let mut command = tee_sim();
         command
-            .args(["serve", "--pki"])
+            .args(["serve", "--tee", tee, "--pki"])
             .arg(&*PKI)
             .arg("--mount")
             .arg(&report)
