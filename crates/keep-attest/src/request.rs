@@ -273,9 +273,9 @@ pub fn verify(
     })
 }
 
-/// The SEV-SNP report a Keep request carries, if it carries one (unverified: to find the
+/// The evidence a Keep request carries, if it is a Keep request (unverified: to find the
 /// collateral its verification needs).
-pub fn snp_report(der: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+pub fn evidence(der: &[u8]) -> Result<Option<Evidence>, Error> {
     let request = SignedRequest::from_der(der)?;
     let Some(extension) = request.single_extension(ID_PE_CMW)? else {
         return Ok(None);
@@ -283,10 +283,7 @@ pub fn snp_report(der: &[u8]) -> Result<Option<Vec<u8>>, Error> {
     let content = AttestationRequest::from_collection(&Collection::from_extension_value(
         extension.extn_value.as_bytes(),
     )?)?;
-    Ok(match content.evidence {
-        Evidence::SevSnp(report) => Some(report),
-        _ => None,
-    })
+    Ok(Some(content.evidence))
 }
 
 fn verify_evidence(

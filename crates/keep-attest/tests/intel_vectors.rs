@@ -72,6 +72,24 @@ fn tdx_v4_quote_verifies_with_and_without_collateral() {
 }
 
 #[test]
+fn collateral_is_due_at_the_earliest_next_update_of_its_parts() {
+    // TCB info 2023-07-18T08:42:58Z, QE identity 2023-07-08T07:24:59Z, PCK CRL
+    // 2023-07-08T07:27:52Z, root CA CRL 2024-04-02: the QE identity is due first.
+    let collateral = spr_collateral();
+    assert_eq!(
+        collateral.next_update().unwrap(),
+        at("2023-07-08T07:24:59Z")
+    );
+    let broken = Collateral {
+        qe_identity: collateral
+            .qe_identity
+            .replace("\"nextUpdate\"", "\"nextUpdat\""),
+        ..collateral
+    };
+    assert!(broken.next_update().is_err());
+}
+
+#[test]
 fn tdx_v4_tamper_cases_fail_for_the_stated_reason() {
     let quote = read(SPR_QUOTE);
     let check =

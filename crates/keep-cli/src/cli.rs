@@ -139,12 +139,20 @@ pub struct ServeArgs {
     /// Extra trust anchors (PEM) for the KDS's TLS certificate (a private mirror).
     #[arg(long, value_name = "FILE")]
     pub kds_ca: Option<PathBuf>,
+    /// Where Intel TCB collateral (TCB info, QE identity, CRLs) for quotes is fetched when
+    /// --collateral has none: Intel's PCS, or a PCCS (`/sgx/certification/v4/...` layout).
+    #[arg(long, value_name = "URL", default_value = keep_steward::pcs::DEFAULT_URL)]
+    pub pcs_url: String,
+    /// Extra trust anchors (PEM) for the PCS's or PCCS's TLS certificate.
+    #[arg(long, value_name = "FILE")]
+    pub pcs_ca: Option<PathBuf>,
     /// Where fetched collateral is kept across restarts (default:
     /// $XDG_CACHE_HOME/keep/collateral or ~/.cache/keep/collateral).
     #[arg(long, value_name = "DIR")]
     pub collateral_cache: Option<PathBuf>,
-    /// Never fetch collateral: a request whose collateral is missing is refused, and the
-    /// refusal names what is missing and where it is served.
+    /// Never fetch collateral (neither VCEKs from the KDS nor Intel collateral from the
+    /// PCS): a request whose VCEK is missing is refused, naming what is missing and where it
+    /// is served; a quote without --collateral is verified without TCB evaluation.
     #[arg(long)]
     pub offline: bool,
     /// Accept evidence of kind `none` from Keeps without a TEE. It proves nothing about the

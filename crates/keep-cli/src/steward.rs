@@ -14,25 +14,28 @@ use rustls_pki_types::pem::PemObject as _;
 
 use crate::cli::{ServeArgs, TeeArg, VerifyArgs};
 
-/// The KDS client of `keep steward serve`.
-fn kds(args: &ServeArgs) -> anyhow::Result<keep_steward::kds::Kds> {
+/// Trust anchors from a PEM file given as `flag`.
+fn extra_roots(flag: &str, path: Option<&Path>) -> anyhow::Result<rustls::RootCertStore> {
     let mut roots = rustls::RootCertStore::empty();
-    if let Some(path) = &args.kds_ca {
+    if let Some(path) = path {
         let certs = CertificateDer::pem_file_iter(path)
             .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| anyhow!("--kds-ca {}: {e}", path.display()))?;
+            .map_err(|e| anyhow!("{flag} {}: {e}", path.display()))?;
         for cert in certs {
             roots
                 .add(cert)
-                .with_context(|| format!("--kds-ca {}: not a usable CA", path.display()))?;
+                .with_context(|| format!("{flag} {}: not a usable CA", path.display()))?;
         }
     }
-    // Beside the compiled-module cache (`keep cache clear` removes only compiled modules).
-    let cache = args
-        .collateral_cache
+    Ok(roots)
+}
+
+/// Where fetched collateral is kept: beside the compiled-module cache (`keep cache clear`
+/// removes only compiled modules).
+fn collateral_cache(args: &ServeArgs) -> Option<std::path::PathBuf> {
+    args.collateral_cache
         .clone()
-        .or_else(|| keep_runtime::ModuleCache::default_dir().map(|dir| dir.join("collateral")));
-    keep_steward::kds::Kds::new(&args.kds_url, roots, cache).context("--kds-url")
+        .or_else(|| keep_runtime::ModuleCache::default_dir().map(|dir| dir.join("collateral")))
 }
 
 /// Exit status when the certificate or an expectation fails.
@@ -71,7 +74,19 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     let test_roots = endorsements.test_roots.clone();
     builder = builder.endorsements(endorsements);
     if !args.offline {
-        builder = builder.kds(kds(&args)?);
+        let kds = keep_steward::kds::Kds::new(
+            &args.kds_url,
+            extra_roots("--kds-ca", args.kds_ca.as_deref())?,
+            collateral_cache(&args),
+        )
+        .context("--kds-url")?;
+        let pcs = keep_steward::pcs::Pcs::new(
+            &args.pcs_url,
+            extra_roots("--pcs-ca", args.pcs_ca.as_deref())?,
+            collateral_cache(&args),
+        )
+        .context("--pcs-url")?;
+        builder = builder.kds(kds).pcs(pcs);
     }
     let steward = Arc::new(builder.build(ca));
     let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(

@@ -19,9 +19,7 @@ use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::steward;
-use crate::tls::{Identity, LiveIdentity, PlatformEvidence, StewardSource, trusted_roots};
-use keep_attest::collect::{self, Provider};
-use keep_attest::snp::certtable;
+use crate::tls::{Identity, LiveIdentity, StewardSource, trusted_roots};
 
 /// Renewal starts when this fraction of the certificate's lifetime has passed.
 const RENEW_AT: f64 = 2.0 / 3.0;
@@ -151,27 +149,6 @@ impl AttestedIdentity {
     }
 }
 
-/// Evidence carrying `report_data` from the confidential VM's attestation interface, and the
-/// certificates the host supplied with it (SEV-SNP's VCEK or VLEK chain, when it has them).
-fn platform_evidence(
-    platform: &PlatformEvidence,
-    report_data: &[u8; 64],
-) -> anyhow::Result<(Evidence, Vec<Vec<u8>>)> {
-    let collected = collect::collect(&platform.tsm_root, report_data, Some(platform.provider))
-        .context("cannot collect evidence from the platform")?;
-    Ok(match collected.provider {
-        Provider::SevGuest => {
-            let certificates = certtable::parse(&collected.auxblob)
-                .context("the certificates the host supplied with the report")?;
-            (
-                Evidence::SevSnp(collected.evidence),
-                certificates.into_iter().map(|c| c.der).collect(),
-            )
-        }
-        Provider::TdxGuest => (Evidence::IntelQuote(collected.evidence), Vec::new()),
-    })
-}
-
 impl Attested {
     /// How long until renewal is due: [`RENEW_AT`] of the time from receipt to expiry (the
     /// certificate's own start is back-dated for clock skew).
@@ -196,7 +173,7 @@ fn request(
         keep_attest::collect::report_data(&key.subject_public_key_info(), &source.workload_digest);
     let (evidence, certificates) = match &source.platform {
         None => (Evidence::None { report_data }, Vec::new()),
-        Some(platform) => platform_evidence(platform, &report_data)?,
+        Some(platform) => platform.collect(&report_data)?,
     };
     let content = AttestationRequest {
         evidence,

@@ -55,6 +55,32 @@ pub struct PlatformEvidence {
     pub provider: keep_attest::collect::Provider,
 }
 
+impl PlatformEvidence {
+    /// Evidence carrying `report_data` from the confidential VM's attestation interface, and
+    /// the certificates the host supplied with it (SEV-SNP's VCEK or VLEK chain, when it has
+    /// them).
+    pub fn collect(
+        &self,
+        report_data: &[u8; 64],
+    ) -> anyhow::Result<(keep_attest::request::Evidence, Vec<Vec<u8>>)> {
+        use keep_attest::collect::{self, Provider};
+        use keep_attest::request::Evidence;
+        let collected = collect::collect(&self.tsm_root, report_data, Some(self.provider))
+            .context("cannot collect evidence from the platform")?;
+        Ok(match collected.provider {
+            Provider::SevGuest => {
+                let certificates = keep_attest::snp::certtable::parse(&collected.auxblob)
+                    .context("the certificates the host supplied with the report")?;
+                (
+                    Evidence::SevSnp(collected.evidence),
+                    certificates.into_iter().map(|c| c.der).collect(),
+                )
+            }
+            Provider::TdxGuest => (Evidence::IntelQuote(collected.evidence), Vec::new()),
+        })
+    }
+}
+
 /// The Keep's certificate chain and private key.
 #[derive(Debug)]
 pub struct Identity {

@@ -12,6 +12,7 @@ use keep_attest::request::{SubjectName, VerifiedRequest, Workload};
 use keep_attest::{Endorsements, Policy, Rejection, TeeKind};
 
 use crate::kds::Kds;
+use crate::pcs::Pcs;
 use rcgen::{
     CertificateParams, CustomExtension, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
     KeyUsagePurpose, SanType, SerialNumber,
@@ -108,6 +109,7 @@ pub struct Steward {
     validity: Duration,
     endorsements: Endorsements,
     kds: Option<Kds>,
+    pcs: Option<Pcs>,
     issued: AtomicU64,
 }
 
@@ -118,6 +120,7 @@ pub struct StewardBuilder {
     validity: Duration,
     endorsements: Endorsements,
     kds: Option<Kds>,
+    pcs: Option<Pcs>,
 }
 
 impl Steward {
@@ -131,6 +134,7 @@ impl Steward {
             validity: DEFAULT_VALIDITY,
             endorsements: Endorsements::default(),
             kds: None,
+            pcs: None,
         }
     }
 
@@ -165,25 +169,37 @@ impl Steward {
             .map_err(Refusal::Internal)
     }
 
-    /// Verifies the request with the Steward's collateral; an SEV-SNP report whose VCEK is
-    /// missing gets it from the KDS, when one is configured, and is verified again.
+    /// Verifies the request with the Steward's collateral. An SEV-SNP report whose VCEK is
+    /// missing gets it from the KDS, and an Intel quote its TCB collateral from the PCS, when
+    /// they are configured (and `--collateral` has no Intel collateral).
     fn verify(
         &self,
         der: &[u8],
         now: SystemTime,
     ) -> Result<keep_attest::request::VerifiedRequest, keep_attest::Error> {
+        use keep_attest::Error::MissingCollateral;
+        use keep_attest::request::Evidence;
+        let evidence = keep_attest::request::evidence(der)?;
+        if let (Some(Evidence::IntelQuote(quote)), Some(pcs), None) =
+            (&evidence, &self.pcs, &self.endorsements.intel)
+        {
+            let collateral = pcs.collateral(quote, now).map_err(|e| {
+                MissingCollateral(format!("Intel's TCB collateral for the quote: {e:#}"))
+            })?;
+            let mut endorsements = self.endorsements.clone();
+            endorsements.intel = Some(collateral);
+            return keep_attest::request::verify(der, &endorsements, now);
+        }
         let first = keep_attest::request::verify(der, &self.endorsements, now);
-        let (Err(keep_attest::Error::MissingCollateral(missing)), Some(kds)) = (&first, &self.kds)
+        let (Err(MissingCollateral(missing)), Some(kds), Some(Evidence::SevSnp(report))) =
+            (&first, &self.kds, &evidence)
         else {
             return first;
         };
-        let Some(report) = keep_attest::request::snp_report(der)? else {
-            return first;
-        };
         let vcek = kds
-            .vcek(&report)
+            .vcek(report)
             .and_then(|der| keep_attest::load_certificates(&der).map_err(anyhow::Error::from))
-            .map_err(|e| keep_attest::Error::MissingCollateral(format!("{missing}; {e:#}")))?;
+            .map_err(|e| MissingCollateral(format!("{missing}; {e:#}")))?;
         let mut endorsements = self.endorsements.clone();
         endorsements.certificates.extend(vcek);
         keep_attest::request::verify(der, &endorsements, now)
@@ -298,6 +314,12 @@ impl StewardBuilder {
         self
     }
 
+    /// Fetches Intel's TCB collateral for quotes from `pcs` when `endorsements` has none.
+    pub fn pcs(mut self, pcs: Pcs) -> Self {
+        self.pcs = Some(pcs);
+        self
+    }
+
     /// The Steward, signing with `ca`.
     pub fn build(self, ca: CertificateAuthority) -> Steward {
         let mut policy = self.policy.unwrap_or_else(|| Policy {
@@ -316,6 +338,7 @@ impl StewardBuilder {
             validity: self.validity,
             endorsements: self.endorsements,
             kds: self.kds,
+            pcs: self.pcs,
             issued: AtomicU64::new(0),
         }
     }

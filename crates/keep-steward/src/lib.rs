@@ -6,6 +6,7 @@
 //! - [`ca`]: the certificate authority that signs;
 //! - [`server`]: the HTTPS endpoints;
 //! - [`kds`]: the VCEKs requests lack, from AMD's Key Distribution Service;
+//! - [`pcs`]: Intel's TCB collateral for quotes, from Intel's PCS or a PCCS;
 //! - [`metrics`]: Prometheus counters.
 //!
 //! The request format is [`keep_attest::request`]; what certificates state is
@@ -15,8 +16,10 @@
 
 pub mod ca;
 pub mod decide;
+mod fetch;
 pub mod kds;
 pub mod metrics;
+pub mod pcs;
 pub mod server;
 
 pub use ca::CertificateAuthority;

@@ -358,15 +358,18 @@ fn malformed_requests_are_refused_by_name() {
 
 /// AMD's KDS, played on loopback over TLS: each connection gets the next answer of
 /// `answers` (status, `Retry-After`, body), and the paths asked are recorded. The server
-/// thread ends after the last answer and is joined by [`FakeKds::paths`].
-struct FakeKds {
+/// thread ends after the last answer and is joined by [`FakeService::paths`].
+struct FakeService {
     url: String,
     ca: rustls::RootCertStore,
     thread: std::thread::JoinHandle<Vec<String>>,
 }
 
-impl FakeKds {
-    fn start(answers: Vec<(u16, Option<u64>, Vec<u8>)>) -> Self {
+/// An answer: status, headers, body.
+type Answer = (u16, Vec<(&'static str, String)>, Vec<u8>);
+
+impl FakeService {
+    fn start(answers: Vec<Answer>) -> Self {
         use std::io::{Read as _, Write as _};
         let ca_key = KeyPair::generate().unwrap();
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -396,7 +399,7 @@ impl FakeKds {
         let url = format!("https://{}", listener.local_addr().unwrap());
         let thread = std::thread::spawn(move || {
             let mut paths = Vec::new();
-            for (status, retry_after, body) in answers {
+            for (status, headers, body) in answers {
                 let (tcp, _) = listener.accept().unwrap();
                 let connection = rustls::ServerConnection::new(config.clone()).unwrap();
                 let mut tls = rustls::StreamOwned::new(connection, tcp);
@@ -407,10 +410,13 @@ impl FakeKds {
                 }
                 let head = String::from_utf8_lossy(&head).into_owned();
                 paths.push(head.split(' ').nth(1).unwrap_or_default().to_owned());
-                let retry = retry_after.map_or(String::new(), |s| format!("retry-after: {s}\r\n"));
+                let headers: String = headers
+                    .iter()
+                    .map(|(name, value)| format!("{name}: {value}\r\n"))
+                    .collect();
                 write!(
                     tls,
-                    "HTTP/1.1 {status} X\r\ncontent-length: {}\r\n{retry}connection: close\r\n\r\n",
+                    "HTTP/1.1 {status} X\r\ncontent-length: {}\r\n{headers}connection: close\r\n\r\n",
                     body.len()
                 )
                 .unwrap();
@@ -463,7 +469,10 @@ fn a_missing_vcek_is_fetched_from_the_kds_and_cached() {
 
     // The KDS first asks to slow down, then answers: the report then verifies (and is
     // refused only for its binding: it was made for another key).
-    let kds = FakeKds::start(vec![(429, Some(1), Vec::new()), (200, None, vcek)]);
+    let kds = FakeService::start(vec![
+        (429, vec![("retry-after", "1".into())], Vec::new()),
+        (200, Vec::new(), vcek),
+    ]);
     let (_dir, steward) = steward_with_kds(&kds.url, kds.ca.clone(), cache.path());
     let refused = refusal(&steward, &request, when);
     assert_eq!(refused.reason(), "binding", "{refused}");
@@ -511,7 +520,10 @@ fn a_kds_that_cannot_help_is_named_in_the_refusal() {
     );
 
     // Neither product line has it: both are named.
-    let kds = FakeKds::start(vec![(404, None, Vec::new()), (404, None, Vec::new())]);
+    let kds = FakeService::start(vec![
+        (404, Vec::new(), Vec::new()),
+        (404, Vec::new(), Vec::new()),
+    ]);
     let empty = tempfile::tempdir().unwrap();
     let (_dir, steward) = steward_with_kds(&kds.url, kds.ca.clone(), empty.path());
     let refused = refusal(&steward, &request, when).to_string();
@@ -521,5 +533,73 @@ fn a_kds_that_cannot_help_is_named_in_the_refusal() {
     assert!(
         std::fs::read_dir(empty.path()).unwrap().next().is_none(),
         "nothing cached"
+    );
+}
+
+#[test]
+fn intel_collateral_is_fetched_from_the_pcs_cached_and_fetched_again_when_due() {
+    // The real Sapphire Rapids quote and its collateral, served in a PCCS's layout.
+    let quote = read("tdx/go-tdx-guest/tdx_prod_quote_SPR_E4.dat");
+    let request = keep_request(Some(Evidence::IntelQuote(quote)), Vec::new(), &[]);
+    let text = |name: &str| String::from_utf8(read(name)).unwrap();
+    let issuer_chain = percent_encoding::utf8_percent_encode(
+        &(text("sgx/dcap-rs/tcb_signing_cert.pem")
+            + &text("sgx/dcap-rs/Intel_SGX_Provisioning_Certification_RootCA.pem")),
+        percent_encoding::NON_ALPHANUMERIC,
+    )
+    .to_string();
+    let answers = vec![
+        (
+            200,
+            vec![("TCB-Info-Issuer-Chain", issuer_chain.clone())],
+            read("tdx/go-tdx-guest/sample_tcbInfo_response"),
+        ),
+        (
+            200,
+            vec![("SGX-Enclave-Identity-Issuer-Chain", issuer_chain)],
+            read("tdx/go-tdx-guest/sample_qeIdentity_response"),
+        ),
+        (200, Vec::new(), read("tdx/go-tdx-guest/pckcrl")),
+        // A PCCS serves the root CA's CRL in hex.
+        (
+            200,
+            Vec::new(),
+            hex::encode(read("tdx/go-tdx-guest/rootcrl.der")).into_bytes(),
+        ),
+    ];
+    let pcs = FakeService::start(answers);
+    let cache = tempfile::tempdir().unwrap();
+    let steward_with_pcs = |url: &str, ca: rustls::RootCertStore| {
+        let pcs = keep_steward::pcs::Pcs::new(url, ca, Some(cache.path().to_owned())).unwrap();
+        let (dir, ca) = new_ca();
+        (dir, Steward::builder().pcs(pcs).build(ca))
+    };
+    let (_dir, steward) = steward_with_pcs(&pcs.url, pcs.ca.clone());
+    let when = at("2023-07-01T00:00:00Z");
+    // Verified with the fetched collateral (TCB evaluated), then refused for its binding:
+    // the quote was made for another key.
+    let refused = refusal(&steward, &request, when);
+    assert_eq!(refused.reason(), "binding", "{refused}");
+    assert_eq!(
+        pcs.paths(),
+        [
+            "/tdx/certification/v4/tcb?fmspc=50806F000000",
+            "/tdx/certification/v4/qe/identity",
+            "/sgx/certification/v4/pckcrl?ca=platform&encoding=der",
+            "/sgx/certification/v4/rootcacrl",
+        ]
+    );
+    // Remembered, and cached for a Steward started later (none listens at port 1) ...
+    assert_eq!(refusal(&steward, &request, when).reason(), "binding");
+    let (_dir, later) = steward_with_pcs("https://127.0.0.1:1", rustls::RootCertStore::empty());
+    assert_eq!(refusal(&later, &request, when).reason(), "binding");
+    // ... until the first next update of its parts (the QE identity's, 2023-07-08): then it
+    // is fetched again, and a PCS that cannot be reached is named.
+    let refused = refusal(&later, &request, at("2023-07-09T00:00:00Z")).to_string();
+    assert!(
+        refused.contains("Intel's TCB collateral for the quote")
+            && refused
+                .contains("GET https://127.0.0.1:1/tdx/certification/v4/tcb?fmspc=50806F000000"),
+        "{refused}"
     );
 }

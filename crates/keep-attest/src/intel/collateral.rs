@@ -78,6 +78,63 @@ impl Collateral {
     }
 }
 
+impl Collateral {
+    /// When the first of its parts is due for renewal: the `nextUpdate` of the TCB info and
+    /// the QE identity, and of both CRLs. A verifier that fetched it fetches it again then.
+    pub fn next_update(&self) -> Result<SystemTime, Error> {
+        #[derive(Deserialize)]
+        struct Dated {
+            #[serde(rename = "nextUpdate")]
+            next_update: String,
+        }
+        let mut earliest: Option<SystemTime> = None;
+        let mut consider = |time: SystemTime| {
+            earliest = Some(earliest.map_or(time, |e| e.min(time)));
+        };
+        for (response, key, what) in [
+            (&self.tcb_info, "tcbInfo", "TCB info"),
+            (&self.qe_identity, "enclaveIdentity", "QE identity"),
+        ] {
+            let body = signed(response, key)?.body;
+            let dated: Dated =
+                serde_json::from_str(&body).map_err(|e| Error::malformed(what, e))?;
+            let since_epoch = parse_rfc3339(&dated.next_update).ok_or_else(|| {
+                Error::malformed(what, format!("nextUpdate `{}`", dated.next_update))
+            })?;
+            consider(SystemTime::UNIX_EPOCH + since_epoch);
+        }
+        for (crl, what) in [
+            (&self.root_ca_crl, "root CA CRL"),
+            (&self.pck_crl, "PCK CRL"),
+        ] {
+            let list = crate::x509::load_crl(&crl_der(crl)?)
+                .map_err(|e| Error::malformed("CRL", format!("{what}: {e}")))?;
+            if let Some(next) = list.tbs_cert_list.next_update {
+                consider(next.to_system_time());
+            }
+        }
+        earliest.ok_or_else(|| Error::malformed("collateral", "no next update"))
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` (as Intel dates its responses) since the Unix epoch.
+fn parse_rfc3339(text: &str) -> Option<std::time::Duration> {
+    let number = |range: std::ops::Range<usize>| text.get(range)?.parse::<u16>().ok();
+    if text.len() != 20 || !text.ends_with('Z') {
+        return None;
+    }
+    let date_time = der::DateTime::new(
+        number(0..4)?,
+        u8::try_from(number(5..7)?).ok()?,
+        u8::try_from(number(8..10)?).ok()?,
+        u8::try_from(number(11..13)?).ok()?,
+        u8::try_from(number(14..16)?).ok()?,
+        u8::try_from(number(17..19)?).ok()?,
+    )
+    .ok()?;
+    Some(date_time.unix_duration())
+}
+
 /// A signed PCS response: the signed JSON object exactly as served, and its signature.
 pub(crate) struct Signed {
     pub body: String,

@@ -1,9 +1,12 @@
-//! `steward-load ADDR CA KIND CONCURRENCY REQUESTS [REPORT VCEK]`: a concurrent load
-//! generator for `keep steward serve`. CONCURRENCY keep-alive HTTPS connections send REQUESTS
+//! `steward-load ADDR CA KIND CONCURRENCY REQUESTS [ARGS]`: a concurrent load generator for
+//! `keep steward serve`. CONCURRENCY keep-alive HTTPS connections send REQUESTS
 //! `POST /v1/attest` in all. KIND `none`: each connection sends requests with `none` evidence
-//! bound to its own key (issued by an insecure Steward). KIND `snp`: the real SEV-SNP REPORT
-//! with its VCEK (DER) replayed in a Keep request, verified in full and refused for its binding
-//! (it binds another key), which is the expected answer. Prints one JSON line:
+//! bound to its own key (issued by an insecure Steward). KIND `snp REPORT VCEK`: the real
+//! SEV-SNP REPORT with its VCEK (DER) replayed in a Keep request, verified in full and refused
+//! for its binding (it binds another key), which is the expected answer. KIND `configfs
+//! TSM_ROOT`: SEV-SNP evidence bound to each connection's key, collected as a Keep collects it
+//! from the configfs-tsm directory TSM_ROOT (the simulator's), with the host's certificates:
+//! the Steward issues on it. Evidence is made before the timed run. Prints one JSON line:
 //! `{"requests":…,"seconds":…,"per_second":…,"p50_ms":…,"p99_ms":…,"statuses":{…}}`.
 
 use std::collections::BTreeMap;
@@ -24,17 +27,17 @@ const WORKLOAD: [u8; 32] = [0x4b; 32];
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let (addr, ca, kind, concurrency, requests, evidence_files) = match args.as_slice() {
-        [_, addr, ca, kind, c, n] => (addr, ca, kind, c, n, None),
-        [_, addr, ca, kind, c, n, report, vcek] => (addr, ca, kind, c, n, Some((report, vcek))),
-        _ => {
-            anyhow::bail!("usage: steward-load ADDR CA none|snp CONCURRENCY REQUESTS [REPORT VCEK]")
-        }
+    let (addr, ca, kind, concurrency, requests, kind_args) = match args.as_slice() {
+        [_, addr, ca, kind, c, n, rest @ ..] => (addr, ca, kind, c, n, rest),
+        _ => anyhow::bail!(
+            "usage: steward-load ADDR CA none|snp REPORT VCEK|configfs TSM_ROOT CONCURRENCY \
+             REQUESTS"
+        ),
     };
     let concurrency: usize = concurrency.parse()?;
     let requests: usize = requests.parse()?;
     let bodies: Vec<Bytes> = (0..concurrency)
-        .map(|_| request(kind, evidence_files))
+        .map(|_| request(kind, kind_args))
         .collect::<anyhow::Result<_>>()?;
     let mut roots = rustls::RootCertStore::empty();
     for cert in certificates(std::path::Path::new(ca))? {
@@ -126,23 +129,21 @@ async fn worker(
 }
 
 /// A Keep request of `kind` with a fresh key.
-fn request(kind: &str, evidence_files: Option<(&String, &String)>) -> anyhow::Result<Bytes> {
+fn request(kind: &str, kind_args: &[String]) -> anyhow::Result<Bytes> {
     let key = KeyPair::generate()?;
-    let (evidence, certificates) = match (kind, evidence_files) {
-        ("none", _) => (
-            Evidence::None {
-                report_data: keep_attest::collect::report_data(
-                    &key.subject_public_key_info(),
-                    &WORKLOAD,
-                ),
-            },
-            Vec::new(),
-        ),
-        ("snp", Some((report, vcek))) => (
+    let report_data = keep_attest::collect::report_data(&key.subject_public_key_info(), &WORKLOAD);
+    let (evidence, certificates) = match (kind, kind_args) {
+        ("none", []) => (Evidence::None { report_data }, Vec::new()),
+        ("snp", [report, vcek]) => (
             Evidence::SevSnp(std::fs::read(report).with_context(|| report.clone())?),
             vec![std::fs::read(vcek).with_context(|| vcek.clone())?],
         ),
-        _ => anyhow::bail!("KIND is `none`, or `snp` with REPORT and VCEK"),
+        ("configfs", [tsm_root]) => keep_identity::PlatformEvidence {
+            tsm_root: tsm_root.into(),
+            provider: keep_attest::collect::Provider::SevGuest,
+        }
+        .collect(&report_data)?,
+        _ => anyhow::bail!("KIND is `none`, `snp REPORT VCEK` or `configfs TSM_ROOT`"),
     };
     let content = AttestationRequest {
         evidence,
