@@ -119,8 +119,8 @@ class SimulatedGuest:
 
 def load(steward, kind, extra, concurrency, requests):
     out = subprocess.run(
-        [RELEASE / "steward-load", steward.addr, steward.ca_dir / "ca.pem", kind, *extra,
-         str(concurrency), str(requests)],
+        [RELEASE / "steward-load", steward.addr, steward.ca_dir / "ca.pem", kind,
+         str(concurrency), str(requests), *extra],
         check=True,
         capture_output=True,
         text=True,

@@ -29,4 +29,4 @@ pub use error::Error;
 pub use evidence::{Endorsements, EvidenceKind, detect, inspect, verify};
 pub use policy::{Policy, Rejection};
 pub use test_roots::TestRoots;
-pub use x509::load_certificates;
+pub use x509::{load_certificates, load_crl};

@@ -169,9 +169,10 @@ impl Steward {
             .map_err(Refusal::Internal)
     }
 
-    /// Verifies the request with the Steward's collateral. An SEV-SNP report whose VCEK is
-    /// missing gets it from the KDS, and an Intel quote its TCB collateral from the PCS, when
-    /// they are configured (and `--collateral` has no Intel collateral).
+    /// Verifies the request with the Steward's collateral. With a KDS, an SEV-SNP report whose
+    /// VCEK is missing gets it from there, and is checked against its product line's CRL from
+    /// there; with a PCS, an Intel quote gets its TCB collateral from there (unless
+    /// `--collateral` has Intel collateral).
     fn verify(
         &self,
         der: &[u8],
@@ -190,19 +191,40 @@ impl Steward {
             endorsements.intel = Some(collateral);
             return keep_attest::request::verify(der, &endorsements, now);
         }
-        let first = keep_attest::request::verify(der, &self.endorsements, now);
-        let (Err(MissingCollateral(missing)), Some(kds), Some(Evidence::SevSnp(report))) =
-            (&first, &self.kds, &evidence)
-        else {
-            return first;
+        let (Some(kds), Some(Evidence::SevSnp(report))) = (&self.kds, &evidence) else {
+            return keep_attest::request::verify(der, &self.endorsements, now);
         };
-        let vcek = kds
-            .vcek(report)
-            .and_then(|der| keep_attest::load_certificates(&der).map_err(anyhow::Error::from))
-            .map_err(|e| MissingCollateral(format!("{missing}; {e:#}")))?;
         let mut endorsements = self.endorsements.clone();
-        endorsements.certificates.extend(vcek);
-        keep_attest::request::verify(der, &endorsements, now)
+        endorsements.crls.extend(kds.current_crls(now));
+        let verified = match keep_attest::request::verify(der, &endorsements, now) {
+            Err(MissingCollateral(missing)) => {
+                let vcek = kds
+                    .vcek(report)
+                    .and_then(|der| {
+                        keep_attest::load_certificates(&der).map_err(anyhow::Error::from)
+                    })
+                    .map_err(|e| MissingCollateral(format!("{missing}; {e:#}")))?;
+                endorsements.certificates.extend(vcek);
+                keep_attest::request::verify(der, &endorsements, now)
+            }
+            verified => verified,
+        };
+        // Revocation: the first report of a product line brings its ARK's CRL, and the
+        // report is checked against it.
+        let product = verified
+            .as_ref()
+            .ok()
+            .and_then(|v| v.claims.details.get("product").cloned());
+        if let Some(product) = product
+            && !kds.knows_crl(&product, now)
+            && let Some(crl) = kds
+                .crl(&product, now)
+                .map_err(|e| MissingCollateral(format!("{e:#}")))?
+        {
+            endorsements.crls.push(crl);
+            return keep_attest::request::verify(der, &endorsements, now);
+        }
+        verified
     }
 
     fn issue(

@@ -3,7 +3,8 @@
 //!
 //! - `GET /vcek/v1/{product}/{hwid}?blSPL=..&teeSPL=..&snpSPL=..&ucodeSPL=..`: the chip's
 //!   VCEK at that TCB (DER);
-//! - `GET /vcek/v1/{product}/cert_chain`: the ASK then the ARK (PEM).
+//! - `GET /vcek/v1/{product}/cert_chain`: the ASK then the ARK (PEM);
+//! - `GET /vcek/v1/{product}/crl`: the ARK's CRL (DER), listing the ASK with `--revoke-ask`.
 //!
 //! Like AMD's it limits clients: with `--throttle N` the first N VCEK requests get
 //! `429 Too Many Requests` with a `Retry-After`. Every request is logged to stderr.
@@ -43,12 +44,16 @@ pub struct KdsArgs {
     /// The Retry-After (seconds) of a 429.
     #[arg(long, value_name = "SECONDS", default_value_t = 1)]
     retry_after: u64,
+    /// The CRL lists the ASK as revoked (AMD revoking a compromised intermediate).
+    #[arg(long)]
+    revoke_ask: bool,
 }
 
 struct Kds {
     pki: SnpPki,
     throttle: usize,
     retry_after: u64,
+    revoke_ask: bool,
     vcek_requests: AtomicUsize,
 }
 
@@ -60,6 +65,7 @@ pub fn run(args: KdsArgs) -> anyhow::Result<()> {
         pki,
         throttle: args.throttle,
         retry_after: args.retry_after,
+        revoke_ask: args.revoke_ask,
         vcek_requests: AtomicUsize::new(0),
     });
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -162,6 +168,9 @@ impl Kds {
                 pem += &cert.to_pem(der::pem::LineEnding::LF)?;
             }
             return Ok((StatusCode::OK, pem.into_bytes()));
+        }
+        if what == "crl" {
+            return Ok((StatusCode::OK, self.pki.crl(self.revoke_ask)?));
         }
         if self.vcek_requests.fetch_add(1, Ordering::SeqCst) < self.throttle {
             return Ok((StatusCode::TOO_MANY_REQUESTS, Vec::new()));

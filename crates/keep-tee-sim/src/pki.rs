@@ -19,6 +19,7 @@ use rsa::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _, EncodePublicKey a
 use rsa::signature::{RandomizedSigner as _, SignatureEncoding as _};
 use sha2::{Digest as _, Sha384};
 use x509_cert::certificate::{Certificate, TbsCertificate, Version};
+use x509_cert::crl::{CertificateList, RevokedCert, TbsCertList};
 use x509_cert::ext::Extension;
 use x509_cert::ext::pkix::{BasicConstraints, KeyUsage, KeyUsages};
 use x509_cert::name::Name;
@@ -81,6 +82,7 @@ impl FromStr for Tcb {
 
 /// The simulated AMD: ARK and ASK, with their keys.
 pub struct SnpPki {
+    ark_key: RsaPrivateKey,
     ask_key: RsaPrivateKey,
     ark: Certificate,
     ask: Certificate,
@@ -114,6 +116,7 @@ impl SnpPki {
             write(&dir.join(file), text.as_bytes())?;
         }
         Ok(Self {
+            ark_key,
             ask_key,
             ark,
             ask,
@@ -133,8 +136,10 @@ impl SnpPki {
         };
         let ark = certificate(ARK_CERT)?;
         let ask = certificate(ASK_CERT)?;
-        let ask_key = RsaPrivateKey::from_pkcs8_pem(&read(ASK_KEY)?)
-            .map_err(|e| anyhow!("{ASK_KEY}: {e}"))?;
+        let key = |file: &str| {
+            RsaPrivateKey::from_pkcs8_pem(&read(file)?).map_err(|e| anyhow!("{file}: {e}"))
+        };
+        let (ark_key, ask_key) = (key(ARK_KEY)?, key(ASK_KEY)?);
         let product = ark
             .tbs_certificate
             .subject
@@ -143,6 +148,7 @@ impl SnpPki {
             .find_map(|rdn| rdn.strip_prefix("CN=ARK-").map(str::to_owned))
             .ok_or_else(|| anyhow!("{ARK_CERT}: its subject names no product (CN=ARK-…)"))?;
         Ok(Self {
+            ark_key,
             ask_key,
             ark,
             ask,
@@ -158,6 +164,35 @@ impl SnpPki {
     /// The ARK and ASK, DER.
     pub fn chain_der(&self) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
         Ok((self.ark.to_der()?, self.ask.to_der()?))
+    }
+
+    /// The ARK's CRL, current for a week, listing the ASK when `revoke_ask` (DER).
+    pub fn crl(&self, revoke_ask: bool) -> anyhow::Result<Vec<u8>> {
+        let now = SystemTime::now();
+        let revoked = revoke_ask.then(|| {
+            Ok::<_, anyhow::Error>(vec![RevokedCert {
+                serial_number: self.ask.tbs_certificate.serial_number.clone(),
+                revocation_date: Time::try_from(now - Duration::from_secs(3600))?,
+                crl_entry_extensions: None,
+            }])
+        });
+        let algorithm = pss_sha384()?;
+        let tbs_cert_list = TbsCertList {
+            version: Version::V2,
+            signature: algorithm.clone(),
+            issuer: self.ark.tbs_certificate.subject.clone(),
+            this_update: Time::try_from(now - Duration::from_secs(3600))?,
+            next_update: Some(Time::try_from(now + Duration::from_secs(7 * 86_400))?),
+            revoked_certificates: revoked.transpose()?,
+            crl_extensions: None,
+        };
+        let signature = pss_sign(&self.ark_key, &tbs_cert_list.to_der()?);
+        Ok(CertificateList {
+            tbs_cert_list,
+            signature_algorithm: algorithm,
+            signature: BitString::from_bytes(&signature)?,
+        }
+        .to_der()?)
     }
 
     /// The VCEK of `chip_id` at `tcb`: its key is derived from both (as a real chip derives
@@ -297,10 +332,20 @@ impl Tbs {
     }
 }
 
-/// Signs `tbs` with `key`, RSA-PSS SHA-384 (salt 48), as AMD signs.
+/// RSA-PSS with SHA-384 and a 48-byte salt, as AMD signs.
+fn pss_sha384() -> anyhow::Result<x509_cert::spki::AlgorithmIdentifierOwned> {
+    rsa::pss::get_default_pss_signature_algo_id::<Sha384>()
+        .map_err(|e| anyhow!("RSA-PSS algorithm identifier: {e}"))
+}
+
+fn pss_sign(key: &RsaPrivateKey, message: &[u8]) -> Vec<u8> {
+    let signer = rsa::pss::SigningKey::<Sha384>::new(key.clone());
+    signer.sign_with_rng(&mut OsRng, message).to_vec()
+}
+
+/// Signs `tbs` with `key`, as AMD signs.
 fn sign(tbs: Tbs, key: &RsaPrivateKey) -> anyhow::Result<Certificate> {
-    let algorithm = rsa::pss::get_default_pss_signature_algo_id::<Sha384>()
-        .map_err(|e| anyhow!("RSA-PSS algorithm identifier: {e}"))?;
+    let algorithm = pss_sha384()?;
     let now = SystemTime::now();
     let validity = Validity {
         not_before: Time::try_from(now - Duration::from_secs(86_400))?,
@@ -321,12 +366,11 @@ fn sign(tbs: Tbs, key: &RsaPrivateKey) -> anyhow::Result<Certificate> {
         subject_unique_id: None,
         extensions: Some(tbs.extensions),
     };
-    let signer = rsa::pss::SigningKey::<Sha384>::new(key.clone());
-    let signature = signer.sign_with_rng(&mut OsRng, &tbs_certificate.to_der()?);
+    let signature = pss_sign(key, &tbs_certificate.to_der()?);
     Ok(Certificate {
         tbs_certificate,
         signature_algorithm: algorithm,
-        signature: BitString::from_bytes(&signature.to_bytes())?,
+        signature: BitString::from_bytes(&signature)?,
     })
 }
 

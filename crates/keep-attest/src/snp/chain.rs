@@ -30,12 +30,23 @@ pub struct Anchor {
 }
 
 impl Anchor {
-    /// A test PKI's ARK and ASK: the ARK must be self-signed and sign the ASK.
+    /// A test PKI's ARK and ASK: the ARK must be self-signed and sign the ASK. Its product
+    /// line is the one its ARK names (`CN=ARK-Genoa`), so that a simulated KDS serves it
+    /// under that name.
     pub(crate) fn test(ark: Certificate, ask: Certificate) -> Result<Self, String> {
         signs(&ark, &ark).map_err(|e| format!("the test ARK is not self-signed: {e}"))?;
         signs(&ark, &ask).map_err(|e| format!("the test ARK does not sign the test ASK: {e}"))?;
+        let named = subject(&ark);
+        let product = ["Milan", "Genoa", "Turin"]
+            .into_iter()
+            .find(|product| named.contains(&format!("CN=ARK-{product}")))
+            .ok_or_else(|| {
+                format!(
+                    "the test ARK `{named}` names no product line (CN=ARK-Milan, -Genoa or -Turin)"
+                )
+            })?;
         Ok(Self {
-            product: "test PKI",
+            product,
             ark,
             ask,
             test: true,
@@ -46,7 +57,7 @@ impl Anchor {
 /// Who endorses a verified chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Endorser {
-    /// The product line (`Milan`, `Genoa`, `Turin`), or `test PKI`.
+    /// The product line (`Milan`, `Genoa`, `Turin`).
     pub product: &'static str,
     /// Whether the root is a test root rather than AMD's.
     pub test: bool,

@@ -1,10 +1,10 @@
 //! `steward-load ADDR CA KIND CONCURRENCY REQUESTS [ARGS]`: a concurrent load generator for
 //! `keep steward serve`. CONCURRENCY keep-alive HTTPS connections send REQUESTS
 //! `POST /v1/attest` in all. KIND `none`: each connection sends requests with `none` evidence
-//! bound to its own key (issued by an insecure Steward). KIND `snp REPORT VCEK`: the real
-//! SEV-SNP REPORT with its VCEK (DER) replayed in a Keep request, verified in full and refused
-//! for its binding (it binds another key), which is the expected answer. KIND `configfs
-//! TSM_ROOT`: SEV-SNP evidence bound to each connection's key, collected as a Keep collects it
+//! bound to its own key (issued by an insecure Steward). KIND `snp`, ARGS `REPORT VCEK`: the
+//! real SEV-SNP REPORT with its VCEK (DER) replayed in a Keep request, verified in full and
+//! refused for its binding (it binds another key), which is the expected answer. KIND
+//! `configfs`, ARGS `TSM_ROOT`: SEV-SNP evidence bound to each connection's key, collected as a Keep collects it
 //! from the configfs-tsm directory TSM_ROOT (the simulator's), with the host's certificates:
 //! the Steward issues on it. Evidence is made before the timed run. Prints one JSON line:
 //! `{"requests":…,"seconds":…,"per_second":…,"p50_ms":…,"p99_ms":…,"statuses":{…}}`.
@@ -30,8 +30,8 @@ fn main() -> anyhow::Result<()> {
     let (addr, ca, kind, concurrency, requests, kind_args) = match args.as_slice() {
         [_, addr, ca, kind, c, n, rest @ ..] => (addr, ca, kind, c, n, rest),
         _ => anyhow::bail!(
-            "usage: steward-load ADDR CA none|snp REPORT VCEK|configfs TSM_ROOT CONCURRENCY \
-             REQUESTS"
+            "usage: steward-load ADDR CA KIND CONCURRENCY REQUESTS [ARGS], KIND and ARGS \
+             `none`, `snp REPORT VCEK` or `configfs TSM_ROOT`"
         ),
     };
     let concurrency: usize = concurrency.parse()?;

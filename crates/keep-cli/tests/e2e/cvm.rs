@@ -119,7 +119,9 @@ fn snp_keeps_talk_mtls_with_tee_certificates() {
     let tmp = tempfile::tempdir().unwrap();
     let policy = snp_policy(tmp.path(), &[]);
     let tee_rules = std::fs::read_to_string(policy).unwrap();
-    crate::steward::keeps_talk_mtls(Some(guest.root()), &test_roots_flag(), &tee_rules);
+    let mut flags = test_roots_flag().to_vec();
+    flags.push("--offline".to_owned());
+    crate::steward::keeps_talk_mtls(Some(guest.root()), &flags, &tee_rules);
 }
 
 #[test]
@@ -192,7 +194,7 @@ fn the_steward_refuses_vms_outside_its_policy_and_evidence_that_does_not_hold() 
 }
 
 #[test]
-fn a_vcek_the_host_does_not_supply_is_fetched_from_the_kds_through_429() {
+fn a_vcek_the_host_does_not_supply_is_fetched_from_the_kds_through_429_with_its_crl() {
     let tmp = tempfile::tempdir().unwrap();
     let ca_dir = tmp.path().join("ca");
     let ca = steward_ca(&ca_dir);
@@ -225,11 +227,11 @@ fn a_vcek_the_host_does_not_supply_is_fetched_from_the_kds_through_429() {
     );
     drop(steward);
 
-    // A KDS that answers 429 first: the Steward waits as told and gets the VCEK.
-    let kds = Kds::start(tmp.path(), 1);
-    let steward = StewardProcess::start(
-        &ca_dir,
-        &steward_args(
+    // A KDS that answers 429 first: the Steward waits as told, gets the VCEK, and checks
+    // the chain against the product line's CRL, which it fetches too.
+    let kds = Kds::start(tmp.path(), &["--throttle", "1"]);
+    let with_kds = |kds: &Kds, cache: &Path| {
+        steward_args(
             &policy,
             &[
                 "--kds-url",
@@ -239,18 +241,38 @@ fn a_vcek_the_host_does_not_supply_is_fetched_from_the_kds_through_429() {
                 "--collateral-cache",
                 cache.to_str().unwrap(),
             ],
-        ),
-    );
+        )
+    };
+    let steward = StewardProcess::start(&ca_dir, &with_kds(&kds, &cache));
     point_to(&config, &steward);
     let (code, stderr) = run_to_end(Some(guest.root()), &config, &program);
     assert_eq!(code, 0, "{stderr}");
-    let log = kds.log_when(|log| log.contains("-> 200"));
+    let log = kds.log_when(|log| log.contains("/crl -> 200"));
     let requests: Vec<&str> = log.lines().filter(|l| l.contains("/vcek/v1/")).collect();
+    assert!(requests.iter().any(|l| l.ends_with("-> 429")), "{log}");
     assert!(
-        requests.iter().any(|l| l.ends_with("-> 429"))
-            && requests.last().is_some_and(|l| l.ends_with("-> 200")),
+        requests
+            .iter()
+            .any(|l| l.contains("/vcek/v1/Genoa/") && l.ends_with("ucodeSPL=72 -> 200")),
         "{log}"
     );
+    assert!(
+        requests
+            .last()
+            .unwrap()
+            .contains("/vcek/v1/Genoa/crl -> 200"),
+        "{log}"
+    );
+    drop(steward);
+
+    // AMD revokes the ASK: its CRL lists it, and the Steward refuses the chain.
+    let revoking = Kds::start(tmp.path(), &["--revoke-ask"]);
+    let fresh_cache = tmp.path().join("collateral-2");
+    let steward = StewardProcess::start(&ca_dir, &with_kds(&revoking, &fresh_cache));
+    point_to(&config, &steward);
+    let (code, stderr) = run_to_end(Some(guest.root()), &config, &program);
+    assert_eq!(code, KEEP_ERROR, "{stderr}");
+    assert!(stderr.contains("is revoked by its ARK's CRL"), "{stderr}");
 }
 
 #[test]

@@ -68,11 +68,9 @@ impl StewardProcess {
     /// Asserts that the Steward logged a certificate for `workload` in `tee`.
     #[track_caller]
     pub fn expect_issued(&self, tee: &str, workload: &str) {
-        let log = self.log_with("issued");
-        assert!(
-            log.contains(&format!("issued: tee {tee} workload {workload}")),
-            "{log}"
-        );
+        let line = format!("issued: tee {tee} workload {workload}");
+        let log = self.log_with(&line);
+        assert!(log.contains(&line), "{log}");
     }
 
     /// `curl` against the Steward: (HTTP status, body).

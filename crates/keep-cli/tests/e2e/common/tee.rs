@@ -157,8 +157,9 @@ pub struct Kds {
 }
 
 impl Kds {
-    /// Starts it; the first `throttle` VCEK requests are answered 429.
-    pub fn start(dir: &Path, throttle: usize) -> Self {
+    /// Starts it with `args` (`--throttle N`: the first N VCEK requests are answered 429;
+    /// `--revoke-ask`: its CRL revokes the ASK).
+    pub fn start(dir: &Path, args: &[&str]) -> Self {
         let ca = Ca::new(dir, "kds-ca");
         let (cert, key) = ca.issue(dir, "kds");
         let mut command = tee_sim();
@@ -169,7 +170,7 @@ impl Kds {
             .arg(cert)
             .arg("--tls-key")
             .arg(key)
-            .args(["--throttle", &throttle.to_string()]);
+            .args(args);
         let (process, first) = StdinBound::start(command, "keep-tee-sim kds");
         let url = first
             .strip_prefix("listening on ")
