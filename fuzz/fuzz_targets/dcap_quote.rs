@@ -1,5 +1,5 @@
 //! Intel DCAP quotes: any bytes parse or are refused with a reason; the embedded PCK chain
-//! is read or refused; verification fails cleanly without a valid chain.
+//! is read or refused, and its FMSPC; verification fails cleanly without a valid chain.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -14,6 +14,8 @@ fuzz_target!(|data: &[u8]| {
             );
         }
         let _ = keep_attest::intel::unverified_claims(data).map(|c| c.to_json());
+        // What the Steward reads to fetch the quote's collateral from the PCS.
+        let _ = keep_attest::intel::pcs_key(data);
     }
     let _ = keep_attest::inspect(data).map(|(kind, _)| kind.describe());
 });

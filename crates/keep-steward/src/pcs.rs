@@ -71,18 +71,7 @@ impl Pcs {
 
     /// The collateral of `quote` valid at `now`: from memory, the cache, or the service.
     pub fn collateral(&self, quote: &[u8], now: SystemTime) -> anyhow::Result<Collateral> {
-        let parsed = dcap_qvl::quote::Quote::parse(quote).map_err(|e| anyhow!("the quote: {e}"))?;
-        let fmspc = hex::encode_upper(
-            dcap_qvl::intel::quote_fmspc(&parsed)
-                .context("the FMSPC of the quote's PCK certificate")?,
-        );
-        let ca = match dcap_qvl::intel::quote_ca(&parsed)
-            .context("the CA of the quote's PCK certificate")?
-        {
-            dcap_qvl::config::PckCa::Platform => "platform",
-            dcap_qvl::config::PckCa::Processor => "processor",
-        };
-        let tee = if parsed.header.is_sgx() { "sgx" } else { "tdx" };
+        let keep_attest::intel::PcsKey { tee, fmspc, ca } = keep_attest::intel::pcs_key(quote)?;
         let key = format!("{tee}-{fmspc}-{ca}");
         let remembered = self
             .fetched

@@ -63,6 +63,39 @@ pub fn verify(
     Ok(claims)
 }
 
+/// What Intel's PCS indexes a quote's TCB collateral by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PcsKey {
+    /// `sgx` or `tdx`: which API the TCB info and QE identity come from.
+    pub tee: &'static str,
+    /// The platform's FMSPC (upper-case hex), from its PCK certificate.
+    pub fmspc: String,
+    /// `platform` or `processor`: the PCK CA whose CRL applies.
+    pub ca: &'static str,
+}
+
+/// The PCS key of `quote` (unverified: to find the collateral its verification needs).
+pub fn pcs_key(quote: &[u8]) -> Result<PcsKey, Error> {
+    let parsed = ParsedQuote::parse(quote)?;
+    fn unreadable(e: impl std::fmt::Display) -> Error {
+        Error::malformed("PCK certificate", format!("{e:#}"))
+    }
+    let fmspc = dcap_qvl::intel::quote_fmspc(&parsed.quote).map_err(unreadable)?;
+    let ca = match dcap_qvl::intel::quote_ca(&parsed.quote).map_err(unreadable)? {
+        dcap_qvl::config::PckCa::Platform => "platform",
+        dcap_qvl::config::PckCa::Processor => "processor",
+    };
+    Ok(PcsKey {
+        tee: if parsed.quote.header.is_sgx() {
+            "sgx"
+        } else {
+            "tdx"
+        },
+        fmspc: hex::encode_upper(fmspc),
+        ca,
+    })
+}
+
 /// The claims a quote states, without verifying anything (for inspection).
 pub fn unverified_claims(quote: &[u8]) -> Result<Claims, Error> {
     Ok(claims(
