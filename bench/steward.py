@@ -156,6 +156,7 @@ def attestation_startup(tmp, steward, guest, runs):
                 env=env,
                 check=True,
                 stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
             samples.append(time.perf_counter() - started)
         times[name] = statistics.median(samples) * 1000
@@ -189,7 +190,8 @@ def write_report(rows, startup):
         "## Steward issuance (`scripts/bench --steward`)\n\n"
         "`keep steward serve` (release, 2 worker threads, every decision logged) driven by "
         "`steward-load` (`crates/keep-bench`) on the same 2-core machine: CONCURRENCY keep-alive "
-        "HTTPS connections share the requests. `none`: each request carries `none` evidence bound "
+        "HTTPS connections share the requests, after one untimed request each (TLS handshake, "
+        "the Steward's first check of each certificate chain). `none`: each request carries `none` evidence bound "
         "to its connection's key and gets a fresh certificate from an `--insecure-accept-none` "
         "Steward (CSR signature check, binding, policy, ECDSA P-256 issuance). SEV-SNP replay: "
         "trustee's real Milan report and VCEK in a Keep request, verified in full (VCEK → built-in "
