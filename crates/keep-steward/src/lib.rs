@@ -20,6 +20,7 @@ mod fetch;
 pub mod kds;
 pub mod metrics;
 pub mod pcs;
+mod pool;
 pub mod server;
 
 pub use ca::CertificateAuthority;

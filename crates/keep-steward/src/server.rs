@@ -20,6 +20,7 @@ use keep_identity::steward::{MAX_BODY, PKCS10};
 
 use crate::decide::{Refusal, Steward};
 use crate::metrics::Metrics;
+use crate::pool::DecisionPool;
 
 /// How long a client may take to complete its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -35,6 +36,7 @@ pub async fn serve(
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<()> {
     let acceptor = TlsAcceptor::from(tls);
+    let pool = Arc::new(DecisionPool::for_this_machine()?);
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -46,7 +48,12 @@ pub async fn serve(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let (acceptor, steward, metrics) = (acceptor.clone(), steward.clone(), metrics.clone());
+        let (acceptor, steward, metrics, pool) = (
+            acceptor.clone(),
+            steward.clone(),
+            metrics.clone(),
+            pool.clone(),
+        );
         tokio::spawn(async move {
             let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => stream,
@@ -60,8 +67,8 @@ pub async fn serve(
                 }
             };
             let service = hyper::service::service_fn(move |request| {
-                let (steward, metrics) = (steward.clone(), metrics.clone());
-                async move { Ok::<_, Infallible>(route(request, &steward, &metrics).await) }
+                let (steward, metrics, pool) = (steward.clone(), metrics.clone(), pool.clone());
+                async move { Ok::<_, Infallible>(route(request, steward, &metrics, &pool).await) }
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -75,8 +82,9 @@ pub async fn serve(
 
 async fn route(
     request: Request<Incoming>,
-    steward: &Steward,
+    steward: Arc<Steward>,
     metrics: &Metrics,
+    pool: &DecisionPool,
 ) -> Response<Full<Bytes>> {
     let path = request.uri().path().to_owned();
     let (endpoint, response) = match (request.method(), path.as_str()) {
@@ -88,7 +96,9 @@ async fn route(
                 "text/plain; version=0.0.4",
             ),
         ),
-        (&Method::POST, "/v1/attest") => ("/v1/attest", attest(request, steward, metrics).await),
+        (&Method::POST, "/v1/attest") => {
+            ("/v1/attest", attest(request, steward, metrics, pool).await)
+        }
         (_, "/healthz" | "/metrics" | "/v1/attest") => (
             "other",
             text(
@@ -109,38 +119,39 @@ async fn route(
     response
 }
 
-/// Decides on a request. A decision may wait on the network (collateral from the KDS), so
-/// on a multi-threaded runtime the worker hands its other tasks over while it decides.
-fn decide(steward: &Steward, der: &[u8]) -> Result<crate::Issued, crate::Refusal> {
-    let decide = || steward.decide(der, SystemTime::now());
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(decide),
-        _ => decide(),
-    }
-}
-
 async fn attest(
     request: Request<Incoming>,
-    steward: &Steward,
+    steward: Arc<Steward>,
     metrics: &Metrics,
+    pool: &DecisionPool,
 ) -> Response<Full<Bytes>> {
     let started = Instant::now();
-    let response = match read_request(request).await {
-        Ok(der) => match decide(steward, &der) {
-            Ok(issued) => {
-                tracing::info!(
-                    "issued: tee {} workload {} names [{}] tcb {} serial {}",
-                    issued.claims.tee,
-                    issued.claims.workload_digest,
-                    issued.names.join(", "),
-                    issued.claims.tcb_status,
-                    issued.serial
-                );
-                metrics.issued(issued.claims.tee.as_str());
-                with_type(text(StatusCode::OK, issued.chain_pem), PEM_CHAIN)
-            }
-            Err(refusal) => refuse(&refusal, metrics),
-        },
+    let decided = match read_request(request).await {
+        Ok(der) => pool
+            .run(move || steward.decide(&der, SystemTime::now()))
+            .await
+            .ok_or_else(|| {
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the Steward could not decide (shutting down, or an internal fault)\n",
+                )
+            }),
+        Err(response) => Err(response),
+    };
+    let response = match decided {
+        Ok(Ok(issued)) => {
+            tracing::info!(
+                "issued: tee {} workload {} names [{}] tcb {} serial {}",
+                issued.claims.tee,
+                issued.claims.workload_digest,
+                issued.names.join(", "),
+                issued.claims.tcb_status,
+                issued.serial
+            );
+            metrics.issued(issued.claims.tee.as_str());
+            with_type(text(StatusCode::OK, issued.chain_pem), PEM_CHAIN)
+        }
+        Ok(Err(refusal)) => refuse(&refusal, metrics),
         Err(response) => response,
     };
     metrics.latency(started.elapsed());
