@@ -103,12 +103,22 @@ fn event_printer(quiet: bool, listen_print: bool) -> EventSink {
         Event::Attested {
             steward,
             workload,
+            tee,
+            insecure_test_root,
             not_after,
-        } => eprintln!(
-            "keep: attested by the Steward at {steward}: certificate for workload {workload} \
-             valid until {}",
-            humantime::format_rfc3339_seconds(not_after)
-        ),
+        } => {
+            eprintln!(
+                "keep: attested by the Steward at {steward}: certificate for workload {workload} \
+                 in TEE {tee}, valid until {}",
+                humantime::format_rfc3339_seconds(not_after)
+            );
+            if insecure_test_root {
+                eprintln!(
+                    "keep: warning: the Steward accepted this Keep's evidence under a TEST root \
+                     (--insecure-test-roots): its certificate proves nothing about real hardware"
+                );
+            }
+        }
         Event::Renewal(RenewalEvent::Renewed { not_after }) => tracing::info!(
             "renewed the Keep's certificate: valid until {}",
             humantime::format_rfc3339_seconds(not_after)

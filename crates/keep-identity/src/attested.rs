@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use der::Decode as _;
+use keep_attest::certificate::AttestedClaims;
 use keep_attest::request::{AttestationRequest, Evidence};
 use keep_config::StewardUrl;
 use keep_config::Tls;
@@ -31,6 +32,7 @@ struct Attested {
     identity: Identity,
     received: SystemTime,
     not_after: SystemTime,
+    statement: AttestedClaims,
 }
 
 /// The Keep's attested identity, and what renewing it needs.
@@ -42,6 +44,7 @@ pub struct AttestedIdentity {
     client: Arc<ClientConfig>,
     expires: SystemTime,
     renew_in: Duration,
+    statement: AttestedClaims,
 }
 
 /// What happens to the certificate while the Keep runs, for the caller to report.
@@ -82,6 +85,7 @@ pub fn attest(source: &StewardSource, tls: &Tls) -> anyhow::Result<AttestedIdent
         client,
         expires: first.not_after,
         renew_in: first.renewal_delay(),
+        statement: first.statement,
     })
 }
 
@@ -94,6 +98,12 @@ impl AttestedIdentity {
     /// The Steward that issued it.
     pub fn steward(&self) -> &StewardUrl {
         &self.url
+    }
+
+    /// What the first certificate states about the Keep (its TEE, whether its evidence
+    /// chained to a test root).
+    pub fn statement(&self) -> &AttestedClaims {
+        &self.statement
     }
 
     /// A renewal loop to run on a thread of the caller's (started once the process is
@@ -110,6 +120,7 @@ impl AttestedIdentity {
             client: self.client.clone(),
             expires: self.expires,
             renew_in: self.renew_in,
+            statement: self.statement.clone(),
         };
         move |stop| state.renew(stop, &report)
     }
@@ -193,6 +204,8 @@ fn request(
         .context("the Steward's certificate")?
         .tbs_certificate
         .validity;
+    let statement = AttestedClaims::from_certificate(leaf)
+        .context("the attestation statement of the Steward's certificate")?;
     Ok(Attested {
         identity: Identity {
             chain,
@@ -201,5 +214,6 @@ fn request(
         },
         received: SystemTime::now(),
         not_after: validity.not_after.to_system_time(),
+        statement,
     })
 }

@@ -22,6 +22,10 @@ pub enum Event<'a> {
         steward: &'a StewardUrl,
         /// The workload its certificate names.
         workload: WorkloadDigest,
+        /// The TEE the certificate states (`none`: the process backend).
+        tee: &'static str,
+        /// The Steward trusted a test root for this Keep's evidence (`--insecure-test-roots`).
+        insecure_test_root: bool,
         /// When the certificate expires (it is renewed before).
         not_after: SystemTime,
     },

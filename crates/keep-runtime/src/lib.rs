@@ -108,6 +108,8 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<Outcome> {
             spec.events.report(Event::Attested {
                 steward: attested.steward(),
                 workload: WorkloadDigest(source.workload_digest),
+                tee: attested.statement().tee.as_str(),
+                insecure_test_root: attested.statement().insecure_test_root,
                 not_after: attested.not_after(),
             });
             Some(attested)

@@ -7,11 +7,10 @@ use std::time::SystemTime;
 
 use dcap_qvl::TcbInfo;
 use der::Encode as _;
-use p256::ecdsa::signature::Verifier as _;
 use x509_cert::Certificate;
 
 use super::collateral::{signed, status_from_intel};
-use super::quote::signs_p256;
+use super::quote::{p256_key, signs_p256};
 use crate::x509::check_validity;
 use crate::{Error, TcbStatus};
 
@@ -31,20 +30,14 @@ pub fn evaluate_sgx(
         .ok_or_else(|| Error::MissingCollateral("no TCB signing certificate".into()))?;
     signs_p256(root, signer)?;
     check_validity(signer, at)?;
-    let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(
-        signer
-            .tbs_certificate
-            .subject_public_key_info
-            .subject_public_key
-            .raw_bytes(),
+    aws_lc_rs::signature::UnparsedPublicKey::new(
+        &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
+        p256_key(signer)?,
     )
-    .map_err(|_| Error::Chain("the TCB signing certificate has no P-256 key".into()))?;
-    let signature = p256::ecdsa::Signature::from_slice(&signed.signature)
-        .map_err(|_| Error::Collateral("the TCB info signature is malformed".into()))?;
-    key.verify(signed.body.as_bytes(), &signature)
-        .map_err(|_| {
-            Error::Collateral("the TCB info is not signed by Intel's TCB signing key".into())
-        })?;
+    .verify(signed.body.as_bytes(), &signed.signature)
+    .map_err(|_| {
+        Error::Collateral("the TCB info is not signed by Intel's TCB signing key".into())
+    })?;
     let mut info: TcbInfo =
         serde_json::from_str(&signed.body).map_err(|e| Error::malformed("TCB info", e))?;
     let pck_der = pck

@@ -58,6 +58,14 @@ fn an_snp_keep_is_certified_with_its_tee_measurement_and_workload() {
 
     let keep = Served::start_on(Some(guest.root()), &config, &program, &[], 1);
     steward.expect_issued("sev-snp", &expected);
+    let stderr = keep.stderr();
+    assert!(
+        stderr.contains(&format!(
+            "certificate for workload {expected} in TEE sev-snp"
+        )) && stderr
+            .contains("warning: the Steward accepted this Keep's evidence under a TEST root"),
+        "{stderr}"
+    );
 
     // The relying party sees the TEE, the measurement, the workload and the warning.
     let target = keep.addr("ingest").to_string();
