@@ -1,11 +1,11 @@
 //! `keep-tee-sim`: a simulated confidential VM for Keep's tests. There is no TEE on the test
 //! machines, so this plays the hardware, AMD and Intel: it makes test PKIs, serves a
 //! configfs-tsm tree over FUSE whose SEV-SNP reports or TDX quotes those PKIs sign, and
-//! serves the SEV-SNP PKI's VCEKs under the KDS URL layout. The `keep` binary reads the tree exactly as it reads the kernel's; a Steward
+//! serves their collateral under the KDS and PCS URL layouts. The `keep` binary reads the tree exactly as it reads the kernel's; a Steward
 //! trusts the PKI only with `--insecure-test-roots`.
 
+mod collateral;
 mod configfs;
-mod kds;
 mod pki;
 mod snp;
 mod tdx;
@@ -41,9 +41,10 @@ enum Command {
     /// Mount a configfs-tsm report directory at MOUNT and answer it as an SEV-SNP or TDX
     /// guest's kernel would, until standard input closes. Prints `ready` once mounted.
     Serve(ServeArgs),
-    /// Serve the PKI's VCEKs and chain under AMD's KDS URL layout over HTTPS, until
-    /// standard input closes. Prints `listening on https://ADDR` once bound.
-    Kds(kds::KdsArgs),
+    /// Serve the PKIs' collateral over HTTPS, until standard input closes: VCEKs, the chain
+    /// and CRLs under AMD's KDS URL layout, and the TDX platform's TCB info, QE identity and
+    /// CRLs under Intel's PCS layout (a PCCS's). Prints `listening on https://ADDR` once bound.
+    Collateral(collateral::CollateralArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -120,7 +121,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             tdx::generate_pki(&out)
         }
         Command::Serve(args) => serve(args),
-        Command::Kds(args) => kds::run(args),
+        Command::Collateral(args) => collateral::run(args),
     }
 }
 
@@ -137,7 +138,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         if args.no_certs || args.foreign_vcek.is_some() || args.replay || args.vcek_out.is_some() {
             anyhow::bail!("--no-certs, --foreign-vcek, --replay and --vcek-out are SEV-SNP's");
         }
-        let mut td_attributes = [0u8; 8];
+        // TD_ATTRIBUTES, little-endian: SEPT_VE_DISABLE (bit 28) as Linux guests launch,
+        // DEBUG (bit 0) when asked.
+        let mut td_attributes = (1u64 << 28).to_le_bytes();
         if args.debug {
             td_attributes[0] |= 1;
         }

@@ -134,6 +134,46 @@ fn entries_answer_as_the_kernel_does_and_reports_verify_under_the_test_roots() {
     assert_eq!(std::fs::read_dir(&report).unwrap().count(), 0);
 }
 
+/// `keep-tee-sim collateral` on loopback, with a TLS certificate from a CA made here:
+/// (its URL, the CA).
+fn collateral_service(dir: &std::path::Path) -> (Mounted, String, rustls::RootCertStore) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    std::fs::write(dir.join("tls.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("tls-key.pem"), key.serialize_pem()).unwrap();
+    let mut child = sim()
+        .args(["collateral", "--pki"])
+        .arg(PKI.path())
+        .arg("--tls-cert")
+        .arg(dir.join("tls.pem"))
+        .arg("--tls-key")
+        .arg(dir.join("tls-key.pem"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_owned();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der().clone()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    (Mounted { child, _dir: dir }, url, roots)
+}
+
 #[test]
 fn a_tdx_guest_answers_with_quotes_that_verify_under_the_test_intel_root() {
     let (_mounted, report) = mount("tdx");
@@ -165,6 +205,17 @@ fn a_tdx_guest_answers_with_quotes_that_verify_under_the_test_intel_root() {
             .is_err_and(|e| e.to_string().contains("not the trusted root")),
         "{refused:?}"
     );
+    // Its collateral, fetched from the simulated PCS as the Steward fetches it, evaluates
+    // the platform's TCB.
+    let tmp = tempfile::tempdir().unwrap();
+    let (_service, url, ca) = collateral_service(tmp.path());
+    let pcs = keep_steward::pcs::Pcs::new(&url, ca, None).unwrap();
+    let collateral = pcs.collateral(&quote, SystemTime::now()).unwrap();
+    let claims =
+        keep_attest::intel::verify(&quote, Some(&collateral), Some(&roots()), SystemTime::now())
+            .unwrap();
+    assert_eq!(claims.tcb_status, keep_attest::TcbStatus::UpToDate);
+
     // Any byte of the TD report changed: the signature no longer holds.
     let mut forged = quote.clone();
     forged[48 + 136] ^= 1; // MRTD

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 
 use crate::common::net::*;
 use crate::common::steward::*;
-use crate::common::tee::{Guest, Kds, MEASUREMENT, test_roots_flag};
+use crate::common::tee::{Collateral, Guest, MEASUREMENT, test_roots_flag};
 use crate::common::{GUESTS, KEEP_ERROR};
 
 /// A policy pinning the simulated VM (measurement, TCB) and listing `digests`.
@@ -237,8 +237,8 @@ fn a_vcek_the_host_does_not_supply_is_fetched_from_the_kds_through_429_with_its_
 
     // A KDS that answers 429 first: the Steward waits as told, gets the VCEK, and checks
     // the chain against the product line's CRL, which it fetches too.
-    let kds = Kds::start(tmp.path(), &["--throttle", "1"]);
-    let with_kds = |kds: &Kds, cache: &Path| {
+    let kds = Collateral::start(tmp.path(), &["--throttle", "1"]);
+    let with_kds = |kds: &Collateral, cache: &Path| {
         steward_args(
             &policy,
             &[
@@ -274,7 +274,7 @@ fn a_vcek_the_host_does_not_supply_is_fetched_from_the_kds_through_429_with_its_
     drop(steward);
 
     // AMD revokes the ASK: its CRL lists it, and the Steward refuses the chain.
-    let revoking = Kds::start(tmp.path(), &["--revoke-ask"]);
+    let revoking = Collateral::start(tmp.path(), &["--revoke-ask"]);
     let fresh_cache = tmp.path().join("collateral-2");
     let steward = StewardProcess::start(&ca_dir, &with_kds(&revoking, &fresh_cache));
     point_to(&config, &steward);
@@ -284,7 +284,7 @@ fn a_vcek_the_host_does_not_supply_is_fetched_from_the_kds_through_429_with_its_
 }
 
 #[test]
-fn a_tdx_keep_is_certified_with_its_mrtd_and_a_debug_td_is_refused() {
+fn a_tdx_keep_is_certified_with_its_mrtd_and_tcb_and_a_debug_td_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let ca_dir = tmp.path().join("ca");
     let ca = steward_ca(&ca_dir);
@@ -303,12 +303,33 @@ fn a_tdx_keep_is_certified_with_its_mrtd_and_a_debug_td_is_refused() {
         "policy.toml",
         &format!("[tdx]\nmrtd = [\"{MEASUREMENT}\"]\n\n[[workload]]\ndigest = \"{expected}\"\n"),
     );
-    let steward = StewardProcess::start(&ca_dir, &steward_args(&policy, &["--offline"]));
+    // The Steward fetches the platform's TCB info and QE identity from the simulated PCS.
+    let pcs = Collateral::start(tmp.path(), &[]);
+    let cache = tmp.path().join("collateral");
+    let steward = StewardProcess::start(
+        &ca_dir,
+        &steward_args(
+            &policy,
+            &[
+                "--pcs-url",
+                &pcs.url,
+                "--pcs-ca",
+                pcs.ca.to_str().unwrap(),
+                "--collateral-cache",
+                cache.to_str().unwrap(),
+            ],
+        ),
+    );
     point_to(&config, &steward);
 
     let guest = Guest::tdx(&[]);
     let keep = Served::start_on(Some(guest.root()), &config, &program, &[], 1);
     steward.expect_issued("tdx", &expected);
+    let log = pcs.log_when(|log| log.contains("rootcacrl -> 200"));
+    assert!(
+        log.contains("GET /tdx/certification/v4/tcb?fmspc=00806F050000 -> 200"),
+        "{log}"
+    );
     let target = keep.addr("ingest").to_string();
     let (code, stdout, stderr) = keep_verify(&[
         "--ca",
@@ -323,6 +344,7 @@ fn a_tdx_keep_is_certified_with_its_mrtd_and_a_debug_td_is_refused() {
     ]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains(&format!("mrtd: {MEASUREMENT}")), "{stdout}");
+    assert!(stdout.contains("tcb status:      up-to-date"), "{stdout}");
     assert!(
         stdout.contains("WARNING: the evidence chained to a TEST root"),
         "{stdout}"

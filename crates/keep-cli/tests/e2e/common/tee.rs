@@ -149,29 +149,30 @@ impl Guest {
     }
 }
 
-/// The simulated KDS over HTTPS: (its URL, the CA file its certificate chains to).
-pub struct Kds {
+/// The simulated collateral services over HTTPS (AMD's KDS and Intel's PCS layouts): its
+/// URL, and the CA file its certificate chains to.
+pub struct Collateral {
     process: StdinBound,
     pub url: String,
     pub ca: PathBuf,
 }
 
-impl Kds {
+impl Collateral {
     /// Starts it with `args` (`--throttle N`: the first N VCEK requests are answered 429;
     /// `--revoke-ask`: its CRL revokes the ASK).
     pub fn start(dir: &Path, args: &[&str]) -> Self {
-        let ca = Ca::new(dir, "kds-ca");
-        let (cert, key) = ca.issue(dir, "kds");
+        let ca = Ca::new(dir, "collateral-ca");
+        let (cert, key) = ca.issue(dir, "collateral");
         let mut command = tee_sim();
         command
-            .args(["kds", "--pki"])
+            .args(["collateral", "--pki"])
             .arg(&*PKI)
             .arg("--tls-cert")
             .arg(cert)
             .arg("--tls-key")
             .arg(key)
             .args(args);
-        let (process, first) = StdinBound::start(command, "keep-tee-sim kds");
+        let (process, first) = StdinBound::start(command, "keep-tee-sim collateral");
         let url = first
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("{first}"))

@@ -1,10 +1,15 @@
-//! A Key Distribution Service for the test PKI, with AMD's URL layout (AMD "VCEK
-//! Certificate and KDS Interface Specification"):
+//! The collateral services of the test PKIs over HTTPS: AMD's Key Distribution Service (AMD
+//! "VCEK Certificate and KDS Interface Specification") and Intel's PCS in a PCCS's layout.
 //!
 //! - `GET /vcek/v1/{product}/{hwid}?blSPL=..&teeSPL=..&snpSPL=..&ucodeSPL=..`: the chip's
 //!   VCEK at that TCB (DER);
 //! - `GET /vcek/v1/{product}/cert_chain`: the ASK then the ARK (PEM);
-//! - `GET /vcek/v1/{product}/crl`: the ARK's CRL (DER), listing the ASK with `--revoke-ask`.
+//! - `GET /vcek/v1/{product}/crl`: the ARK's CRL (DER), listing the ASK with `--revoke-ask`;
+//! - `GET /tdx/certification/v4/tcb?fmspc=FMSPC`: the simulated platform's TCB info, its
+//!   issuer chain in `TCB-Info-Issuer-Chain`;
+//! - `GET /tdx/certification/v4/qe/identity`: the simulated QE's identity;
+//! - `GET /sgx/certification/v4/pckcrl?ca=platform&encoding=der`: the PCK platform CA's CRL;
+//! - `GET /sgx/certification/v4/rootcacrl`: the root CA's CRL, hex (as a PCCS answers).
 //!
 //! Like AMD's it limits clients: with `--throttle N` the first N VCEK requests get
 //! `429 Too Many Requests` with a `Retry-After`. Every request is logged to stderr.
@@ -23,9 +28,9 @@ use hyper_util::rt::TokioIo;
 
 use crate::pki::{SnpPki, Tcb};
 
-/// `keep-tee-sim kds`
+/// `keep-tee-sim collateral`
 #[derive(Debug, clap::Args)]
-pub struct KdsArgs {
+pub struct CollateralArgs {
     /// The PKI directory (from `keep-tee-sim pki`).
     #[arg(long, value_name = "DIR")]
     pki: PathBuf,
@@ -49,8 +54,9 @@ pub struct KdsArgs {
     revoke_ask: bool,
 }
 
-struct Kds {
+struct Services {
     pki: SnpPki,
+    pcs: crate::tdx::Pcs,
     throttle: usize,
     retry_after: u64,
     revoke_ask: bool,
@@ -58,11 +64,12 @@ struct Kds {
 }
 
 /// Runs the service until standard input closes.
-pub fn run(args: KdsArgs) -> anyhow::Result<()> {
+pub fn run(args: CollateralArgs) -> anyhow::Result<()> {
     let pki = SnpPki::load(&args.pki)?;
     let tls = tls_config(&args)?;
-    let kds = Arc::new(Kds {
+    let kds = Arc::new(Services {
         pki,
+        pcs: crate::tdx::Pcs::load(&args.pki)?,
         throttle: args.throttle,
         retry_after: args.retry_after,
         revoke_ask: args.revoke_ask,
@@ -115,7 +122,7 @@ pub fn run(args: KdsArgs) -> anyhow::Result<()> {
     })
 }
 
-fn tls_config(args: &KdsArgs) -> anyhow::Result<rustls::ServerConfig> {
+fn tls_config(args: &CollateralArgs) -> anyhow::Result<rustls::ServerConfig> {
     use rustls_pki_types::pem::PemObject as _;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let chain = CertificateDer::pem_file_iter(&args.tls_cert)
@@ -130,35 +137,77 @@ fn tls_config(args: &KdsArgs) -> anyhow::Result<rustls::ServerConfig> {
         .context("the KDS's TLS certificate")
 }
 
-impl Kds {
+/// An answer: status, headers, body.
+type Answer = (StatusCode, Vec<(&'static str, String)>, Vec<u8>);
+
+impl Services {
     fn answer<B>(&self, request: &Request<B>) -> Response<Full<Bytes>> {
         let uri = request.uri();
-        let (status, body) = match self.route(uri.path(), uri.query().unwrap_or_default()) {
+        let query = uri.query().unwrap_or_default();
+        let (status, headers, body) = match self.route(uri.path(), query) {
             Ok(answer) => answer,
-            Err(e) => (StatusCode::BAD_REQUEST, e.to_string().into_bytes()),
+            Err(e) => (
+                StatusCode::BAD_REQUEST,
+                Vec::new(),
+                e.to_string().into_bytes(),
+            ),
         };
-        eprintln!("keep-tee-sim kds: GET {uri} -> {}", status.as_u16());
+        eprintln!("keep-tee-sim collateral: GET {uri} -> {}", status.as_u16());
         let mut response = Response::new(Full::new(Bytes::from(body)));
         *response.status_mut() = status;
-        if status == StatusCode::TOO_MANY_REQUESTS
-            && let Ok(value) = self.retry_after.to_string().parse()
-        {
-            response
-                .headers_mut()
-                .insert(hyper::header::RETRY_AFTER, value);
+        for (name, value) in headers {
+            if let Ok(value) = value.parse() {
+                response.headers_mut().insert(name, value);
+            }
         }
         response
     }
 
-    fn route(&self, path: &str, query: &str) -> anyhow::Result<(StatusCode, Vec<u8>)> {
+    fn route(&self, path: &str, query: &str) -> anyhow::Result<Answer> {
+        let parameters: HashMap<&str, &str> = query
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .collect();
+        let not_found = || Ok((StatusCode::NOT_FOUND, Vec::new(), Vec::new()));
+        let ok = |body: Vec<u8>| Ok((StatusCode::OK, Vec::new(), body));
+        let pcs = &self.pcs;
+        match path {
+            "/tdx/certification/v4/tcb" => {
+                let fmspc = parameters.get("fmspc").copied().unwrap_or_default();
+                if !fmspc.eq_ignore_ascii_case(&hex::encode(crate::tdx::FMSPC)) {
+                    return not_found();
+                }
+                let chain = pcs.issuer_chain.clone();
+                return Ok((
+                    StatusCode::OK,
+                    vec![("TCB-Info-Issuer-Chain", chain)],
+                    pcs.tcb_info().into_bytes(),
+                ));
+            }
+            "/tdx/certification/v4/qe/identity" => {
+                let chain = pcs.issuer_chain.clone();
+                return Ok((
+                    StatusCode::OK,
+                    vec![("SGX-Enclave-Identity-Issuer-Chain", chain)],
+                    pcs.qe_identity().into_bytes(),
+                ));
+            }
+            "/sgx/certification/v4/pckcrl" if parameters.get("ca") == Some(&"platform") => {
+                return ok(pcs.pck_crl()?);
+            }
+            "/sgx/certification/v4/rootcacrl" => {
+                return ok(hex::encode(pcs.root_crl()?).into_bytes());
+            }
+            _ => {}
+        }
         let Some(rest) = path.strip_prefix("/vcek/v1/") else {
-            return Ok((StatusCode::NOT_FOUND, Vec::new()));
+            return not_found();
         };
         let Some((product, what)) = rest.split_once('/') else {
-            return Ok((StatusCode::NOT_FOUND, Vec::new()));
+            return not_found();
         };
         if product != self.pki.product() {
-            return Ok((StatusCode::NOT_FOUND, Vec::new()));
+            return not_found();
         }
         if what == "cert_chain" {
             let (ark, ask) = self.pki.chain_der()?;
@@ -167,13 +216,18 @@ impl Kds {
                 let cert: x509_cert::Certificate = der::Decode::from_der(&der)?;
                 pem += &cert.to_pem(der::pem::LineEnding::LF)?;
             }
-            return Ok((StatusCode::OK, pem.into_bytes()));
+            return ok(pem.into_bytes());
         }
         if what == "crl" {
-            return Ok((StatusCode::OK, self.pki.crl(self.revoke_ask)?));
+            return ok(self.pki.crl(self.revoke_ask)?);
         }
         if self.vcek_requests.fetch_add(1, Ordering::SeqCst) < self.throttle {
-            return Ok((StatusCode::TOO_MANY_REQUESTS, Vec::new()));
+            let wait = self.retry_after.to_string();
+            return Ok((
+                StatusCode::TOO_MANY_REQUESTS,
+                vec![("retry-after", wait)],
+                Vec::new(),
+            ));
         }
         let chip_id: [u8; 64] = hex::decode(what)
             .ok()
@@ -197,6 +251,6 @@ impl Kds {
             microcode: spl("ucodeSPL")?,
         };
         let vcek = self.pki.vcek(&chip_id, tcb)?;
-        Ok((StatusCode::OK, vcek.certificate.to_der()?))
+        ok(vcek.certificate.to_der()?)
     }
 }
