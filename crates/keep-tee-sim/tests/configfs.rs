@@ -44,11 +44,20 @@ fn mount(tee: &str) -> (Mounted, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("report");
     std::fs::create_dir(&report).unwrap();
-    let mut child = sim()
+    let mut command = sim();
+    command
         .args(["serve", "--tee", tee, "--pki"])
         .arg(PKI.path())
         .arg("--mount")
-        .arg(&report)
+        .arg(&report);
+    let (mounted, line) = start(command, dir);
+    assert_eq!(line, "ready\n");
+    (mounted, report)
+}
+
+/// Starts `command` (which ends when its standard input closes) and returns its first line.
+fn start(mut command: Command, dir: tempfile::TempDir) -> (Mounted, String) {
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -57,8 +66,7 @@ fn mount(tee: &str) -> (Mounted, std::path::PathBuf) {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    assert_eq!(line, "ready\n");
-    (Mounted { child, _dir: dir }, report)
+    (Mounted { child, _dir: dir }, line)
 }
 
 #[test]
@@ -148,21 +156,15 @@ fn collateral_service(dir: &std::path::Path) -> (Mounted, String, rustls::RootCe
         .unwrap();
     std::fs::write(dir.join("tls.pem"), cert.pem()).unwrap();
     std::fs::write(dir.join("tls-key.pem"), key.serialize_pem()).unwrap();
-    let mut child = sim()
+    let mut command = sim();
+    command
         .args(["collateral", "--pki"])
         .arg(PKI.path())
         .arg("--tls-cert")
         .arg(dir.join("tls.pem"))
         .arg("--tls-key")
-        .arg(dir.join("tls-key.pem"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+        .arg(dir.join("tls-key.pem"));
+    let (service, line) = start(command, tempfile::tempdir().unwrap());
     let url = line
         .trim()
         .strip_prefix("listening on ")
@@ -170,8 +172,7 @@ fn collateral_service(dir: &std::path::Path) -> (Mounted, String, rustls::RootCe
         .to_owned();
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.der().clone()).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    (Mounted { child, _dir: dir }, url, roots)
+    (service, url, roots)
 }
 
 #[test]

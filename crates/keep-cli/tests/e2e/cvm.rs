@@ -34,18 +34,13 @@ fn steward_args(policy: &Path, extra: &[&str]) -> Vec<String> {
 fn an_snp_keep_is_certified_with_its_tee_measurement_and_workload() {
     let guest = Guest::snp(&[]);
     let tmp = tempfile::tempdir().unwrap();
-    let ca_dir = tmp.path().join("ca");
-    let ca = steward_ca(&ca_dir);
-    let program = GUESTS.module("pollecho");
-    let config = keep_config(
-        tmp.path(),
-        "Keep.toml",
-        &ca,
-        "",
-        &listener("ingest", "tls", ""),
-        "",
-    );
-    let expected = digest(&program, &config);
+    let TlsKeep {
+        ca_dir,
+        ca,
+        program,
+        config,
+        digest: expected,
+    } = TlsKeep::new(tmp.path(), "");
     let policy = snp_policy(tmp.path(), &[&expected]);
     let steward = StewardProcess::start(&ca_dir, &steward_args(&policy, &["--offline"]));
     assert!(
@@ -286,18 +281,13 @@ fn a_vcek_the_host_does_not_supply_is_fetched_from_the_kds_through_429_with_its_
 #[test]
 fn a_tdx_keep_is_certified_with_its_mrtd_and_tcb_and_a_debug_td_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    let ca_dir = tmp.path().join("ca");
-    let ca = steward_ca(&ca_dir);
-    let program = GUESTS.module("pollecho");
-    let config = keep_config(
-        tmp.path(),
-        "Keep.toml",
-        &ca,
-        "",
-        &listener("ingest", "tls", ""),
-        "",
-    );
-    let expected = digest(&program, &config);
+    let TlsKeep {
+        ca_dir,
+        ca,
+        program,
+        config,
+        digest: expected,
+    } = TlsKeep::new(tmp.path(), "");
     let policy = write_config(
         tmp.path(),
         "policy.toml",

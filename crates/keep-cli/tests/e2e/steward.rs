@@ -256,18 +256,14 @@ pub fn keeps_talk_mtls(
 #[test]
 fn the_certificate_is_renewed_without_dropping_connections() {
     let tmp = tempfile::tempdir().unwrap();
-    let ca_dir = tmp.path().join("ca");
-    let ca = steward_ca(&ca_dir);
-    let program = GUESTS.module("pollecho");
-    let config = keep_config(
-        tmp.path(),
-        "Keep.toml",
-        &ca,
-        "",
-        &listener("ingest", "tls", ""),
-        "names = [\"localhost\"]\n",
-    );
-    let policy = policy(tmp.path(), &[(&digest(&program, &config), &["localhost"])]);
+    let TlsKeep {
+        ca_dir,
+        ca,
+        program,
+        config,
+        digest,
+    } = TlsKeep::new(tmp.path(), "names = [\"localhost\"]\n");
+    let policy = policy(tmp.path(), &[(&digest, &["localhost"])]);
     let steward = StewardProcess::start(
         &ca_dir,
         &[

@@ -133,6 +133,40 @@ pub fn keep_config(
     )
 }
 
+/// A Keep serving `pollecho` on a TLS listener `ingest`, attesting to a Steward whose CA
+/// (`ca_dir`) is made first; `tls` keys go in its `[tls]`.
+pub struct TlsKeep {
+    pub ca_dir: PathBuf,
+    pub ca: PathBuf,
+    pub program: PathBuf,
+    pub config: PathBuf,
+    pub digest: String,
+}
+
+impl TlsKeep {
+    pub fn new(dir: &Path, tls: &str) -> Self {
+        let ca_dir = dir.join("ca");
+        let ca = steward_ca(&ca_dir);
+        let program = crate::common::GUESTS.module("pollecho");
+        let config = keep_config(
+            dir,
+            "Keep.toml",
+            &ca,
+            "",
+            &listener("ingest", "tls", ""),
+            tls,
+        );
+        let digest = digest(&program, &config);
+        Self {
+            ca_dir,
+            ca,
+            program,
+            config,
+            digest,
+        }
+    }
+}
+
 /// Points `config` at `steward`.
 pub fn point_to(config: &Path, steward: &StewardProcess) {
     let text = std::fs::read_to_string(config).unwrap();
