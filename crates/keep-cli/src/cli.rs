@@ -89,8 +89,9 @@ Serve HTTPS: POST /v1/attest (a PKCS#10 request with evidence in, a certificate 
 GET /healthz, GET /metrics (Prometheus).
 
 For each request the Steward checks the request's signature, verifies the evidence to the \
-vendor's root (with --collateral), checks that the evidence's report data binds the request's \
-key and workload digest, and applies the policy: allowed TEEs, measurements, minimum TCB, \
+vendor's root with the certificates it carries, --collateral, and what it fetches (SEV-SNP \
+VCEKs and CRLs from AMD's KDS, Intel TCB collateral from the PCS; cached, and nothing with \
+--offline), checks that the evidence's report data binds the request's key and workload digest, and applies the policy: allowed TEEs, measurements, minimum TCB, \
 debug, workload digests and the names each workload may have. It then issues a short-lived \
 certificate whose id-pe-cmw extension (1.3.6.1.5.5.7.1.35) states the TEE, measurements, TCB \
 status and workload digest. Every decision is logged with its reason (KEEP_LOG, default \
