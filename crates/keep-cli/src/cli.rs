@@ -156,6 +156,11 @@ pub struct ServeArgs {
     /// is served; a quote without --collateral is verified without TCB evaluation.
     #[arg(long)]
     pub offline: bool,
+    /// Secrets to release to attested Keeps (TOML: `[[secret]]` name and file or env,
+    /// `[[directory]]`, `[[release]]` rules of who gets which; see docs/secrets.md). Keeps ask
+    /// for them at POST /v1/secrets over mTLS with the certificate this Steward issued them.
+    #[arg(long, value_name = "FILE")]
+    pub secrets: Option<PathBuf>,
     /// Accept evidence of kind `none` from Keeps without a TEE. It proves nothing about the
     /// Keep: for development only.
     #[arg(long)]

@@ -54,7 +54,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
             names.push(args.listen.ip().to_string());
         }
     }
-    let (chain, key) = ca.server_identity(&names)?;
+    let tls = ca.server_config(&names)?;
     let mut builder = Steward::builder()
         .insecure_accept_none(args.insecure_accept_none)
         .validity(args.validity);
@@ -88,16 +88,17 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         .context("--pcs-url")?;
         builder = builder.kds(kds).pcs(pcs);
     }
+    if let Some(path) = &args.secrets {
+        let secrets =
+            keep_steward::secrets::Secrets::load(path).map_err(|e| anyhow!("--secrets: {e}"))?;
+        eprintln!(
+            "keep steward: releasing secrets [{}] to Keeps as {} says",
+            secrets.names().collect::<Vec<_>>().join(", "),
+            path.display()
+        );
+        builder = builder.secrets(secrets);
+    }
     let steward = Arc::new(builder.build(ca));
-    let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .context("TLS versions")?
-    .with_no_client_auth()
-    .with_single_cert(chain, key)
-    .context("the Steward's certificate")?;
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -73,6 +73,33 @@ impl CertificateAuthority {
         Self::load(&cert, &key)
     }
 
+    /// The Steward's TLS configuration: a fresh identity for `names` (see
+    /// [`Self::server_identity`]), HTTP/1.1, and client certificates this CA issued accepted
+    /// but not required (a Keep presents its certificate to have secrets released).
+    pub fn server_config(&self, names: &[String]) -> anyhow::Result<rustls::ServerConfig> {
+        let (chain, key) = self.server_identity(names)?;
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(self.certificate.clone())
+            .context("the CA certificate as a trust anchor")?;
+        let clients = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            std::sync::Arc::new(roots),
+            provider.clone(),
+        )
+        .allow_unauthenticated()
+        .build()
+        .context("the client certificate verifier")?;
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .context("TLS versions")?
+            .with_client_cert_verifier(clients)
+            .with_single_cert(chain, key)
+            .context("the Steward's certificate")?;
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(tls)
+    }
+
     /// A fresh HTTPS identity for the Steward itself, issued by this CA for `names` (DNS
     /// names or IP addresses) and kept in memory: Keeps that trust the CA trust the Steward.
     pub fn server_identity(

@@ -110,6 +110,7 @@ pub struct Steward {
     endorsements: Endorsements,
     kds: Option<Kds>,
     pcs: Option<Pcs>,
+    secrets: Option<crate::secrets::Secrets>,
     issued: AtomicU64,
 }
 
@@ -121,6 +122,7 @@ pub struct StewardBuilder {
     endorsements: Endorsements,
     kds: Option<Kds>,
     pcs: Option<Pcs>,
+    secrets: Option<crate::secrets::Secrets>,
 }
 
 impl Steward {
@@ -135,12 +137,18 @@ impl Steward {
             endorsements: Endorsements::default(),
             kds: None,
             pcs: None,
+            secrets: None,
         }
     }
 
     /// The CA certificate (PEM).
     pub fn ca_pem(&self) -> &str {
         &self.ca.certificate_pem
+    }
+
+    /// The secrets it releases, if it was given any.
+    pub fn secrets(&self) -> Option<&crate::secrets::Secrets> {
+        self.secrets.as_ref()
     }
 
     /// Decides on a DER certificate request at `now`.
@@ -342,6 +350,12 @@ impl StewardBuilder {
         self
     }
 
+    /// Releases `secrets` to attested Keeps as their rules say (default: none).
+    pub fn secrets(mut self, secrets: crate::secrets::Secrets) -> Self {
+        self.secrets = Some(secrets);
+        self
+    }
+
     /// The Steward, signing with `ca`.
     pub fn build(self, ca: CertificateAuthority) -> Steward {
         let mut policy = self.policy.unwrap_or_else(|| Policy {
@@ -361,6 +375,7 @@ impl StewardBuilder {
             endorsements: self.endorsements,
             kds: self.kds,
             pcs: self.pcs,
+            secrets: self.secrets,
             issued: AtomicU64::new(0),
         }
     }

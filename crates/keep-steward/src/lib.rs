@@ -21,6 +21,7 @@ pub mod kds;
 pub mod metrics;
 pub mod pcs;
 mod pool;
+pub mod secrets;
 pub mod server;
 
 pub use ca::CertificateAuthority;

@@ -20,6 +20,7 @@ pub struct Metrics {
     requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
     issued: Mutex<BTreeMap<&'static str, u64>>,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
+    released: AtomicU64,
     buckets: [AtomicU64; BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_nanos: AtomicU64,
@@ -49,6 +50,11 @@ impl Metrics {
     /// Counts a refusal for `reason`.
     pub fn rejected(&self, reason: &'static str) {
         bump(&self.rejected, reason);
+    }
+
+    /// Counts `count` secret values released.
+    pub fn released(&self, count: usize) {
+        self.released.fetch_add(count as u64, Ordering::Relaxed);
     }
 
     /// Records how long one attestation request took.
@@ -93,6 +99,13 @@ impl Metrics {
                 "keep_steward_rejections_total{{reason=\"{reason}\"}} {n}"
             );
         }
+        out.push_str("# HELP keep_steward_secrets_released_total Secret values released.\n");
+        out.push_str("# TYPE keep_steward_secrets_released_total counter\n");
+        let _ = writeln!(
+            out,
+            "keep_steward_secrets_released_total {}",
+            self.released.load(Ordering::Relaxed)
+        );
         out.push_str(
             "# HELP keep_steward_attest_duration_seconds Time to decide an attestation request.\n",
         );

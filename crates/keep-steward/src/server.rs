@@ -1,4 +1,5 @@
-//! The Steward's HTTPS service: `POST /v1/attest`, `GET /healthz`, `GET /metrics`.
+//! The Steward's HTTPS service: `POST /v1/attest`, `POST /v1/secrets`, `GET /healthz`,
+//! `GET /metrics`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -27,6 +28,14 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The media type of the returned chain (RFC 8555).
 pub const PEM_CHAIN: &str = "application/pem-certificate-chain";
+/// The media type of secret requests and answers.
+pub const JSON: &str = "application/json";
+/// The largest secret request (a list of names).
+const MAX_SECRETS_REQUEST: usize = 64 * 1024;
+
+/// The client certificate chain a connection presented (its TLS handshake verified it to
+/// the Steward's CA), if any.
+type PeerChain = Option<Vec<rustls_pki_types::CertificateDer<'static>>>;
 
 /// Serves HTTPS on `listener` until the task is dropped.
 pub async fn serve(
@@ -66,9 +75,23 @@ pub async fn serve(
                     return;
                 }
             };
+            let client_chain: Arc<PeerChain> = Arc::new(
+                stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .map(|chain| chain.iter().map(|c| c.clone().into_owned()).collect()),
+            );
             let service = hyper::service::service_fn(move |request| {
-                let (steward, metrics, pool) = (steward.clone(), metrics.clone(), pool.clone());
-                async move { Ok::<_, Infallible>(route(request, steward, &metrics, &pool).await) }
+                let (steward, metrics, pool, chain) = (
+                    steward.clone(),
+                    metrics.clone(),
+                    pool.clone(),
+                    client_chain.clone(),
+                );
+                async move {
+                    Ok::<_, Infallible>(route(request, steward, &metrics, &pool, &chain).await)
+                }
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -85,6 +108,7 @@ async fn route(
     steward: Arc<Steward>,
     metrics: &Metrics,
     pool: &DecisionPool,
+    peer: &PeerChain,
 ) -> Response<Full<Bytes>> {
     let path = request.uri().path().to_owned();
     let (endpoint, response) = match (request.method(), path.as_str()) {
@@ -99,19 +123,23 @@ async fn route(
         (&Method::POST, "/v1/attest") => {
             ("/v1/attest", attest(request, steward, metrics, pool).await)
         }
-        (_, "/healthz" | "/metrics" | "/v1/attest") => (
+        (&Method::POST, "/v1/secrets") => (
+            "/v1/secrets",
+            release_secrets(request, &steward, metrics, peer).await,
+        ),
+        (_, "/healthz" | "/metrics" | "/v1/attest" | "/v1/secrets") => (
             "other",
             text(
                 StatusCode::METHOD_NOT_ALLOWED,
-                "use POST for /v1/attest and GET for /healthz and /metrics\n",
+                "use POST for /v1/attest and /v1/secrets, GET for /healthz and /metrics\n",
             ),
         ),
         _ => (
             "other",
             text(
                 StatusCode::NOT_FOUND,
-                "no such endpoint: the Steward serves POST /v1/attest, GET /healthz and GET \
-                 /metrics\n",
+                "no such endpoint: the Steward serves POST /v1/attest, POST /v1/secrets, GET \
+                 /healthz and GET /metrics\n",
             ),
         ),
     };
@@ -156,6 +184,110 @@ async fn attest(
     };
     metrics.latency(started.elapsed());
     response
+}
+
+/// `POST /v1/secrets`: `{"secrets": ["name", ...]}` from a Keep presenting, as its TLS client
+/// certificate, a certificate this Steward issued (proving it holds the key the certificate
+/// names); answered `{"secrets": {"name": "<base64>", ...}}` when every one is released to it.
+/// Logs and metrics name secrets, never values.
+async fn release_secrets(
+    request: Request<Incoming>,
+    steward: &Steward,
+    metrics: &Metrics,
+    peer: &PeerChain,
+) -> Response<Full<Bytes>> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Wanted {
+        secrets: Vec<String>,
+    }
+    let refuse = |status: StatusCode, reason: &'static str, message: String| {
+        tracing::warn!("secrets refused ({reason}): {message}");
+        metrics.rejected(reason);
+        text(status, message + "\n")
+    };
+    let Some(secrets) = steward.secrets() else {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "no-secrets",
+            "this Steward releases no secrets (start it with --secrets FILE)".to_owned(),
+        );
+    };
+    let Some(leaf) = peer.as_ref().and_then(|chain| chain.first()) else {
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "no-client-certificate",
+            "secrets are released only over mTLS: present the certificate this Steward issued \
+             to the Keep"
+                .to_owned(),
+        );
+    };
+    let requester = match crate::secrets::Requester::from_certificate(leaf) {
+        Ok(requester) => requester,
+        Err(e) => {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "malformed",
+                format!("the client certificate: {e}"),
+            );
+        }
+    };
+    let body = match Limited::new(request.into_body(), MAX_SECRETS_REQUEST)
+        .collect()
+        .await
+    {
+        Ok(body) => body.to_bytes(),
+        Err(e) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "malformed",
+                format!("reading the request (at most {MAX_SECRETS_REQUEST} bytes): {e}"),
+            );
+        }
+    };
+    let wanted: Wanted = match serde_json::from_slice(&body) {
+        Ok(wanted) => wanted,
+        Err(e) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "malformed",
+                format!("the request is not {{\"secrets\": [\"name\", ...]}}: {e}"),
+            );
+        }
+    };
+    match secrets.release(&requester, &wanted.secrets) {
+        Ok(released) => {
+            use base64::Engine as _;
+            tracing::info!(
+                "secrets released: [{}] to workload {} in TEE {}",
+                wanted.secrets.join(", "),
+                requester.claims.workload_digest,
+                requester.claims.tee
+            );
+            metrics.released(released.len());
+            let values: serde_json::Map<String, serde_json::Value> = released
+                .iter()
+                .map(|(name, value)| {
+                    (
+                        name.clone(),
+                        base64::engine::general_purpose::STANDARD
+                            .encode(value.as_slice())
+                            .into(),
+                    )
+                })
+                .collect();
+            let answer = serde_json::json!({ "secrets": values }).to_string();
+            with_type(text(StatusCode::OK, answer), JSON)
+        }
+        Err(refused) => refuse(
+            StatusCode::FORBIDDEN,
+            match refused {
+                crate::secrets::Refused::Unknown(_) => "unknown-secret",
+                _ => "secret-not-released",
+            },
+            refused.to_string(),
+        ),
+    }
 }
 
 fn refuse(refusal: &Refusal, metrics: &Metrics) -> Response<Full<Bytes>> {
