@@ -41,6 +41,22 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
             ),
         }
     }
+    if let (Chosen::Process { .. }, keep_runtime::IdentitySource::Steward(source)) =
+        (&backend, &spec.identity)
+        && !source.secrets.is_empty()
+    {
+        // Said even with -q: it is about who can read the secrets.
+        eprintln!(
+            "keep: warning: backend `process`: the host can read this Keep's memory, and with \
+             it the secrets it receives ({})",
+            source
+                .secrets
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     if args.no_confine {
         eprintln!(
             "keep: warning: --no-confine: the runtime process is not confined; only the Wasm \
@@ -192,6 +208,7 @@ fn identity_source(
             Chosen::Process { .. } => None,
             Chosen::Cvm { evidence, .. } => Some(evidence.clone()),
         },
+        secrets: config.secrets.clone(),
     }))
 }
 

@@ -18,7 +18,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::{
     AddressRule, CaFile, ClientAuth, Config, DirGrant, File, FileKind, Limits, NetworkPolicy,
-    Protocol, Tls, TlsVersion,
+    Protocol, SecretRef, Tls, TlsVersion,
 };
 
 impl Config {
@@ -35,6 +35,7 @@ impl Config {
             limits,
             tls,
             network,
+            secrets,
         } = self;
         let env: Map<String, Value> = env
             .iter()
@@ -50,10 +51,30 @@ impl Config {
             "tls": self::tls(tls),
             "network": self::network(network),
         });
+        // The references count (which secret, where the guest sees it); values do not. Left
+        // out when there are none, so that configurations without secrets keep their digests.
+        let mut value = value;
+        if !secrets.is_empty()
+            && let Some(object) = value.as_object_mut()
+        {
+            object.insert(
+                "secrets".to_owned(),
+                secrets.iter().map(secret).collect::<Vec<_>>().into(),
+            );
+        }
         let mut out = String::new();
         write_sorted(&value, &mut out);
         out
     }
+}
+
+fn secret(secret: &SecretRef) -> Value {
+    let SecretRef {
+        name,
+        env,
+        optional,
+    } = secret;
+    json!({ "name": name, "env": env.as_str(), "optional": optional })
 }
 
 fn file(file: &File) -> Value {

@@ -96,6 +96,24 @@ pub struct Config {
     /// What components may do with `wasi:sockets`.
     #[serde(default)]
     pub network: NetworkPolicy,
+    /// Secrets the Steward releases to this Keep, and how the guest sees each.
+    #[serde(default)]
+    pub secrets: Vec<SecretRef>,
+}
+
+/// A secret the Steward releases to this Keep after attestation (`[[secrets]]`), and how the
+/// guest sees it. The reference counts in the workload digest; the value does not.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRef {
+    /// The secret's name at the Steward.
+    pub name: String,
+    /// The environment variable the guest finds it in.
+    pub env: EnvName,
+    /// Start without it (the variable is then unset) when the Steward does not release it;
+    /// by default such a Keep does not start.
+    #[serde(default)]
+    pub optional: bool,
 }
 
 impl Config {
@@ -148,7 +166,27 @@ impl Config {
 
     /// Parses configuration text; `path` is only used in error messages.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        parse_toml(text, path)
+        let config: Self = parse_toml(text, path)?;
+        if !config.secrets.is_empty() && config.steward.is_none() {
+            return Err(ConfigError::whole_file(
+                path,
+                "[[secrets]] come from a Steward after attestation: set `steward`",
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for secret in &config.secrets {
+            if config.env.contains_key(&secret.env) || !seen.insert(&secret.env) {
+                return Err(ConfigError::whole_file(
+                    path,
+                    format!(
+                        "[[secrets]] `{}`: the environment variable {} is given twice",
+                        secret.name,
+                        secret.env.as_str()
+                    ),
+                ));
+            }
+        }
+        Ok(config)
     }
 
     /// The value of `FD_NAMES`: descriptor names joined with `:`.
@@ -230,6 +268,38 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("Keep.toml"))
+    }
+
+    #[test]
+    fn secrets_need_a_steward_and_their_own_variables() {
+        let with = |rest: &str| {
+            parse(&format!(
+                "steward = \"https://steward.example\"\n{rest}[[secrets]]\nname = \"db\"\nenv = \"DB\"\n"
+            ))
+        };
+        let config = with("").unwrap();
+        assert_eq!(config.secrets[0].name, "db");
+        assert!(!config.secrets[0].optional);
+        assert!(
+            config.canonical().contains(r#""secrets":[{"env":"DB","name":"db","optional":false}]"#),
+            "{}",
+            config.canonical()
+        );
+        assert!(
+            !parse("").unwrap().canonical().contains("secrets"),
+            "no secrets: the digest of older configurations is unchanged"
+        );
+        let error = with("[env]\nDB = \"x\"\n").unwrap_err().to_string();
+        assert!(error.contains("the environment variable DB is given twice"), "{error}");
+        let error = parse("[[secrets]]\nname = \"db\"\nenv = \"DB\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("set `steward`"), "{error}");
+        let error = with("").map(|_| ()).and_then(|()| {
+            parse("steward = \"https://s.example\"\n[[secrets]]\nname = \"db\"\nfile = \"x\"\n")
+                .map(|_| ())
+        });
+        assert!(error.is_err(), "`file` delivery is not built yet: unknown field");
     }
 
     /// The `[[files]]` test of Enarx's own config crate, unchanged.

@@ -45,6 +45,7 @@ pub struct AttestedIdentity {
     expires: SystemTime,
     renew_in: Duration,
     statement: AttestedClaims,
+    secrets: Vec<ReleasedSecret>,
 }
 
 /// What happens to the certificate while the Keep runs, for the caller to report.
@@ -78,6 +79,7 @@ pub fn attest(source: &StewardSource, tls: &Tls) -> anyhow::Result<AttestedIdent
     );
     let first = request(source, &url, &client)
         .with_context(|| format!("attestation with the Steward at {} failed", source.url))?;
+    let secrets = released_secrets(source, &url, tls, &first.identity)?;
     Ok(AttestedIdentity {
         identity: LiveIdentity::new(&first.identity)?,
         source: source.clone(),
@@ -86,7 +88,64 @@ pub fn attest(source: &StewardSource, tls: &Tls) -> anyhow::Result<AttestedIdent
         expires: first.not_after,
         renew_in: first.renewal_delay(),
         statement: first.statement,
+        secrets,
     })
+}
+
+/// A secret the Steward released, with the reference that asked for it.
+pub struct ReleasedSecret {
+    /// How the guest sees it.
+    pub reference: keep_config::SecretRef,
+    /// Its value, zeroed when dropped.
+    pub value: zeroize::Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for ReleasedSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the value.
+        f.debug_struct("ReleasedSecret")
+            .field("reference", &self.reference)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Asks the Steward for each secret of `source` over mTLS with the certificate it just
+/// issued. A refused secret stops the start unless it is optional (it is then absent).
+fn released_secrets(
+    source: &StewardSource,
+    url: &StewardUrl,
+    tls: &Tls,
+    identity: &Identity,
+) -> anyhow::Result<Vec<ReleasedSecret>> {
+    if source.secrets.is_empty() {
+        return Ok(Vec::new());
+    }
+    let client = Arc::new(
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .context("TLS versions")?
+            .with_root_certificates(trusted_roots(tls)?)
+            .with_client_auth_cert(identity.chain.clone(), identity.key.clone_key())
+            .context("the Keep's certificate as a TLS client identity")?,
+    );
+    let mut released = Vec::new();
+    for reference in &source.secrets {
+        match steward::request_secret(url, &reference.name, client.clone()) {
+            Ok(value) => released.push(ReleasedSecret {
+                reference: reference.clone(),
+                value,
+            }),
+            // An optional secret the Steward does not release is simply absent.
+            Err(steward::RequestError::Refused { .. }) if reference.optional => {}
+            Err(e) => {
+                return Err(anyhow::anyhow!(
+                    "secret `{}` from the Steward at {url}: {e}",
+                    reference.name
+                ));
+            }
+        }
+    }
+    Ok(released)
 }
 
 impl AttestedIdentity {
@@ -106,6 +165,11 @@ impl AttestedIdentity {
         &self.statement
     }
 
+    /// The secrets the Steward released, in the order Keep.toml names them.
+    pub fn secrets(&self) -> &[ReleasedSecret] {
+        &self.secrets
+    }
+
     /// A renewal loop to run on a thread of the caller's (started once the process is
     /// confined, so that it is confined too): it renews the certificate before it expires,
     /// tells `report` of each renewal, and returns when `stop` receives or is dropped.
@@ -121,6 +185,9 @@ impl AttestedIdentity {
             expires: self.expires,
             renew_in: self.renew_in,
             statement: self.statement.clone(),
+            // Renewal does not fetch secrets again yet: the guest's environment is fixed at
+            // start.
+            secrets: Vec::new(),
         };
         move |stop| state.renew(stop, &report)
     }

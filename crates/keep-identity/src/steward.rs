@@ -19,6 +19,7 @@ use tokio_rustls::TlsConnector;
 use keep_attest::cmw::ID_PE_CMW;
 use keep_attest::request::AttestationRequest;
 use rcgen::{CertificateParams, CustomExtension, KeyPair, SanType};
+use zeroize::Zeroizing;
 
 /// Largest body either side of the exchange accepts (a request with evidence and
 /// certificates, or an issued chain, is a few KiB).
@@ -53,12 +54,59 @@ pub fn request_certificate(
     csr_der: &[u8],
     tls: Arc<ClientConfig>,
 ) -> Result<String, RequestError> {
+    let body = exchange(url, "/v1/attest", PKCS10, csr_der, tls)?;
+    Ok(String::from_utf8_lossy(&body).trim_end().to_owned())
+}
+
+/// Asks the Steward at `url` for the secret `name`, presenting the certificate it issued
+/// (the client identity of `tls`). The value is zeroed when dropped.
+pub fn request_secret(
+    url: &StewardUrl,
+    name: &str,
+    tls: Arc<ClientConfig>,
+) -> Result<Zeroizing<Vec<u8>>, RequestError> {
+    use base64::Engine as _;
+    let wanted = serde_json::json!({ "secrets": [name] }).to_string();
+    let body = Zeroizing::new(exchange(
+        url,
+        "/v1/secrets",
+        "application/json",
+        wanted.as_bytes(),
+        tls,
+    )?);
+    let malformed = |what: &str| {
+        RequestError::Exchange(anyhow::anyhow!(
+            "the Steward's answer for secret `{name}` {what}"
+        ))
+    };
+    let answer: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|_| malformed("is not JSON"))?;
+    let encoded = Zeroizing::new(
+        answer["secrets"][name]
+            .as_str()
+            .ok_or_else(|| malformed("does not hold it"))?
+            .to_owned(),
+    );
+    base64::engine::general_purpose::STANDARD
+        .decode(encoded.as_bytes())
+        .map(Zeroizing::new)
+        .map_err(|_| malformed("is not base64"))
+}
+
+/// POSTs `body` to `path` at the Steward and returns the answer of a 200.
+fn exchange(
+    url: &StewardUrl,
+    path: &str,
+    content_type: &'static str,
+    body: &[u8],
+    tls: Arc<ClientConfig>,
+) -> Result<Vec<u8>, RequestError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| RequestError::Exchange(e.into()))?;
     runtime.block_on(async {
-        tokio::time::timeout(EXCHANGE_TIMEOUT, post(url, csr_der, tls))
+        tokio::time::timeout(EXCHANGE_TIMEOUT, post(url, path, content_type, body, tls))
             .await
             .unwrap_or_else(|_| {
                 Err(RequestError::Exchange(anyhow::anyhow!(
@@ -70,9 +118,11 @@ pub fn request_certificate(
 
 async fn post(
     url: &StewardUrl,
-    csr_der: &[u8],
+    path: &str,
+    content_type: &'static str,
+    payload: &[u8],
     tls: Arc<ClientConfig>,
-) -> Result<String, RequestError> {
+) -> Result<Vec<u8>, RequestError> {
     let exchange = |e: anyhow::Error| RequestError::Exchange(e);
     let name = ServerName::try_from(url.host().to_owned())
         .map_err(|e| exchange(anyhow::anyhow!("steward host `{}`: {e}", url.host())))?;
@@ -98,10 +148,10 @@ async fn post(
     tokio::spawn(connection);
     let request = Request::builder()
         .method(Method::POST)
-        .uri(format!("{}/v1/attest", url.base_path()))
+        .uri(format!("{}{path}", url.base_path()))
         .header(HOST, authority(url))
-        .header(CONTENT_TYPE, PKCS10)
-        .body(Full::new(Bytes::copy_from_slice(csr_der)))
+        .header(CONTENT_TYPE, content_type)
+        .body(Full::new(Bytes::copy_from_slice(payload)))
         .context("building the request")
         .map_err(exchange)?;
     let response = sender
@@ -115,14 +165,13 @@ async fn post(
         .await
         .map_err(|e| exchange(anyhow::anyhow!("reading the Steward's answer: {e}")))?
         .to_bytes();
-    let text = String::from_utf8_lossy(&body).trim_end().to_owned();
     if status != StatusCode::OK {
         return Err(RequestError::Refused {
             status: status.as_u16(),
-            reason: text,
+            reason: String::from_utf8_lossy(&body).trim_end().to_owned(),
         });
     }
-    Ok(text)
+    Ok(body.to_vec())
 }
 
 /// A Keep's PKCS#10 request, signed by `key`: the names asked for (DNS names, and URIs,

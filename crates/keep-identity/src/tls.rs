@@ -43,6 +43,8 @@ pub struct StewardSource {
     /// Where the evidence comes from: the confidential VM's attestation interface, or `None`
     /// for evidence of kind `none` (the process backend, which has no TEE).
     pub platform: Option<PlatformEvidence>,
+    /// The secrets to ask for once certified (`[[secrets]]`).
+    pub secrets: Vec<keep_config::SecretRef>,
 }
 
 /// The attestation interface of a confidential VM.

@@ -123,6 +123,9 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<Outcome> {
         spec.limits.output_rate.map(|rate| rate.0),
     );
     let mut wasi = wasi::builder(spec, is_component, output.as_ref())?;
+    if let Some(attested) = &attested {
+        wasi::secrets(&mut wasi, attested.secrets())?;
+    }
     let limiter = GuestLimiter {
         memory: spec.limits.memory.map(|m| m.0),
         table_elements: spec

@@ -17,6 +17,24 @@ use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 use crate::RunSpec;
 use crate::output::{Limited, OutputLimits};
 
+/// Gives the guest the secrets its Steward released, each in its environment variable.
+/// WASI environment values are strings: a value that is not UTF-8 is refused by name.
+pub fn secrets(
+    wasi: &mut WasiCtxBuilder,
+    released: &[keep_identity::attested::ReleasedSecret],
+) -> anyhow::Result<()> {
+    for secret in released {
+        let value = std::str::from_utf8(&secret.value).map_err(|_| {
+            anyhow::anyhow!(
+                "secret `{}` is not UTF-8 text, which an environment variable must be",
+                secret.reference.name
+            )
+        })?;
+        wasi.env(secret.reference.env.as_str(), value);
+    }
+    Ok(())
+}
+
 /// Builds the WASI context of a run. `component` says whether it is for a WASI 0.2
 /// component (which gets sockets through `wasi:sockets`, not `[[files]]`). Writes to the
 /// host's stdout and stderr are charged to `output`, if given.

@@ -424,3 +424,100 @@ fn the_program_digested_is_the_program_run() {
         "{stderr}"
     );
 }
+
+#[test]
+fn secrets_reach_the_guest_of_the_keep_its_rules_name_and_nobody_else() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = steward_ca(&tmp.path().join("ca"));
+    let program = GUESTS.module("printenv");
+    let wanted = "[[secrets]]\nname = \"db\"\nenv = \"DB_PASSWORD\"\n\
+                  [[secrets]]\nname = \"extra\"\nenv = \"EXTRA\"\noptional = true\n";
+    let config = keep_config(
+        tmp.path(),
+        "Keep.toml",
+        &ca,
+        "args = [\"DB_PASSWORD\", \"EXTRA\"]\n",
+        wanted,
+        "",
+    );
+    let other = keep_config(
+        tmp.path(),
+        "other.toml",
+        &ca,
+        "args = [\"DB_PASSWORD\"]\n",
+        "[[secrets]]\nname = \"db\"\nenv = \"DB_PASSWORD\"\n",
+        "",
+    );
+    let (allowed, refused) = (digest(&program, &config), digest(&program, &other));
+    let value = "s3cr3t-value-41";
+    std::fs::write(tmp.path().join("db"), value).unwrap();
+    let secrets = write_config(
+        tmp.path(),
+        "secrets.toml",
+        &format!(
+            "[[secret]]\nname = \"db\"\nfile = \"{}\"\n[[secret]]\nname = \"extra\"\nfile = \"{}\"\n\
+             [[release]]\nsecrets = [\"db\"]\nworkloads = [\"{allowed}\"]\n",
+            tmp.path().join("db").display(),
+            tmp.path().join("db").display(),
+        ),
+    );
+    let steward = StewardProcess::start(
+        &tmp.path().join("ca"),
+        &[
+            "--insecure-accept-none",
+            "--secrets",
+            secrets.to_str().unwrap(),
+        ],
+    );
+    point_to(&config, &steward);
+    point_to(&other, &steward);
+    let run = |config: &std::path::Path| {
+        crate::common::keep_command()
+            .args(["run", "--no-cache", "-c"])
+            .arg(config)
+            .arg(&program)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+
+    // The workload the rule names gets `db` in its environment; `extra`, optional and not
+    // released to it, is absent; the host is told it can read them.
+    let output = run(&config);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        format!("DB_PASSWORD={value}\nEXTRA unset\n")
+    );
+    assert!(
+        stderr.contains(
+            "warning: backend `process`: the host can read this Keep's memory, and with it the \
+             secrets it receives (db, extra)"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(value), "{stderr}");
+
+    // Another workload does not start, and is told which secret and why.
+    let output = run(&other);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(KEEP_ERROR), "{stderr}");
+    assert!(
+        stderr.contains("secret `db` from the Steward")
+            && stderr.contains(&format!(
+                "is not released to workload {refused} in TEE none"
+            )),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty(), "the workload ran");
+
+    let log = steward.log_with("secrets released");
+    assert!(
+        log.contains(&format!(
+            "secrets released: [db] to workload {allowed} in TEE none"
+        )),
+        "{log}"
+    );
+    assert!(!log.contains(value), "{log}");
+}
