@@ -108,6 +108,10 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let address = listener.local_addr()?;
+        // Before the address is announced: from then on a SIGHUP reloads, never kills.
+        if let Some(path) = args.secrets.clone() {
+            reload_secrets_on_hangup(path, steward.clone())?;
+        }
         eprintln!("keep steward: listening on https://{address}");
         if let Some(roots) = &test_roots {
             eprintln!(
@@ -133,6 +137,32 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         .await
     })?;
     Ok(0)
+}
+
+/// On SIGHUP, reads the secrets file again: changed values, new secrets and revoked rules
+/// apply to the next release. A file that no longer loads leaves the current secrets in place.
+fn reload_secrets_on_hangup(path: std::path::PathBuf, steward: Arc<Steward>) -> anyhow::Result<()> {
+    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot watch for SIGHUP")?;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            match keep_steward::secrets::Secrets::load(&path) {
+                Ok(secrets) => {
+                    eprintln!(
+                        "keep steward: secrets reloaded from {}: [{}]",
+                        path.display(),
+                        secrets.names().collect::<Vec<_>>().join(", ")
+                    );
+                    steward.replace_secrets(secrets);
+                }
+                Err(e) => eprintln!(
+                    "keep steward: warning: the secrets were not reloaded (the previous ones \
+                     stay): {e}"
+                ),
+            }
+        }
+    });
+    Ok(())
 }
 
 pub fn verify(args: VerifyArgs) -> anyhow::Result<u8> {

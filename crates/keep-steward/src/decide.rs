@@ -1,6 +1,7 @@
 //! The Steward's decision on one certificate request: verify, judge, issue. This is what
 //! `POST /v1/attest` runs, without HTTP around it.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
@@ -110,7 +111,9 @@ pub struct Steward {
     endorsements: Endorsements,
     kds: Option<Kds>,
     pcs: Option<Pcs>,
-    secrets: Option<crate::secrets::Secrets>,
+    // Replaced whole when the secrets file is reloaded; a release in progress keeps the
+    // set it started with.
+    secrets: std::sync::RwLock<Option<Arc<crate::secrets::Secrets>>>,
     issued: AtomicU64,
 }
 
@@ -147,8 +150,18 @@ impl Steward {
     }
 
     /// The secrets it releases, if it was given any.
-    pub fn secrets(&self) -> Option<&crate::secrets::Secrets> {
-        self.secrets.as_ref()
+    pub fn secrets(&self) -> Option<Arc<crate::secrets::Secrets>> {
+        // A poisoned lock still holds a whole set (replacement is one assignment).
+        self.secrets
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Releases `secrets` from now on, instead of the previous set (a reloaded secrets file:
+    /// changed values, new secrets, revoked rules).
+    pub fn replace_secrets(&self, secrets: crate::secrets::Secrets) {
+        *self.secrets.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(secrets));
     }
 
     /// Decides on a DER certificate request at `now`.
@@ -375,7 +388,7 @@ impl StewardBuilder {
             endorsements: self.endorsements,
             kds: self.kds,
             pcs: self.pcs,
-            secrets: self.secrets,
+            secrets: std::sync::RwLock::new(self.secrets.map(Arc::new)),
             issued: AtomicU64::new(0),
         }
     }

@@ -520,4 +520,35 @@ fn secrets_reach_the_guest_of_the_keep_its_rules_name_and_nobody_else() {
         "{log}"
     );
     assert!(!log.contains(value), "{log}");
+
+    // The owner changes the value and sends SIGHUP: the next Keep gets the new value.
+    let reloads = |n: usize| move |log: &str| log.matches("secrets reloaded").count() >= n;
+    std::fs::write(tmp.path().join("db"), "rotated-value-42").unwrap();
+    steward.hang_up();
+    steward.log_when(reloads(1));
+    let output = run(&config);
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "DB_PASSWORD=rotated-value-42\nEXTRA unset\n",
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // A secrets file that no longer loads leaves the current secrets in place.
+    let text = std::fs::read_to_string(&secrets).unwrap();
+    std::fs::write(&secrets, "[[secret]]\nname = \"db\"\n").unwrap();
+    steward.hang_up();
+    let log = steward.log_with("the secrets were not reloaded");
+    assert!(
+        log.contains("give exactly one of `file` and `env`"),
+        "{log}"
+    );
+    assert_eq!(run(&config).status.code(), Some(0));
+    // Revoked: the rule now names another workload, and the Keep no longer starts.
+    std::fs::write(&secrets, text.replace(&allowed, &refused)).unwrap();
+    steward.hang_up();
+    steward.log_when(reloads(2));
+    let output = run(&config);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(KEEP_ERROR), "{stderr}");
+    assert!(stderr.contains("is not released to workload"), "{stderr}");
 }

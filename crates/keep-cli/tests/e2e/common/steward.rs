@@ -59,10 +59,24 @@ impl StewardProcess {
 
     /// The Steward's log, once it contains `needle` (or after 10 s).
     pub fn log_with(&self, needle: &str) -> String {
+        self.log_when(|text| text.contains(needle))
+    }
+
+    /// The Steward's log once `holds` is true of it (or after 10 s).
+    pub fn log_when(&self, holds: impl Fn(&str) -> bool) -> String {
         self.log
             .as_ref()
-            .map(|log| log.wait_for(Duration::from_secs(10), |text| text.contains(needle)))
+            .map(|log| log.wait_for(Duration::from_secs(10), holds))
             .unwrap_or_default()
+    }
+
+    /// Sends the Steward SIGHUP (it reloads its secrets file).
+    pub fn hang_up(&self) {
+        let pid = i32::try_from(self.child.id())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+            .expect("the Steward's pid");
+        rustix::process::kill_process(pid, rustix::process::Signal::HUP).expect("SIGHUP");
     }
 
     /// Asserts that the Steward logged a certificate for `workload` in `tee`.
