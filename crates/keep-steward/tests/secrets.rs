@@ -25,6 +25,7 @@ const OTHER: [u8; 32] = [2; 32];
 struct Served {
     addr: SocketAddr,
     ca: CertificateDer<'static>,
+    steward: Arc<Steward>,
     _runtime: tokio::runtime::Runtime,
 }
 
@@ -56,15 +57,17 @@ fn serve() -> Served {
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let addr = listener.local_addr().unwrap();
+    let steward = Arc::new(steward);
     runtime.spawn(keep_steward::server::serve(
         listener,
         Arc::new(tls),
-        Arc::new(steward),
+        steward.clone(),
         Arc::new(Metrics::default()),
     ));
     Served {
         addr,
         ca: anchor,
+        steward,
         _runtime: runtime,
     }
 }
@@ -81,6 +84,25 @@ fn trusting(ca: &CertificateDer<'static>) -> rustls::RootCertStore {
 
 /// A `none` Keep of `workload` certified by the Steward: its chain and key.
 fn certified(served: &Served, workload: [u8; 32]) -> Identity {
+    let (csr, key) = keep_request(workload);
+    let tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(trusting(&served.ca))
+        .with_no_client_auth();
+    let url: StewardUrl = format!("https://{}", served.addr).parse().unwrap();
+    let chain = request_certificate(&url, &csr, Arc::new(tls)).unwrap();
+    (parse_chain(&chain), key)
+}
+
+fn parse_chain(pem: &str) -> Vec<CertificateDer<'static>> {
+    CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap()
+}
+
+/// A Keep's request with `none` evidence for `workload`, and its key.
+fn keep_request(workload: [u8; 32]) -> (Vec<u8>, PrivateKeyDer<'static>) {
     let key = KeyPair::generate().unwrap();
     let content = AttestationRequest {
         evidence: Evidence::None {
@@ -91,17 +113,7 @@ fn certified(served: &Served, workload: [u8; 32]) -> Identity {
         crls: Vec::new(),
     };
     let csr = certificate_request(&key, &[], &content).unwrap();
-    let tls = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(trusting(&served.ca))
-        .with_no_client_auth();
-    let url: StewardUrl = format!("https://{}", served.addr).parse().unwrap();
-    let chain = request_certificate(&url, &csr, Arc::new(tls)).unwrap();
-    let chain = CertificateDer::pem_slice_iter(chain.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    (chain, PrivateKeyDer::Pkcs8(key.serialize_der().into()))
+    (csr, PrivateKeyDer::Pkcs8(key.serialize_der().into()))
 }
 
 /// `POST /v1/secrets` with `body`, presenting `identity`: (status, body), or the TLS error.
@@ -183,6 +195,40 @@ fn secrets_go_to_the_keep_that_holds_its_certificate_and_its_rules_name() {
     assert!(!body.contains("s3cr3t"));
 }
 
+/// The TLS handshake of a client presenting `identity`, refused: the server's alert. TLS 1.2,
+/// where the server judges the client certificate within the handshake (TLS 1.3 would let
+/// the client finish first and only then receive the alert).
+fn refused_handshake(served: &Served, identity: &Identity) -> String {
+    let tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(trusting(&served.ca))
+        .with_client_auth_cert(identity.0.clone(), identity.1.clone_key())
+        .unwrap();
+    let mut connection =
+        rustls::ClientConnection::new(Arc::new(tls), ServerName::try_from("127.0.0.1").unwrap())
+            .unwrap();
+    let mut tcp = std::net::TcpStream::connect(served.addr).unwrap();
+    while connection.is_handshaking() {
+        if let Err(e) = connection.complete_io(&mut tcp) {
+            return e.to_string();
+        }
+    }
+    panic!("the handshake succeeded");
+}
+
+#[test]
+fn an_expired_certificate_gets_no_connection() {
+    let served = serve();
+    // Issued a day ago for eight hours: the Steward's own certificate, expired.
+    let (csr, key) = keep_request(ALLOWED);
+    let yesterday = std::time::SystemTime::now() - std::time::Duration::from_secs(86_400);
+    let issued = served.steward.decide(&csr, yesterday).unwrap();
+    let expired = (parse_chain(&issued.chain_pem), key);
+    let refused = refused_handshake(&served, &expired);
+    assert!(refused.contains("CertificateExpired"), "{refused}");
+}
+
 #[test]
 fn a_certificate_the_steward_did_not_issue_gets_no_connection() {
     let served = serve();
@@ -191,6 +237,6 @@ fn a_certificate_the_steward_did_not_issue_gets_no_connection() {
         vec![stranger.cert.der().clone()],
         PrivateKeyDer::Pkcs8(stranger.signing_key.serialize_der().into()),
     );
-    let refused = ask(&served, Some(&identity), r#"{"secrets":["db"]}"#);
-    assert!(refused.is_err(), "{refused:?}");
+    let refused = refused_handshake(&served, &identity);
+    assert!(refused.contains("UnknownCA"), "{refused}");
 }

@@ -358,3 +358,75 @@ fn a_tdx_keep_is_certified_with_its_mrtd_and_tcb_and_a_debug_td_is_refused() {
         );
     }
 }
+
+#[test]
+fn secrets_go_only_to_the_vm_whose_measurement_the_rule_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca_dir = tmp.path().join("ca");
+    let ca = steward_ca(&ca_dir);
+    let program = GUESTS.module("printenv");
+    let config = keep_config(
+        tmp.path(),
+        "Keep.toml",
+        &ca,
+        "args = [\"DB\"]\n",
+        "[[secrets]]\nname = \"db\"\nenv = \"DB\"\n",
+        "",
+    );
+    let workload = digest(&program, &config);
+    std::fs::write(tmp.path().join("db"), "vm-only-secret").unwrap();
+    let secrets = write_config(
+        tmp.path(),
+        "secrets.toml",
+        &format!(
+            "[[secret]]\nname = \"db\"\nfile = \"{}\"\n[[release]]\nsecrets = [\"db\"]\n\
+             workloads = [\"{workload}\"]\ntee = [\"sev-snp\"]\nmeasurement = [\"{MEASUREMENT}\"]\n",
+            tmp.path().join("db").display()
+        ),
+    );
+    // The policy certifies any SEV-SNP VM running the workload; the secret's rule is stricter.
+    let policy = write_config(
+        tmp.path(),
+        "policy.toml",
+        &format!("[sev-snp]\n\n[[workload]]\ndigest = \"{workload}\"\n"),
+    );
+    let steward = StewardProcess::start(
+        &ca_dir,
+        &steward_args(
+            &policy,
+            &["--offline", "--secrets", secrets.to_str().unwrap()],
+        ),
+    );
+    point_to(&config, &steward);
+    let run = |guest: &Guest| {
+        crate::common::keep_command()
+            .env("KEEP_PLATFORM_ROOT", guest.root())
+            .args(["run", "-c"])
+            .arg(&config)
+            .arg(&program)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+
+    let output = run(&Guest::snp(&[]));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "DB=vm-only-secret\n"
+    );
+    assert!(!stderr.contains("the host can read"), "{stderr}");
+
+    let other = "ef".repeat(48);
+    let output = run(&Guest::snp(&["--measurement", &other]));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(KEEP_ERROR), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "the rule wants measurement {MEASUREMENT}, the Keep's is {other}"
+        )),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty());
+}
