@@ -552,3 +552,86 @@ fn secrets_reach_the_guest_of_the_keep_its_rules_name_and_nobody_else() {
     assert_eq!(output.status.code(), Some(KEEP_ERROR), "{stderr}");
     assert!(stderr.contains("is not released to workload"), "{stderr}");
 }
+
+#[test]
+fn a_tls_intercepting_proxy_gets_no_secret() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = steward_ca(&tmp.path().join("ca"));
+    // The Keep is made to trust the proxy's CA too (as a middlebox's users are).
+    let proxy_ca = Ca::new(tmp.path(), "proxy-ca");
+    let trusted = tmp.path().join("trusted.pem");
+    std::fs::write(
+        &trusted,
+        std::fs::read_to_string(&ca).unwrap() + &std::fs::read_to_string(&proxy_ca.pem).unwrap(),
+    )
+    .unwrap();
+    let program = GUESTS.module("printenv");
+    let config = write_config(
+        tmp.path(),
+        "Keep.toml",
+        &format!(
+            "{PLACEHOLDER}\nargs = [\"DB\"]\n[[secrets]]\nname = \"db\"\nenv = \"DB\"\n[tls]\n\
+             ca = [\"{}\"]\n",
+            trusted.display()
+        ),
+    );
+    let workload = digest(&program, &config);
+    std::fs::write(tmp.path().join("db"), "never-seen-by-the-proxy").unwrap();
+    let secrets = write_config(
+        tmp.path(),
+        "secrets.toml",
+        &format!(
+            "[[secret]]\nname = \"db\"\nfile = \"{}\"\n[[release]]\nsecrets = [\"db\"]\n\
+             workloads = [\"{workload}\"]\n",
+            tmp.path().join("db").display()
+        ),
+    );
+    let steward = StewardProcess::start(
+        &tmp.path().join("ca"),
+        &[
+            "--insecure-accept-none",
+            "--secrets",
+            secrets.to_str().unwrap(),
+        ],
+    );
+    let proxy = InterceptingProxy::start(tmp.path(), &proxy_ca, steward.addr, &ca);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replacen(
+            "https://steward.invalid",
+            &format!("https://127.0.0.1:{}", proxy.addr.port()),
+            1,
+        ),
+    )
+    .unwrap();
+
+    let output = crate::common::keep_command()
+        .args(["run", "-c"])
+        .arg(&config)
+        .arg(&program)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // The certificate request went through (it is signed and binds the Keep's key), but the
+    // proxy cannot present the Keep's certificate: the Steward releases nothing.
+    assert_eq!(output.status.code(), Some(KEEP_ERROR), "{stderr}");
+    assert!(
+        stderr.contains("secret `db`")
+            && stderr.contains("(401): secrets are released only over mTLS"),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty());
+    let seen = String::from_utf8_lossy(&proxy.seen()).into_owned();
+    assert!(
+        seen.contains("POST /v1/attest") && seen.contains("POST /v1/secrets"),
+        "{seen}"
+    );
+    assert!(!seen.contains("never-seen-by-the-proxy"));
+    assert!(
+        steward
+            .log_with("secrets refused")
+            .contains("secrets refused (no-client-certificate)")
+    );
+}

@@ -261,3 +261,121 @@ pub fn write_config(dir: &Path, name: &str, text: &str) -> PathBuf {
     std::fs::write(&path, text).unwrap();
     path
 }
+
+// ---------------------------------------------------------------- a TLS-intercepting proxy
+
+/// A TLS-intercepting HTTP proxy, as a hostile network or a corporate middlebox runs one: it
+/// terminates TLS with a certificate of its own CA, forwards each HTTP/1.1 request over its
+/// own TLS connection to `upstream`, and records every byte it sees. One connection at a
+/// time; stopped and joined when dropped.
+pub struct InterceptingProxy {
+    pub addr: SocketAddr,
+    seen: Arc<std::sync::Mutex<Vec<u8>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl InterceptingProxy {
+    /// Starts it with a certificate from `ca`, forwarding to `upstream`, which it trusts by
+    /// `upstream_ca`.
+    pub fn start(dir: &Path, ca: &Ca, upstream: SocketAddr, upstream_ca: &Path) -> Self {
+        let (cert, key) = ca.issue(dir, "proxy");
+        let server = Arc::new(
+            rustls::ServerConfig::builder_with_provider(provider())
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(
+                    CertificateDer::pem_file_iter(cert)
+                        .unwrap()
+                        .map(Result::unwrap)
+                        .collect(),
+                    PrivateKeyDer::from_pem_file(key).unwrap(),
+                )
+                .unwrap(),
+        );
+        let upstream_tls = client_config(upstream_ca, None);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = {
+            let (seen, stop) = (seen.clone(), stop.clone());
+            std::thread::spawn(move || {
+                for tcp in listener.incoming() {
+                    if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        return;
+                    }
+                    let Ok(tcp) = tcp else { continue };
+                    let _ = tcp.set_read_timeout(Some(IO_TIMEOUT));
+                    let connection = rustls::ServerConnection::new(server.clone()).unwrap();
+                    let mut client = rustls::StreamOwned::new(connection, tcp);
+                    // Requests until the client closes or the upstream fails.
+                    while let Some(request) = read_http(&mut client) {
+                        seen.lock().unwrap().extend_from_slice(&request);
+                        let Ok(mut upstream) = tls_connect(upstream, upstream_tls.clone()) else {
+                            break;
+                        };
+                        if upstream.write_all(&request).is_err() {
+                            break;
+                        }
+                        let Some(response) = read_http(&mut upstream) else {
+                            break;
+                        };
+                        seen.lock().unwrap().extend_from_slice(&response);
+                        if client
+                            .write_all(&response)
+                            .and_then(|()| client.flush())
+                            .is_err()
+                        {
+                            break;
+                        }
+                    }
+                }
+            })
+        };
+        Self {
+            addr,
+            seen,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Everything the proxy saw in clear text.
+    pub fn seen(&self) -> Vec<u8> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for InterceptingProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr); // wakes the accept loop
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// One HTTP/1.1 message (head and a `content-length` body) from `stream`, as bytes.
+fn read_http(stream: &mut impl std::io::Read) -> Option<Vec<u8>> {
+    let mut message = Vec::new();
+    let mut byte = [0u8; 1];
+    while !message.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte).ok()? == 0 {
+            return None;
+        }
+        message.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&message).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).ok()?;
+    message.extend(body);
+    Some(message)
+}
