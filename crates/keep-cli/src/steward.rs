@@ -141,27 +141,31 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
 
 /// On SIGHUP, reads the secrets file again: changed values, new secrets and revoked rules
 /// apply to the next release. A file that no longer loads leaves the current secrets in place.
+/// The signals are taken on a thread of their own, which lives as long as the Steward.
 fn reload_secrets_on_hangup(path: std::path::PathBuf, steward: Arc<Steward>) -> anyhow::Result<()> {
-    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    let mut hangups = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])
         .context("cannot watch for SIGHUP")?;
-    tokio::spawn(async move {
-        while hangups.recv().await.is_some() {
-            match keep_steward::secrets::Secrets::load(&path) {
-                Ok(secrets) => {
-                    eprintln!(
-                        "keep steward: secrets reloaded from {}: [{}]",
-                        path.display(),
-                        secrets.names().collect::<Vec<_>>().join(", ")
-                    );
-                    steward.replace_secrets(secrets);
+    std::thread::Builder::new()
+        .name("sighup".into())
+        .spawn(move || {
+            for _ in hangups.forever() {
+                match keep_steward::secrets::Secrets::load(&path) {
+                    Ok(secrets) => {
+                        eprintln!(
+                            "keep steward: secrets reloaded from {}: [{}]",
+                            path.display(),
+                            secrets.names().collect::<Vec<_>>().join(", ")
+                        );
+                        steward.replace_secrets(secrets);
+                    }
+                    Err(e) => eprintln!(
+                        "keep steward: warning: the secrets were not reloaded (the previous \
+                         ones stay): {e}"
+                    ),
                 }
-                Err(e) => eprintln!(
-                    "keep steward: warning: the secrets were not reloaded (the previous ones \
-                     stay): {e}"
-                ),
             }
-        }
-    });
+        })
+        .context("cannot start the SIGHUP thread")?;
     Ok(())
 }
 
