@@ -374,15 +374,11 @@ fn secrets_go_only_to_the_vm_whose_measurement_the_rule_names() {
         "",
     );
     let workload = digest(&program, &config);
-    std::fs::write(tmp.path().join("db"), "vm-only-secret").unwrap();
-    let secrets = write_config(
+    let secrets = db_secret(
         tmp.path(),
-        "secrets.toml",
-        &format!(
-            "[[secret]]\nname = \"db\"\nfile = \"{}\"\n[[release]]\nsecrets = [\"db\"]\n\
-             workloads = [\"{workload}\"]\ntee = [\"sev-snp\"]\nmeasurement = [\"{MEASUREMENT}\"]\n",
-            tmp.path().join("db").display()
-        ),
+        "vm-only-secret",
+        &workload,
+        &format!("tee = [\"sev-snp\"]\nmeasurement = [\"{MEASUREMENT}\"]\n"),
     );
     // The policy certifies any SEV-SNP VM running the workload; the secret's rule is stricter.
     let policy = write_config(

@@ -10,8 +10,6 @@ use std::time::{Duration, Instant};
 
 use crate::common::net::*;
 use crate::common::{GUESTS, KEEP_ERROR, Keep};
-use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 fn tls_identity(cert: &Path, key: &Path) -> String {
     format!(
@@ -290,25 +288,14 @@ fn accept_within(socket: &TcpListener, timeout: Duration) -> Option<TcpStream> {
 /// A TLS server run by the test: answers the first line of one connection with
 /// "server got: LINE"; the thread returns the line (empty when the handshake failed).
 fn test_tls_server(cert: &Path, key: &Path) -> (SocketAddr, std::thread::JoinHandle<Vec<u8>>) {
-    let config = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            CertificateDer::pem_file_iter(cert)
-                .unwrap()
-                .map(Result::unwrap)
-                .collect(),
-            PrivateKeyDer::from_pem_file(key).unwrap(),
-        )
-        .unwrap();
+    let config = server_config(cert, key);
     let socket = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = socket.local_addr().unwrap();
     let handle = std::thread::spawn(move || {
         let Some(tcp) = accept_within(&socket, IO_TIMEOUT) else {
             return Vec::new();
         };
-        let connection = rustls::ServerConnection::new(Arc::new(config)).unwrap();
+        let connection = rustls::ServerConnection::new(config).unwrap();
         let mut stream = rustls::StreamOwned::new(connection, tcp);
         let mut line = Vec::new();
         let mut byte = [0u8; 1];

@@ -576,16 +576,7 @@ fn a_tls_intercepting_proxy_gets_no_secret() {
         ),
     );
     let workload = digest(&program, &config);
-    std::fs::write(tmp.path().join("db"), "never-seen-by-the-proxy").unwrap();
-    let secrets = write_config(
-        tmp.path(),
-        "secrets.toml",
-        &format!(
-            "[[secret]]\nname = \"db\"\nfile = \"{}\"\n[[release]]\nsecrets = [\"db\"]\n\
-             workloads = [\"{workload}\"]\n",
-            tmp.path().join("db").display()
-        ),
-    );
+    let secrets = db_secret(tmp.path(), "never-seen-by-the-proxy", &workload, "");
     let steward = StewardProcess::start(
         &tmp.path().join("ca"),
         &[

@@ -52,6 +52,29 @@ impl Ca {
     }
 }
 
+/// The certificates of a PEM file.
+pub fn pem_certificates(path: &Path) -> Vec<CertificateDer<'static>> {
+    CertificateDer::pem_file_iter(path)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// A rustls server presenting the certificate and key in PEM files `cert` and `key`.
+pub fn server_config(cert: &Path, key: &Path) -> Arc<rustls::ServerConfig> {
+    Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                pem_certificates(cert),
+                PrivateKeyDer::from_pem_file(key).unwrap(),
+            )
+            .unwrap(),
+    )
+}
+
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
@@ -72,10 +95,7 @@ pub fn client_config(
     Arc::new(match identity {
         Some((cert, key)) => builder
             .with_client_auth_cert(
-                CertificateDer::pem_file_iter(cert)
-                    .unwrap()
-                    .map(Result::unwrap)
-                    .collect(),
+                pem_certificates(cert),
                 PrivateKeyDer::from_pem_file(key).unwrap(),
             )
             .unwrap(),
@@ -280,20 +300,7 @@ impl InterceptingProxy {
     /// `upstream_ca`.
     pub fn start(dir: &Path, ca: &Ca, upstream: SocketAddr, upstream_ca: &Path) -> Self {
         let (cert, key) = ca.issue(dir, "proxy");
-        let server = Arc::new(
-            rustls::ServerConfig::builder_with_provider(provider())
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_no_client_auth()
-                .with_single_cert(
-                    CertificateDer::pem_file_iter(cert)
-                        .unwrap()
-                        .map(Result::unwrap)
-                        .collect(),
-                    PrivateKeyDer::from_pem_file(key).unwrap(),
-                )
-                .unwrap(),
-        );
+        let server = server_config(&cert, &key);
         let upstream_tls = client_config(upstream_ca, None);
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();

@@ -181,6 +181,21 @@ impl TlsKeep {
     }
 }
 
+/// A Steward secrets file in `dir`: the secret `db`, whose value `value` is in the file
+/// `dir/db`, released to `workload` under the `[[release]]` keys of `rule` (more conditions).
+pub fn db_secret(dir: &Path, value: &str, workload: &str, rule: &str) -> PathBuf {
+    std::fs::write(dir.join("db"), value).unwrap();
+    write_config(
+        dir,
+        "secrets.toml",
+        &format!(
+            "[[secret]]\nname = \"db\"\nfile = \"{}\"\n[[release]]\nsecrets = [\"db\"]\n\
+             workloads = [\"{workload}\"]\n{rule}",
+            dir.join("db").display()
+        ),
+    )
+}
+
 /// Points `config` at `steward`.
 pub fn point_to(config: &Path, steward: &StewardProcess) {
     let text = std::fs::read_to_string(config).unwrap();
