@@ -159,7 +159,8 @@ pub struct ServeArgs {
     /// Secrets to release to attested Keeps (TOML: `[[secret]]` name and file or env,
     /// `[[directory]]`, `[[release]]` rules of who gets which; see docs/secrets.md). Keeps ask
     /// for them at POST /v1/secrets over mTLS with the certificate this Steward issued them.
-    /// SIGHUP reloads the file (changed values, new secrets, revoked rules).
+    /// A change to the file or to a value file, or SIGHUP, reloads it (changed values, new
+    /// secrets, revoked rules).
     #[arg(long, value_name = "FILE")]
     pub secrets: Option<PathBuf>,
     /// Accept evidence of kind `none` from Keeps without a TEE. It proves nothing about the

@@ -88,6 +88,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         .context("--pcs-url")?;
         builder = builder.kds(kds).pcs(pcs);
     }
+    let mut watched = None;
     if let Some(path) = &args.secrets {
         let secrets =
             keep_steward::secrets::Secrets::load(path).map_err(|e| anyhow!("--secrets: {e}"))?;
@@ -96,6 +97,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
             secrets.names().collect::<Vec<_>>().join(", "),
             path.display()
         );
+        watched = Some(secrets.sources().clone());
         builder = builder.secrets(secrets);
     }
     let steward = Arc::new(builder.build(ca));
@@ -109,8 +111,8 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let address = listener.local_addr()?;
         // Before the address is announced: from then on a SIGHUP reloads, never kills.
-        if let Some(path) = args.secrets.clone() {
-            reload_secrets_on_hangup(path, steward.clone())?;
+        if let (Some(path), Some(sources)) = (args.secrets.clone(), watched) {
+            reload_secrets_when_changed(path, sources, steward.clone())?;
         }
         eprintln!("keep steward: listening on https://{address}");
         if let Some(roots) = &test_roots {
@@ -139,33 +141,76 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-/// On SIGHUP, reads the secrets file again: changed values, new secrets and revoked rules
-/// apply to the next release. A file that no longer loads leaves the current secrets in place.
-/// The signals are taken on a thread of their own, which lives as long as the Steward.
-fn reload_secrets_on_hangup(path: std::path::PathBuf, steward: Arc<Steward>) -> anyhow::Result<()> {
+/// How often the secrets' files are looked at. A change is acted on once the files have
+/// stayed the same for one period, so that a value written in several steps is read whole.
+const SECRETS_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Reads the secrets file again on SIGHUP, and when it, a value file or a directory of
+/// secrets changes: changed values, new secrets and revoked rules apply to the next release.
+/// A file that no longer loads leaves the current secrets in place.
+///
+/// Changes are found by looking at the files' identity, size and times every
+/// [`SECRETS_POLL`], not by inotify: a Kubernetes secret volume swaps a symbolic link above
+/// the files, network filesystems send no events, and a few `stat` calls a second cost
+/// nothing. The signals are taken on a thread of their own; both threads live as long as
+/// the Steward.
+fn reload_secrets_when_changed(
+    path: std::path::PathBuf,
+    mut sources: keep_steward::secrets::Sources,
+    steward: Arc<Steward>,
+) -> anyhow::Result<()> {
     let mut hangups = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])
         .context("cannot watch for SIGHUP")?;
+    let (reload, reloads) = std::sync::mpsc::channel::<()>();
     std::thread::Builder::new()
         .name("sighup".into())
         .spawn(move || {
             for _ in hangups.forever() {
-                match keep_steward::secrets::Secrets::load(&path) {
-                    Ok(secrets) => {
-                        eprintln!(
-                            "keep steward: secrets reloaded from {}: [{}]",
-                            path.display(),
-                            secrets.names().collect::<Vec<_>>().join(", ")
-                        );
-                        steward.replace_secrets(secrets);
-                    }
-                    Err(e) => eprintln!(
-                        "keep steward: warning: the secrets were not reloaded (the previous \
-                         ones stay): {e}"
-                    ),
+                if reload.send(()).is_err() {
+                    return;
                 }
             }
         })
         .context("cannot start the SIGHUP thread")?;
+    std::thread::Builder::new()
+        .name("secrets-watch".into())
+        .spawn(move || {
+            let mut loaded = sources.state();
+            let mut last_seen = loaded.clone();
+            loop {
+                let why = match reloads.recv_timeout(SECRETS_POLL) {
+                    Ok(()) => "SIGHUP",
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                        let now = sources.state();
+                        let settled = now != loaded && now == last_seen;
+                        last_seen = now;
+                        if !settled {
+                            continue;
+                        }
+                        "a change to its files"
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+                };
+                match keep_steward::secrets::Secrets::load(&path) {
+                    Ok(secrets) => {
+                        eprintln!(
+                            "keep steward: secrets reloaded from {} after {why}: [{}]",
+                            path.display(),
+                            secrets.names().collect::<Vec<_>>().join(", ")
+                        );
+                        sources = secrets.sources().clone();
+                        steward.replace_secrets(secrets);
+                    }
+                    Err(e) => eprintln!(
+                        "keep steward: warning: the secrets were not reloaded after {why} (the \
+                         previous ones stay): {e}"
+                    ),
+                }
+                loaded = sources.state();
+                last_seen = loaded.clone();
+            }
+        })
+        .context("cannot start the secrets watch thread")?;
     Ok(())
 }
 

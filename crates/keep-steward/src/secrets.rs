@@ -15,6 +15,7 @@
 //! names = ["api.example.com"]      # the certificate carries one of these names
 //! tee = ["sev-snp", "tdx"]         # optional: the TEE the certificate states
 //! measurement = ["…"]              # optional: its launch measurement
+//! signer = ["…"]                   # optional: a signer it states (SNP ID/author key digest, …)
 //! min_tcb = { snp = 23 }           # optional: each component at least this
 //! ```
 //!
@@ -81,6 +82,10 @@ pub struct Release {
     /// Launch measurements (hex); empty: any.
     #[serde(default)]
     pub measurement: Vec<String>,
+    /// Signers (hex): SEV-SNP `id_key_digest` or `author_key_digest`, TDX `mrsignerseam`,
+    /// SGX `mrsigner`; one of the certificate's must be among them. Empty: any.
+    #[serde(default)]
+    pub signer: Vec<String>,
     /// The least security version of each named TCB component.
     #[serde(default)]
     pub min_tcb: BTreeMap<String, u64>,
@@ -156,6 +161,8 @@ pub enum Refused {
 pub struct Secrets {
     values: BTreeMap<String, Zeroizing<Vec<u8>>>,
     releases: Vec<Release>,
+    /// The secrets file, the value files and the directories it names.
+    sources: Sources,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -187,6 +194,7 @@ impl Secrets {
         let file: SecretsFile = keep_config::parse_toml(text, path)?;
         let error = |message: String| ConfigError::whole_file(path, message);
         let mut values = BTreeMap::new();
+        let mut sources = vec![path.to_owned()];
         let mut add = |name: String, value: Zeroizing<Vec<u8>>| {
             if name.is_empty() || name.contains(['/', '\0']) {
                 return Err(error(format!(
@@ -206,9 +214,12 @@ impl Secrets {
         };
         for source in file.secrets {
             let value = match (&source.file, &source.env) {
-                (Some(file), None) => read_value(file).map_err(|e| {
-                    error(format!("secret `{}`: {}: {e}", source.name, file.display()))
-                })?,
+                (Some(file), None) => {
+                    sources.push(file.clone());
+                    read_value(file).map_err(|e| {
+                        error(format!("secret `{}`: {}: {e}", source.name, file.display()))
+                    })?
+                }
                 (None, Some(variable)) => {
                     let value = env(variable).ok_or_else(|| {
                         error(format!(
@@ -228,6 +239,7 @@ impl Secrets {
             add(source.name, value)?;
         }
         for directory in file.directories {
+            sources.push(directory.path.clone());
             let entries = std::fs::read_dir(&directory.path)
                 .map_err(|e| error(format!("directory {}: {e}", directory.path.display())))?;
             for entry in entries {
@@ -260,7 +272,13 @@ impl Secrets {
         Ok(Self {
             values,
             releases: file.releases,
+            sources: Sources(sources),
         })
+    }
+
+    /// The files these secrets were read from: a change to them calls for a reload.
+    pub fn sources(&self) -> &Sources {
+        &self.sources
     }
 
     /// The names of the secrets.
@@ -342,6 +360,27 @@ impl Release {
                 ));
             }
         }
+        if !self.signer.is_empty()
+            && !claims
+                .signers
+                .values()
+                .any(|actual| self.signer.iter().any(|s| s.eq_ignore_ascii_case(actual)))
+        {
+            let stated: Vec<String> = claims
+                .signers
+                .iter()
+                .map(|(name, value)| format!("{name} {value}"))
+                .collect();
+            return Some(format!(
+                "the rule wants signer {}, the Keep states {}",
+                self.signer.join(" or "),
+                if stated.is_empty() {
+                    "none".to_owned()
+                } else {
+                    stated.join(", ")
+                }
+            ));
+        }
         for (component, least) in &self.min_tcb {
             let actual = claims.tcb.get(component).copied();
             if actual.is_none_or(|a| a < *least) {
@@ -352,6 +391,67 @@ impl Release {
             }
         }
         None
+    }
+}
+
+/// The secrets file, the value files and the directories it names.
+#[derive(Debug, Clone)]
+pub struct Sources(Vec<PathBuf>);
+
+impl Sources {
+    /// What the files behind these secrets look like now (identity, size and times of the
+    /// secrets file, each value file, each directory and its entries), to tell when they
+    /// changed. Symbolic links are followed, so that a Kubernetes secret volume, which swaps
+    /// a `..data` link, counts as changed.
+    pub fn state(&self) -> SourcesState {
+        let mut seen = Vec::new();
+        for path in &self.0 {
+            seen.push((path.clone(), FileState::of(path)));
+            if let Ok(entries) = std::fs::read_dir(path) {
+                let mut entries: Vec<PathBuf> =
+                    entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+                entries.sort();
+                seen.extend(entries.into_iter().map(|p| {
+                    let state = FileState::of(&p);
+                    (p, state)
+                }));
+            }
+        }
+        SourcesState(seen)
+    }
+}
+
+/// The state of the files a [`Secrets`] was read from; two are equal when no file changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourcesState(Vec<(PathBuf, FileState)>);
+
+/// What identifies one version of a file: device, inode, size, and modification and change
+/// times; or the error kind when it cannot be looked at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum FileState {
+    Present {
+        dev: u64,
+        ino: u64,
+        size: u64,
+        mtime: (i64, i64),
+        ctime: (i64, i64),
+    },
+    Unreadable(std::io::ErrorKind),
+}
+
+impl FileState {
+    fn of(path: &Path) -> Self {
+        use std::os::unix::fs::MetadataExt as _;
+        match std::fs::metadata(path) {
+            Ok(m) => Self::Present {
+                dev: m.dev(),
+                ino: m.ino(),
+                size: m.size(),
+                mtime: (m.mtime(), m.mtime_nsec()),
+                ctime: (m.ctime(), m.ctime_nsec()),
+            },
+            Err(e) => Self::Unreadable(e.kind()),
+        }
     }
 }
 
@@ -374,7 +474,8 @@ mod tests {
     fn requester(workload: &str, tee: TeeKind, names: &[&str]) -> Requester {
         let json = format!(
             r#"{{"tee":"{}","workload_digest":"{workload}","tcb_status":"not-evaluated",
-                "debug":false,"measurements":{{"measurement":"aa"}},"tcb":{{"snp":23}}}}"#,
+                "debug":false,"measurements":{{"measurement":"aa"}},"tcb":{{"snp":23}},
+                "signers":{{"author_key_digest":"a1"}}}}"#,
             tee.as_str()
         );
         Requester {
@@ -432,6 +533,55 @@ mod tests {
         assert_eq!(
             secrets.release(&keep, &["nope".to_owned()]).unwrap_err(),
             Refused::Unknown("nope".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_signer_rule_wants_one_of_the_signers_the_certificate_states() {
+        let secrets = load(
+            "[[secret]]\nname = \"api\"\nenv = \"API_KEY\"\n[[release]]\nsecrets = [\"api\"]\n\
+             workloads = [\"sha256:aa\"]\nsigner = [\"B2\", \"A1\"]\n",
+        )
+        .unwrap();
+        let keep = requester("sha256:aa", TeeKind::SevSnp, &[]);
+        assert!(secrets.release(&keep, &["api".to_owned()]).is_ok());
+        let mut unsigned = keep.clone();
+        unsigned.claims.signers.clear();
+        let refused = secrets.release(&unsigned, &["api".to_owned()]).unwrap_err();
+        assert!(
+            refused
+                .to_string()
+                .contains("the rule wants signer B2 or A1, the Keep states none"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn a_changed_value_file_or_directory_entry_changes_the_sources_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let values = dir.path().join("values");
+        std::fs::create_dir(&values).unwrap();
+        std::fs::write(dir.path().join("db"), b"one").unwrap();
+        let text = format!(
+            "[[secret]]\nname = \"db\"\nfile = \"{}\"\n[[directory]]\npath = \"{}\"\n",
+            dir.path().join("db").display(),
+            values.display()
+        );
+        let secrets = load(&text).unwrap();
+        let before = secrets.sources().state();
+        assert_eq!(before, secrets.sources().state(), "nothing changed");
+
+        // Replaced by rename, as editors and Kubernetes do: a new inode.
+        std::fs::write(dir.path().join("db.new"), b"two").unwrap();
+        std::fs::rename(dir.path().join("db.new"), dir.path().join("db")).unwrap();
+        let replaced = secrets.sources().state();
+        assert_ne!(before, replaced);
+
+        std::fs::write(values.join("api"), b"k").unwrap();
+        assert_ne!(
+            replaced,
+            secrets.sources().state(),
+            "a new secret in a directory"
         );
     }
 

@@ -521,11 +521,18 @@ fn secrets_reach_the_guest_of_the_keep_its_rules_name_and_nobody_else() {
     );
     assert!(!log.contains(value), "{log}");
 
-    // The owner changes the value and sends SIGHUP: the next Keep gets the new value.
+    // The owner changes the value: the Steward notices by itself, and the next Keep gets
+    // the new value.
     let reloads = |n: usize| move |log: &str| log.matches("secrets reloaded").count() >= n;
     std::fs::write(tmp.path().join("db"), "rotated-value-42").unwrap();
-    steward.hang_up();
-    steward.log_when(reloads(1));
+    let log = steward.log_when(reloads(1));
+    assert!(
+        log.contains(&format!(
+            "secrets reloaded from {} after a change to its files: [db, extra]",
+            secrets.display()
+        )),
+        "{log}"
+    );
     let output = run(&config);
     assert_eq!(
         String::from_utf8_lossy(&output.stdout),
@@ -533,7 +540,8 @@ fn secrets_reach_the_guest_of_the_keep_its_rules_name_and_nobody_else() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    // A secrets file that no longer loads leaves the current secrets in place.
+    // A secrets file that no longer loads leaves the current secrets in place (SIGHUP
+    // reloads at once; the change alone would too).
     let text = std::fs::read_to_string(&secrets).unwrap();
     std::fs::write(&secrets, "[[secret]]\nname = \"db\"\n").unwrap();
     steward.hang_up();
