@@ -144,6 +144,25 @@ fn event_printer(quiet: bool, listen_print: bool) -> EventSink {
              expires in {}s, retrying",
             expires_in.as_secs()
         ),
+        Event::Renewal(RenewalEvent::SecretsChanged { names }) => eprintln!(
+            "keep: secrets [{}] changed or were withdrawn at the Steward: the guest's files and \
+             config values follow (environment variables keep those of the start)",
+            names.join(", ")
+        ),
+        Event::Renewal(RenewalEvent::SecretsFailed { error }) => eprintln!(
+            "keep: warning: the secrets were not asked for again with the renewed \
+             certificate ({error:#}); the guest keeps those it has"
+        ),
+        Event::SecretFiles { dir, noswap } => {
+            if noswap {
+                tracing::info!("secret files served from memory at {dir}, kept out of swap");
+            } else {
+                eprintln!(
+                    "keep: warning: secret files at {dir} are served from memory that the \
+                     kernel may write to swap (tmpfs `noswap` needs Linux 6.4)"
+                );
+            }
+        }
         Event::ListenerBound { name, prot, addr } if listen_print => {
             eprintln!("keep: listening {name} {prot} {addr}");
         }
@@ -209,6 +228,10 @@ fn identity_source(
             Chosen::Cvm { evidence, .. } => Some(evidence.clone()),
         },
         secrets: config.secrets.clone(),
+        secrets_dir: config
+            .secrets_dir
+            .clone()
+            .unwrap_or_else(|| keep_config::DEFAULT_SECRETS_DIR.to_owned()),
     }))
 }
 

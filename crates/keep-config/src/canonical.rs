@@ -36,6 +36,7 @@ impl Config {
             tls,
             network,
             secrets,
+            secrets_dir,
         } = self;
         let env: Map<String, Value> = env
             .iter()
@@ -61,6 +62,16 @@ impl Config {
                 "secrets".to_owned(),
                 secrets.iter().map(secret).collect::<Vec<_>>().into(),
             );
+            // Where the files are is part of what the guest sees, when there are files.
+            if secrets.iter().any(|s| s.file.is_some()) {
+                object.insert(
+                    "secrets_dir".to_owned(),
+                    secrets_dir
+                        .as_deref()
+                        .unwrap_or(crate::DEFAULT_SECRETS_DIR)
+                        .into(),
+                );
+            }
         }
         let mut out = String::new();
         write_sorted(&value, &mut out);
@@ -72,9 +83,23 @@ fn secret(secret: &SecretRef) -> Value {
     let SecretRef {
         name,
         env,
+        file,
+        config,
         optional,
     } = secret;
-    json!({ "name": name, "env": env.as_str(), "optional": optional })
+    // Each place only when given, so that a secret in an environment variable keeps the
+    // digest it had before files and config keys existed.
+    let mut value = json!({ "name": name, "optional": optional });
+    for (key, place) in [
+        ("env", env.as_ref().map(|e| e.as_str())),
+        ("file", file.as_deref()),
+        ("config", config.as_deref()),
+    ] {
+        if let (Some(place), Some(object)) = (place, value.as_object_mut()) {
+            object.insert(key.to_owned(), place.into());
+        }
+    }
+    value
 }
 
 fn file(file: &File) -> Value {

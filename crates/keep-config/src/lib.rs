@@ -48,6 +48,7 @@ mod error;
 mod files;
 mod limits;
 mod network;
+mod secrets;
 mod steward;
 mod tls;
 
@@ -61,6 +62,7 @@ pub use error::ConfigError;
 pub use files::{DEFAULT_LISTEN_ADDR, DEFAULT_PORT, File, FileKind, Protocol};
 pub use limits::{DEFAULT_OPEN_FILES, Fuel, Limits, MemorySize, Timeout};
 pub use network::{AddressRule, HostPattern, NetworkPolicy};
+pub use secrets::{DEFAULT_SECRETS_DIR, SecretRef};
 pub use steward::StewardUrl;
 pub use tls::{CaFile, ClientAuth, IdentityFiles, Tls, TlsVersion};
 
@@ -99,21 +101,9 @@ pub struct Config {
     /// Secrets the Steward releases to this Keep, and how the guest sees each.
     #[serde(default)]
     pub secrets: Vec<SecretRef>,
-}
-
-/// A secret the Steward releases to this Keep after attestation (`[[secrets]]`), and how the
-/// guest sees it. The reference counts in the workload digest; the value does not.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SecretRef {
-    /// The secret's name at the Steward.
-    pub name: String,
-    /// The environment variable the guest finds it in.
-    pub env: EnvName,
-    /// Start without it (the variable is then unset) when the Steward does not release it;
-    /// by default such a Keep does not start.
+    /// Where the guest finds secrets delivered as files (default [`DEFAULT_SECRETS_DIR`]).
     #[serde(default)]
-    pub optional: bool,
+    pub secrets_dir: Option<String>,
 }
 
 impl Config {
@@ -173,19 +163,13 @@ impl Config {
                 "[[secrets]] come from a Steward after attestation: set `steward`",
             ));
         }
-        let mut seen = std::collections::BTreeSet::new();
-        for secret in &config.secrets {
-            if config.env.contains_key(&secret.env) || !seen.insert(&secret.env) {
-                return Err(ConfigError::whole_file(
-                    path,
-                    format!(
-                        "[[secrets]] `{}`: the environment variable {} is given twice",
-                        secret.name,
-                        secret.env.as_str()
-                    ),
-                ));
-            }
-        }
+        secrets::validate(
+            &config.secrets,
+            config.env.keys(),
+            config.secrets_dir.as_deref(),
+            config.dirs.iter().map(|d| d.guest.as_str()),
+            path,
+        )?;
         Ok(config)
     }
 
@@ -300,12 +284,56 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("set `steward`"), "{error}");
-        let file_delivery =
-            parse("steward = \"https://s.example\"\n[[secrets]]\nname = \"db\"\nfile = \"x\"\n");
+    }
+
+    #[test]
+    fn secrets_go_somewhere_and_nowhere_twice() {
+        let with = |rest: &str| {
+            parse(&format!("steward = \"https://s.example\"\n{rest}"))
+                .map(|c| c.canonical())
+                .map_err(|e| e.to_string())
+        };
+        let canonical =
+            with("[[secrets]]\nname = \"db\"\nfile = \"db\"\nconfig = \"db-password\"\n").unwrap();
         assert!(
-            file_delivery.is_err(),
-            "`file` delivery is not built yet: an unknown field"
+            canonical.contains(
+                r#""secrets":[{"config":"db-password","file":"db","name":"db","optional":false}],"secrets_dir":"/run/secrets""#
+            ),
+            "{canonical}"
         );
+        let moved = with("secrets_dir = \"/secrets\"\n[[secrets]]\nname = \"db\"\nfile = \"db\"\n")
+            .unwrap();
+        assert!(moved.contains(r#""secrets_dir":"/secrets""#), "{moved}");
+        for (rest, message) in [
+            ("[[secrets]]\nname = \"db\"\n", "`env`, `file` or `config`"),
+            (
+                "[[secrets]]\nname = \"db\"\nfile = \"../db\"\n",
+                "must be a plain file name",
+            ),
+            (
+                "[[secrets]]\nname = \"a\"\nfile = \"x\"\n[[secrets]]\nname = \"b\"\nfile = \"x\"\n",
+                "file `x` is given twice",
+            ),
+            (
+                "[[secrets]]\nname = \"a\"\nconfig = \"x\"\n[[secrets]]\nname = \"b\"\nconfig = \"x\"\n",
+                "config key `x` is empty or given twice",
+            ),
+            (
+                "secrets_dir = \"run\"\n[[secrets]]\nname = \"db\"\nfile = \"db\"\n",
+                "an absolute guest path",
+            ),
+            (
+                "secrets_dir = \"/s\"\n[[secrets]]\nname = \"db\"\nenv = \"DB\"\n",
+                "no [[secrets]] entry has a `file`",
+            ),
+            (
+                "[[dirs]]\nhost = \"/tmp\"\nguest = \"/run/secrets\"\n[[secrets]]\nname = \"db\"\nfile = \"db\"\n",
+                "a [[dirs]] entry is already seen there",
+            ),
+        ] {
+            let error = with(rest).unwrap_err();
+            assert!(error.contains(message), "{rest:?}: {error}");
+        }
     }
 
     /// The `[[files]]` test of Enarx's own config crate, unchanged.

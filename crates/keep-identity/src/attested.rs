@@ -46,6 +46,8 @@ pub struct AttestedIdentity {
     renew_in: Duration,
     statement: AttestedClaims,
     secrets: Vec<ReleasedSecret>,
+    /// `[tls]`, for the secrets requests of renewals.
+    tls: Tls,
 }
 
 /// What happens to the certificate while the Keep runs, for the caller to report.
@@ -65,6 +67,28 @@ pub enum RenewalEvent {
         /// How long the current certificate remains valid.
         expires_in: Duration,
     },
+    /// The secrets asked for again with the renewed certificate differ from those the guest
+    /// has: these changed, appeared or were withdrawn.
+    SecretsChanged {
+        /// Their names.
+        names: Vec<String>,
+    },
+    /// The secrets could not be asked for again, or not delivered; the guest keeps those it
+    /// has.
+    SecretsFailed {
+        /// Why.
+        error: anyhow::Error,
+    },
+}
+
+/// The secrets as the Steward answers with a renewed certificate: to deliver in place of
+/// the previous ones.
+#[derive(Debug)]
+pub struct RenewedSecrets {
+    /// Those it released, in the order Keep.toml names them.
+    pub released: Vec<ReleasedSecret>,
+    /// Those it no longer releases (revoked): to take away from the guest.
+    pub withdrawn: Vec<keep_config::SecretRef>,
 }
 
 /// Obtains the Keep's certificate from its Steward.
@@ -79,7 +103,8 @@ pub fn attest(source: &StewardSource, tls: &Tls) -> anyhow::Result<AttestedIdent
     );
     let first = request(source, &url, &client)
         .with_context(|| format!("attestation with the Steward at {} failed", source.url))?;
-    let secrets = released_secrets(source, &url, tls, &first.identity)?;
+    // An optional secret the Steward does not release is simply absent.
+    let secrets = released_secrets(source, &url, tls, &first.identity, Stage::Start)?.released;
     Ok(AttestedIdentity {
         identity: LiveIdentity::new(&first.identity)?,
         source: source.clone(),
@@ -89,6 +114,7 @@ pub fn attest(source: &StewardSource, tls: &Tls) -> anyhow::Result<AttestedIdent
         renew_in: first.renewal_delay(),
         statement: first.statement,
         secrets,
+        tls: tls.clone(),
     })
 }
 
@@ -110,15 +136,20 @@ impl std::fmt::Debug for ReleasedSecret {
 }
 
 /// Asks the Steward for each secret of `source` over mTLS with the certificate it just
-/// issued. A refused secret stops the start unless it is optional (it is then absent).
+/// issued. What a refusal means depends on the [`Stage`]; any other failure is an error.
 fn released_secrets(
     source: &StewardSource,
     url: &StewardUrl,
     tls: &Tls,
     identity: &Identity,
-) -> anyhow::Result<Vec<ReleasedSecret>> {
+    stage: Stage,
+) -> anyhow::Result<RenewedSecrets> {
+    let mut answer = RenewedSecrets {
+        released: Vec::new(),
+        withdrawn: Vec::new(),
+    };
     if source.secrets.is_empty() {
-        return Ok(Vec::new());
+        return Ok(answer);
     }
     let client = Arc::new(
         ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
@@ -128,15 +159,17 @@ fn released_secrets(
             .with_client_auth_cert(identity.chain.clone(), identity.key.clone_key())
             .context("the Keep's certificate as a TLS client identity")?,
     );
-    let mut released = Vec::new();
     for reference in &source.secrets {
         match steward::request_secret(url, &reference.name, client.clone()) {
-            Ok(value) => released.push(ReleasedSecret {
+            Ok(value) => answer.released.push(ReleasedSecret {
                 reference: reference.clone(),
                 value,
             }),
-            // An optional secret the Steward does not release is simply absent.
-            Err(steward::RequestError::Refused { .. }) if reference.optional => {}
+            Err(steward::RequestError::Refused { .. })
+                if reference.optional || stage == Stage::Renewal =>
+            {
+                answer.withdrawn.push(reference.clone());
+            }
             Err(e) => {
                 return Err(anyhow::anyhow!(
                     "secret `{}` from the Steward at {url}: {e}",
@@ -145,7 +178,18 @@ fn released_secrets(
             }
         }
     }
-    Ok(released)
+    Ok(answer)
+}
+
+/// When secrets are asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Before the workload starts: a secret the Steward refuses stops the start, unless
+    /// it is optional.
+    Start,
+    /// With a renewed certificate: a secret the Steward refuses is withdrawn from the
+    /// running guest (it was revoked).
+    Renewal,
 }
 
 impl AttestedIdentity {
@@ -172,10 +216,13 @@ impl AttestedIdentity {
 
     /// A renewal loop to run on a thread of the caller's (started once the process is
     /// confined, so that it is confined too): it renews the certificate before it expires,
-    /// tells `report` of each renewal, and returns when `stop` receives or is dropped.
+    /// asks for the secrets again with the new certificate and hands them to `deliver`
+    /// (which returns the names of those that changed), tells `report` of each renewal, and
+    /// returns when `stop` receives or is dropped.
     pub fn renewal(
         &self,
         report: impl Fn(RenewalEvent) + Send + 'static,
+        deliver: impl Fn(RenewedSecrets) -> anyhow::Result<Vec<String>> + Send + 'static,
     ) -> impl FnOnce(&mpsc::Receiver<()>) + Send + 'static {
         let state = Self {
             identity: self.identity.clone(),
@@ -185,15 +232,20 @@ impl AttestedIdentity {
             expires: self.expires,
             renew_in: self.renew_in,
             statement: self.statement.clone(),
-            // Renewal does not fetch secrets again yet: the guest's environment is fixed at
-            // start.
+            // The secrets of the start are the guest's already.
             secrets: Vec::new(),
+            tls: self.tls.clone(),
         };
-        move |stop| state.renew(stop, &report)
+        move |stop| state.renew(stop, &report, &deliver)
     }
 
     /// Renews the certificate before it expires, until told to stop.
-    fn renew(mut self, stopped: &mpsc::Receiver<()>, report: &dyn Fn(RenewalEvent)) {
+    fn renew(
+        mut self,
+        stopped: &mpsc::Receiver<()>,
+        report: &dyn Fn(RenewalEvent),
+        deliver: &dyn Fn(RenewedSecrets) -> anyhow::Result<Vec<String>>,
+    ) {
         loop {
             match stopped.recv_timeout(self.renew_in) {
                 Err(RecvTimeoutError::Timeout) => {}
@@ -209,6 +261,21 @@ impl AttestedIdentity {
                     });
                     self.expires = next.not_after;
                     self.renew_in = next.renewal_delay();
+                    if !self.source.secrets.is_empty() {
+                        match released_secrets(
+                            &self.source,
+                            &self.url,
+                            &self.tls,
+                            &next.identity,
+                            Stage::Renewal,
+                        )
+                        .and_then(deliver)
+                        {
+                            Ok(names) if names.is_empty() => {}
+                            Ok(names) => report(RenewalEvent::SecretsChanged { names }),
+                            Err(error) => report(RenewalEvent::SecretsFailed { error }),
+                        }
+                    }
                 }
                 Err(e) => {
                     let left = self

@@ -18,5 +18,5 @@ pub mod peer;
 pub mod steward;
 pub mod tls;
 
-pub use attested::{AttestedIdentity, RenewalEvent};
+pub use attested::{AttestedIdentity, RenewalEvent, RenewedSecrets};
 pub use tls::{Identity, IdentitySource, LiveIdentity, PlatformEvidence, StewardSource, TlsSetup};

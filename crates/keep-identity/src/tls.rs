@@ -45,6 +45,8 @@ pub struct StewardSource {
     pub platform: Option<PlatformEvidence>,
     /// The secrets to ask for once certified (`[[secrets]]`).
     pub secrets: Vec<keep_config::SecretRef>,
+    /// Where the guest finds those delivered as files (`secrets_dir`).
+    pub secrets_dir: String,
 }
 
 /// The attestation interface of a confidential VM.

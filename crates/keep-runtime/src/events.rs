@@ -29,8 +29,15 @@ pub enum Event<'a> {
         /// When the certificate expires (it is renewed before).
         not_after: SystemTime,
     },
-    /// The certificate was renewed, or a renewal failed.
+    /// The certificate was renewed, or a renewal failed; secrets asked for again changed.
     Renewal(RenewalEvent),
+    /// Secrets delivered as files are served from memory at `dir` in the guest.
+    SecretFiles {
+        /// Where the guest sees them.
+        dir: &'a str,
+        /// Whether the kernel keeps their pages out of swap (tmpfs `noswap`, Linux 6.4+).
+        noswap: bool,
+    },
     /// A `[[files]]` listener is bound.
     ListenerBound {
         /// Its name in `[[files]]`.

@@ -18,6 +18,7 @@ mod outcome;
 mod output;
 mod p1;
 mod program;
+mod secrets;
 mod thread;
 mod wasi;
 pub mod workload;
@@ -28,6 +29,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use keep_config::{DirGrant, File, FileKind, Limits, NetworkPolicy, Protocol, Tls};
 use keep_identity::{AttestedIdentity, Identity, LiveIdentity, TlsSetup};
+use secrets::{ConfigValues, SecretDelivery};
 use wasmtime::component::{Component, ResourceTable};
 use wasmtime::{Engine, Linker, Module, Store};
 use wasmtime_wasi::p2::bindings::sync::Command;
@@ -100,6 +102,17 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<Outcome> {
     let engine = options.build()?;
     let compiler = Compiler::new(&engine)?;
     let compiled = compiler.compile(&spec.program, spec.cache.as_ref())?;
+    if let (Compiled::Module(_), IdentitySource::Steward(source)) = (&compiled, &spec.identity)
+        && let Some(secret) = source.secrets.iter().find(|s| s.config.is_some())
+    {
+        bail!(
+            "secret `{}`: config key `{}` needs a component (wasi:config/store); `{}` is a \
+             preview-1 module: use `env` or `file`",
+            secret.name,
+            secret.config.as_deref().unwrap_or_default(),
+            spec.program.path.display()
+        );
+    }
     // Attestation comes before any descriptor is opened: a Keep the Steward refuses never
     // starts its workload.
     let attested = match &spec.identity {
@@ -122,9 +135,36 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<Outcome> {
         spec.limits.output.map(|size| size.0),
         spec.limits.output_rate.map(|rate| rate.0),
     );
-    let mut wasi = wasi::builder(spec, is_component, output.as_ref())?;
+    let delivery = match (&attested, &spec.identity) {
+        (Some(attested), IdentitySource::Steward(source)) if !source.secrets.is_empty() => {
+            Some(Arc::new(SecretDelivery::new(
+                &source.secrets,
+                &source.secrets_dir,
+                attested.secrets(),
+            )?))
+        }
+        _ => None,
+    };
+    if let Some((grant, noswap)) = delivery
+        .as_ref()
+        .and_then(|d| Some((d.dir_grant()?, d.noswap()?)))
+    {
+        spec.events.report(Event::SecretFiles {
+            dir: &grant.guest,
+            noswap,
+        });
+    }
+    // The guest's directories: the spec's, then the secrets' (after them, so that the
+    // spec's keep their descriptor numbers).
+    let dirs: Vec<DirGrant> = spec
+        .dirs
+        .iter()
+        .cloned()
+        .chain(delivery.as_ref().and_then(|d| d.dir_grant()))
+        .collect();
+    let mut wasi = wasi::builder(spec, &dirs, is_component, output.as_ref())?;
     if let Some(attested) = &attested {
-        wasi::secrets(&mut wasi, attested.secrets())?;
+        secrets::set_environment(&mut wasi, attested.secrets())?;
     }
     let limiter = GuestLimiter {
         memory: spec.limits.memory.map(|m| m.0),
@@ -141,8 +181,8 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<Outcome> {
             let origin = std::time::Instant::now();
             wasi.monotonic_clock(p1::GuestMonotonicClock::new(origin));
             let fds = Descriptors::new(
-                open_keep_files(spec, identity)?,
-                3 + spec.dirs.len() as u32,
+                open_keep_files(spec, dirs.len(), identity)?,
+                3 + dirs.len() as u32,
                 origin,
             );
             let host = ModuleHost {
@@ -153,7 +193,7 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<Outcome> {
             };
             let mut store = new_store(&engine, host, fuel, timeout)?;
             let start = prepare_module(&compiler, &module, &mut store, spec)?;
-            run_guest(compiler, spec, attested.as_ref(), store, start)?
+            run_guest(compiler, spec, attested.as_ref(), delivery, store, start)?
         }
         Compiled::Component(component) => {
             let host = ComponentHost {
@@ -161,10 +201,14 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<Outcome> {
                 table: ResourceTable::new(),
                 limiter,
                 tls: component_tls(&engine, &component, spec, identity)?,
+                config: delivery
+                    .as_ref()
+                    .map(|d| d.config().clone())
+                    .unwrap_or_default(),
             };
             let store = new_store(&engine, host, fuel, timeout)?;
             let run = prepare_component(&engine, &component, spec)?;
-            run_guest(compiler, spec, attested.as_ref(), store, run)?
+            run_guest(compiler, spec, attested.as_ref(), delivery, store, run)?
         }
     };
     match result {
@@ -199,18 +243,25 @@ fn run_guest<T: HasLimiter>(
     compiler: Compiler,
     spec: &RunSpec,
     attested: Option<&AttestedIdentity>,
+    delivery: Option<Arc<SecretDelivery>>,
     mut store: Store<T>,
     entry: Entry<T>,
 ) -> anyhow::Result<wasmtime::Result<()>> {
     let engine = compiler.engine().clone();
     compiler.finish();
-    confinement::enter(spec);
+    confinement::enter(spec, delivery.as_ref().and_then(|d| d.writable_dir()));
     let _renewal = attested
         .map(|attested| {
             let events = spec.events.clone();
             StoppingThread::spawn(
                 "keep-renewal",
-                attested.renewal(move |event| events.report(Event::Renewal(event))),
+                attested.renewal(
+                    move |event| events.report(Event::Renewal(event)),
+                    move |renewed| match &delivery {
+                        Some(delivery) => delivery.update(renewed),
+                        None => Ok(Vec::new()),
+                    },
+                ),
             )
             .context("cannot start the certificate renewal thread")
         })
@@ -256,6 +307,7 @@ pub fn precompile(program: &Program, cache: &ModuleCache) -> anyhow::Result<()> 
 /// before the guest starts.
 fn open_keep_files(
     spec: &RunSpec,
+    dir_count: usize,
     identity: Option<&Arc<LiveIdentity>>,
 ) -> anyhow::Result<Vec<(u32, net::KeepFile)>> {
     let Some(files) = &spec.files else {
@@ -286,7 +338,7 @@ fn open_keep_files(
                 addr,
             });
         }
-        opened.push((wasi::guest_fd(index, spec.dirs.len()), keep_file));
+        opened.push((wasi::guest_fd(index, dir_count), keep_file));
     }
     Ok(opened)
 }
@@ -340,6 +392,8 @@ struct ComponentHost {
     table: ResourceTable,
     limiter: GuestLimiter,
     tls: WasiTlsCtx,
+    /// The `wasi:config/store` values (secrets Keep.toml gives config keys).
+    config: ConfigValues,
 }
 
 impl WasiTlsView for ComponentHost {
@@ -500,14 +554,15 @@ fn prepare_component(
     let mut tls_options = wasmtime_wasi_tls::p2::LinkOptions::default();
     tls_options.tls(true);
     wasmtime_wasi_tls::p2::add_to_linker(&mut linker, &tls_options)?;
+    secrets::add_to_linker(&mut linker, |host| &mut host.config)?;
     let pre = linker
         .instantiate_pre(component)
         .map_err(anyhow::Error::from)
         .with_context(|| {
             format!(
                 "`{}` imports what Keep does not provide (Keep provides WASI 0.2: wasi:cli, \
-             wasi:clocks, wasi:filesystem, wasi:io, wasi:random, wasi:sockets, and wasi:tls \
-             0.2.0-draft)",
+             wasi:clocks, wasi:filesystem, wasi:io, wasi:random, wasi:sockets, wasi:tls \
+             0.2.0-draft and wasi:config 0.2.0-rc.1)",
                 path.display()
             )
         })?;

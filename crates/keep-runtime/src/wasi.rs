@@ -17,29 +17,13 @@ use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 use crate::RunSpec;
 use crate::output::{Limited, OutputLimits};
 
-/// Gives the guest the secrets its Steward released, each in its environment variable.
-/// WASI environment values are strings: a value that is not UTF-8 is refused by name.
-pub fn secrets(
-    wasi: &mut WasiCtxBuilder,
-    released: &[keep_identity::attested::ReleasedSecret],
-) -> anyhow::Result<()> {
-    for secret in released {
-        let value = std::str::from_utf8(&secret.value).map_err(|_| {
-            anyhow::anyhow!(
-                "secret `{}` is not UTF-8 text, which an environment variable must be",
-                secret.reference.name
-            )
-        })?;
-        wasi.env(secret.reference.env.as_str(), value);
-    }
-    Ok(())
-}
-
-/// Builds the WASI context of a run. `component` says whether it is for a WASI 0.2
-/// component (which gets sockets through `wasi:sockets`, not `[[files]]`). Writes to the
-/// host's stdout and stderr are charged to `output`, if given.
+/// Builds the WASI context of a run with the preopened directories `dirs` (the spec's,
+/// then Keep's own). `component` says whether it is for a WASI 0.2 component (which gets
+/// sockets through `wasi:sockets`, not `[[files]]`). Writes to the host's stdout and stderr
+/// are charged to `output`, if given.
 pub fn builder(
     spec: &RunSpec,
+    dirs: &[DirGrant],
     component: bool,
     output: Option<&Arc<OutputLimits>>,
 ) -> anyhow::Result<WasiCtxBuilder> {
@@ -54,7 +38,7 @@ pub fn builder(
         if component {
             refuse_for_components(files)?;
         }
-        let names = fd_names(files, &spec.dirs);
+        let names = fd_names(files, dirs);
         wasi.env("FD_COUNT", names.len().to_string());
         wasi.env("FD_NAMES", names.join(":"));
         map_standard_descriptors(&mut wasi, files, output)?;
@@ -66,7 +50,7 @@ pub fn builder(
     if component {
         crate::net::policy::apply(&mut wasi, &spec.network);
     }
-    for dir in &spec.dirs {
+    for dir in dirs {
         let perms = if dir.read_only {
             FsPerms::ReadOnly
         } else {

@@ -76,6 +76,7 @@ impl Guests {
                     "-Wall",
                     "-Werror",
                 ])
+                .args(is_reactor(&c).then_some("-mexec-model=reactor"))
                 .arg("-o")
                 .arg(&tmp)
                 .arg(&c)
@@ -109,17 +110,24 @@ impl Guests {
             return Ok(out);
         }
         let mut module = std::fs::read(&module_path)?;
-        let encoder = if wit.exists() {
+        if wit.exists() {
             embed_world(&mut module, &wit)?;
-            wit_component::ComponentEncoder::default().module(&module)?
-        } else {
-            wit_component::ComponentEncoder::default()
-                .module(&module)?
-                .adapter(
-                    wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
-                    wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
-                )?
-        };
+        }
+        let mut encoder = wit_component::ComponentEncoder::default().module(&module)?;
+        // A C guest speaks preview 1 (wasi-libc), which the adapter turns into WASI 0.2;
+        // its WIT world, if any, adds what preview 1 lacks. A WAT guest speaks WASI 0.2
+        // itself.
+        let c = sources_dir().join(format!("{name}.c"));
+        if c.exists() {
+            encoder = encoder.adapter(
+                wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
+                if is_reactor(&c) {
+                    wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER
+                } else {
+                    wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER
+                },
+            )?;
+        }
         let component = encoder.validate(true).encode()?;
         self.write_atomically(&out, &component)?;
         Ok(out)
@@ -155,6 +163,15 @@ fn embed_world(module: &mut Vec<u8>, wit: &Path) -> anyhow::Result<()> {
         world,
         wit_component::StringEncoding::UTF8,
     )
+}
+
+/// Whether the C guest `c` says, in a line `// keep-guest: reactor`, that it is built as a
+/// reactor: one that exports `wasi:cli/run` itself instead of having `main`. A guest whose
+/// imports return strings needs it: in a command, wasm-ld wraps every export, `cabi_realloc`
+/// included, in a call of the constructors, and wasi-libc's constructors call WASI, which
+/// the component model forbids inside `cabi_realloc` ("cannot leave component instance").
+fn is_reactor(c: &Path) -> bool {
+    std::fs::read_to_string(c).is_ok_and(|text| text.lines().any(|l| l == "// keep-guest: reactor"))
 }
 
 /// True when `out` exists and is at least as new as `source`.

@@ -12,4 +12,5 @@ mod hostile;
 mod inputs;
 mod network;
 mod run;
+mod secrets;
 mod steward;

@@ -461,14 +461,7 @@ fn secrets_reach_the_guest_of_the_keep_its_rules_name_and_nobody_else() {
             tmp.path().join("db").display(),
         ),
     );
-    let steward = StewardProcess::start(
-        &tmp.path().join("ca"),
-        &[
-            "--insecure-accept-none",
-            "--secrets",
-            secrets.to_str().unwrap(),
-        ],
-    );
+    let steward = StewardProcess::with_secrets(&tmp.path().join("ca"), &secrets, &[]);
     point_to(&config, &steward);
     point_to(&other, &steward);
     let run = |config: &std::path::Path| {
@@ -585,14 +578,7 @@ fn a_tls_intercepting_proxy_gets_no_secret() {
     );
     let workload = digest(&program, &config);
     let secrets = db_secret(tmp.path(), "never-seen-by-the-proxy", &workload, "");
-    let steward = StewardProcess::start(
-        &tmp.path().join("ca"),
-        &[
-            "--insecure-accept-none",
-            "--secrets",
-            secrets.to_str().unwrap(),
-        ],
-    );
+    let steward = StewardProcess::with_secrets(&tmp.path().join("ca"), &secrets, &[]);
     let proxy = InterceptingProxy::start(tmp.path(), &proxy_ca, steward.addr, &ca);
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(

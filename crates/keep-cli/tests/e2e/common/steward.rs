@@ -70,6 +70,15 @@ impl StewardProcess {
             .unwrap_or_default()
     }
 
+    /// A Steward that certifies Keeps without a TEE (`--insecure-accept-none`) and releases
+    /// the secrets of the file `secrets`, with the flags `extra` besides.
+    pub fn with_secrets(ca_dir: &Path, secrets: &Path, extra: &[&str]) -> Self {
+        let secrets = secrets.to_str().unwrap();
+        let mut args = vec!["--insecure-accept-none", "--secrets", secrets];
+        args.extend_from_slice(extra);
+        Self::start(ca_dir, &args)
+    }
+
     /// Sends the Steward SIGHUP (it reloads its secrets file).
     pub fn hang_up(&self) {
         let pid = i32::try_from(self.child.id())
