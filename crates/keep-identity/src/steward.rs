@@ -79,14 +79,18 @@ pub fn request_secret(
             "the Steward's answer for secret `{name}` {what}"
         ))
     };
-    let answer: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|_| malformed("is not JSON"))?;
-    let encoded = Zeroizing::new(
-        answer["secrets"][name]
-            .as_str()
-            .ok_or_else(|| malformed("does not hold it"))?
-            .to_owned(),
-    );
+    // Typed, so that the base64 text lands straight in a buffer zeroed when dropped (a
+    // `serde_json::Value` would keep an unzeroed copy).
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        secrets: std::collections::BTreeMap<String, Zeroizing<String>>,
+    }
+    let mut answer: Answer =
+        serde_json::from_slice(&body).map_err(|_| malformed("is not {\"secrets\": {…}}"))?;
+    let encoded = answer
+        .secrets
+        .remove(name)
+        .ok_or_else(|| malformed("does not hold it"))?;
     base64::engine::general_purpose::STANDARD
         .decode(encoded.as_bytes())
         .map(Zeroizing::new)
