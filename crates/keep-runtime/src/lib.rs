@@ -537,6 +537,17 @@ fn prepare_component(
         .iter()
         .any(|name| name.starts_with("wasi:cli/run@0.2"))
     {
+        if let Some(handler) = exports
+            .iter()
+            .find(|name| name.starts_with("wasi:http/incoming-handler@"))
+        {
+            bail!(
+                "`{}` is a wasi:http service (it exports {handler}), not a WASI command: \
+                 `keep run` runs commands, which export `wasi:cli/run@0.2.x`, and Keep does \
+                 not serve HTTP components yet",
+                path.display()
+            );
+        }
         bail!(
             "`{}` is a component but not a WASI command: it does not export `wasi:cli/run@0.2.x` \
              (its exports: {})",

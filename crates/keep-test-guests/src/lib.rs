@@ -1,7 +1,8 @@
 //! Builds the test suite's guest programs from the repository's own sources in
 //! `tests/guests/`: C with Debian's clang and wasi-libc, WAT with the `wat` crate, and
 //! components from those modules with `wit-component` and wasmtime's preview-1 adapter
-//! (so no Rust wasm target is needed).
+//! (so no Rust wasm target is needed). C guests of a WIT world (`wasi:http` services) get
+//! their bindings from `wit-bindgen`'s C generator, run as a library at build time.
 //!
 //! Outputs are rebuilt when their source is newer, and written atomically, so parallel
 //! tests and test binaries can share them.
@@ -67,19 +68,32 @@ impl Guests {
             {
                 return Ok(out);
             }
+            let kind = CGuest::of(&c);
+            let bindings = match kind {
+                CGuest::WasiHttp => Some(self.bindings("http-service")?),
+                CGuest::Command | CGuest::Reactor => None,
+            };
             let tmp = self.temp_path(&out);
-            let status = Command::new("clang")
-                .args([
-                    "--target=wasm32-wasi",
-                    "--sysroot=/usr",
-                    "-O2",
-                    "-Wall",
-                    "-Werror",
-                ])
-                .args(is_reactor(&c).then_some("-mexec-model=reactor"))
+            let mut clang = Command::new("clang");
+            clang.args([
+                "--target=wasm32-wasi",
+                "--sysroot=/usr",
+                "-O2",
+                "-Wall",
+                "-Werror",
+            ]);
+            if kind != CGuest::Command {
+                clang.arg("-mexec-model=reactor");
+            }
+            if let Some(bindings) = &bindings {
+                // The generated C is wit-bindgen's, not ours: its warnings are not gates.
+                clang.arg("-I").arg(&bindings.dir).arg("-Wno-error");
+            }
+            let status = clang
                 .arg("-o")
                 .arg(&tmp)
                 .arg(&c)
+                .args(bindings.iter().flat_map(|b| [&b.source, &b.component_type]))
                 .status()
                 .context(
                     "cannot start clang (install clang, lld, wasi-libc, libclang-rt-dev-wasm32)",
@@ -119,12 +133,13 @@ impl Guests {
         // itself.
         let c = sources_dir().join(format!("{name}.c"));
         if c.exists() {
+            use wasi_preview1_component_adapter_provider as adapters;
             encoder = encoder.adapter(
-                wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
-                if is_reactor(&c) {
-                    wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER
-                } else {
-                    wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER
+                adapters::WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
+                match CGuest::of(&c) {
+                    CGuest::Command => adapters::WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
+                    CGuest::Reactor => adapters::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
+                    CGuest::WasiHttp => adapters::WASI_SNAPSHOT_PREVIEW1_PROXY_ADAPTER,
                 },
             )?;
         }
@@ -165,13 +180,89 @@ fn embed_world(module: &mut Vec<u8>, wit: &Path) -> anyhow::Result<()> {
     )
 }
 
-/// Whether the C guest `c` says, in a line `// keep-guest: reactor`, that it is built as a
-/// reactor: one that exports `wasi:cli/run` itself instead of having `main`. A guest whose
-/// imports return strings needs it: in a command, wasm-ld wraps every export, `cabi_realloc`
-/// included, in a call of the constructors, and wasi-libc's constructors call WASI, which
-/// the component model forbids inside `cabi_realloc` ("cannot leave component instance").
-fn is_reactor(c: &Path) -> bool {
-    std::fs::read_to_string(c).is_ok_and(|text| text.lines().any(|l| l == "// keep-guest: reactor"))
+/// How a C guest is built, as a line `// keep-guest: KIND` in it says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CGuest {
+    /// A preview-1 command with `main` (no marker).
+    Command,
+    /// `reactor`: exports `wasi:cli/run` itself instead of having `main`. A guest whose
+    /// imports return strings needs it: in a command, wasm-ld wraps every export,
+    /// `cabi_realloc` included, in a call of the constructors, and wasi-libc's constructors
+    /// call WASI, which the component model forbids inside `cabi_realloc` ("cannot leave
+    /// component instance").
+    Reactor,
+    /// `wasi-http`: a `wasi:http/proxy` service (world `http-service` of
+    /// `tests/guests/wit`), a reactor built with wit-bindgen's C bindings and wrapped with
+    /// the proxy adapter.
+    WasiHttp,
+}
+
+impl CGuest {
+    fn of(c: &Path) -> Self {
+        let text = std::fs::read_to_string(c).unwrap_or_default();
+        match text
+            .lines()
+            .find_map(|line| line.strip_prefix("// keep-guest: "))
+        {
+            Some("reactor") => Self::Reactor,
+            Some("wasi-http") => Self::WasiHttp,
+            _ => Self::Command,
+        }
+    }
+}
+
+/// C bindings of a WIT world, generated by wit-bindgen.
+struct Bindings {
+    /// The directory holding the header.
+    dir: PathBuf,
+    /// The generated C source.
+    source: PathBuf,
+    /// The object file that carries the world's component type (for wit-component).
+    component_type: PathBuf,
+}
+
+impl Guests {
+    /// The C bindings of `world` in `tests/guests/wit`, generated unless they are newer
+    /// than every WIT file. Called with the build lock held.
+    fn bindings(&self, world: &str) -> anyhow::Result<Bindings> {
+        let wit = sources_dir().join("wit");
+        let dir = self.out_dir.join("bindings").join(world);
+        let stem = world.replace('-', "_");
+        let bindings = Bindings {
+            source: dir.join(format!("{stem}.c")),
+            component_type: dir.join(format!("{stem}_component_type.o")),
+            dir: dir.clone(),
+        };
+        let header = dir.join(format!("{stem}.h"));
+        let wit_files = std::fs::read_dir(&wit)?
+            .chain(std::fs::read_dir(wit.join("deps"))?)
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|path| path.extension().is_some_and(|ext| ext == "wit"));
+        if wit_files
+            .into_iter()
+            .all(|source| is_fresh(&header, &source))
+        {
+            return Ok(bindings);
+        }
+        use wit_bindgen_core::wit_parser::Resolve;
+        let mut resolve = Resolve::default();
+        let (package, _) = resolve
+            .push_path(&wit)
+            .with_context(|| format!("cannot parse {}", wit.display()))?;
+        let world_id = resolve.select_world(&[package], Some(world))?;
+        let mut files = wit_bindgen_core::Files::default();
+        wit_bindgen_c::Opts::default()
+            .build()
+            .generate(&mut resolve, world_id, &mut files)?;
+        std::fs::create_dir_all(&dir)?;
+        // The header last: its time says the set is complete.
+        let mut generated: Vec<(&str, &[u8])> = files.iter().collect();
+        generated.sort_by_key(|(name, _)| name.ends_with(".h"));
+        for (name, contents) in generated {
+            self.write_atomically(&dir.join(name), contents)?;
+        }
+        Ok(bindings)
+    }
 }
 
 /// True when `out` exists and is at least as new as `source`.

@@ -1,0 +1,87 @@
+// A wasi:http service (world http-service in wit/world.wit): answers every request with
+// status 200 and `content-type: text/plain`; the body is "Hello from a Keep!\n", or, for a
+// request with a body (POST, PUT), that body streamed back unchanged.
+// keep-guest: wasi-http
+#include <stdlib.h>
+#include <string.h>
+
+#include "http_service.h"
+
+static void append_header(wasi_http_types_borrow_fields_t fields, const char *name,
+                          const char *value) {
+    wasi_http_types_field_name_t key = {.ptr = (uint8_t *)name, .len = strlen(name)};
+    wasi_http_types_field_value_t text = {.ptr = (uint8_t *)value, .len = strlen(value)};
+    wasi_http_types_header_error_t error;
+    wasi_http_types_method_fields_append(fields, &key, &text, &error);
+}
+
+// blocking-write-and-flush takes at most 4096 bytes a call.
+static void write_all(wasi_http_types_own_output_stream_t out, uint8_t *bytes, size_t len) {
+    for (size_t done = 0; done < len;) {
+        size_t n = len - done < 4096 ? len - done : 4096;
+        http_service_list_u8_t contents = {.ptr = bytes + done, .len = n};
+        wasi_io_streams_stream_error_t error;
+        if (!wasi_io_streams_method_output_stream_blocking_write_and_flush(
+                wasi_io_streams_borrow_output_stream(out), &contents, &error))
+            return;
+        done += n;
+    }
+}
+
+// Copies the request's body to `out`; returns whether it had one.
+static int echo_body(wasi_http_types_own_incoming_request_t request,
+                     wasi_http_types_own_output_stream_t out) {
+    wasi_http_types_method_t method;
+    wasi_http_types_method_incoming_request_method(
+        wasi_http_types_borrow_incoming_request(request), &method);
+    int has_body = method.tag == WASI_HTTP_TYPES_METHOD_POST ||
+                   method.tag == WASI_HTTP_TYPES_METHOD_PUT;
+    wasi_http_types_method_free(&method);
+    if (!has_body) return 0;
+    wasi_http_types_own_incoming_body_t body;
+    if (!wasi_http_types_method_incoming_request_consume(
+            wasi_http_types_borrow_incoming_request(request), &body))
+        return 0;
+    wasi_http_types_own_input_stream_t in;
+    if (wasi_http_types_method_incoming_body_stream(wasi_http_types_borrow_incoming_body(body),
+                                                    &in)) {
+        for (;;) {
+            http_service_list_u8_t chunk;
+            wasi_io_streams_stream_error_t error;
+            if (!wasi_io_streams_method_input_stream_blocking_read(
+                    wasi_io_streams_borrow_input_stream(in), 65536, &chunk, &error))
+                break;
+            write_all(out, chunk.ptr, chunk.len);
+            http_service_list_u8_free(&chunk);
+        }
+        wasi_io_streams_input_stream_drop_own(in);
+    }
+    wasi_http_types_future_trailers_drop_own(wasi_http_types_static_incoming_body_finish(body));
+    return 1;
+}
+
+void exports_wasi_http_incoming_handler_handle(
+    exports_wasi_http_incoming_handler_own_incoming_request_t request,
+    exports_wasi_http_incoming_handler_own_response_outparam_t response_out) {
+    wasi_http_types_own_fields_t headers = wasi_http_types_constructor_fields();
+    append_header(wasi_http_types_borrow_fields(headers), "content-type", "text/plain");
+    wasi_http_types_own_outgoing_response_t response =
+        wasi_http_types_constructor_outgoing_response(headers);
+    wasi_http_types_own_outgoing_body_t body;
+    wasi_http_types_method_outgoing_response_body(
+        wasi_http_types_borrow_outgoing_response(response), &body);
+    wasi_http_types_result_own_outgoing_response_error_code_t result = {
+        .is_err = false, .val = {.ok = response}};
+    wasi_http_types_static_response_outparam_set(response_out, &result);
+
+    wasi_http_types_own_output_stream_t out;
+    wasi_http_types_method_outgoing_body_write(wasi_http_types_borrow_outgoing_body(body), &out);
+    if (!echo_body(request, out)) {
+        const char *hello = "Hello from a Keep!\n";
+        write_all(out, (uint8_t *)hello, strlen(hello));
+    }
+    wasi_io_streams_output_stream_drop_own(out);
+    wasi_http_types_incoming_request_drop_own(request);
+    wasi_http_types_error_code_t error;
+    wasi_http_types_static_outgoing_body_finish(body, NULL, &error);
+}
