@@ -1,7 +1,10 @@
 // A wasi:http service (world http-service in wit/world.wit): answers every request with
-// status 200 and `content-type: text/plain`; the body is "Hello from a Keep!\n", or, for a
-// request with a body (POST, PUT), that body streamed back unchanged.
+// status 200 and `content-type: text/plain`. The body is that of a request with a body
+// (POST, PUT) streamed back unchanged; for GET /count, the number of requests this instance
+// has answered (a server with a fresh instance per request always says 1); for GET /trap,
+// a trap before any answer; otherwise "Hello from a Keep!\n".
 // keep-guest: wasi-http
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,9 +63,24 @@ static int echo_body(wasi_http_types_own_incoming_request_t request,
     return 1;
 }
 
+// Requests this instance has answered.
+static unsigned answered;
+
+// Whether the request's path is `path`.
+static int path_is(wasi_http_types_own_incoming_request_t request, const char *path) {
+    http_service_string_t actual;
+    if (!wasi_http_types_method_incoming_request_path_with_query(
+            wasi_http_types_borrow_incoming_request(request), &actual))
+        return 0;
+    int same = actual.len == strlen(path) && memcmp(actual.ptr, path, actual.len) == 0;
+    http_service_string_free(&actual);
+    return same;
+}
+
 void exports_wasi_http_incoming_handler_handle(
     exports_wasi_http_incoming_handler_own_incoming_request_t request,
     exports_wasi_http_incoming_handler_own_response_outparam_t response_out) {
+    if (path_is(request, "/trap")) __builtin_trap();
     wasi_http_types_own_fields_t headers = wasi_http_types_constructor_fields();
     append_header(wasi_http_types_borrow_fields(headers), "content-type", "text/plain");
     wasi_http_types_own_outgoing_response_t response =
@@ -76,7 +94,13 @@ void exports_wasi_http_incoming_handler_handle(
 
     wasi_http_types_own_output_stream_t out;
     wasi_http_types_method_outgoing_body_write(wasi_http_types_borrow_outgoing_body(body), &out);
-    if (!echo_body(request, out)) {
+    answered++;
+    if (echo_body(request, out)) {
+    } else if (path_is(request, "/count")) {
+        char text[32];
+        int len = snprintf(text, sizeof text, "%u\n", answered);
+        write_all(out, (uint8_t *)text, (size_t)len);
+    } else {
         const char *hello = "Hello from a Keep!\n";
         write_all(out, (uint8_t *)hello, strlen(hello));
     }

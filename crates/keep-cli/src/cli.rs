@@ -24,11 +24,25 @@ pub struct Cli {
     pub command: Command,
 }
 
+const SERVE_LONG_ABOUT: &str = "\
+Serve a wasi:http component (one that exports `wasi:http/incoming-handler@0.2.x`, the \
+`wasi:http/proxy` world that `wasmtime serve` runs) over HTTP/1.1. Every request gets a \
+fresh instance of the component.
+
+TLS by default, with the certificate and key of Keep.toml's [tls] cert and key; plain HTTP \
+only with --plain-http. The guests see Keep.toml's [env]. Outgoing requests from the \
+component are refused.
+
+Not yet: attestation with a Steward, HTTP/2, limits, WASI 0.3 services (see docs/serve.md).";
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a WASI program (preview-1 module, WASI 0.2 component, or .wat text).
     #[command(after_help = EXIT_STATUS_HELP, long_about = RUN_LONG_ABOUT)]
     Run(RunArgs),
+    /// Serve a wasi:http component (`wasi:http/proxy` 0.2) over HTTP/1.1.
+    #[command(long_about = SERVE_LONG_ABOUT)]
+    Serve(HttpServeArgs),
     /// Compile a program into the cache so that the next `keep run` of it starts warm.
     ///
     /// The cached code serves runs without --fuel and --timeout (those need instrumented
@@ -470,4 +484,21 @@ impl RunArgs {
             })
             .collect()
     }
+}
+
+/// `keep serve`.
+#[derive(Debug, Args)]
+pub struct HttpServeArgs {
+    /// The address to listen on (port 0: any free port; the one chosen is printed).
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8080")]
+    pub addr: std::net::SocketAddr,
+    /// Serve plain HTTP: nothing protects the traffic, and clients cannot tell what answers.
+    #[arg(long)]
+    pub plain_http: bool,
+    /// Keep.toml: `[env]` for the guests, `[tls]` cert and key for TLS.
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The wasi:http component.
+    #[arg(value_name = "FILE")]
+    pub program: PathBuf,
 }

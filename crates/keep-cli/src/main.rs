@@ -3,6 +3,7 @@
 mod attest;
 mod cli;
 mod run;
+mod serve;
 mod steward;
 
 use std::process::ExitCode;
@@ -44,6 +45,7 @@ fn main() -> ExitCode {
 fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Serve(args) => serve::serve(args),
         Command::Compile { program } => {
             let cache = default_cache()?;
             let program = keep_runtime::Program::read(&program)?;

@@ -13,4 +13,5 @@ mod inputs;
 mod network;
 mod run;
 mod secrets;
+mod serve;
 mod steward;
