@@ -543,8 +543,9 @@ fn prepare_component(
         {
             bail!(
                 "`{}` is a wasi:http service (it exports {handler}), not a WASI command: \
-                 `keep run` runs commands, which export `wasi:cli/run@0.2.x`, and Keep does \
-                 not serve HTTP components yet",
+                 `keep run` runs commands, which export `wasi:cli/run@0.2.x`; serve it with \
+                 `keep serve {}`",
+                path.display(),
                 path.display()
             );
         }

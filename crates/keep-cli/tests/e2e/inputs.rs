@@ -178,10 +178,12 @@ fn malformed_inputs_are_named_not_crashed_on() {
     // A wasi:http service (C, with wit-bindgen's bindings) is told apart from a broken
     // command.
     let done = keep_run(&GUESTS.component("http_hello"), &[]).finish();
-    done.expect_code(KEEP_ERROR).expect_stderr_contains(
-        "is a wasi:http service (it exports wasi:http/incoming-handler@0.2.12), not a WASI \
+    done.expect_code(KEEP_ERROR)
+        .expect_stderr_contains("serve it with `keep serve ")
+        .expect_stderr_contains(
+            "is a wasi:http service (it exports wasi:http/incoming-handler@0.2.12), not a WASI \
          command",
-    );
+        );
 }
 
 /// Runs hello with `config` and checks that Keep refuses before the guest starts.
