@@ -26,21 +26,22 @@ pub struct Cli {
 
 const SERVE_LONG_ABOUT: &str = "\
 Serve a wasi:http component (one that exports `wasi:http/incoming-handler@0.2.x`, the \
-`wasi:http/proxy` world that `wasmtime serve` runs) over HTTP/1.1. Every request gets a \
-fresh instance of the component.
+`wasi:http/proxy` world that `wasmtime serve` runs) over HTTP/1.1 and HTTP/2 (negotiated by \
+ALPN over TLS; with prior knowledge over plain HTTP). Every request gets a fresh instance of \
+the component.
 
 TLS by default, with the certificate and key of Keep.toml's [tls] cert and key; plain HTTP \
 only with --plain-http. The guests see Keep.toml's [env]. Outgoing requests from the \
 component are refused.
 
-Not yet: attestation with a Steward, HTTP/2, limits, WASI 0.3 services (see docs/serve.md).";
+Not yet: attestation with a Steward, limits, WASI 0.3 services (see docs/serve.md).";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a WASI program (preview-1 module, WASI 0.2 component, or .wat text).
     #[command(after_help = EXIT_STATUS_HELP, long_about = RUN_LONG_ABOUT)]
     Run(RunArgs),
-    /// Serve a wasi:http component (`wasi:http/proxy` 0.2) over HTTP/1.1.
+    /// Serve a wasi:http component (`wasi:http/proxy` 0.2) over HTTP/1.1 and HTTP/2.
     #[command(long_about = SERVE_LONG_ABOUT)]
     Serve(HttpServeArgs),
     /// Compile a program into the cache so that the next `keep run` of it starts warm.

@@ -27,9 +27,9 @@ pub fn serve(args: HttpServeArgs) -> anyhow::Result<u8> {
         (Some(files), false) => {
             let identity = Identity::obtain(&IdentitySource::Files(files.clone()))?;
             let setup = TlsSetup::new(&config.tls, LiveIdentity::new(&identity)?)?;
-            Some(tokio_rustls::TlsAcceptor::from(
-                setup.server(&ClientAuth::None)?,
-            ))
+            let mut server = (*setup.server(&ClientAuth::None)?).clone();
+            server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(server)))
         }
         (None, false) => bail!(
             "`keep serve` serves TLS with the certificate and key of Keep.toml's [tls] cert \

@@ -1,4 +1,5 @@
-//! `keep serve`: a `wasi:http/proxy` 0.2 component served over HTTP/1.1, plain or TLS, with
+//! `keep serve`: a `wasi:http/proxy` 0.2 component served over HTTP/1.1 and HTTP/2 (ALPN
+//! over TLS, prior knowledge over plain HTTP), plain or TLS, with
 //! a fresh instance of the component for every request (so that one request cannot see or
 //! disturb another's state).
 //!
@@ -15,7 +16,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -177,9 +178,12 @@ pub async fn serve(
                 let (service, scheme) = (service.clone(), scheme.clone());
                 async move { Ok::<_, Infallible>(service.respond(request, scheme).await) }
             });
-            let mut http = hyper::server::conn::http1::Builder::new();
-            http.timer(TokioTimer::new())
+            // HTTP/1.1 or HTTP/2, told apart by the connection preface.
+            let mut http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            http.http1()
+                .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT);
+            http.http2().timer(TokioTimer::new());
             let served = match tls {
                 Some(tls) => match tls.accept(tcp).await {
                     Ok(stream) => http.serve_connection(TokioIo::new(stream), handler).await,

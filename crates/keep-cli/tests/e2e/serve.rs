@@ -88,6 +88,27 @@ fn curl(url: &str, args: &[&str]) -> (u16, Vec<u8>) {
     (code, output.stdout)
 }
 
+/// The HTTP version curl used for `url` with `args` (`1.1`, `2`), and the status.
+fn http_version(url: &str, args: &[&str]) -> (String, u16) {
+    let output = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "60",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_version} %{http_code}",
+        ])
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (version, code) = text.split_once(' ').unwrap_or(("", "0"));
+    (version.to_owned(), code.parse().unwrap_or(0))
+}
+
 #[test]
 fn a_wasi_http_component_answers_curl_over_plain_http_with_a_fresh_instance_each_time() {
     let tmp = tempfile::tempdir().unwrap();
@@ -109,6 +130,12 @@ fn a_wasi_http_component_answers_curl_over_plain_http_with_a_fresh_instance_each
         let (status, body) = curl(&format!("http://{}/count", serve.addr), &[]);
         assert_eq!((status, body.as_slice()), (200, &b"1\n"[..]));
     }
+    // HTTP/1.1, and HTTP/2 with prior knowledge.
+    assert_eq!(http_version(&url, &[]), ("1.1".to_owned(), 200));
+    assert_eq!(
+        http_version(&url, &["--http2-prior-knowledge"]),
+        ("2".to_owned(), 200)
+    );
     // A request whose instance traps gets a 500 naming it; the next ones are served.
     let (status, body) = curl(&format!("http://{}/trap", serve.addr), &[]);
     assert_eq!(status, 500, "{}", String::from_utf8_lossy(&body));
@@ -158,6 +185,16 @@ fn tls_comes_from_keep_toml_and_plain_http_only_when_asked() {
         (200, &b"Hello from a Keep!\n"[..]),
         "{}",
         serve.log()
+    );
+    // HTTP/2 is negotiated by ALPN; HTTP/1.1 when the client asks for it only.
+    let cacert = ["--cacert", ca.pem.to_str().unwrap()];
+    assert_eq!(
+        http_version(&url, &[&cacert[..], &["--http2"]].concat()),
+        ("2".to_owned(), 200)
+    );
+    assert_eq!(
+        http_version(&url, &[&cacert[..], &["--http1.1"]].concat()),
+        ("1.1".to_owned(), 200)
     );
     // Plain HTTP on the TLS port gets no answer from the service.
     let (status, _) = curl(&format!("http://{}/", serve.addr), &[]);
