@@ -61,52 +61,43 @@ impl Drop for ServeProcess {
     }
 }
 
-/// `curl -sS URL ARGS`: (HTTP status, body bytes).
-fn curl(url: &str, args: &[&str]) -> (u16, Vec<u8>) {
-    let output = Command::new("curl")
-        .args([
-            "-sS",
-            "--max-time",
-            "60",
-            "-o",
-            "-",
-            "-w",
-            "%{stderr}%{http_code}",
-        ])
-        .args(args)
-        .arg(url)
-        .output()
-        .expect("run curl");
-    let status = String::from_utf8_lossy(&output.stderr);
-    let code = status
-        .trim()
-        .rsplit('\n')
-        .next()
-        .unwrap_or("")
-        .parse()
-        .unwrap_or(0);
-    (code, output.stdout)
+/// What curl got for `url` with `args`.
+struct Fetched {
+    status: u16,
+    /// The HTTP version it spoke (`1.1`, `2`).
+    version: String,
+    body: Vec<u8>,
 }
 
-/// The HTTP version curl used for `url` with `args` (`1.1`, `2`), and the status.
-fn http_version(url: &str, args: &[&str]) -> (String, u16) {
+/// `curl -sS ARGS URL`.
+fn fetch(url: &str, args: &[&str]) -> Fetched {
     let output = Command::new("curl")
-        .args([
-            "-sS",
-            "--max-time",
-            "60",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_version} %{http_code}",
-        ])
+        .args(["-sS", "--max-time", "60", "-o", "-"])
+        .args(["-w", "%{stderr}\n%{http_code} %{http_version}"])
         .args(args)
         .arg(url)
         .output()
         .expect("run curl");
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    let (version, code) = text.split_once(' ').unwrap_or(("", "0"));
-    (version.to_owned(), code.parse().unwrap_or(0))
+    let written = String::from_utf8_lossy(&output.stderr);
+    let last = written.trim().rsplit('\n').next().unwrap_or("");
+    let (status, version) = last.split_once(' ').unwrap_or((last, ""));
+    Fetched {
+        status: status.parse().unwrap_or(0),
+        version: version.to_owned(),
+        body: output.stdout,
+    }
+}
+
+/// `curl -sS ARGS URL`: (HTTP status, body bytes).
+fn curl(url: &str, args: &[&str]) -> (u16, Vec<u8>) {
+    let fetched = fetch(url, args);
+    (fetched.status, fetched.body)
+}
+
+/// The HTTP version curl used for `url` with `args`, and the status.
+fn http_version(url: &str, args: &[&str]) -> (String, u16) {
+    let fetched = fetch(url, args);
+    (fetched.version, fetched.status)
 }
 
 #[test]
