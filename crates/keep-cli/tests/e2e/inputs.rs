@@ -150,7 +150,7 @@ fn malformed_inputs_are_named_not_crashed_on() {
         (&binary, "is not WebAssembly (it starts with bytes"),
         (
             Path::new("/nonexistent/app.wasm"),
-            "cannot read `/nonexistent/app.wasm`",
+            "cannot read `/nonexistent/app.wasm`: No such file or directory (os error 2)\n",
         ),
     ];
     for (path, message) in cases {
