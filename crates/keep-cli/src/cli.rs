@@ -30,11 +30,19 @@ Serve a wasi:http component (one that exports `wasi:http/incoming-handler@0.2.x`
 ALPN over TLS; with prior knowledge over plain HTTP). Every request gets a fresh instance of \
 the component.
 
-TLS by default, with the certificate and key of Keep.toml's [tls] cert and key; plain HTTP \
-only with --plain-http. The guests see Keep.toml's [env]. Outgoing requests from the \
-component are refused.
+TLS by default. With `steward` in Keep.toml, the Keep attests before it listens and serves \
+the certificate the Steward issues (which states the workload digest), renewed while \
+connections stay open; otherwise the certificate and key of Keep.toml's [tls] cert and key. \
+Plain HTTP only with --plain-http or [http] tls = false.
 
-Not yet: attestation with a Steward, limits, WASI 0.3 services (see docs/serve.md).";
+Keep.toml's [http] sets the address, client certificates (client_auth, client_ca), the \
+concurrency limit and its queue (then 503), body and header limits, the header timeout and \
+the drain timeout; [limits] memory, fuel and timeout apply to each request's instance. The \
+guests see [env] and the secrets the Steward releases as environment variables. An access \
+log line per request goes to stdout. SIGTERM or SIGINT stops accepting and lets requests in \
+flight finish (up to [http] drain_timeout).
+
+Not yet: outgoing requests (refused), metrics, WASI 0.3 services (see docs/serve.md).";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -490,15 +498,29 @@ impl RunArgs {
 /// `keep serve`.
 #[derive(Debug, Args)]
 pub struct HttpServeArgs {
-    /// The address to listen on (port 0: any free port; the one chosen is printed).
-    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8080")]
-    pub addr: std::net::SocketAddr,
+    /// The address to listen on, instead of [http] addr and port (default 127.0.0.1:8080;
+    /// port 0: any free port; the one chosen is printed).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub addr: Option<std::net::SocketAddr>,
     /// Serve plain HTTP: nothing protects the traffic, and clients cannot tell what answers.
     #[arg(long)]
     pub plain_http: bool,
-    /// Keep.toml: `[env]` for the guests, `[tls]` cert and key for TLS.
+    /// Keep.toml: [http], [limits], [env], [tls], `steward` and [[secrets]].
     #[arg(short = 'c', long = "config", value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Where the Keep runs.
+    #[arg(long, value_enum, default_value_t = Backend::Auto)]
+    pub backend: Backend,
+    /// Compile the component without reading or writing the compiled-module cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Do not confine the runtime process (no Landlock, seccomp, no-new-privs, capability
+    /// drop). Only the Wasm sandbox then protects the host: for debugging.
+    #[arg(long)]
+    pub no_confine: bool,
+    /// Print neither Keep's notices nor the access log (errors and warnings still are).
+    #[arg(short, long)]
+    pub quiet: bool,
     /// The wasi:http component.
     #[arg(value_name = "FILE")]
     pub program: PathBuf,

@@ -30,32 +30,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     let program = Program::read(args.program())?;
     let spec = merge(&args, &backend, program, config)?;
     if !args.quiet {
-        match &backend {
-            Chosen::Process { why } => eprintln!(
-                "keep: note: backend `process` ({why}): the host is protected from the guest, \
-                 but the guest has no confidentiality from the host"
-            ),
-            Chosen::Cvm { note, .. } => eprintln!(
-                "keep: note: backend `cvm`: {note}; compiled code is not cached (the disk \
-                 belongs to the host)"
-            ),
-        }
+        print_backend_note(&backend);
     }
     if let (Chosen::Process { .. }, keep_runtime::IdentitySource::Steward(source)) =
         (&backend, &spec.identity)
-        && !source.secrets.is_empty()
     {
-        // Said even with -q: it is about who can read the secrets.
-        eprintln!(
-            "keep: warning: backend `process`: the host can read this Keep's memory, and with \
-             it the secrets it receives ({})",
-            source
-                .secrets
-                .iter()
-                .map(|s| s.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+        warn_secrets_readable(source);
     }
     if args.no_confine {
         eprintln!(
@@ -70,8 +50,39 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     Ok(outcome.exit_code())
 }
 
+/// The start-up note on what `backend` protects.
+pub(crate) fn print_backend_note(backend: &Chosen) {
+    match backend {
+        Chosen::Process { why } => eprintln!(
+            "keep: note: backend `process` ({why}): the host is protected from the guest, \
+             but the guest has no confidentiality from the host"
+        ),
+        Chosen::Cvm { note, .. } => eprintln!(
+            "keep: note: backend `cvm`: {note}; compiled code is not cached (the disk \
+             belongs to the host)"
+        ),
+    }
+}
+
+/// On the process backend: says (even when quiet, for it is about who can read them) that
+/// the host can read the secrets of `source`, if it asks for any.
+pub(crate) fn warn_secrets_readable(source: &StewardSource) {
+    if !source.secrets.is_empty() {
+        eprintln!(
+            "keep: warning: backend `process`: the host can read this Keep's memory, and with \
+             it the secrets it receives ({})",
+            source
+                .secrets
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+}
+
 /// The backend a run uses, and why.
-enum Chosen {
+pub(crate) enum Chosen {
     /// An ordinary process.
     Process { why: &'static str },
     /// Inside a confidential VM.
@@ -85,7 +96,7 @@ enum Chosen {
 
 /// Resolves `--backend` on this `platform`: `auto` takes `cvm` where it is usable; `cvm`
 /// where it is not is refused with what is missing and the remedy.
-fn choose_backend(asked: Backend, platform: &Platform) -> anyhow::Result<Chosen> {
+pub(crate) fn choose_backend(asked: Backend, platform: &Platform) -> anyhow::Result<Chosen> {
     let cvm = platform.backends.iter().find(|b| b.name == "cvm");
     let usable = cvm.filter(|b| b.usable);
     let provider = match platform.tee {
@@ -114,7 +125,7 @@ fn choose_backend(asked: Backend, platform: &Platform) -> anyhow::Result<Chosen>
 }
 
 /// What `keep run` shows of a run's events.
-fn event_printer(quiet: bool, listen_print: bool) -> EventSink {
+pub(crate) fn event_printer(quiet: bool, listen_print: bool) -> EventSink {
     EventSink::new(move |event| match event {
         Event::Attested {
             steward,
@@ -219,7 +230,19 @@ fn identity_source(
              Keep.toml (their digest is what the certificate states); put it in Keep.toml"
         );
     }
-    Ok(IdentitySource::Steward(StewardSource {
+    Ok(IdentitySource::Steward(steward_source(
+        config, steward, program, backend,
+    )))
+}
+
+/// What a Keep running `program` with `config` tells its Steward (at `steward`).
+pub(crate) fn steward_source(
+    config: &Config,
+    steward: &keep_config::StewardUrl,
+    program: &Program,
+    backend: &Chosen,
+) -> StewardSource {
+    StewardSource {
         url: steward.clone(),
         names: config.tls.names.clone(),
         workload_digest: keep_runtime::workload_digest(program, Some(config)).0,
@@ -232,7 +255,21 @@ fn identity_source(
             .secrets_dir
             .clone()
             .unwrap_or_else(|| keep_config::DEFAULT_SECRETS_DIR.to_owned()),
-    }))
+    }
+}
+
+/// The compiled-module cache a run on `backend` uses, unless `no_cache`.
+pub(crate) fn module_cache(no_cache: bool, backend: &Chosen) -> Option<ModuleCache> {
+    // In a confidential VM the disk belongs to the host, which could plant code in a cache
+    // entry: nothing compiled is read from or written to it there.
+    if no_cache || matches!(backend, Chosen::Cvm { .. }) {
+        return None;
+    }
+    let dir = ModuleCache::default_dir();
+    if dir.is_none() {
+        tracing::warn!("neither XDG_CACHE_HOME nor HOME is set: compiled modules are not cached");
+    }
+    dir.map(ModuleCache::new)
 }
 
 /// The run specification: the config file first, then the command line on top.
@@ -272,19 +309,7 @@ fn merge(
     limits.output = args.max_output.or(limits.output);
     limits.output_rate = args.max_output_rate.or(limits.output_rate);
 
-    // In a confidential VM the disk belongs to the host, which could plant code in a cache
-    // entry: nothing compiled is read from or written to it there.
-    let cache = if args.no_cache || matches!(backend, Chosen::Cvm { .. }) {
-        None
-    } else {
-        let dir = ModuleCache::default_dir();
-        if dir.is_none() {
-            tracing::warn!(
-                "neither XDG_CACHE_HOME nor HOME is set: compiled modules are not cached"
-            );
-        }
-        dir.map(ModuleCache::new)
-    };
+    let cache = module_cache(args.no_cache, backend);
     let files = config_given.then(|| config.effective_files());
     let argv0 = args
         .argv0

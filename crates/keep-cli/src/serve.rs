@@ -1,66 +1,325 @@
-//! `keep serve`: reads the component and Keep.toml, sets up TLS, and serves until killed.
+//! `keep serve`: reads the component and Keep.toml, attests with the Steward (or reads
+//! `[tls]`), binds the listener, confines the process, then serves until SIGTERM or SIGINT
+//! and drains.
+//!
+//! The order matters as for `keep run`: a Keep the Steward refuses never listens, and the
+//! process confines itself while it has a single thread (the async runtime, the signal
+//! thread and the renewal thread start after).
 
+use std::net::{SocketAddr, ToSocketAddrs as _};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use anyhow::{Context as _, bail};
-use keep_config::{ClientAuth, Config};
-use keep_identity::{Identity, IdentitySource, LiveIdentity, TlsSetup};
+use keep_config::{Config, Http};
+use keep_identity::{AttestedIdentity, Identity, IdentitySource, LiveIdentity, TlsSetup};
+use keep_runtime::{Event, EventSink, Program, WorkloadDigest};
+use keep_serve::{RequestLimits, Service};
 
+use crate::attest::platform_root;
 use crate::cli::HttpServeArgs;
+use crate::run::{self, Chosen};
 
 pub fn serve(args: HttpServeArgs) -> anyhow::Result<u8> {
-    let program = keep_runtime::Program::read(&args.program)?;
+    let backend = run::choose_backend(
+        args.backend,
+        &keep_attest::platform::detect(&platform_root()),
+    )?;
+    let program = Program::read(&args.program)?;
     let config = args
         .config
         .as_deref()
         .map(Config::from_path)
         .transpose()?
         .unwrap_or_default();
-    if config.steward.is_some() {
-        bail!(
-            "Keep.toml names a Steward, and `keep serve` does not attest yet: its TLS \
-             certificate would not state what it serves. Use [tls] cert and key"
-        );
-    }
-    let tls = match (&config.tls.identity, args.plain_http) {
-        (_, true) => None,
-        (Some(files), false) => {
-            let identity = Identity::obtain(&IdentitySource::Files(files.clone()))?;
-            let setup = TlsSetup::new(&config.tls, LiveIdentity::new(&identity)?)?;
-            let mut server = (*setup.server(&ClientAuth::None)?).clone();
-            server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-            Some(tokio_rustls::TlsAcceptor::from(Arc::new(server)))
+    let http = config.http_or_default();
+    let plain = args.plain_http || !http.tls;
+    if let Some(steward) = &config.steward {
+        if plain {
+            bail!(
+                "Keep.toml names a Steward ({steward}), whose certificate proves what this Keep \
+                 serves, and {} asks for plain HTTP, where no certificate is presented: remove \
+                 one of them",
+                if args.plain_http {
+                    "--plain-http"
+                } else {
+                    "[http] tls = false"
+                }
+            );
         }
-        (None, false) => bail!(
-            "`keep serve` serves TLS with the certificate and key of Keep.toml's [tls] cert \
-             and key, and none is set; serve plain HTTP with --plain-http"
-        ),
+        if config.tls.identity.is_some() {
+            bail!(
+                "Keep.toml names a Steward ({steward}) and [tls] cert/key: the Steward issues \
+                 the Keep's certificate, remove one of them"
+            );
+        }
+    }
+    let addr = listen_address(args.addr, &http)?;
+    let events = run::event_printer(args.quiet, false);
+    if !args.quiet {
+        run::print_backend_note(&backend);
+    }
+
+    let limits = RequestLimits {
+        memory: config.limits.memory.map(|m| m.0),
+        fuel: config.limits.fuel.map(|f| f.0),
+        timeout: config.limits.timeout.map(|t| t.0),
+        max_body: http.max_body.map(|m| m.0),
     };
-    let env = config
+    let engine = keep_serve::engine_options(&limits).build()?;
+    let cache = run::module_cache(args.no_cache, &backend);
+    let component = keep_runtime::compile_component(&engine, &program, cache.as_ref())?;
+
+    // Attestation before anything listens: a Keep the Steward refuses never serves.
+    let attested = match &config.steward {
+        Some(steward) => Some(attest(&config, steward, &program, &backend, &events)?),
+        None => None,
+    };
+    let tls = if plain {
+        None
+    } else {
+        Some(tls_acceptor(&config, &http, attested.as_ref())?)
+    };
+    let mut env: Vec<(String, String)> = config
         .env
         .iter()
         .map(|(name, value)| (name.as_str().to_owned(), value.clone()))
         .collect();
+    if let Some(attested) = &attested {
+        env.extend(secret_variables(attested)?);
+    }
     let name = program.path.display().to_string();
-    let service = Arc::new(keep_serve::Service::new(&name, &program.bytes, env)?);
+    let service = Arc::new(Service::new(&name, &engine, &component, env, limits)?);
+
+    let listener =
+        std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    listener
+        .set_nonblocking(true)
+        .context("cannot make the listener non-blocking")?;
+    let address = listener.local_addr().context("the listener's address")?;
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])
+    .context("cannot watch for SIGTERM and SIGINT")?;
+    let signal_handle = signals.handle();
+
+    confine(&args, &config, &events);
+
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(args.addr)
-            .await
-            .with_context(|| format!("cannot listen on {}", args.addr))?;
-        let address = listener.local_addr()?;
-        if tls.is_some() {
-            eprintln!("keep: serving {name} on https://{address}/");
-        } else {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<&'static str>();
+    let signal_thread = std::thread::Builder::new()
+        .name("keep-signals".into())
+        .spawn(move || {
+            let mut stop = Some(stop);
+            for signal in signals.forever() {
+                if let Some(stop) = stop.take() {
+                    let _ = stop.send(if signal == signal_hook::consts::SIGINT {
+                        "SIGINT"
+                    } else {
+                        "SIGTERM"
+                    });
+                }
+            }
+        })
+        .context("cannot start the signal thread")?;
+    let renewal = attested
+        .as_ref()
+        .map(|attested| start_renewal(attested, &events))
+        .transpose()?;
+
+    let options = keep_serve::ServerOptions {
+        concurrency: http.concurrency,
+        queue: http.queue,
+        max_headers: u32::try_from(http.max_headers.0).unwrap_or(u32::MAX),
+        header_timeout: http.header_timeout.0,
+        drain_timeout: http.drain_timeout.0,
+        access_log: (http.access_log && !args.quiet).then(|| {
+            Arc::new(|record: &keep_serve::AccessRecord| println!("{record}"))
+                as keep_serve::AccessLog
+        }),
+    };
+    let drain = http.drain_timeout;
+    let served = runtime.block_on(async {
+        let listener =
+            tokio::net::TcpListener::from_std(listener).context("cannot register the listener")?;
+        if plain {
             eprintln!(
-                "keep: warning: serving {name} on plain http://{address}/ (--plain-http): \
-                 nothing protects the traffic"
+                "keep: warning: serving {name} on plain http://{address}/: nothing protects \
+                 the traffic"
             );
+        } else {
+            eprintln!("keep: serving {name} on https://{address}/");
         }
-        keep_serve::serve(service, listener, tls).await
-    })?;
+        let shutdown = async {
+            let signal = stopped.await.unwrap_or("the signal thread's end");
+            eprintln!(
+                "keep: {signal}: no longer accepting connections; letting those open finish \
+                 (up to {drain})"
+            );
+        };
+        anyhow::Ok(keep_serve::serve(service, listener, tls, options, shutdown).await)
+    });
+    signal_handle.close();
+    let _ = signal_thread.join();
+    if let Some((stop, thread)) = renewal {
+        drop(stop);
+        let _ = thread.join();
+    }
+    let stopped = served?;
+    if stopped.cut > 0 {
+        eprintln!(
+            "keep: warning: {} connection(s) were still open at the drain deadline ({drain}) \
+             and were closed",
+            stopped.cut
+        );
+    } else if !args.quiet {
+        eprintln!("keep: stopped: every connection finished");
+    }
     Ok(0)
+}
+
+/// `--addr`, or `[http]` addr and port.
+fn listen_address(given: Option<SocketAddr>, http: &Http) -> anyhow::Result<SocketAddr> {
+    if let Some(addr) = given {
+        return Ok(addr);
+    }
+    (http.addr.as_str(), http.port)
+        .to_socket_addrs()
+        .with_context(|| format!("[http] addr `{}`: cannot resolve it", http.addr))?
+        .next()
+        .with_context(|| format!("[http] addr `{}` has no address", http.addr))
+}
+
+/// Attests with the Steward at `steward` and reports the certificate it issued.
+fn attest(
+    config: &Config,
+    steward: &keep_config::StewardUrl,
+    program: &Program,
+    backend: &Chosen,
+    events: &EventSink,
+) -> anyhow::Result<AttestedIdentity> {
+    let source = run::steward_source(config, steward, program, backend);
+    if let Chosen::Process { .. } = backend {
+        run::warn_secrets_readable(&source);
+    }
+    if let Some(secret) = source
+        .secrets
+        .iter()
+        .find(|s| s.file.is_some() || s.config.is_some())
+    {
+        bail!(
+            "secret `{}`: `keep serve` gives secrets to its service as environment variables \
+             only (`env`); files and config keys are `keep run`'s so far",
+            secret.name
+        );
+    }
+    let attested = keep_identity::attested::attest(&source, &config.tls)?;
+    events.report(Event::Attested {
+        steward: attested.steward(),
+        workload: WorkloadDigest(source.workload_digest),
+        tee: attested.statement().tee.as_str(),
+        insecure_test_root: attested.statement().insecure_test_root,
+        not_after: attested.not_after(),
+    });
+    Ok(attested)
+}
+
+/// The environment variables that carry the released secrets.
+fn secret_variables(attested: &AttestedIdentity) -> anyhow::Result<Vec<(String, String)>> {
+    attested
+        .secrets()
+        .iter()
+        .filter_map(|secret| Some((secret, secret.reference.env.as_ref()?)))
+        .map(|(secret, variable)| {
+            let value = std::str::from_utf8(&secret.value).with_context(|| {
+                format!(
+                    "secret `{}`: an environment variable holds text, and the value is not UTF-8",
+                    secret.reference.name
+                )
+            })?;
+            Ok((variable.as_str().to_owned(), value.to_owned()))
+        })
+        .collect()
+}
+
+/// The TLS acceptor: the attested certificate, or `[tls]` cert and key; ALPN offers HTTP/2
+/// then HTTP/1.1; client certificates as `[http]` asks.
+fn tls_acceptor(
+    config: &Config,
+    http: &Http,
+    attested: Option<&AttestedIdentity>,
+) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    let identity = match (attested, &config.tls.identity) {
+        (Some(attested), _) => attested.identity.clone(),
+        (None, Some(files)) => {
+            LiveIdentity::new(&Identity::obtain(&IdentitySource::Files(files.clone()))?)?
+        }
+        (None, None) => bail!(
+            "`keep serve` serves TLS with the certificate a Steward issues (`steward` in \
+             Keep.toml) or with [tls] cert and key, and neither is set; serve plain HTTP with \
+             --plain-http"
+        ),
+    };
+    let setup = TlsSetup::new(&config.tls, identity)?;
+    let mut server = (*setup.server(&http.client_auth)?).clone();
+    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(server)))
+}
+
+/// Confines the process: no files, sockets only to renew the certificate with the Steward
+/// (the listener is open already).
+fn confine(args: &HttpServeArgs, config: &Config, events: &EventSink) {
+    let max_open_files = config
+        .limits
+        .open_files
+        .unwrap_or(keep_config::DEFAULT_OPEN_FILES);
+    if args.no_confine {
+        eprintln!(
+            "keep: warning: --no-confine: the runtime process is not confined; only the Wasm \
+             sandbox protects the host"
+        );
+        keep_confine::rlimits::apply(max_open_files);
+        return;
+    }
+    let renews = config.steward.is_some();
+    let report = keep_confine::confine(&keep_confine::Grants {
+        read_only_paths: if renews {
+            keep_runtime::confinement::NAME_RESOLUTION
+                .iter()
+                .map(Into::into)
+                .collect()
+        } else {
+            Vec::new()
+        },
+        sockets: renews,
+        max_open_files,
+        ..Default::default()
+    });
+    events.report(Event::Confined(&report));
+    if !report.is_complete() {
+        tracing::warn!("confinement is not complete:\n{report}");
+    }
+}
+
+/// Starts renewing the certificate on a thread; dropping the sender stops it.
+fn start_renewal(
+    attested: &AttestedIdentity,
+    events: &EventSink,
+) -> anyhow::Result<(std::sync::mpsc::Sender<()>, JoinHandle<()>)> {
+    let (stop, stopped) = std::sync::mpsc::channel();
+    let events = events.clone();
+    // Environment variables keep the values of the start: nothing to deliver.
+    let renew = attested.renewal(
+        move |event| events.report(Event::Renewal(event)),
+        |_| Ok(Vec::new()),
+    );
+    let thread = std::thread::Builder::new()
+        .name("keep-renewal".into())
+        .spawn(move || renew(&stopped))
+        .context("cannot start the certificate renewal thread")?;
+    Ok((stop, thread))
 }

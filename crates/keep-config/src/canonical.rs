@@ -6,7 +6,8 @@
 //!
 //! - left out: `steward` (which attestation service is asked), `[[dirs]] host` (where the
 //!   guest's directory lives on this host), `[tls] cert` and `key` (the Keep's identity,
-//!   which the Steward issues);
+//!   which the Steward issues), `[http] addr` and `port` (where `keep serve` listens on
+//!   this host, which `--addr` may change too);
 //! - CA files (`[tls] ca`, `client_ca`) appear as `sha256:<hex>` of the content that was
 //!   read with the configuration (the same bytes the TLS set-up uses);
 //! - everything else counts, with its meaning rather than its spelling: sizes in bytes,
@@ -17,7 +18,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest as _, Sha256};
 
 use crate::{
-    AddressRule, CaFile, ClientAuth, Config, DirGrant, File, FileKind, Limits, NetworkPolicy,
+    AddressRule, CaFile, ClientAuth, Config, DirGrant, File, FileKind, Http, Limits, NetworkPolicy,
     Protocol, SecretRef, Tls, TlsVersion,
 };
 
@@ -37,6 +38,7 @@ impl Config {
             network,
             secrets,
             secrets_dir,
+            http,
         } = self;
         let env: Map<String, Value> = env
             .iter()
@@ -72,6 +74,10 @@ impl Config {
                         .into(),
                 );
             }
+        }
+        // Left out when absent, so that configurations without it keep their digests.
+        if let (Some(http), Some(object)) = (http, value.as_object_mut()) {
+            object.insert("http".to_owned(), self::http(http));
         }
         let mut out = String::new();
         write_sorted(&value, &mut out);
@@ -118,11 +124,7 @@ fn file(file: &File) -> Value {
             prot: protocol,
             client_auth,
         } => {
-            let (mode, ca) = match client_auth {
-                ClientAuth::None => ("none", &[][..]),
-                ClientAuth::Optional { ca } => ("optional", &ca[..]),
-                ClientAuth::Required { ca } => ("required", &ca[..]),
-            };
+            let (mode, ca) = client_auth_parts(client_auth);
             json!({
                 "name": name, "kind": "listen", "addr": addr, "port": port,
                 "prot": prot(protocol), "client_auth": mode, "client_ca": ca_digests(ca),
@@ -135,6 +137,40 @@ fn file(file: &File) -> Value {
         } => json!({
             "name": name, "kind": "connect", "host": host, "port": port, "prot": prot(protocol),
         }),
+    }
+}
+
+fn http(http: &Http) -> Value {
+    let Http {
+        addr: _, // where the service listens on this host
+        port: _,
+        tls,
+        client_auth,
+        concurrency,
+        queue,
+        max_body,
+        max_headers,
+        header_timeout,
+        drain_timeout,
+        access_log,
+    } = http;
+    let (mode, ca) = client_auth_parts(client_auth);
+    let nanos = |t: &crate::Timeout| u64::try_from(t.0.as_nanos()).unwrap_or(u64::MAX);
+    json!({
+        "tls": tls, "client_auth": mode, "client_ca": ca_digests(ca),
+        "concurrency": concurrency, "queue": queue,
+        "max_body": max_body.map(|m| m.0), "max_headers": max_headers.0,
+        "header_timeout_ns": nanos(header_timeout), "drain_timeout_ns": nanos(drain_timeout),
+        "access_log": access_log,
+    })
+}
+
+/// The `client_auth` spelling and the CA files of a client-certificate policy.
+fn client_auth_parts(client_auth: &ClientAuth) -> (&'static str, &[CaFile]) {
+    match client_auth {
+        ClientAuth::None => ("none", &[]),
+        ClientAuth::Optional { ca } => ("optional", ca),
+        ClientAuth::Required { ca } => ("required", ca),
     }
 }
 
@@ -283,6 +319,24 @@ mod tests {
         assert_ne!(
             a,
             canonical("[[dirs]]\nhost = \"/srv/b\"\nguest = \"/other\"\n")
+        );
+    }
+
+    #[test]
+    fn http_counts_except_where_it_listens() {
+        let served = canonical("[http]\naddr = \"::\"\nport = 443\n");
+        assert_eq!(
+            served,
+            canonical("[http]\n"),
+            "addr and port are the host's"
+        );
+        assert_eq!(served, canonical("[http]\ntls = true\nconcurrency = 64\n"));
+        assert_ne!(served, canonical(""), "serving at all counts");
+        assert_ne!(served, canonical("[http]\ntls = false\n"));
+        assert_ne!(served, canonical("[http]\nmax_body = \"1MiB\"\n"));
+        assert!(
+            !canonical("").contains("http"),
+            "older digests are unchanged"
         );
     }
 

@@ -108,7 +108,7 @@ enum KindName {
 
 /// A TCP port, with a message that says the range when it is out of it.
 #[derive(Clone, Copy)]
-struct Port(u16);
+pub(crate) struct Port(pub(crate) u16);
 
 impl<'de> Deserialize<'de> for Port {
     fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
@@ -221,7 +221,7 @@ fn validate_name(name: &str) -> Result<(), String> {
 }
 
 /// A host name or IP address: non-empty, no spaces, no port (the port has its own key).
-fn validate_host(host: &str, field: &str) -> Result<(), String> {
+pub(crate) fn validate_host(host: &str, field: &str) -> Result<(), String> {
     if host.is_empty() {
         return Err(format!("`{field}` must not be empty"));
     }

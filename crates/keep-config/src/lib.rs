@@ -46,6 +46,7 @@ mod canonical;
 mod dirs;
 mod error;
 mod files;
+mod http;
 mod limits;
 mod network;
 mod secrets;
@@ -60,6 +61,7 @@ use serde::Deserialize;
 pub use dirs::DirGrant;
 pub use error::ConfigError;
 pub use files::{DEFAULT_LISTEN_ADDR, DEFAULT_PORT, File, FileKind, Protocol};
+pub use http::{DEFAULT_HTTP_ADDR, DEFAULT_HTTP_PORT, Http};
 pub use limits::{DEFAULT_OPEN_FILES, Fuel, Limits, MemorySize, Timeout};
 pub use network::{AddressRule, HostPattern, NetworkPolicy};
 pub use secrets::{DEFAULT_SECRETS_DIR, SecretRef};
@@ -104,6 +106,9 @@ pub struct Config {
     /// Where the guest finds secrets delivered as files (default [`DEFAULT_SECRETS_DIR`]).
     #[serde(default)]
     pub secrets_dir: Option<String>,
+    /// How `keep serve` serves a `wasi:http` component; `None` when the table is absent.
+    #[serde(default)]
+    pub http: Option<Http>,
 }
 
 impl Config {
@@ -119,6 +124,9 @@ impl Config {
             dir.resolve_against(base);
         }
         config.tls.resolve_against(base);
+        if let Some(http) = &mut config.http {
+            http.resolve_against(base);
+        }
         for file in &mut config.files {
             if let FileKind::Listen { client_auth, .. } = &mut file.kind {
                 client_auth.resolve_against(base);
@@ -139,6 +147,13 @@ impl Config {
         };
         for ca in &mut self.tls.ca {
             load(ca, "tls.ca")?;
+        }
+        if let Some(ClientAuth::Optional { ca } | ClientAuth::Required { ca }) =
+            self.http.as_mut().map(|http| &mut http.client_auth)
+        {
+            for ca in ca {
+                load(ca, "http.client_ca")?;
+            }
         }
         for file in &mut self.files {
             if let FileKind::Listen {
@@ -171,6 +186,11 @@ impl Config {
             path,
         )?;
         Ok(config)
+    }
+
+    /// `[http]`, or its defaults when the table is absent.
+    pub fn http_or_default(&self) -> Http {
+        self.http.clone().unwrap_or_default()
     }
 
     /// The value of `FD_NAMES`: descriptor names joined with `:`.

@@ -8,7 +8,7 @@ use keep_confine::{Grants, Report};
 use crate::RunSpec;
 
 /// Files the C library reads to resolve host names, granted when the network is.
-const NAME_RESOLUTION: &[&str] = &[
+pub const NAME_RESOLUTION: &[&str] = &[
     "/etc/hosts",
     "/etc/resolv.conf",
     "/etc/nsswitch.conf",

@@ -302,6 +302,29 @@ pub fn precompile(program: &Program, cache: &ModuleCache) -> anyhow::Result<()> 
     stored
 }
 
+/// Compiles the component `program` for `engine`, through `cache` when one is given, on
+/// compiler threads that are joined before this returns (so that the caller can confine
+/// itself afterwards: see [`confinement`]). `keep serve` compiles its service this way.
+pub fn compile_component(
+    engine: &Engine,
+    program: &Program,
+    cache: Option<&ModuleCache>,
+) -> anyhow::Result<Component> {
+    if program.kind != ProgramKind::Component {
+        bail!(
+            "`{}` is a preview-1 module, not a component",
+            program.path.display()
+        );
+    }
+    let compiler = Compiler::new(engine)?;
+    let compiled = compiler.compile(program, cache);
+    compiler.finish();
+    match compiled? {
+        Compiled::Component(component) => Ok(component),
+        Compiled::Module(_) => bail!("internal: a component compiled into a module"),
+    }
+}
+
 /// Opens the descriptors Keep serves itself (sockets, and `[[files]]` past descriptor 2),
 /// at their guest descriptor numbers: listeners are bound and connects established here,
 /// before the guest starts.

@@ -1,58 +1,93 @@
 //! `keep serve`: a `wasi:http/proxy` 0.2 component served over HTTP/1.1 and HTTP/2 (ALPN
-//! over TLS, prior knowledge over plain HTTP), plain or TLS, with
-//! a fresh instance of the component for every request (so that one request cannot see or
-//! disturb another's state).
+//! over TLS, prior knowledge over plain HTTP), with a fresh instance of the component for
+//! every request, so that one request cannot see or disturb another's state.
+//!
+//! - [`Service`]: the compiled component and what each request's instance gets (its
+//!   environment, its [`RequestLimits`]);
+//! - [`serve`]: the listener's loop: admission (a concurrency limit with a bounded queue,
+//!   then 503), request head and body limits, an access log line per request, and a
+//!   graceful drain on shutdown.
 //!
 //! Outgoing requests (`wasi:http/outgoing-handler`) are refused (`HTTP-request-denied`):
 //! which hosts a service may reach is `[network]`'s to say, and that is not wired here yet.
 
-use std::convert::Infallible;
-use std::sync::Arc;
+mod access_log;
+mod admission;
+mod body;
+mod host;
+mod server;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
-use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Engine, Store};
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime::component::Linker;
+use wasmtime::{Engine, Store, UpdateDeadline};
+use wasmtime_wasi_http::WasiHttpView as _;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
-/// How long a client may take to send a request's headers (slow clients hold a connection
-/// and a task; they are dropped after this).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+pub use server::{AccessLog, AccessRecord, ServerOptions, Stopped, serve};
+
+use crate::body::{BodyLimit, LimitedBody};
+use crate::host::RequestHost;
+
+/// How often the engine's epoch advances: a guest that computes without calling the host
+/// yields to the other requests this often, and a request's timeout is checked as often.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// What each request's instance may use. Every limit is off unless given.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestLimits {
+    /// Largest linear memory (and table) an instance may grow to, in bytes.
+    pub memory: Option<u64>,
+    /// Fuel an instance may consume.
+    pub fuel: Option<u64>,
+    /// Wall-clock time from the request's start until the guest has finished (its body
+    /// included).
+    pub timeout: Option<Duration>,
+    /// Largest request body, in bytes: a larger one is refused with 413.
+    pub max_body: Option<u64>,
+}
 
 /// A compiled `wasi:http` component, ready to answer requests.
 pub struct Service {
     engine: Engine,
     pre: ProxyPre<RequestHost>,
     env: Vec<(String, String)>,
+    limits: RequestLimits,
     next_request: AtomicU64,
 }
 
+/// The instrumentation a service's code needs for `limits`: epoch checks always (so that a
+/// guest in a loop yields to the others and can time out), fuel counting when asked.
+pub fn engine_options(limits: &RequestLimits) -> keep_runtime::EngineOptions {
+    keep_runtime::EngineOptions {
+        fuel: limits.fuel.is_some(),
+        epoch_interruption: true,
+    }
+}
+
 impl Service {
-    /// Compiles `component` (the bytes of `name`) and links it to WASI 0.2 and `wasi:http`;
-    /// its guests see `env`.
-    pub fn new(name: &str, component: &[u8], env: Vec<(String, String)>) -> anyhow::Result<Self> {
-        let mut config = wasmtime::Config::new();
-        config.wasm_component_model(true);
-        let engine = Engine::new(&config).map_err(anyhow::Error::from)?;
-        let component = Component::new(&engine, component)
-            .map_err(anyhow::Error::from)
-            .with_context(|| format!("`{name}` is not a valid component"))?;
-        let mut linker = Linker::<RequestHost>::new(&engine);
+    /// Links `component` (compiled for `engine`, built with [`engine_options`]) to WASI 0.2
+    /// and `wasi:http`; `name` names it in errors. Each request's instance sees `env` and
+    /// is held to `limits`.
+    pub fn new(
+        name: &str,
+        engine: &Engine,
+        component: &wasmtime::component::Component,
+        env: Vec<(String, String)>,
+        limits: RequestLimits,
+    ) -> anyhow::Result<Self> {
+        let mut linker = Linker::<RequestHost>::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)?;
         let instance = linker
-            .instantiate_pre(&component)
+            .instantiate_pre(component)
             .map_err(anyhow::Error::from)
             .with_context(|| {
                 format!(
@@ -69,30 +104,46 @@ impl Service {
                 )
             })?;
         Ok(Self {
-            engine,
+            engine: engine.clone(),
             pre,
             env,
+            limits,
             next_request: AtomicU64::new(1),
         })
     }
 
-    /// The answer to `request`: the service's, or a 500 when it fails before answering
-    /// (the error is logged with the request's number).
+    /// The answer to `request`: the service's; 413 for a body over the limit; 500 when the
+    /// guest fails before answering (the error is logged with the request's number). The
+    /// admission slot `slot` is held until the guest has finished.
     async fn respond(
         &self,
+        id: u64,
         request: Request<Incoming>,
         scheme: Scheme,
+        slot: admission::Slot,
     ) -> Response<HyperOutgoingBody> {
-        let id = self.next_request.fetch_add(1, Ordering::Relaxed);
         let (method, uri) = (request.method().clone(), request.uri().clone());
-        match self.handle(id, request, scheme).await {
-            Ok(response) => {
-                tracing::info!("request {id}: {method} {uri} -> {}", response.status());
-                response
+        let limit = BodyLimit::new(self.limits.max_body);
+        if limit.refuses_length(request.headers()) {
+            tracing::warn!("request {id}: {method} {uri} -> 413: the body is over the limit");
+            return server::text_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request {id}: the body is larger than the service accepts\n"),
+            );
+        }
+        let request = request.map(|body| LimitedBody::new(body, limit.clone()));
+        match self.handle(id, request, scheme, slot).await {
+            Ok(response) => response,
+            Err(_) if limit.exceeded() => {
+                tracing::warn!("request {id}: {method} {uri} -> 413: the body is over the limit");
+                server::text_response(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("request {id}: the body is larger than the service accepts\n"),
+                )
             }
             Err(error) => {
                 tracing::warn!("request {id}: {method} {uri} -> 500: {error:#}");
-                text_response(
+                server::text_response(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     format!("the service failed on request {id}\n"),
                 )
@@ -100,15 +151,32 @@ impl Service {
         }
     }
 
+    /// The number of the next request.
+    fn next_id(&self) -> u64 {
+        self.next_request.fetch_add(1, Ordering::Relaxed)
+    }
+
     /// Runs a fresh instance on `request`; its answer arrives as soon as the guest sets
     /// the response, and its body streams while the guest writes it.
     async fn handle(
         &self,
         id: u64,
-        request: Request<Incoming>,
+        request: Request<LimitedBody>,
         scheme: Scheme,
+        slot: admission::Slot,
     ) -> anyhow::Result<Response<HyperOutgoingBody>> {
-        let mut store = Store::new(&self.engine, RequestHost::new(&self.env));
+        let mut store = Store::new(
+            &self.engine,
+            RequestHost::new(&self.env, self.limits.memory),
+        );
+        store.limiter(|host| host.limits());
+        // Yield at every tick: other requests run meanwhile, and the timeout below can
+        // interrupt a guest that never calls the host.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
+        if let Some(fuel) = self.limits.fuel {
+            store.set_fuel(fuel).map_err(anyhow::Error::from)?;
+        }
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let request = store
             .data_mut()
@@ -120,13 +188,27 @@ impl Service {
             .http()
             .new_response_outparam(sender)
             .map_err(anyhow::Error::from)?;
-        let pre = self.pre.clone();
+        let (pre, timeout) = (self.pre.clone(), self.limits.timeout);
         let guest = tokio::spawn(async move {
-            let proxy = pre.instantiate_async(&mut store).await?;
-            proxy
-                .wasi_http_incoming_handler()
-                .call_handle(&mut store, request, response_out)
-                .await
+            let run = async {
+                let proxy = pre.instantiate_async(&mut store).await?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, request, response_out)
+                    .await
+            };
+            let finished = match timeout {
+                Some(limit) => match tokio::time::timeout(limit, run).await {
+                    Ok(finished) => finished.map_err(|error| anyhow!("{}", describe(&error))),
+                    Err(_) => Err(anyhow!(
+                        "the request took longer than its time limit ([limits] timeout), {}",
+                        humantime::format_duration(limit)
+                    )),
+                },
+                None => run.await.map_err(|error| anyhow!("{}", describe(&error))),
+            };
+            drop(slot);
+            finished
         });
         match receiver.await {
             Ok(Ok(response)) => {
@@ -144,134 +226,17 @@ impl Service {
             Ok(Err(code)) => bail!("the service answered with error {code:?}"),
             Err(_) => match guest.await {
                 Ok(Ok(())) => bail!("the service returned without setting a response"),
-                Ok(Err(error)) => Err(anyhow!("{error:#}")),
+                Ok(Err(error)) => Err(error),
                 Err(error) => Err(anyhow!("the service's task failed: {error}")),
             },
         }
     }
 }
 
-/// Serves `service` on `listener` until the listener fails: TLS with `tls`, plain HTTP
-/// without. Each connection runs on a task of its own.
-pub async fn serve(
-    service: Arc<Service>,
-    listener: tokio::net::TcpListener,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-) -> anyhow::Result<()> {
-    loop {
-        let (tcp, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            // Out of descriptors, say: the next accept may succeed.
-            Err(error) => {
-                tracing::warn!("cannot accept a connection: {error}");
-                continue;
-            }
-        };
-        let (service, tls) = (service.clone(), tls.clone());
-        tokio::spawn(async move {
-            let scheme = if tls.is_some() {
-                Scheme::Https
-            } else {
-                Scheme::Http
-            };
-            let handler = hyper::service::service_fn(move |request| {
-                let (service, scheme) = (service.clone(), scheme.clone());
-                async move { Ok::<_, Infallible>(service.respond(request, scheme).await) }
-            });
-            // HTTP/1.1 or HTTP/2, told apart by the connection preface.
-            let mut http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            http.http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT);
-            http.http2().timer(TokioTimer::new());
-            let served = match tls {
-                Some(tls) => match tls.accept(tcp).await {
-                    Ok(stream) => http.serve_connection(TokioIo::new(stream), handler).await,
-                    Err(error) => {
-                        tracing::debug!("TLS handshake with {peer} failed: {error}");
-                        return;
-                    }
-                },
-                None => http.serve_connection(TokioIo::new(tcp), handler).await,
-            };
-            if let Err(error) = served {
-                tracing::debug!("connection from {peer}: {error}");
-            }
-        });
-    }
-}
-
-/// A response with a text body.
-fn text_response(status: StatusCode, text: String) -> Response<HyperOutgoingBody> {
-    let mut response = Response::new(
-        Full::new(Bytes::from(text))
-            .map_err(|never: Infallible| match never {})
-            .boxed_unsync(),
-    );
-    *response.status_mut() = status;
-    response
-}
-
-/// The store data of one request's instance.
-struct RequestHost {
-    table: ResourceTable,
-    wasi: WasiCtx,
-    http: WasiHttpCtx,
-    hooks: OutgoingRefused,
-}
-
-impl RequestHost {
-    fn new(env: &[(String, String)]) -> Self {
-        let mut wasi = WasiCtxBuilder::new();
-        wasi.envs(env).inherit_stdout().inherit_stderr();
-        Self {
-            table: ResourceTable::new(),
-            wasi: wasi.build(),
-            http: WasiHttpCtx::new(),
-            hooks: OutgoingRefused,
-        }
-    }
-}
-
-impl WasiView for RequestHost {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl WasiHttpView for RequestHost {
-    fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView {
-            ctx: &mut self.http,
-            table: &mut self.table,
-            hooks: &mut self.hooks,
-        }
-    }
-}
-
-/// Refuses every outgoing request (see the module documentation).
-struct OutgoingRefused;
-
-impl WasiHttpHooks for OutgoingRefused {
-    fn send_request(
-        &mut self,
-        _request: hyper::Request<wasmtime_wasi_http::WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
-        _done: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-    ) -> Box<
-        dyn Future<
-                Output = Result<
-                    (
-                        hyper::Response<wasmtime_wasi_http::WasiBody>,
-                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-                    ),
-                    wasmtime_wasi_http::Error,
-                >,
-            > + Send,
-    > {
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+/// A guest's failure in words: the limit it ran into, or wasmtime's error with its trap.
+fn describe(error: &wasmtime::Error) -> String {
+    match error.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::OutOfFuel) => "the request ran out of fuel ([limits] fuel)".into(),
+        _ => format!("{error:#}"),
     }
 }

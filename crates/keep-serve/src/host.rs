@@ -1,0 +1,86 @@
+//! The store data of one request's instance: WASI, `wasi:http` with outgoing requests
+//! refused, and the instance's resource limits.
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+/// Table elements an instance may grow a table to (as `keep run`'s default).
+const TABLE_ELEMENTS: usize = 1_000_000;
+
+/// The store data of one request's instance.
+pub(crate) struct RequestHost {
+    table: ResourceTable,
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    hooks: OutgoingRefused,
+    limits: StoreLimits,
+}
+
+impl RequestHost {
+    /// A guest that sees `env`, and whose memories may grow to `memory` bytes each.
+    pub(crate) fn new(env: &[(String, String)], memory: Option<u64>) -> Self {
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.envs(env).inherit_stdout().inherit_stderr();
+        let mut limits = StoreLimitsBuilder::new().table_elements(TABLE_ELEMENTS);
+        if let Some(memory) = memory {
+            limits = limits.memory_size(usize::try_from(memory).unwrap_or(usize::MAX));
+        }
+        Self {
+            table: ResourceTable::new(),
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            hooks: OutgoingRefused,
+            limits: limits.build(),
+        }
+    }
+
+    /// The limiter wasmtime consults when the instance grows a memory or a table.
+    pub(crate) fn limits(&mut self) -> &mut dyn ResourceLimiter {
+        &mut self.limits
+    }
+}
+
+impl WasiView for RequestHost {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for RequestHost {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// Refuses every outgoing request (see the crate documentation).
+struct OutgoingRefused;
+
+impl WasiHttpHooks for OutgoingRefused {
+    fn send_request(
+        &mut self,
+        _request: hyper::Request<wasmtime_wasi_http::WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _done: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        hyper::Response<wasmtime_wasi_http::WasiBody>,
+                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                    ),
+                    wasmtime_wasi_http::Error,
+                >,
+            > + Send,
+    > {
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    }
+}

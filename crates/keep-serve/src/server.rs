@@ -1,0 +1,228 @@
+//! The listener's loop: TLS, HTTP/1.1 or HTTP/2 per connection, admission of each request,
+//! the access log, and the drain at shutdown.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, RETRY_AFTER};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+use crate::Service;
+use crate::access_log::LoggedBody;
+pub use crate::access_log::{AccessLog, AccessRecord};
+use crate::admission::Admission;
+
+/// hyper's smallest read buffer for HTTP/1.1 (it refuses less).
+const MIN_HEAD_BUFFER: usize = 8192;
+/// After a failed accept (out of descriptors, say), how long before the next: the
+/// condition rarely clears at once, and retrying at once would spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// How the server treats its clients (`[http]` in Keep.toml).
+#[derive(Clone)]
+pub struct ServerOptions {
+    /// Requests handled at once.
+    pub concurrency: u32,
+    /// Requests that may wait for a turn; more are answered 503.
+    pub queue: u32,
+    /// Largest request head, in bytes (HTTP/1.1's read buffer, HTTP/2's header list).
+    pub max_headers: u32,
+    /// How long a client may take to send a request head (HTTP/1.1).
+    pub header_timeout: Duration,
+    /// At shutdown, how long connections get to finish what they are doing.
+    pub drain_timeout: Duration,
+    /// Where each request's record goes; `None`: no access log.
+    pub access_log: Option<AccessLog>,
+}
+
+/// How the server stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stopped {
+    /// Connections still open at the drain deadline, and closed then.
+    pub cut: usize,
+}
+
+/// Serves `service` on `listener` until `shutdown` completes: TLS with `tls`, plain HTTP
+/// without. Then it stops accepting, lets open connections finish their requests (HTTP/2
+/// clients get a GOAWAY) for up to the drain timeout, and returns.
+pub async fn serve(
+    service: Arc<Service>,
+    listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    options: ServerOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Stopped {
+    let ticker = tokio::spawn(advance_epoch(service.engine.clone()));
+    let admission = Arc::new(Admission::new(options.concurrency, options.queue));
+    let connections = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!("cannot accept a connection: {error}");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+        };
+        let connection = Connection {
+            service: service.clone(),
+            admission: admission.clone(),
+            options: options.clone(),
+            peer,
+        };
+        tokio::spawn(connection.run(tcp, tls.clone(), connections.watcher()));
+    }
+    drop(listener);
+    let open = connections.count();
+    let cut = match tokio::time::timeout(options.drain_timeout, connections.shutdown()).await {
+        Ok(()) => 0,
+        Err(_) => open,
+    };
+    ticker.abort();
+    Stopped { cut }
+}
+
+/// Advances `engine`'s epoch every tick (see [`crate::EPOCH_TICK`]).
+async fn advance_epoch(engine: wasmtime::Engine) {
+    let mut ticks = tokio::time::interval(crate::EPOCH_TICK);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        ticks.tick().await;
+        engine.increment_epoch();
+    }
+}
+
+/// One client connection.
+struct Connection {
+    service: Arc<Service>,
+    admission: Arc<Admission>,
+    options: ServerOptions,
+    peer: SocketAddr,
+}
+
+impl Connection {
+    /// Serves the connection's requests until it closes, or until shutdown has let it
+    /// finish the request it is on.
+    async fn run(
+        self,
+        tcp: tokio::net::TcpStream,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        watcher: Watcher,
+    ) {
+        let peer = self.peer;
+        let scheme = if tls.is_some() {
+            Scheme::Https
+        } else {
+            Scheme::Http
+        };
+        // HTTP/1.1 or HTTP/2, told apart by the connection preface.
+        let mut http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        http.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.options.header_timeout)
+            .max_buf_size((self.options.max_headers as usize).max(MIN_HEAD_BUFFER));
+        http.http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(self.options.max_headers);
+        let this = Arc::new(self);
+        let handler = hyper::service::service_fn(move |request| {
+            let (this, scheme) = (this.clone(), scheme.clone());
+            async move { Ok::<_, Infallible>(this.answer(request, scheme).await) }
+        });
+        let served = match tls {
+            Some(tls) => match tls.accept(tcp).await {
+                Ok(stream) => {
+                    let connection = http.serve_connection(TokioIo::new(stream), handler);
+                    watcher.watch(connection.into_owned()).await
+                }
+                Err(error) => {
+                    tracing::debug!("TLS handshake with {peer} failed: {error}");
+                    return;
+                }
+            },
+            None => {
+                let connection = http.serve_connection(TokioIo::new(tcp), handler);
+                watcher.watch(connection.into_owned()).await
+            }
+        };
+        if let Err(error) = served {
+            tracing::debug!("connection from {peer}: {error}");
+        }
+    }
+
+    /// The response to one request: 503 when the queue is full, else the service's.
+    async fn answer(
+        &self,
+        request: Request<Incoming>,
+        scheme: Scheme,
+    ) -> Response<HyperOutgoingBody> {
+        let started = Instant::now();
+        let id = self.service.next_id();
+        let record = AccessRecord {
+            id,
+            peer: self.peer,
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            version: request.version(),
+            status: StatusCode::OK,
+            sent: 0,
+            duration: Duration::ZERO,
+            complete: false,
+        };
+        let response = match self.admission.admit().await {
+            Some(slot) => self.service.respond(id, request, scheme, slot).await,
+            None => {
+                tracing::warn!(
+                    "request {id}: {} {} -> 503: {} requests are running and {} waiting",
+                    record.method,
+                    record.uri,
+                    self.options.concurrency,
+                    self.options.queue
+                );
+                let mut busy = text_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("request {id}: the service is busy; try again\n"),
+                );
+                busy.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                busy
+            }
+        };
+        match &self.options.access_log {
+            Some(log) => {
+                let record = AccessRecord {
+                    status: response.status(),
+                    ..record
+                };
+                response
+                    .map(|body| LoggedBody::new(body, record, started, log.clone()).boxed_unsync())
+            }
+            None => response,
+        }
+    }
+}
+
+/// A response with a text body.
+pub(crate) fn text_response(status: StatusCode, text: String) -> Response<HyperOutgoingBody> {
+    let mut response = Response::new(
+        Full::new(Bytes::from(text))
+            .map_err(|never: Infallible| match never {})
+            .boxed_unsync(),
+    );
+    *response.status_mut() = status;
+    response
+}
