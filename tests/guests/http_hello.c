@@ -1,8 +1,11 @@
 // A wasi:http service (world http-service in wit/world.wit): answers every request with
 // status 200 and `content-type: text/plain`. The body is that of a request with a body
 // (POST, PUT) streamed back unchanged; for GET /count, the number of requests this instance
-// has answered (a server with a fresh instance per request always says 1); for GET /trap,
-// a trap before any answer; otherwise "Hello from a Keep!\n".
+// has answered (a server with a fresh instance per request always says 1); for GET
+// /env/NAME, the value of the environment variable NAME; otherwise "Hello from a Keep!\n".
+// Misbehaviour on demand: GET /trap traps and GET /bomb allocates (and touches) memory
+// until none is left, then aborts, both before any answer; GET /spin answers 200, then
+// computes forever without calling the host instead of writing the body.
 // keep-guest: wasi-http
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,21 +69,44 @@ static int echo_body(wasi_http_types_own_incoming_request_t request,
 // Requests this instance has answered.
 static unsigned answered;
 
-// Whether the request's path is `path`.
-static int path_is(wasi_http_types_own_incoming_request_t request, const char *path) {
+// The request's path and query, NUL-terminated (empty when absent); the caller frees it.
+static char *path_of(wasi_http_types_own_incoming_request_t request) {
     http_service_string_t actual;
     if (!wasi_http_types_method_incoming_request_path_with_query(
             wasi_http_types_borrow_incoming_request(request), &actual))
-        return 0;
-    int same = actual.len == strlen(path) && memcmp(actual.ptr, path, actual.len) == 0;
+        return strdup("");
+    char *path = strndup((const char *)actual.ptr, actual.len);
     http_service_string_free(&actual);
-    return same;
+    return path;
+}
+
+// Computes forever: no host call, so only the epoch (or fuel) can stop it.
+static void spin(void) {
+    volatile unsigned long counter = 0;
+    for (;;) counter++;
+}
+
+// The blocks `bomb` allocated, chained through their first word: kept reachable so that
+// the compiler cannot elide the allocations.
+static void *volatile allocated;
+
+// Allocates 1 MiB blocks and writes to them until malloc fails, then aborts.
+static void bomb(void) {
+    for (;;) {
+        char *block = malloc(1 << 20);
+        if (!block) abort();
+        memset(block, 0x5a, 1 << 20);
+        *(void **)block = allocated;
+        allocated = block;
+    }
 }
 
 void exports_wasi_http_incoming_handler_handle(
     exports_wasi_http_incoming_handler_own_incoming_request_t request,
     exports_wasi_http_incoming_handler_own_response_outparam_t response_out) {
-    if (path_is(request, "/trap")) __builtin_trap();
+    char *path = path_of(request);
+    if (strcmp(path, "/trap") == 0) __builtin_trap();
+    if (strcmp(path, "/bomb") == 0) bomb();
     wasi_http_types_own_fields_t headers = wasi_http_types_constructor_fields();
     append_header(wasi_http_types_borrow_fields(headers), "content-type", "text/plain");
     wasi_http_types_own_outgoing_response_t response =
@@ -96,14 +122,20 @@ void exports_wasi_http_incoming_handler_handle(
     wasi_http_types_method_outgoing_body_write(wasi_http_types_borrow_outgoing_body(body), &out);
     answered++;
     if (echo_body(request, out)) {
-    } else if (path_is(request, "/count")) {
+    } else if (strcmp(path, "/spin") == 0) {
+        spin();
+    } else if (strcmp(path, "/count") == 0) {
         char text[32];
         int len = snprintf(text, sizeof text, "%u\n", answered);
         write_all(out, (uint8_t *)text, (size_t)len);
+    } else if (strncmp(path, "/env/", 5) == 0) {
+        const char *value = getenv(path + 5);
+        if (value) write_all(out, (uint8_t *)value, strlen(value));
     } else {
         const char *hello = "Hello from a Keep!\n";
         write_all(out, (uint8_t *)hello, strlen(hello));
     }
+    free(path);
     wasi_io_streams_output_stream_drop_own(out);
     wasi_http_types_incoming_request_drop_own(request);
     wasi_http_types_error_code_t error;

@@ -161,7 +161,7 @@ pub fn serve(args: HttpServeArgs) -> anyhow::Result<u8> {
                  (up to {drain})"
             );
         };
-        anyhow::Ok(keep_serve::serve(service, listener, tls, options, shutdown).await)
+        keep_serve::serve(service, listener, tls, options, shutdown).await
     });
     signal_handle.close();
     let _ = signal_thread.join();

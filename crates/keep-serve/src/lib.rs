@@ -15,12 +15,14 @@ mod access_log;
 mod admission;
 mod body;
 mod host;
+mod response_body;
 mod server;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use wasmtime::component::Linker;
@@ -34,6 +36,7 @@ pub use server::{AccessLog, AccessRecord, ServerOptions, Stopped, serve};
 
 use crate::body::{BodyLimit, LimitedBody};
 use crate::host::RequestHost;
+use crate::response_body::GuestBody;
 
 /// How often the engine's epoch advances: a guest that computes without calling the host
 /// yields to the other requests this often, and a request's timeout is checked as often.
@@ -189,6 +192,7 @@ impl Service {
             .new_response_outparam(sender)
             .map_err(anyhow::Error::from)?;
         let (pre, timeout) = (self.pre.clone(), self.limits.timeout);
+        let (tell_outcome, outcome) = tokio::sync::oneshot::channel();
         let guest = tokio::spawn(async move {
             let run = async {
                 let proxy = pre.instantiate_async(&mut store).await?;
@@ -208,6 +212,7 @@ impl Service {
                 None => run.await.map_err(|error| anyhow!("{}", describe(&error))),
             };
             drop(slot);
+            let _ = tell_outcome.send(finished.is_ok());
             finished
         });
         match receiver.await {
@@ -221,7 +226,7 @@ impl Service {
                         );
                     }
                 });
-                Ok(response)
+                Ok(response.map(|body| GuestBody::new(body, outcome).boxed_unsync()))
             }
             Ok(Err(code)) => bail!("the service answered with error {code:?}"),
             Err(_) => match guest.await {

@@ -61,8 +61,10 @@ pub async fn serve(
     tls: Option<tokio_rustls::TlsAcceptor>,
     options: ServerOptions,
     shutdown: impl Future<Output = ()>,
-) -> Stopped {
-    let ticker = tokio::spawn(advance_epoch(service.engine.clone()));
+) -> anyhow::Result<Stopped> {
+    // Without it, guests would run to their end without yielding or timing out.
+    let ticker = EpochTicker::start(service.engine.clone())
+        .map_err(|error| anyhow::anyhow!("cannot start the epoch thread: {error}"))?;
     let admission = Arc::new(Admission::new(options.concurrency, options.queue));
     let connections = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
@@ -92,17 +94,44 @@ pub async fn serve(
         Ok(()) => 0,
         Err(_) => open,
     };
-    ticker.abort();
-    Stopped { cut }
+    drop(ticker);
+    Ok(Stopped { cut })
 }
 
-/// Advances `engine`'s epoch every tick (see [`crate::EPOCH_TICK`]).
-async fn advance_epoch(engine: wasmtime::Engine) {
-    let mut ticks = tokio::time::interval(crate::EPOCH_TICK);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        ticks.tick().await;
-        engine.increment_epoch();
+/// Advances an engine's epoch every [`crate::EPOCH_TICK`] on a thread of its own, until
+/// dropped. Not a task of the async runtime: when guests that compute without calling the
+/// host occupy every worker thread, only the epoch can make them yield, so it must not
+/// wait for a worker.
+struct EpochTicker {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: wasmtime::Engine) -> std::io::Result<Self> {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("keep-epoch".into())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(crate::EPOCH_TICK)
+                {
+                    engine.increment_epoch();
+                }
+            })?;
+        Ok(Self {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 

@@ -138,8 +138,9 @@ impl Guests {
                 adapters::WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
                 match CGuest::of(&c) {
                     CGuest::Command => adapters::WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
-                    CGuest::Reactor => adapters::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
-                    CGuest::WasiHttp => adapters::WASI_SNAPSHOT_PREVIEW1_PROXY_ADAPTER,
+                    CGuest::Reactor | CGuest::WasiHttp => {
+                        adapters::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER
+                    }
                 },
             )?;
         }
@@ -193,7 +194,9 @@ enum CGuest {
     Reactor,
     /// `wasi-http`: a `wasi:http/proxy` service (world `http-service` of
     /// `tests/guests/wit`), a reactor built with wit-bindgen's C bindings and wrapped with
-    /// the proxy adapter.
+    /// the reactor adapter (the proxy adapter gives the guest no environment variables, and
+    /// services read their configuration and secrets there; `wasmtime serve` and
+    /// `keep serve` both provide the `wasi:cli` imports this adds).
     WasiHttp,
 }
 

@@ -15,16 +15,24 @@ struct ServeProcess {
     child: Child,
     addr: SocketAddr,
     log: Option<ChildLog>,
+    /// The access log.
+    stdout: Option<ChildLog>,
 }
 
 impl ServeProcess {
     /// Starts `keep serve --addr 127.0.0.1:0 ARGS` and waits until it listens.
     fn start(args: &[&str]) -> Self {
+        Self::start_with(args, &[])
+    }
+
+    /// [`Self::start`] with the environment variables `env` set for Keep.
+    fn start_with(args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = crate::common::keep_command()
             .args(["serve", "--addr", "127.0.0.1:0"])
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start keep serve");
@@ -38,6 +46,7 @@ impl ServeProcess {
                 let _ = listening.send(addr.parse::<SocketAddr>().unwrap());
             }
         });
+        let stdout = ChildLog::start(child.stdout.take().unwrap(), |_| {});
         let addr = listening_rx
             .recv_timeout(Duration::from_secs(60))
             .unwrap_or_else(|_| panic!("keep serve did not start:\n{}", log.text()));
@@ -45,11 +54,47 @@ impl ServeProcess {
             child,
             addr,
             log: Some(log),
+            stdout: Some(stdout),
         }
     }
 
     fn log(&self) -> String {
         self.log.as_ref().map(ChildLog::text).unwrap_or_default()
+    }
+
+    /// Keep's stderr once `holds` is true of it (or after 30 s).
+    fn log_when(&self, holds: impl Fn(&str) -> bool) -> String {
+        self.log
+            .as_ref()
+            .map(|log| log.wait_for(Duration::from_secs(30), holds))
+            .unwrap_or_default()
+    }
+
+    /// The access log once `holds` is true of it (or after 30 s).
+    fn access_log_when(&self, holds: impl Fn(&str) -> bool) -> String {
+        self.stdout
+            .as_ref()
+            .map(|log| log.wait_for(Duration::from_secs(30), holds))
+            .unwrap_or_default()
+    }
+
+    /// Sends SIGTERM.
+    fn terminate(&self) {
+        let pid = i32::try_from(self.child.id())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+            .expect("keep serve's pid");
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM");
+    }
+
+    /// Waits for the process to end by itself: (exit code, stderr).
+    fn wait(mut self) -> (i32, String) {
+        let status =
+            crate::common::child::wait_with_deadline(&mut self.child, Duration::from_secs(60))
+                .unwrap_or_else(|status| status);
+        let log = self.log.take().map(ChildLog::finish).unwrap_or_default();
+        drop(self.stdout.take());
+        (status.code().unwrap_or(-1), log)
     }
 }
 
@@ -58,6 +103,7 @@ impl Drop for ServeProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
         drop(self.log.take());
+        drop(self.stdout.take());
     }
 }
 
@@ -211,4 +257,314 @@ fn a_component_that_is_not_a_wasi_http_service_is_refused_by_name() {
             .expect_stderr_contains(&format!("`{}`", program.display()));
         assert!(!done.stderr.contains("panicked"), "{}", done.stderr);
     }
+}
+
+/// Sends `request` on a new connection and reads until the response head has arrived;
+/// returns the connection (the body follows on it) and the head.
+fn send_and_read_head(addr: SocketAddr, request: &[u8]) -> (std::net::TcpStream, String) {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.write_all(request).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(stream.read(&mut byte).unwrap(), 1, "the connection closed");
+        head.push(byte[0]);
+    }
+    (stream, String::from_utf8_lossy(&head).into_owned())
+}
+
+/// The data of a complete chunked body (HTTP/1.1 `Transfer-Encoding: chunked`).
+fn dechunk(mut chunked: &[u8]) -> Vec<u8> {
+    let mut data = Vec::new();
+    loop {
+        let text = String::from_utf8_lossy(chunked);
+        let (size, _) = text.split_once("\r\n").expect("a chunk size line");
+        let size = usize::from_str_radix(size, 16).expect("a hexadecimal chunk size");
+        let start = size_line_len(chunked);
+        if size == 0 {
+            return data;
+        }
+        data.extend_from_slice(&chunked[start..start + size]);
+        chunked = &chunked[start + size + 2..];
+    }
+}
+
+/// The length of the first line of `bytes`, its CRLF included.
+fn size_line_len(bytes: &[u8]) -> usize {
+    bytes.windows(2).position(|w| w == b"\r\n").expect("a CRLF") + 2
+}
+
+/// `[limits]` hold each request's instance: one that spins, one that allocates without
+/// end, and one over the body limit fail alone, with the limit named, while the others are
+/// served.
+#[test]
+fn each_request_is_held_to_its_limits_and_the_others_are_served() {
+    use std::io::{Read as _, Write as _};
+    let tmp = tempfile::tempdir().unwrap();
+    let service = GUESTS.component("http_hello");
+    let config = write_config(
+        tmp.path(),
+        "Keep.toml",
+        "[limits]\nmemory = \"32MiB\"\ntimeout = \"3s\"\n\
+         [http]\ntls = false\nconcurrency = 8\nmax_body = \"1MiB\"\n",
+    );
+    let serve = ServeProcess::start(&["-c", config.to_str().unwrap(), service.to_str().unwrap()]);
+    let base = format!("http://{}", serve.addr);
+
+    // Three guests that answer, then compute forever, on a runtime of two worker threads:
+    // each yields at every epoch tick, so /hello is still answered while they spin.
+    let spinning: Vec<_> = (0..3)
+        .map(|_| {
+            let (stream, head) =
+                send_and_read_head(serve.addr, b"GET /spin HTTP/1.1\r\nHost: keep\r\n\r\n");
+            assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+            stream
+        })
+        .collect();
+    let (status, body) = curl(&format!("{base}/hello"), &[]);
+    assert_eq!(
+        (status, body.as_slice()),
+        (200, &b"Hello from a Keep!\n"[..])
+    );
+    // At the time limit, each spinning guest is stopped and its body ends unfinished.
+    for mut stream in spinning {
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest);
+        assert!(!rest.ends_with(b"0\r\n\r\n"), "a body ended as if complete");
+    }
+    let log = serve.log_when(|log| log.matches("time limit").count() >= 3);
+    assert!(
+        log.contains(
+            "the service failed after answering: the request took longer than its time \
+             limit ([limits] timeout), 3s"
+        ),
+        "{log}"
+    );
+
+    // A guest that allocates until nothing is left stops at 32 MiB.
+    let (status, _) = curl(&format!("{base}/bomb"), &[]);
+    assert_eq!(status, 500);
+    let log = serve.log_when(|log| log.contains("GET /bomb -> 500"));
+    assert!(
+        log.contains("GET /bomb -> 500: ") && log.contains("wasm trap"),
+        "{log}"
+    );
+
+    // A body over 1 MiB: refused before the guest runs when its length is declared, cut
+    // off (the guest sees a stream error) when it is chunked.
+    let upload = tmp.path().join("upload");
+    std::fs::write(&upload, vec![b'x'; 2 << 20]).unwrap();
+    let data = format!("@{}", upload.display());
+    let (status, body) = curl(&format!("{base}/"), &["--data-binary", &data]);
+    assert_eq!(status, 413, "{}", String::from_utf8_lossy(&body));
+    let (_, body) = curl(
+        &format!("{base}/"),
+        &["--data-binary", &data, "-H", "Transfer-Encoding: chunked"],
+    );
+    assert!(body.len() <= 1 << 20, "{} bytes echoed", body.len());
+    let (status, body) = curl(&format!("{base}/"), &["--data-binary", "small"]);
+    assert_eq!((status, body.as_slice()), (200, &b"small"[..]));
+
+    // Fuel: a spinning guest runs out, and that is what the log says.
+    let fuel = write_config(
+        tmp.path(),
+        "Fuel.toml",
+        "[limits]\nfuel = 1_000_000\n[http]\ntls = false\n",
+    );
+    let serve = ServeProcess::start(&["-c", fuel.to_str().unwrap(), service.to_str().unwrap()]);
+    // It may run out before its answer's head is even sent: either way, the connection
+    // closes without a complete response.
+    let mut stream = std::net::TcpStream::connect(serve.addr).unwrap();
+    stream
+        .write_all(b"GET /spin HTTP/1.1\r\nHost: keep\r\n\r\n")
+        .unwrap();
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    assert!(
+        !response.ends_with(b"0\r\n\r\n"),
+        "a body ended as if complete"
+    );
+    let log = serve.log_when(|log| log.contains("fuel"));
+    assert!(
+        log.contains("failed after answering: the request ran out of fuel"),
+        "{log}"
+    );
+    let (status, _) = curl(&format!("http://{}/hello", serve.addr), &[]);
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn a_full_queue_is_answered_503_and_sigterm_lets_the_request_in_flight_finish() {
+    use std::io::{Read as _, Write as _};
+    let tmp = tempfile::tempdir().unwrap();
+    let service = GUESTS.component("http_hello");
+    let config = write_config(
+        tmp.path(),
+        "Keep.toml",
+        "[http]\ntls = false\nconcurrency = 1\nqueue = 0\n",
+    );
+    let serve = ServeProcess::start(&["-c", config.to_str().unwrap(), service.to_str().unwrap()]);
+    // One upload in flight (the guest answers before it reads the body) takes the only
+    // slot: the next request is turned away at once.
+    let (mut upload, head) = send_and_read_head(
+        serve.addr,
+        b"POST /upload HTTP/1.1\r\nHost: keep\r\nContent-Length: 10\r\n\r\nhello",
+    );
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let busy = fetch(&format!("http://{}/hello", serve.addr), &["-i"]);
+    assert_eq!(busy.status, 503);
+    let text = String::from_utf8_lossy(&busy.body).to_lowercase();
+    assert!(
+        text.contains("retry-after: 1") && text.contains("busy"),
+        "{text}"
+    );
+
+    // SIGTERM: the upload in flight completes, then Keep exits.
+    serve.terminate();
+    serve.log_when(|log| log.contains("SIGTERM: no longer accepting"));
+    upload.write_all(b"world").unwrap();
+    let mut rest = Vec::new();
+    upload.read_to_end(&mut rest).unwrap();
+    assert_eq!(dechunk(&rest), b"helloworld");
+    let access = serve.access_log_when(|log| log.lines().count() >= 2);
+    assert!(access.contains("\"GET /hello HTTP/1.1\" 503 "), "{access}");
+    assert!(
+        access.contains("\"POST /upload HTTP/1.1\" 200 10 "),
+        "the upload is logged with the bytes it sent: {access}"
+    );
+    let (code, log) = serve.wait();
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        log.contains("keep: stopped: every connection finished"),
+        "{log}"
+    );
+}
+
+/// The certificate `addr` presents (PEM), as openssl's client reads it.
+fn served_certificate(addr: SocketAddr) -> String {
+    let output = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &addr.to_string(),
+            "-servername",
+            "localhost",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run openssl s_client");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let begin = text.find("-----BEGIN CERTIFICATE-----");
+    let end = text.find("-----END CERTIFICATE-----");
+    match (begin, end) {
+        (Some(begin), Some(end)) => text[begin..end].to_owned(),
+        _ => panic!("no certificate from {addr}:\n{text}"),
+    }
+}
+
+/// With a Steward: the Keep attests before it listens, serves the certificate the Steward
+/// issued (curl checks it against the Steward's CA; `keep verify` reads the workload digest
+/// from it), renews it while serving, and its guests get the released secret; a Keep whose
+/// workload is not in the policy never listens.
+#[test]
+fn an_attested_service_presents_the_stewards_certificate_and_gets_its_secrets() {
+    use crate::common::steward::*;
+    let tmp = tempfile::tempdir().unwrap();
+    let service = GUESTS.component("http_hello");
+    let ca = steward_ca(&tmp.path().join("ca"));
+    let keep_toml = |name: &str, http: &str| {
+        write_config(
+            tmp.path(),
+            name,
+            &format!(
+                "{PLACEHOLDER}\n[tls]\nca = [\"{}\"]\nnames = [\"localhost\"]\n\
+                 [[secrets]]\nname = \"db\"\nenv = \"DB_PASSWORD\"\n[http]\n{http}",
+                ca.display()
+            ),
+        )
+    };
+    let config = keep_toml("Keep.toml", "");
+    let other = keep_toml("Other.toml", "concurrency = 2\n");
+    let workload = digest(&service, &config);
+    let policy = policy(tmp.path(), &[(&workload, &["localhost"])]);
+    let secrets = db_secret(tmp.path(), "serve-db-password-7731", &workload, "");
+    let steward = StewardProcess::with_secrets(
+        &tmp.path().join("ca"),
+        &secrets,
+        &["--policy", policy.to_str().unwrap(), "--validity", "3s"],
+    );
+    point_to(&config, &steward);
+    point_to(&other, &steward);
+
+    // Another workload: refused, and nothing listens.
+    let refused = Keep::new()
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "-c",
+            other.to_str().unwrap(),
+        ])
+        .arg_path(&service)
+        .finish();
+    refused
+        .expect_code(KEEP_ERROR)
+        .expect_stderr_contains("is not in the policy");
+    assert!(!refused.stderr.contains("serving"), "{}", refused.stderr);
+
+    let serve = ServeProcess::start_with(
+        &["-c", config.to_str().unwrap(), service.to_str().unwrap()],
+        &[("KEEP_LOG", "keep=info,warn")],
+    );
+    assert!(
+        serve
+            .log()
+            .contains(&format!("certificate for workload {workload}")),
+        "{}",
+        serve.log()
+    );
+    let url = format!("https://localhost:{}/env/DB_PASSWORD", serve.addr.port());
+    let cacert = ["--cacert", ca.to_str().unwrap()];
+    let (status, body) = curl(&url, &cacert);
+    assert_eq!(
+        (status, String::from_utf8_lossy(&body).as_ref()),
+        (200, "serve-db-password-7731"),
+        "{}",
+        serve.log()
+    );
+    let target = serve.addr.to_string();
+    let verify = |expected: &str| {
+        let (code, stdout, stderr) = keep_verify(&[
+            "--ca",
+            ca.to_str().unwrap(),
+            "--workload-digest",
+            expected,
+            "--json",
+            &target,
+        ]);
+        (code, stdout, stderr)
+    };
+    let (code, stdout, stderr) = verify(&workload);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let first = served_certificate(serve.addr);
+    let (code, _, _) = verify(&format!("sha256:{}", "0".repeat(64)));
+    assert_ne!(code, 0, "another digest does not verify");
+
+    // Renewed while serving: a new certificate for new connections, same workload.
+    serve.log_when(|log| log.contains("renewed the Keep's certificate"));
+    let (code, renewed, stderr) = verify(&workload);
+    assert_eq!(code, 0, "{renewed}{stderr}");
+    assert_ne!(
+        first, renewed,
+        "the certificate after renewal is another one"
+    );
+    let (status, _) = curl(&url, &cacert);
+    assert_eq!(status, 200);
+    // The secret's value is in no log.
+    assert!(
+        !serve.log().contains("serve-db-password-7731"),
+        "{}",
+        serve.log()
+    );
 }
