@@ -233,6 +233,41 @@ fn tls_comes_from_keep_toml_and_plain_http_only_when_asked() {
         http_version(&url, &[&cacert[..], &["--http1.1"]].concat()),
         ("1.1".to_owned(), 200)
     );
+    // Client certificates, when [http] asks for them.
+    let (client_cert, client_key) = ca.issue(tmp.path(), "client");
+    let mtls = write_config(
+        tmp.path(),
+        "Mtls.toml",
+        &format!(
+            "[tls]\ncert = \"{}\"\nkey = \"{}\"\n[http]\nclient_auth = \"required\"\n\
+             client_ca = [\"{}\"]\n",
+            cert.display(),
+            key.display(),
+            ca.pem.display()
+        ),
+    );
+    let guarded = ServeProcess::start(&["-c", mtls.to_str().unwrap(), service.to_str().unwrap()]);
+    let guarded_url = format!("https://localhost:{}/", guarded.addr.port());
+    let (status, _) = curl(&guarded_url, &cacert);
+    assert_ne!(status, 200, "no client certificate, no answer");
+    let with_certificate = [
+        &cacert[..],
+        &[
+            "--cert",
+            client_cert.to_str().unwrap(),
+            "--key",
+            client_key.to_str().unwrap(),
+        ],
+    ]
+    .concat();
+    let (status, body) = curl(&guarded_url, &with_certificate);
+    assert_eq!(
+        (status, body.as_slice()),
+        (200, &b"Hello from a Keep!\n"[..]),
+        "{}",
+        guarded.log()
+    );
+
     // Plain HTTP on the TLS port gets no answer from the service.
     let (status, _) = curl(&format!("http://{}/", serve.addr), &[]);
     assert_ne!(status, 200);
@@ -567,4 +602,64 @@ fn an_attested_service_presents_the_stewards_certificate_and_gets_its_secrets() 
         "{}",
         serve.log()
     );
+}
+
+/// A client that never finishes its request head, one that sends headers without end, and
+/// a flood of idle connections: each is dealt with, and the service answers the others.
+#[test]
+fn hostile_clients_do_not_stop_the_service() {
+    use std::io::{Read as _, Write as _};
+    let tmp = tempfile::tempdir().unwrap();
+    let service = GUESTS.component("http_hello");
+    let config = write_config(
+        tmp.path(),
+        "Keep.toml",
+        "[http]\ntls = false\nheader_timeout = \"1s\"\nmax_headers = \"16KiB\"\n",
+    );
+    let serve = ServeProcess::start(&["-c", config.to_str().unwrap(), service.to_str().unwrap()]);
+    let hello = format!("http://{}/hello", serve.addr);
+
+    // Slow: half a request line, then nothing. The header timeout closes the connection
+    // (hyper answers 408 first).
+    let mut slow = std::net::TcpStream::connect(serve.addr).unwrap();
+    slow.write_all(b"GET /hello HTTP/1.1\r\nHost: ke").unwrap();
+    let mut answer = Vec::new();
+    let _ = slow.read_to_end(&mut answer);
+    assert!(
+        !String::from_utf8_lossy(&answer).contains(" 200 "),
+        "{answer:?}"
+    );
+
+    // Headers without end (up to 1 GiB): refused once over 16 KiB, and the connection
+    // closed, long before the gigabyte.
+    let mut endless = std::net::TcpStream::connect(serve.addr).unwrap();
+    endless
+        .write_all(b"GET /hello HTTP/1.1\r\nHost: keep\r\n")
+        .unwrap();
+    let line = format!("x-filler: {}\r\n", "a".repeat(1000));
+    let mut sent = 0usize;
+    while sent < 1 << 30 && endless.write_all(line.as_bytes()).is_ok() {
+        sent += line.len();
+    }
+    assert!(sent < 1 << 30, "Keep read a gigabyte of headers");
+    let mut answer = Vec::new();
+    let _ = endless.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+        "{answer}"
+    );
+
+    // A flood of idle connections does not keep others from being served.
+    let flood: Vec<_> = (0..300)
+        .map(|_| std::net::TcpStream::connect(serve.addr).unwrap())
+        .collect();
+    let (status, body) = curl(&hello, &[]);
+    assert_eq!(
+        (status, body.as_slice()),
+        (200, &b"Hello from a Keep!\n"[..])
+    );
+    drop(flood);
+    let (status, _) = curl(&hello, &[]);
+    assert_eq!(status, 200);
 }
