@@ -1,7 +1,8 @@
 //! The `Keep.toml` schema: a strict superset of Enarx's `Enarx.toml`.
 //!
 //! An `Enarx.toml` parses with the same meaning (`args`, `env`, `steward`, `[[files]]`).
-//! Keep adds `[[dirs]]` (preopened directories), `[limits]`, `[tls]` and `[network]`. Unknown keys are errors,
+//! Keep adds `[[dirs]]` (preopened directories), `[limits]`, `[tls]`, `[network]`, `[[secrets]]`
+//! and `[http]` (`keep serve`). Unknown keys are errors,
 //! and every error names the file, line, column and key: see [`ConfigError`].
 //!
 //! ```
