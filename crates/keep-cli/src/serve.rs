@@ -66,7 +66,7 @@ pub fn serve(args: HttpServeArgs) -> anyhow::Result<u8> {
         timeout: config.limits.timeout.map(|t| t.0),
         max_body: http.max_body.map(|m| m.0),
     };
-    let engine = keep_serve::engine_options(&limits).build()?;
+    let engine = service_engine(&limits, http.concurrency)?;
     let cache = run::module_cache(args.no_cache, &backend);
     let component = keep_runtime::compile_component(&engine, &program, cache.as_ref())?;
 
@@ -180,6 +180,22 @@ pub fn serve(args: HttpServeArgs) -> anyhow::Result<u8> {
         eprintln!("keep: stopped: every connection finished");
     }
     Ok(0)
+}
+
+/// The engine for the service: with a pool of instances, or, where the address space
+/// cannot be reserved for one (a `ulimit -v`, say), allocating each instance on demand.
+fn service_engine(limits: &RequestLimits, concurrency: u32) -> anyhow::Result<wasmtime::Engine> {
+    let options = keep_serve::engine_options(limits, concurrency);
+    options.build().or_else(|error| {
+        tracing::warn!(
+            "no instance pool ({error:#}): each request's instance is allocated on demand"
+        );
+        keep_runtime::EngineOptions {
+            pooled_instances: None,
+            ..options
+        }
+        .build()
+    })
 }
 
 /// `--addr`, or `[http]` addr and port.

@@ -16,7 +16,18 @@ pub struct EngineOptions {
     pub fuel: bool,
     /// Instrument code to check the epoch (`--timeout`).
     pub epoch_interruption: bool,
+    /// Allocate instances from a pool reserved at start, for this many component instances
+    /// at once (`keep serve`, which instantiates for every request): wasmtime's pooling
+    /// allocator, which reuses memory slots instead of mapping fresh memory each time.
+    pub pooled_instances: Option<u32>,
 }
+
+/// Per pooled component instance, the core instances, memories and tables reserved: a C
+/// program wrapped with the preview-1 adapter has a handful of each (the program, the
+/// adapter, and the shims between them).
+const POOL_CORE_INSTANCES_PER_COMPONENT: u32 = 16;
+const POOL_MEMORIES_PER_COMPONENT: u32 = 4;
+const POOL_TABLES_PER_COMPONENT: u32 = 16;
 
 impl EngineOptions {
     /// Builds an engine with these options on top of wasmtime's defaults.
@@ -27,6 +38,18 @@ impl EngineOptions {
             .epoch_interruption(self.epoch_interruption)
             // In parallel on the pool of the `Compiler` compiling (see `compile.rs`).
             .parallel_compilation(true);
+        if let Some(instances) = self.pooled_instances {
+            let mut pool = wasmtime::PoolingAllocationConfig::new();
+            pool.total_component_instances(instances)
+                .total_core_instances(instances.saturating_mul(POOL_CORE_INSTANCES_PER_COMPONENT))
+                .total_memories(instances.saturating_mul(POOL_MEMORIES_PER_COMPONENT))
+                .total_tables(instances.saturating_mul(POOL_TABLES_PER_COMPONENT))
+                .total_stacks(instances)
+                .table_elements(
+                    usize::try_from(crate::limits::DEFAULT_TABLE_ELEMENTS).unwrap_or(usize::MAX),
+                );
+            config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+        }
         wasmtime::Engine::new(&config)
             .map_err(anyhow::Error::from)
             .context("cannot configure the WebAssembly engine")

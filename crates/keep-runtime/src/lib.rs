@@ -98,6 +98,8 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<Outcome> {
     let options = EngineOptions {
         fuel: spec.limits.fuel.is_some(),
         epoch_interruption: spec.limits.timeout.is_some(),
+        // One instance per run: nothing to pool.
+        pooled_instances: None,
     };
     let engine = options.build()?;
     let compiler = Compiler::new(&engine)?;

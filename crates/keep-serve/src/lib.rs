@@ -65,12 +65,15 @@ pub struct Service {
     next_request: AtomicU64,
 }
 
-/// The instrumentation a service's code needs for `limits`: epoch checks always (so that a
-/// guest in a loop yields to the others and can time out), fuel counting when asked.
-pub fn engine_options(limits: &RequestLimits) -> keep_runtime::EngineOptions {
+/// The engine a service needs for `limits` with `concurrency` requests at once: epoch
+/// checks always (so that a guest in a loop yields to the others and can time out), fuel
+/// counting when asked, and a pool of `concurrency` instances (an instance lives no longer
+/// than its request's admission slot).
+pub fn engine_options(limits: &RequestLimits, concurrency: u32) -> keep_runtime::EngineOptions {
     keep_runtime::EngineOptions {
         fuel: limits.fuel.is_some(),
         epoch_interruption: true,
+        pooled_instances: Some(concurrency.max(1)),
     }
 }
 
@@ -211,6 +214,9 @@ impl Service {
                 },
                 None => run.await.map_err(|error| anyhow!("{}", describe(&error))),
             };
+            // The instance goes back to the pool before the slot is given up, so that the
+            // pool (sized to the slots) always has one for the next admitted request.
+            drop(store);
             drop(slot);
             let _ = tell_outcome.send(finished.is_ok());
             finished

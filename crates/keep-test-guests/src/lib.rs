@@ -115,7 +115,8 @@ impl Guests {
         bail!("no source {} or {}", c.display(), wat.display())
     }
 
-    fn try_component(&self, name: &str) -> anyhow::Result<PathBuf> {
+    /// [`Self::component`], with the error instead of a panic.
+    pub fn try_component(&self, name: &str) -> anyhow::Result<PathBuf> {
         let module_path = self.try_module(name)?;
         let _guard = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let out = self.out_dir.join(format!("{name}.component.wasm"));

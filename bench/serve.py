@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""HTTP service benchmark: `keep serve` against `wasmtime serve` (the CLI of the wasmtime
+version Keep embeds), same component (tests/guests/http_hello.c), same machine, one run.
+wrk on loopback with keep-alive drives each server in turn: GET of a short hello, and POST of
+4 KiB that the service echoes. Keep is measured as users run it: its defaults (confined, an
+access log line per request, here to /dev/null), plain HTTP and then TLS (a P-256
+certificate; wrk negotiates TLS 1.3 through OpenSSL). Alternating runs; the best of each
+counts. Records requests/s, p50, p99 and peak memory (VmHWM) in docs/benchmarks.md.
+
+Usage: scripts/bench --serve [--quick]
+"""
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from run import install_wasmtime
+from sections import write_section
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / ".bench" / "serve"
+QUICK = "--quick" in sys.argv
+DURATION = "3s" if QUICK else "10s"
+RUNS = 1 if QUICK else 3
+# One wrk thread: on two cores, the server gets the other.
+WRK = ["-t1", "-c16", "--latency", "-d", DURATION]
+
+
+def sh(*args, **kwargs):
+    return subprocess.run(args, check=True, **kwargs)
+
+
+def need_wrk():
+    if shutil.which("wrk"):
+        return
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    sh(*sudo, "apt-get", "update", "-qq")
+    sh(*sudo, "apt-get", "install", "-y", "-qq", "wrk", env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, process):
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if process.poll() is not None:
+            sys.exit(f"the server on port {port} exited with {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    sys.exit(f"nothing listens on port {port}")
+
+
+def certificate():
+    key, cert = WORK / "server.key", WORK / "server.crt"
+    sh("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+       "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost", "-days", "2",
+       "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", capture_output=True)
+    return cert, key
+
+
+def milliseconds(text):
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def wrk(url, script=None):
+    args = ["wrk", *WRK] + (["-s", str(script)] if script else []) + [url]
+    out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
+    if errors:
+        sys.exit(f"{url}: errors under load:\n{out}")
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50": milliseconds(re.search(r"\s50%\s+(\S+)", out).group(1)),
+        "p99": milliseconds(re.search(r"\s99%\s+(\S+)", out).group(1)),
+    }
+
+
+def peak_memory_mib(pid):
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
+
+
+def main():
+    WORK.mkdir(parents=True, exist_ok=True)
+    need_wrk()
+    wasmtime = install_wasmtime()
+    sh("cargo", "build", "--release", "--locked", "-p", "keep-cli", "-p", "keep-bench", cwd=ROOT)
+    release = ROOT / "target" / "release"
+    keep = release / "keep"
+    component = subprocess.run([release / "build-guest", WORK, "http_hello"], check=True,
+                               capture_output=True, text=True).stdout.strip()
+    cert, key = certificate()
+    echo = WORK / "echo.lua"
+    echo.write_text('wrk.method = "POST"\nwrk.body = string.rep("x", 4096)\n')
+    tls_config = WORK / "Keep.toml"
+    tls_config.write_text(f'[tls]\ncert = "{cert}"\nkey = "{key}"\n')
+
+    ports = {name: free_port() for name in ("keep", "keep-tls", "wasmtime")}
+    env = dict(os.environ, XDG_CACHE_HOME=str(WORK / "cache"))
+    commands = {
+        "keep": [keep, "serve", "--plain-http", "--addr", f"127.0.0.1:{ports['keep']}", component],
+        "keep-tls": [keep, "serve", "-c", tls_config, "--addr", f"127.0.0.1:{ports['keep-tls']}",
+                     component],
+        "wasmtime": [wasmtime, "serve", "--addr", f"127.0.0.1:{ports['wasmtime']}", component],
+    }
+    servers = {}
+    results = {name: {"hello": [], "echo": []} for name in commands}
+    memory = {}
+    try:
+        for name, command in commands.items():
+            servers[name] = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                                             stderr=subprocess.DEVNULL)
+            wait_port(ports[name], servers[name])
+        for _ in range(RUNS):
+            for name in commands:
+                scheme = "https" if name == "keep-tls" else "http"
+                base = f"{scheme}://127.0.0.1:{ports[name]}"
+                for load, script in (("hello", None), ("echo", echo)):
+                    result = wrk(f"{base}/", script)
+                    results[name][load].append(result)
+                    print(name, load, result, flush=True)
+        for name, server in servers.items():
+            memory[name] = peak_memory_mib(server.pid)
+    finally:
+        for server in servers.values():
+            server.kill()
+            server.wait()
+    write_report(results, memory, wasmtime)
+
+
+def best(runs):
+    """The run with the most requests per second (its latencies with it)."""
+    return max(runs, key=lambda r: r["rps"])
+
+
+def write_report(results, memory, wasmtime):
+    version = subprocess.run([wasmtime, "--version"], capture_output=True, text=True).stdout.strip()
+    rows = []
+    for load, what in (("hello", "GET hello"), ("echo", "POST 4 KiB echo")):
+        keep, tls, reference = (best(results[n][load]) for n in ("keep", "keep-tls", "wasmtime"))
+        rows.append(
+            f"| {what}, requests/s | {keep['rps']:.0f} | {reference['rps']:.0f} | "
+            f"{keep['rps'] / reference['rps']:.2f} | ≥ 1.0 | {tls['rps']:.0f} | "
+            f"{tls['rps'] / keep['rps']:.2f} (≥ 0.8) |")
+        for quantile in ("p50", "p99"):
+            target = "≤ 1.2" if quantile == "p99" else "–"
+            rows.append(
+                f"| {what}, {quantile} | {keep[quantile]:.2f} ms | {reference[quantile]:.2f} ms | "
+                f"{keep[quantile] / reference[quantile]:.2f} | {target} | {tls[quantile]:.2f} ms | – |")
+    rows.append(
+        f"| peak memory (VmHWM) | {memory['keep']:.0f} MiB | {memory['wasmtime']:.0f} MiB | "
+        f"{memory['keep'] / memory['wasmtime']:.2f} | – | {memory['keep-tls']:.0f} MiB | – |")
+    section = (
+        "## HTTP services (`scripts/bench --serve`)\n\n"
+        "`tests/guests/http_hello.c` (a wasi:http component, fresh instance per request) under "
+        f"`keep serve` (defaults: confined, access log to /dev/null) and under `{version}` "
+        f"`serve`, same machine (2 cores), one run. wrk with one thread, 16 keep-alive "
+        f"connections, {DURATION} per measurement, best of {RUNS} alternating runs. "
+        "Ratios are keep/wasmtime; the TLS column is `keep serve` over TLS 1.3 and its ratio "
+        "is against Keep's own plain HTTP.\n\n"
+        "| measure | keep (plain) | wasmtime serve | keep/wasmtime | target | keep (TLS) | TLS/plain |\n"
+        "|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
+    )
+    write_section("serve", section)
+
+
+if __name__ == "__main__":
+    main()
