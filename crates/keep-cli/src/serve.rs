@@ -163,6 +163,9 @@ pub fn serve(args: HttpServeArgs) -> anyhow::Result<u8> {
         };
         keep_serve::serve(service, listener, tls, options, shutdown).await
     });
+    // Guests still running past the drain deadline are abandoned, not waited for: with the
+    // epoch stopped, one that computes without calling the host would never yield.
+    runtime.shutdown_background();
     signal_handle.close();
     let _ = signal_thread.join();
     if let Some((stop, thread)) = renewal {

@@ -663,3 +663,27 @@ fn hostile_clients_do_not_stop_the_service() {
     let (status, _) = curl(&hello, &[]);
     assert_eq!(status, 200);
 }
+
+/// A request still running at the drain deadline (a guest that computes forever) does not
+/// keep Keep from exiting after SIGTERM: its connection is closed and counted.
+#[test]
+fn the_drain_deadline_ends_what_is_still_running() {
+    let tmp = tempfile::tempdir().unwrap();
+    let service = GUESTS.component("http_hello");
+    let config = write_config(
+        tmp.path(),
+        "Keep.toml",
+        "[http]\ntls = false\ndrain_timeout = \"1s\"\n",
+    );
+    let serve = ServeProcess::start(&["-c", config.to_str().unwrap(), service.to_str().unwrap()]);
+    let (_spinning, head) =
+        send_and_read_head(serve.addr, b"GET /spin HTTP/1.1\r\nHost: keep\r\n\r\n");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    serve.terminate();
+    let (code, log) = serve.wait();
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        log.contains("1 connection(s) were still open at the drain deadline (1s)"),
+        "{log}"
+    );
+}
