@@ -2,7 +2,9 @@
 // status 200 and `content-type: text/plain`. The body is that of a request with a body
 // (POST, PUT) streamed back unchanged; for GET /count, the number of requests this instance
 // has answered (a server with a fresh instance per request always says 1); for GET
-// /env/NAME, the value of the environment variable NAME; otherwise "Hello from a Keep!\n".
+// /env/NAME, the value of the environment variable NAME; for GET /fetch?URL, `STATUS BODY`
+// of a GET of URL with wasi:http/outgoing-handler (or `denied`, or `error CODE`);
+// otherwise "Hello from a Keep!\n".
 // Misbehaviour on demand: GET /trap traps and GET /bomb allocates (and touches) memory
 // until none is left, then aborts, both before any answer; GET /spin answers 200, then
 // computes forever without calling the host instead of writing the body.
@@ -34,20 +36,9 @@ static void write_all(wasi_http_types_own_output_stream_t out, uint8_t *bytes, s
     }
 }
 
-// Copies the request's body to `out`; returns whether it had one.
-static int echo_body(wasi_http_types_own_incoming_request_t request,
-                     wasi_http_types_own_output_stream_t out) {
-    wasi_http_types_method_t method;
-    wasi_http_types_method_incoming_request_method(
-        wasi_http_types_borrow_incoming_request(request), &method);
-    int has_body = method.tag == WASI_HTTP_TYPES_METHOD_POST ||
-                   method.tag == WASI_HTTP_TYPES_METHOD_PUT;
-    wasi_http_types_method_free(&method);
-    if (!has_body) return 0;
-    wasi_http_types_own_incoming_body_t body;
-    if (!wasi_http_types_method_incoming_request_consume(
-            wasi_http_types_borrow_incoming_request(request), &body))
-        return 0;
+// Copies `body` (an incoming request's or response's) to `out`, and finishes it.
+static void copy_body(wasi_http_types_own_incoming_body_t body,
+                      wasi_http_types_own_output_stream_t out) {
     wasi_http_types_own_input_stream_t in;
     if (wasi_http_types_method_incoming_body_stream(wasi_http_types_borrow_incoming_body(body),
                                                     &in)) {
@@ -63,7 +54,100 @@ static int echo_body(wasi_http_types_own_incoming_request_t request,
         wasi_io_streams_input_stream_drop_own(in);
     }
     wasi_http_types_future_trailers_drop_own(wasi_http_types_static_incoming_body_finish(body));
+}
+
+// Copies the request's body to `out`; returns whether it had one.
+static int echo_body(wasi_http_types_own_incoming_request_t request,
+                     wasi_http_types_own_output_stream_t out) {
+    wasi_http_types_method_t method;
+    wasi_http_types_method_incoming_request_method(
+        wasi_http_types_borrow_incoming_request(request), &method);
+    int has_body = method.tag == WASI_HTTP_TYPES_METHOD_POST ||
+                   method.tag == WASI_HTTP_TYPES_METHOD_PUT;
+    wasi_http_types_method_free(&method);
+    if (!has_body) return 0;
+    wasi_http_types_own_incoming_body_t body;
+    if (!wasi_http_types_method_incoming_request_consume(
+            wasi_http_types_borrow_incoming_request(request), &body))
+        return 0;
+    copy_body(body, out);
     return 1;
+}
+
+static void write_text(wasi_http_types_own_output_stream_t out, const char *text) {
+    write_all(out, (uint8_t *)text, strlen(text));
+}
+
+// Writes what an outgoing request failed with: `denied` for HTTP-request-denied.
+static void write_error(wasi_http_types_own_output_stream_t out,
+                        wasi_http_types_error_code_t *error) {
+    char text[64];
+    if (error->tag == WASI_HTTP_TYPES_ERROR_CODE_HTTP_REQUEST_DENIED)
+        snprintf(text, sizeof text, "denied\n");
+    else
+        snprintf(text, sizeof text, "error %u\n", (unsigned)error->tag);
+    write_text(out, text);
+}
+
+// GETs `url` (scheme://authority/path) with wasi:http/outgoing-handler and writes
+// `STATUS BODY` of the response, or what the request failed with.
+static void fetch(const char *url, wasi_http_types_own_output_stream_t out) {
+    const char *separator = strstr(url, "://");
+    if (!separator) {
+        write_text(out, "not a URL\n");
+        return;
+    }
+    const char *authority = separator + 3;
+    const char *path = strchr(authority, '/');
+    if (!path) path = authority + strlen(authority);
+    wasi_http_types_own_outgoing_request_t request =
+        wasi_http_types_constructor_outgoing_request(wasi_http_types_constructor_fields());
+    wasi_http_types_borrow_outgoing_request_t borrowed =
+        wasi_http_types_borrow_outgoing_request(request);
+    wasi_http_types_scheme_t scheme = {
+        .tag = strncmp(url, "https", 5) == 0 ? WASI_HTTP_TYPES_SCHEME_HTTPS
+                                              : WASI_HTTP_TYPES_SCHEME_HTTP};
+    wasi_http_types_method_outgoing_request_set_scheme(borrowed, &scheme);
+    http_service_string_t authority_text = {.ptr = (uint8_t *)authority,
+                                            .len = (size_t)(path - authority)};
+    wasi_http_types_method_outgoing_request_set_authority(borrowed, &authority_text);
+    http_service_string_t path_text = {.ptr = (uint8_t *)(*path ? path : "/"),
+                                       .len = *path ? strlen(path) : 1};
+    wasi_http_types_method_outgoing_request_set_path_with_query(borrowed, &path_text);
+
+    wasi_http_outgoing_handler_own_future_incoming_response_t pending;
+    wasi_http_outgoing_handler_error_code_t error;
+    if (!wasi_http_outgoing_handler_handle(request, NULL, &pending, &error)) {
+        write_error(out, &error);
+        wasi_http_types_error_code_free(&error);
+        return;
+    }
+    wasi_http_types_borrow_future_incoming_response_t future =
+        wasi_http_types_borrow_future_incoming_response(pending);
+    wasi_io_poll_own_pollable_t ready =
+        wasi_http_types_method_future_incoming_response_subscribe(future);
+    wasi_io_poll_method_pollable_block(wasi_io_poll_borrow_pollable(ready));
+    wasi_io_poll_pollable_drop_own(ready);
+    wasi_http_types_result_result_own_incoming_response_error_code_void_t result;
+    if (!wasi_http_types_method_future_incoming_response_get(future, &result) || result.is_err) {
+        write_text(out, "no response\n");
+    } else if (result.val.ok.is_err) {
+        write_error(out, &result.val.ok.val.err);
+        wasi_http_types_error_code_free(&result.val.ok.val.err);
+    } else {
+        wasi_http_types_own_incoming_response_t response = result.val.ok.val.ok;
+        char status[16];
+        snprintf(status, sizeof status, "%u ",
+                 (unsigned)wasi_http_types_method_incoming_response_status(
+                     wasi_http_types_borrow_incoming_response(response)));
+        write_text(out, status);
+        wasi_http_types_own_incoming_body_t body;
+        if (wasi_http_types_method_incoming_response_consume(
+                wasi_http_types_borrow_incoming_response(response), &body))
+            copy_body(body, out);
+        wasi_http_types_incoming_response_drop_own(response);
+    }
+    wasi_http_types_future_incoming_response_drop_own(pending);
 }
 
 // Requests this instance has answered.
@@ -128,6 +212,8 @@ void exports_wasi_http_incoming_handler_handle(
         char text[32];
         int len = snprintf(text, sizeof text, "%u\n", answered);
         write_all(out, (uint8_t *)text, (size_t)len);
+    } else if (strncmp(path, "/fetch?", 7) == 0) {
+        fetch(path + 7, out);
     } else if (strncmp(path, "/env/", 5) == 0) {
         const char *value = getenv(path + 5);
         if (value) write_all(out, (uint8_t *)value, strlen(value));

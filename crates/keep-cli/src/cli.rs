@@ -42,7 +42,10 @@ guests see [env] and the secrets the Steward releases as environment variables. 
 log line per request goes to stdout. SIGTERM or SIGINT stops accepting and lets requests in \
 flight finish (up to [http] drain_timeout).
 
-Not yet: outgoing requests (refused), metrics, WASI 0.3 services (see docs/serve.md).";
+Outgoing requests from the component go only where [network] connect allows, verified with \
+[tls] ca, presenting the Keep's certificate when asked.
+
+Not yet: metrics, WASI 0.3 services (see docs/serve.md).";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {

@@ -75,11 +75,13 @@ pub fn serve(args: HttpServeArgs) -> anyhow::Result<u8> {
         Some(steward) => Some(attest(&config, steward, &program, &backend, &events)?),
         None => None,
     };
+    let setup = tls_setup(&config, plain, attested.as_ref())?;
     let tls = if plain {
         None
     } else {
-        Some(tls_acceptor(&config, &http, attested.as_ref())?)
+        Some(tls_acceptor(&setup, &http)?)
     };
+    let outgoing = keep_serve::Outgoing::new(&config.network, setup.client());
     let mut env: Vec<(String, String)> = config
         .env
         .iter()
@@ -89,7 +91,9 @@ pub fn serve(args: HttpServeArgs) -> anyhow::Result<u8> {
         env.extend(secret_variables(attested)?);
     }
     let name = program.path.display().to_string();
-    let service = Arc::new(Service::new(&name, &engine, &component, env, limits)?);
+    let service = Arc::new(Service::new(
+        &name, &engine, &component, env, limits, outgoing,
+    )?);
 
     let listener =
         std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
@@ -265,17 +269,21 @@ fn secret_variables(attested: &AttestedIdentity) -> anyhow::Result<Vec<(String, 
         .collect()
 }
 
-/// The TLS acceptor: the attested certificate, or `[tls]` cert and key; ALPN offers HTTP/2
-/// then HTTP/1.1; client certificates as `[http]` asks.
-fn tls_acceptor(
+/// The TLS set-up: the attested certificate, or `[tls]` cert and key; without either, a
+/// self-signed certificate when serving plain HTTP (presented only to servers of outgoing
+/// requests that ask for one, and they cannot verify it).
+fn tls_setup(
     config: &Config,
-    http: &Http,
+    plain: bool,
     attested: Option<&AttestedIdentity>,
-) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+) -> anyhow::Result<TlsSetup> {
     let identity = match (attested, &config.tls.identity) {
         (Some(attested), _) => attested.identity.clone(),
         (None, Some(files)) => {
             LiveIdentity::new(&Identity::obtain(&IdentitySource::Files(files.clone()))?)?
+        }
+        (None, None) if plain => {
+            LiveIdentity::new(&Identity::obtain(&IdentitySource::SelfSigned)?)?
         }
         (None, None) => bail!(
             "`keep serve` serves TLS with the certificate a Steward issues (`steward` in \
@@ -283,14 +291,19 @@ fn tls_acceptor(
              --plain-http"
         ),
     };
-    let setup = TlsSetup::new(&config.tls, identity)?;
+    TlsSetup::new(&config.tls, identity)
+}
+
+/// The TLS acceptor of `setup`: ALPN offers HTTP/2 then HTTP/1.1; client certificates as
+/// `[http]` asks.
+fn tls_acceptor(setup: &TlsSetup, http: &Http) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
     let mut server = (*setup.server(&http.client_auth)?).clone();
     server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(server)))
 }
 
-/// Confines the process: no files, sockets only to renew the certificate with the Steward
-/// (the listener is open already).
+/// Confines the process: no files; new sockets only to renew the certificate with the
+/// Steward or for outgoing requests `[network]` allows (the listener is open already).
 fn confine(args: &HttpServeArgs, config: &Config, events: &EventSink) {
     let max_open_files = config
         .limits
@@ -304,9 +317,9 @@ fn confine(args: &HttpServeArgs, config: &Config, events: &EventSink) {
         keep_confine::rlimits::apply(max_open_files);
         return;
     }
-    let renews = config.steward.is_some();
+    let sockets = config.steward.is_some() || !config.network.connect.is_empty();
     let report = keep_confine::confine(&keep_confine::Grants {
-        read_only_paths: if renews {
+        read_only_paths: if sockets {
             keep_runtime::confinement::NAME_RESOLUTION
                 .iter()
                 .map(Into::into)
@@ -314,7 +327,7 @@ fn confine(args: &HttpServeArgs, config: &Config, events: &EventSink) {
         } else {
             Vec::new()
         },
-        sockets: renews,
+        sockets,
         max_open_files,
         ..Default::default()
     });

@@ -1,10 +1,12 @@
 //! The store data of one request's instance: WASI, `wasi:http` with outgoing requests
-//! refused, and the instance's resource limits.
+//! sent as `[network]` allows ([`crate::outgoing`]), and the instance's resource limits.
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+use crate::outgoing::Outgoing;
 
 /// Table elements an instance may grow a table to (as `keep run`'s default).
 const TABLE_ELEMENTS: usize = 1_000_000;
@@ -14,13 +16,14 @@ pub(crate) struct RequestHost {
     table: ResourceTable,
     wasi: WasiCtx,
     http: WasiHttpCtx,
-    hooks: OutgoingRefused,
+    hooks: OutgoingHooks,
     limits: StoreLimits,
 }
 
 impl RequestHost {
-    /// A guest that sees `env`, and whose memories may grow to `memory` bytes each.
-    pub(crate) fn new(env: &[(String, String)], memory: Option<u64>) -> Self {
+    /// A guest that sees `env`, whose memories may grow to `memory` bytes each, and whose
+    /// outgoing requests go through `outgoing`.
+    pub(crate) fn new(env: &[(String, String)], memory: Option<u64>, outgoing: Outgoing) -> Self {
         let mut wasi = WasiCtxBuilder::new();
         wasi.envs(env).inherit_stdout().inherit_stderr();
         let mut limits = StoreLimitsBuilder::new().table_elements(TABLE_ELEMENTS);
@@ -31,7 +34,7 @@ impl RequestHost {
             table: ResourceTable::new(),
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
-            hooks: OutgoingRefused,
+            hooks: OutgoingHooks(outgoing),
             limits: limits.build(),
         }
     }
@@ -61,15 +64,15 @@ impl WasiHttpView for RequestHost {
     }
 }
 
-/// Refuses every outgoing request (see the crate documentation).
-struct OutgoingRefused;
+/// Sends outgoing requests through Keep's [`Outgoing`].
+struct OutgoingHooks(Outgoing);
 
-impl WasiHttpHooks for OutgoingRefused {
+impl WasiHttpHooks for OutgoingHooks {
     fn send_request(
         &mut self,
-        _request: hyper::Request<wasmtime_wasi_http::WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
-        _done: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+        request: hyper::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        _response_errors: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
     ) -> Box<
         dyn Future<
                 Output = Result<
@@ -81,6 +84,7 @@ impl WasiHttpHooks for OutgoingRefused {
                 >,
             > + Send,
     > {
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+        let outgoing = self.0.clone();
+        Box::new(async move { outgoing.send(request, options).await })
     }
 }

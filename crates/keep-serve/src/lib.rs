@@ -8,13 +8,15 @@
 //!   then 503), request head and body limits, an access log line per request, and a
 //!   graceful drain on shutdown.
 //!
-//! Outgoing requests (`wasi:http/outgoing-handler`) are refused (`HTTP-request-denied`):
-//! which hosts a service may reach is `[network]`'s to say, and that is not wired here yet.
+//! Outgoing requests (`wasi:http/outgoing-handler`) go only where `[network] connect`
+//! allows, over TLS verified with `[tls]` and presenting the Keep's certificate
+//! ([`Outgoing`]); anything else is refused with `HTTP-request-denied`.
 
 mod access_log;
 mod admission;
 mod body;
 mod host;
+mod outgoing;
 mod response_body;
 mod server;
 
@@ -32,6 +34,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
+pub use outgoing::Outgoing;
 pub use server::{AccessLog, AccessRecord, ServerOptions, Stopped, serve};
 
 use crate::body::{BodyLimit, LimitedBody};
@@ -62,6 +65,7 @@ pub struct Service {
     pre: ProxyPre<RequestHost>,
     env: Vec<(String, String)>,
     limits: RequestLimits,
+    outgoing: Outgoing,
     next_request: AtomicU64,
 }
 
@@ -79,14 +83,15 @@ pub fn engine_options(limits: &RequestLimits, concurrency: u32) -> keep_runtime:
 
 impl Service {
     /// Links `component` (compiled for `engine`, built with [`engine_options`]) to WASI 0.2
-    /// and `wasi:http`; `name` names it in errors. Each request's instance sees `env` and
-    /// is held to `limits`.
+    /// and `wasi:http`; `name` names it in errors. Each request's instance sees `env`, is
+    /// held to `limits`, and sends its outgoing requests through `outgoing`.
     pub fn new(
         name: &str,
         engine: &Engine,
         component: &wasmtime::component::Component,
         env: Vec<(String, String)>,
         limits: RequestLimits,
+        outgoing: Outgoing,
     ) -> anyhow::Result<Self> {
         let mut linker = Linker::<RequestHost>::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
@@ -114,6 +119,7 @@ impl Service {
             pre,
             env,
             limits,
+            outgoing,
             next_request: AtomicU64::new(1),
         })
     }
@@ -173,7 +179,7 @@ impl Service {
     ) -> anyhow::Result<Response<HyperOutgoingBody>> {
         let mut store = Store::new(
             &self.engine,
-            RequestHost::new(&self.env, self.limits.memory),
+            RequestHost::new(&self.env, self.limits.memory, self.outgoing.clone()),
         );
         store.limiter(|host| host.limits());
         // Yield at every tick: other requests run meanwhile, and the timeout below can

@@ -687,3 +687,100 @@ fn the_drain_deadline_ends_what_is_still_running() {
         "{log}"
     );
 }
+
+/// Outgoing requests: a service calls another Keep's service over HTTPS, verified with
+/// `[tls] ca` and with its own certificate for the mTLS the other asks for, only where
+/// `[network] connect` allows; anything else is denied, and the log says why.
+#[test]
+fn outgoing_requests_go_only_where_network_allows_with_keep_to_keep_mtls() {
+    let tmp = tempfile::tempdir().unwrap();
+    let service = GUESTS.component("http_hello");
+    let ca = Ca::new(tmp.path(), "mesh-ca");
+    let (backend_cert, backend_key) = ca.issue(tmp.path(), "backend");
+    let (front_cert, front_key) = ca.issue(tmp.path(), "front");
+    let backend_config = write_config(
+        tmp.path(),
+        "Backend.toml",
+        &format!(
+            "[tls]\ncert = \"{}\"\nkey = \"{}\"\n[http]\nclient_auth = \"required\"\n\
+             client_ca = [\"{}\"]\n",
+            backend_cert.display(),
+            backend_key.display(),
+            ca.pem.display()
+        ),
+    );
+    let backend = ServeProcess::start(&[
+        "-c",
+        backend_config.to_str().unwrap(),
+        service.to_str().unwrap(),
+    ]);
+    let port = backend.addr.port();
+    let front_toml = |name: &str, tls: &str| {
+        write_config(
+            tmp.path(),
+            name,
+            &format!("[network]\nconnect = [\"localhost:{port}\"]\n[tls]\n{tls}"),
+        )
+    };
+    let front_config = front_toml(
+        "Front.toml",
+        &format!(
+            "ca = [\"{}\"]\ncert = \"{}\"\nkey = \"{}\"\n",
+            ca.pem.display(),
+            front_cert.display(),
+            front_key.display()
+        ),
+    );
+    let front = ServeProcess::start(&[
+        "--plain-http",
+        "-c",
+        front_config.to_str().unwrap(),
+        service.to_str().unwrap(),
+    ]);
+    let fetch_through = |front: &ServeProcess, url: &str| {
+        let (status, body) = curl(&format!("http://{}/fetch?{url}", front.addr), &[]);
+        assert_eq!(status, 200, "{}", front.log());
+        String::from_utf8_lossy(&body).into_owned()
+    };
+    assert_eq!(
+        fetch_through(&front, &format!("https://localhost:{port}/hello")),
+        "200 Hello from a Keep!\n",
+        "{}",
+        backend.log()
+    );
+    // Another port, another host: denied, and logged.
+    assert_eq!(
+        fetch_through(&front, &format!("https://localhost:{}/", front.addr.port())),
+        "denied\n"
+    );
+    assert_eq!(fetch_through(&front, "http://192.0.2.1/"), "denied\n");
+    let log = front.log_when(|log| log.contains("192.0.2.1"));
+    assert!(
+        log.contains("[network] denied an outgoing request to 192.0.2.1:80"),
+        "{log}"
+    );
+
+    // Without the CA the backend's certificate is not trusted; without a certificate of
+    // its own, the backend refuses the front: neither gets a response.
+    for (name, tls) in [
+        (
+            "NoCa.toml",
+            format!(
+                "cert = \"{}\"\nkey = \"{}\"\n",
+                front_cert.display(),
+                front_key.display()
+            ),
+        ),
+        ("NoCert.toml", format!("ca = [\"{}\"]\n", ca.pem.display())),
+    ] {
+        let config = front_toml(name, &tls);
+        let front = ServeProcess::start(&[
+            "--plain-http",
+            "-c",
+            config.to_str().unwrap(),
+            service.to_str().unwrap(),
+        ]);
+        let answer = fetch_through(&front, &format!("https://localhost:{port}/hello"));
+        assert!(answer.starts_with("error "), "{name}: {answer}");
+    }
+}
