@@ -18,6 +18,8 @@ pub(crate) struct RequestHost {
     http: WasiHttpCtx,
     hooks: OutgoingHooks,
     limits: StoreLimits,
+    /// Epoch ticks seen while the guest ran.
+    ticks: u32,
 }
 
 impl RequestHost {
@@ -36,7 +38,14 @@ impl RequestHost {
             http: WasiHttpCtx::new(),
             hooks: OutgoingHooks(outgoing),
             limits: limits.build(),
+            ticks: 0,
         }
+    }
+
+    /// Counts an epoch tick seen by the running guest; returns how many it has seen.
+    pub(crate) fn tick(&mut self) -> u32 {
+        self.ticks = self.ticks.saturating_add(1);
+        self.ticks
     }
 
     /// The limiter wasmtime consults when the instance grows a memory or a table.
