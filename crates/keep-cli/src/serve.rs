@@ -8,12 +8,11 @@
 
 use std::net::{SocketAddr, ToSocketAddrs as _};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use anyhow::{Context as _, bail};
 use keep_config::{Config, Http};
 use keep_identity::{AttestedIdentity, Identity, IdentitySource, LiveIdentity, TlsSetup};
-use keep_runtime::{Event, EventSink, Program, WorkloadDigest};
+use keep_runtime::{Event, EventSink, Program};
 use keep_serve::{RequestLimits, Service};
 
 use crate::attest::platform_root;
@@ -172,10 +171,7 @@ pub fn serve(args: HttpServeArgs) -> anyhow::Result<u8> {
     runtime.shutdown_background();
     signal_handle.close();
     let _ = signal_thread.join();
-    if let Some((stop, thread)) = renewal {
-        drop(stop);
-        let _ = thread.join();
-    }
+    drop(renewal);
     let stopped = served?;
     if stopped.cut > 0 {
         eprintln!(
@@ -240,15 +236,7 @@ fn attest(
             secret.name
         );
     }
-    let attested = keep_identity::attested::attest(&source, &config.tls)?;
-    events.report(Event::Attested {
-        steward: attested.steward(),
-        workload: WorkloadDigest(source.workload_digest),
-        tee: attested.statement().tee.as_str(),
-        insecure_test_root: attested.statement().insecure_test_root,
-        not_after: attested.not_after(),
-    });
-    Ok(attested)
+    keep_runtime::attest(&source, &config.tls, events)
 }
 
 /// The environment variables that carry the released secrets.
@@ -337,21 +325,17 @@ fn confine(args: &HttpServeArgs, config: &Config, events: &EventSink) {
     }
 }
 
-/// Starts renewing the certificate on a thread; dropping the sender stops it.
+/// Starts renewing the certificate on a thread, stopped and joined when the handle drops.
 fn start_renewal(
     attested: &AttestedIdentity,
     events: &EventSink,
-) -> anyhow::Result<(std::sync::mpsc::Sender<()>, JoinHandle<()>)> {
-    let (stop, stopped) = std::sync::mpsc::channel();
+) -> anyhow::Result<keep_runtime::StoppingThread> {
     let events = events.clone();
     // Environment variables keep the values of the start: nothing to deliver.
     let renew = attested.renewal(
         move |event| events.report(Event::Renewal(event)),
         |_| Ok(Vec::new()),
     );
-    let thread = std::thread::Builder::new()
-        .name("keep-renewal".into())
-        .spawn(move || renew(&stopped))
-        .context("cannot start the certificate renewal thread")?;
-    Ok((stop, thread))
+    keep_runtime::StoppingThread::spawn("keep-renewal", renew)
+        .context("cannot start the certificate renewal thread")
 }

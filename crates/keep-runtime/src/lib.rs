@@ -44,13 +44,13 @@ pub use limits::{LimitExceeded, Resource};
 pub use net::BoundListener;
 pub use outcome::{Outcome, exit_code};
 pub use program::{Program, ProgramError, ProgramKind};
+pub use thread::StoppingThread;
 pub use workload::{WorkloadDigest, workload_digest};
 
 use crate::compile::{Compiled, Compiler};
 use crate::limits::GuestLimiter;
 use crate::output::OutputLimits;
 use crate::p1::{Descriptors, ModuleHost};
-use crate::thread::StoppingThread;
 
 /// After a timeout, how long a guest blocked in a host call (reading stdin, say) gets to
 /// notice the interruption before it is reported [`Event::Unresponsive`].
@@ -118,17 +118,7 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<Outcome> {
     // Attestation comes before any descriptor is opened: a Keep the Steward refuses never
     // starts its workload.
     let attested = match &spec.identity {
-        IdentitySource::Steward(source) => {
-            let attested = keep_identity::attested::attest(source, &spec.tls)?;
-            spec.events.report(Event::Attested {
-                steward: attested.steward(),
-                workload: WorkloadDigest(source.workload_digest),
-                tee: attested.statement().tee.as_str(),
-                insecure_test_root: attested.statement().insecure_test_root,
-                not_after: attested.not_after(),
-            });
-            Some(attested)
-        }
+        IdentitySource::Steward(source) => Some(attest(source, &spec.tls, &spec.events)?),
         _ => None,
     };
     let identity = attested.as_ref().map(|a| &a.identity);
@@ -302,6 +292,24 @@ pub fn precompile(program: &Program, cache: &ModuleCache) -> anyhow::Result<()> 
     let stored = compiler.precompile(program, cache);
     compiler.finish();
     stored
+}
+
+/// Obtains the Keep's certificate from the Steward of `source` (trusted through `tls`) and
+/// reports it to `events` ([`Event::Attested`]).
+pub fn attest(
+    source: &StewardSource,
+    tls: &Tls,
+    events: &EventSink,
+) -> anyhow::Result<AttestedIdentity> {
+    let attested = keep_identity::attested::attest(source, tls)?;
+    events.report(Event::Attested {
+        steward: attested.steward(),
+        workload: WorkloadDigest(source.workload_digest),
+        tee: attested.statement().tee.as_str(),
+        insecure_test_root: attested.statement().insecure_test_root,
+        not_after: attested.not_after(),
+    });
+    Ok(attested)
 }
 
 /// Compiles the component `program` for `engine`, through `cache` when one is given, on

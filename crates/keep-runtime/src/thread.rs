@@ -1,5 +1,5 @@
 //! A helper thread that runs beside the guest and is stopped and joined when its handle is
-//! dropped (the certificate renewal, the timeout watchdog).
+//! dropped (the certificate renewal, the timeout watchdog, `keep serve`'s epoch ticker).
 
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -7,14 +7,14 @@ use std::thread::JoinHandle;
 /// A named thread running `body(stop)`; `stop` receives nothing and is disconnected when
 /// the handle is dropped, which the body notices in `recv_timeout`. Dropping the handle
 /// joins the thread, so no helper outlives the run.
-pub(crate) struct StoppingThread {
+pub struct StoppingThread {
     stop: Option<mpsc::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl StoppingThread {
     /// Starts `body` on a thread named `name`.
-    pub(crate) fn spawn(
+    pub fn spawn(
         name: &str,
         body: impl FnOnce(&mpsc::Receiver<()>) + Send + 'static,
     ) -> std::io::Result<Self> {

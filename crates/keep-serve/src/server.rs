@@ -16,6 +16,8 @@ use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
+use keep_runtime::StoppingThread;
+
 use crate::Service;
 use crate::access_log::LoggedBody;
 pub use crate::access_log::{AccessLog, AccessRecord};
@@ -63,7 +65,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<Stopped> {
     // Without it, guests would run to their end without yielding or timing out.
-    let ticker = EpochTicker::start(service.engine.clone())
+    let ticker = advance_epoch(service.engine.clone())
         .map_err(|error| anyhow::anyhow!("cannot start the epoch thread: {error}"))?;
     let admission = Arc::new(Admission::new(options.concurrency, options.queue));
     let connections = GracefulShutdown::new();
@@ -98,41 +100,18 @@ pub async fn serve(
     Ok(Stopped { cut })
 }
 
-/// Advances an engine's epoch every [`crate::EPOCH_TICK`] on a thread of its own, until
-/// dropped. Not a task of the async runtime: when guests that compute without calling the
-/// host occupy every worker thread, only the epoch can make them yield, so it must not
-/// wait for a worker.
-struct EpochTicker {
-    stop: Option<std::sync::mpsc::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl EpochTicker {
-    fn start(engine: wasmtime::Engine) -> std::io::Result<Self> {
-        let (stop, stopped) = std::sync::mpsc::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("keep-epoch".into())
-            .spawn(move || {
-                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                    stopped.recv_timeout(crate::EPOCH_TICK)
-                {
-                    engine.increment_epoch();
-                }
-            })?;
-        Ok(Self {
-            stop: Some(stop),
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for EpochTicker {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+/// Advances `engine`'s epoch every [`crate::EPOCH_TICK`] on a thread of its own, until the
+/// handle is dropped. Not a task of the async runtime: when guests that compute without
+/// calling the host occupy every worker thread, only the epoch can make them yield, so it
+/// must not wait for a worker.
+fn advance_epoch(engine: wasmtime::Engine) -> std::io::Result<StoppingThread> {
+    StoppingThread::spawn("keep-epoch", move |stopped| {
+        while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+            stopped.recv_timeout(crate::EPOCH_TICK)
+        {
+            engine.increment_epoch();
         }
-    }
+    })
 }
 
 /// One client connection.

@@ -44,7 +44,8 @@ pub struct ChildLog {
 }
 
 impl ChildLog {
-    /// Collects `stream`, calling `on_line` with each line as it arrives.
+    /// Collects `stream`, calling `on_line` with each line as it arrives (once it is part
+    /// of [`Self::text`]).
     pub fn start(
         stream: impl Read + Send + 'static,
         mut on_line: impl FnMut(&str) + Send + 'static,
@@ -54,11 +55,14 @@ impl ChildLog {
         let reader = std::thread::spawn(move || {
             let (lock, changed) = &*shared;
             for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                {
+                    let mut state = lock.lock().unwrap();
+                    state.text.push_str(&line);
+                    state.text.push('\n');
+                    changed.notify_all();
+                }
+                // After the line is in the text: a caller woken by `on_line` finds it there.
                 on_line(&line);
-                let mut state = lock.lock().unwrap();
-                state.text.push_str(&line);
-                state.text.push('\n');
-                changed.notify_all();
             }
             lock.lock().unwrap().closed = true;
             changed.notify_all();
