@@ -184,19 +184,45 @@ fn a_wasi_http_component_answers_curl_over_plain_http_with_a_fresh_instance_each
         log.contains(": GET /trap -> 500:") && log.contains("wasm trap"),
         "{log}"
     );
-    // A body of 8 MiB streams back unchanged.
+    // A body of 100 MiB streams back unchanged (curl -T streams it from the file).
     let upload = tmp.path().join("upload");
-    let bytes: Vec<u8> = (0..8u32 << 20)
+    let bytes: Vec<u8> = (0..100u32 << 20)
         .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
         .collect();
     std::fs::write(&upload, &bytes).unwrap();
-    let (status, body) = curl(&url, &["--data-binary", &format!("@{}", upload.display())]);
+    let (status, body) = curl(&url, &["-T", upload.to_str().unwrap()]);
     assert_eq!(status, 200);
     assert!(
         body == bytes,
         "the echo differs ({} bytes back)",
         body.len()
     );
+}
+
+/// wrk's load over keep-alive connections: every request answered 200, none failed.
+#[test]
+fn load_from_wrk_is_served_without_an_error() {
+    let service = GUESTS.component("http_hello");
+    let serve = ServeProcess::start(&["--plain-http", "-q", service.to_str().unwrap()]);
+    let output = Command::new("wrk")
+        .args(["-t1", "-c32", "-d2s"])
+        .arg(format!("http://{}/hello", serve.addr))
+        .output()
+        .expect("run wrk (scripts/test installs it)");
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{report}");
+    assert!(
+        !report.contains("Non-2xx") && !report.contains("Socket errors"),
+        "{report}"
+    );
+    let requests: u64 = report
+        .lines()
+        .find_map(|line| line.trim().split_once(" requests in "))
+        .and_then(|(count, _)| count.parse().ok())
+        .unwrap_or(0);
+    assert!(requests > 100, "{report}");
+    let (status, _) = curl(&format!("http://{}/hello", serve.addr), &[]);
+    assert_eq!(status, 200, "{}", serve.log());
 }
 
 #[test]
