@@ -45,7 +45,9 @@ flight finish (up to [http] drain_timeout).
 Outgoing requests from the component go only where [network] connect allows, verified with \
 [tls] ca, presenting the Keep's certificate when asked.
 
-Not yet: metrics, WASI 0.3 services (see docs/serve.md).";
+[http] admin serves Prometheus metrics (GET /metrics) on an address of its own.
+
+Not yet: WASI 0.3 services (see docs/serve.md).";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {

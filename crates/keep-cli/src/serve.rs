@@ -100,6 +100,17 @@ pub fn serve(args: HttpServeArgs) -> anyhow::Result<u8> {
         .set_nonblocking(true)
         .context("cannot make the listener non-blocking")?;
     let address = listener.local_addr().context("the listener's address")?;
+    let admin = http
+        .admin
+        .map(|admin| {
+            std::net::TcpListener::bind(admin)
+                .with_context(|| format!("[http] admin: cannot listen on {admin}"))
+        })
+        .transpose()?;
+    let admin_address = admin
+        .as_ref()
+        .map(|admin| admin.local_addr().context("the admin listener's address"))
+        .transpose()?;
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
@@ -144,6 +155,7 @@ pub fn serve(args: HttpServeArgs) -> anyhow::Result<u8> {
             Arc::new(|record: &keep_serve::AccessRecord| println!("{record}"))
                 as keep_serve::AccessLog
         }),
+        admin,
     };
     let drain = http.drain_timeout;
     let served = runtime.block_on(async {
@@ -156,6 +168,9 @@ pub fn serve(args: HttpServeArgs) -> anyhow::Result<u8> {
             );
         } else {
             eprintln!("keep: serving {name} on https://{address}/");
+        }
+        if let Some(admin) = admin_address {
+            eprintln!("keep: metrics on http://{admin}/metrics");
         }
         let shutdown = async {
             let signal = stopped.await.unwrap_or("the signal thread's end");

@@ -6,8 +6,8 @@
 //!
 //! - left out: `steward` (which attestation service is asked), `[[dirs]] host` (where the
 //!   guest's directory lives on this host), `[tls] cert` and `key` (the Keep's identity,
-//!   which the Steward issues), `[http] addr` and `port` (where `keep serve` listens on
-//!   this host, which `--addr` may change too);
+//!   which the Steward issues), `[http] addr`, `port` and `admin` (where `keep serve`
+//!   listens on this host, which `--addr` may change too);
 //! - CA files (`[tls] ca`, `client_ca`) appear as `sha256:<hex>` of the content that was
 //!   read with the configuration (the same bytes the TLS set-up uses);
 //! - everything else counts, with its meaning rather than its spelling: sizes in bytes,
@@ -153,6 +153,7 @@ fn http(http: &Http) -> Value {
         header_timeout,
         drain_timeout,
         access_log,
+        admin: _, // where this host scrapes metrics
     } = http;
     let (mode, ca) = client_auth_parts(client_auth);
     let nanos = |t: &crate::Timeout| u64::try_from(t.0.as_nanos()).unwrap_or(u64::MAX);

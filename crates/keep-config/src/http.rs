@@ -44,6 +44,8 @@ pub struct Http {
     pub drain_timeout: Timeout,
     /// One line per request on stdout.
     pub access_log: bool,
+    /// Where Prometheus metrics are served (`GET /metrics`, plain HTTP), if anywhere.
+    pub admin: Option<std::net::SocketAddr>,
 }
 
 /// The defaults: what `keep serve` does without `[http]`.
@@ -61,6 +63,7 @@ impl Default for Http {
             header_timeout: Timeout(Duration::from_secs(30)),
             drain_timeout: Timeout(Duration::from_secs(30)),
             access_log: true,
+            admin: None,
         }
     }
 }
@@ -87,6 +90,7 @@ struct RawHttp {
     header_timeout: Option<Timeout>,
     drain_timeout: Option<Timeout>,
     access_log: Option<bool>,
+    admin: Option<String>,
 }
 
 /// hyper cannot read a request head in a buffer smaller than this.
@@ -119,6 +123,14 @@ impl TryFrom<RawHttp> for Http {
                 "`max_headers` = {max_headers} is above the largest, 4 GiB"
             ));
         }
+        let admin = raw
+            .admin
+            .map(|text| {
+                text.parse::<std::net::SocketAddr>().map_err(|_| {
+                    format!("`admin` = {text:?} is not IP:PORT (for example \"127.0.0.1:9090\")")
+                })
+            })
+            .transpose()?;
         Ok(Self {
             addr,
             port: raw.port.map_or(default.port, |p| p.0),
@@ -131,6 +143,7 @@ impl TryFrom<RawHttp> for Http {
             header_timeout: raw.header_timeout.unwrap_or(default.header_timeout),
             drain_timeout: raw.drain_timeout.unwrap_or(default.drain_timeout),
             access_log: raw.access_log.unwrap_or(default.access_log),
+            admin,
         })
     }
 }
@@ -162,7 +175,7 @@ mod tests {
             "[http]\naddr = \"::\"\nport = 0\ntls = true\nclient_auth = \"required\"\n\
              client_ca = [\"ca.pem\"]\nconcurrency = 2\nqueue = 0\nmax_body = \"1MiB\"\n\
              max_headers = \"16KiB\"\nheader_timeout = \"2s\"\ndrain_timeout = \"5s\"\n\
-             access_log = false\n",
+             access_log = false\nadmin = \"127.0.0.1:9090\"\n",
         )
         .unwrap()
         .http
@@ -176,6 +189,7 @@ mod tests {
         assert_eq!(http.header_timeout.0, Duration::from_secs(2));
         assert_eq!(http.drain_timeout.0, Duration::from_secs(5));
         assert!(!http.access_log);
+        assert_eq!(http.admin, Some("127.0.0.1:9090".parse().unwrap()));
     }
 
     #[test]
@@ -195,6 +209,7 @@ mod tests {
             ("[http]\nclient_auth = \"required\"\n", "`client_ca`"),
             ("[http]\nqueue = -1\n", "queue"),
             ("[http]\nbody = 1\n", "unknown field `body`"),
+            ("[http]\nadmin = \"localhost\"\n", "not IP:PORT"),
         ] {
             let error = parse(text).unwrap_err();
             assert!(error.contains(message), "{text:?}: {error}");

@@ -11,6 +11,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub(crate) struct Admission {
     slots: Arc<Semaphore>,
     waiting: Arc<AtomicU32>,
+    concurrency: u32,
     queue: u32,
 }
 
@@ -32,11 +33,25 @@ impl Drop for Waiting {
 impl Admission {
     /// `concurrency` requests at once (at least one), `queue` waiting.
     pub(crate) fn new(concurrency: u32, queue: u32) -> Self {
+        let concurrency = concurrency.max(1);
         Self {
-            slots: Arc::new(Semaphore::new(concurrency.max(1) as usize)),
+            slots: Arc::new(Semaphore::new(concurrency as usize)),
             waiting: Arc::new(AtomicU32::new(0)),
+            concurrency,
             queue,
         }
+    }
+
+    /// Requests running now.
+    pub(crate) fn running(&self) -> u32 {
+        let free = u32::try_from(self.slots.available_permits()).unwrap_or(u32::MAX);
+        self.concurrency.saturating_sub(free)
+    }
+
+    /// Requests waiting for a turn now.
+    pub(crate) fn waiting(&self) -> u32 {
+        // A request turned away counts itself in for a moment: never more than the queue.
+        self.waiting.load(Ordering::Acquire).min(self.queue)
     }
 
     /// A turn: at once when a slot is free, after a wait in the queue otherwise; `None`
@@ -79,8 +94,9 @@ mod tests {
             "the queue is full: the third is turned away"
         );
         drop(first);
+        assert_eq!((admission.running(), admission.waiting()), (1, 1));
         assert!(matches!(poll(second.as_mut()), Poll::Ready(Some(_))));
-        assert_eq!(admission.waiting.load(Ordering::Acquire), 0);
+        assert_eq!((admission.running(), admission.waiting()), (1, 0));
     }
 
     #[test]

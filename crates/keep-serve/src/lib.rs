@@ -16,6 +16,7 @@ mod access_log;
 mod admission;
 mod body;
 mod host;
+mod metrics;
 mod outgoing;
 mod response_body;
 mod server;

@@ -22,6 +22,7 @@ use crate::Service;
 use crate::access_log::LoggedBody;
 pub use crate::access_log::{AccessLog, AccessRecord};
 use crate::admission::Admission;
+use crate::metrics::{Metrics, serve_admin};
 
 /// hyper's smallest read buffer for HTTP/1.1 (it refuses less).
 const MIN_HEAD_BUFFER: usize = 8192;
@@ -30,7 +31,6 @@ const MIN_HEAD_BUFFER: usize = 8192;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// How the server treats its clients (`[http]` in Keep.toml).
-#[derive(Clone)]
 pub struct ServerOptions {
     /// Requests handled at once.
     pub concurrency: u32,
@@ -44,6 +44,8 @@ pub struct ServerOptions {
     pub drain_timeout: Duration,
     /// Where each request's record goes; `None`: no access log.
     pub access_log: Option<AccessLog>,
+    /// Where `GET /metrics` is served (plain HTTP), if anywhere.
+    pub admin: Option<std::net::TcpListener>,
 }
 
 /// How the server stopped.
@@ -68,6 +70,24 @@ pub async fn serve(
     let ticker = advance_epoch(service.engine.clone())
         .map_err(|error| anyhow::anyhow!("cannot start the epoch thread: {error}"))?;
     let admission = Arc::new(Admission::new(options.concurrency, options.queue));
+    let metrics = Arc::new(Metrics::new(admission.clone(), options.concurrency));
+    let limits = ConnectionLimits::of(&options);
+    let admin = match options.admin {
+        Some(admin) => {
+            admin.set_nonblocking(true)?;
+            let admin = tokio::net::TcpListener::from_std(admin)?;
+            Some(tokio::spawn(serve_admin(admin, metrics.clone())))
+        }
+        None => None,
+    };
+    // Every request ends in the metrics, and in the access log when there is one.
+    let access_log = options.access_log;
+    let record: AccessLog = Arc::new(move |record: &AccessRecord| {
+        metrics.record(record);
+        if let Some(log) = &access_log {
+            log(record);
+        }
+    });
     let connections = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -85,7 +105,8 @@ pub async fn serve(
         let connection = Connection {
             service: service.clone(),
             admission: admission.clone(),
-            options: options.clone(),
+            limits,
+            record: record.clone(),
             peer,
         };
         tokio::spawn(connection.run(tcp, tls.clone(), connections.watcher()));
@@ -97,6 +118,9 @@ pub async fn serve(
         Err(_) => open,
     };
     drop(ticker);
+    if let Some(admin) = admin {
+        admin.abort();
+    }
     Ok(Stopped { cut })
 }
 
@@ -114,11 +138,33 @@ fn advance_epoch(engine: wasmtime::Engine) -> std::io::Result<StoppingThread> {
     })
 }
 
+/// What a connection enforces (from [`ServerOptions`]).
+#[derive(Clone, Copy)]
+struct ConnectionLimits {
+    concurrency: u32,
+    queue: u32,
+    max_headers: u32,
+    header_timeout: Duration,
+}
+
+impl ConnectionLimits {
+    fn of(options: &ServerOptions) -> Self {
+        Self {
+            concurrency: options.concurrency,
+            queue: options.queue,
+            max_headers: options.max_headers,
+            header_timeout: options.header_timeout,
+        }
+    }
+}
+
 /// One client connection.
 struct Connection {
     service: Arc<Service>,
     admission: Arc<Admission>,
-    options: ServerOptions,
+    limits: ConnectionLimits,
+    /// Where each request's record goes (metrics, access log).
+    record: AccessLog,
     peer: SocketAddr,
 }
 
@@ -141,11 +187,11 @@ impl Connection {
         let mut http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         http.http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(self.options.header_timeout)
-            .max_buf_size((self.options.max_headers as usize).max(MIN_HEAD_BUFFER));
+            .header_read_timeout(self.limits.header_timeout)
+            .max_buf_size((self.limits.max_headers as usize).max(MIN_HEAD_BUFFER));
         http.http2()
             .timer(TokioTimer::new())
-            .max_header_list_size(self.options.max_headers);
+            .max_header_list_size(self.limits.max_headers);
         let this = Arc::new(self);
         let handler = hyper::service::service_fn(move |request| {
             let (this, scheme) = (this.clone(), scheme.clone());
@@ -198,8 +244,8 @@ impl Connection {
                     "request {id}: {} {} -> 503: {} requests are running and {} waiting",
                     record.method,
                     record.uri,
-                    self.options.concurrency,
-                    self.options.queue
+                    self.limits.concurrency,
+                    self.limits.queue
                 );
                 let mut busy = text_response(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -210,17 +256,12 @@ impl Connection {
                 busy
             }
         };
-        match &self.options.access_log {
-            Some(log) => {
-                let record = AccessRecord {
-                    status: response.status(),
-                    ..record
-                };
-                response
-                    .map(|body| LoggedBody::new(body, record, started, log.clone()).boxed_unsync())
-            }
-            None => response,
-        }
+        let record = AccessRecord {
+            status: response.status(),
+            ..record
+        };
+        let log = self.record.clone();
+        response.map(|body| LoggedBody::new(body, record, started, log).boxed_unsync())
     }
 }
 

@@ -1,55 +1,46 @@
-//! The Steward's counters, in the Prometheus text format (`GET /metrics`).
-//!
-//! Hand-written rather than the `prometheus` crate: four families of plain counters and one
-//! histogram, rendered on request, do not need a registry.
+//! The Steward's counters, in the Prometheus text format (`GET /metrics`), through
+//! [`keep_metrics`].
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Upper bounds (seconds) of the latency histogram's buckets.
-const BUCKETS: [f64; 12] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
-];
+use keep_metrics::{Counters, Histogram};
+
+/// An HTTP endpoint and the status it answered with.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct EndpointStatus(&'static str, u16);
+
+impl std::fmt::Display for EndpointStatus {
+    /// The label pair: `endpoint="E",status="S"` without the outer quotes of one label.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}\",status=\"{}", self.0, self.1)
+    }
+}
 
 /// Counters of one Steward.
 #[derive(Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
-    issued: Mutex<BTreeMap<&'static str, u64>>,
-    rejected: Mutex<BTreeMap<&'static str, u64>>,
+    requests: Counters<EndpointStatus>,
+    issued: Counters<&'static str>,
+    rejected: Counters<&'static str>,
     released: AtomicU64,
-    buckets: [AtomicU64; BUCKETS.len()],
-    latency_count: AtomicU64,
-    latency_sum_nanos: AtomicU64,
-}
-
-fn bump<K: Ord>(map: &Mutex<BTreeMap<K, u64>>, key: K) {
-    // A poisoned lock only means another thread panicked mid-increment: keep counting.
-    let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
-    *map.entry(key).or_default() += 1;
-}
-
-fn snapshot<K: Ord + Clone>(map: &Mutex<BTreeMap<K, u64>>) -> BTreeMap<K, u64> {
-    map.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    latency: Histogram,
 }
 
 impl Metrics {
     /// Counts a request to `endpoint` answered with `status`.
     pub fn request(&self, endpoint: &'static str, status: u16) {
-        bump(&self.requests, (endpoint, status));
+        self.requests.bump(EndpointStatus(endpoint, status));
     }
 
     /// Counts a certificate issued for a Keep in `tee`.
     pub fn issued(&self, tee: &'static str) {
-        bump(&self.issued, tee);
+        self.issued.bump(tee);
     }
 
     /// Counts a refusal for `reason`.
     pub fn rejected(&self, reason: &'static str) {
-        bump(&self.rejected, reason);
+        self.rejected.bump(reason);
     }
 
     /// Counts `count` secret values released.
@@ -59,75 +50,42 @@ impl Metrics {
 
     /// Records how long one attestation request took.
     pub fn latency(&self, elapsed: Duration) {
-        let seconds = elapsed.as_secs_f64();
-        for (bucket, bound) in self.buckets.iter().zip(BUCKETS) {
-            if seconds <= bound {
-                bucket.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.latency_count.fetch_add(1, Ordering::Relaxed);
-        self.latency_sum_nanos
-            .fetch_add(elapsed.as_nanos() as u64, Ordering::Relaxed);
+        self.latency.observe(elapsed);
     }
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        out.push_str("# HELP keep_steward_requests_total HTTP requests by endpoint and status.\n");
-        out.push_str("# TYPE keep_steward_requests_total counter\n");
-        for ((endpoint, status), n) in snapshot(&self.requests) {
-            let _ = writeln!(
-                out,
-                "keep_steward_requests_total{{endpoint=\"{endpoint}\",status=\"{status}\"}} {n}"
-            );
-        }
-        out.push_str(
-            "# HELP keep_steward_certificates_issued_total Certificates issued, by TEE.\n",
+        self.requests.render(
+            &mut out,
+            "keep_steward_requests_total",
+            "HTTP requests by endpoint and status.",
+            "endpoint",
         );
-        out.push_str("# TYPE keep_steward_certificates_issued_total counter\n");
-        for (tee, n) in snapshot(&self.issued) {
-            let _ = writeln!(
-                out,
-                "keep_steward_certificates_issued_total{{tee=\"{tee}\"}} {n}"
-            );
-        }
-        out.push_str("# HELP keep_steward_rejections_total Refused requests, by reason.\n");
-        out.push_str("# TYPE keep_steward_rejections_total counter\n");
-        for (reason, n) in snapshot(&self.rejected) {
-            let _ = writeln!(
-                out,
-                "keep_steward_rejections_total{{reason=\"{reason}\"}} {n}"
-            );
-        }
-        out.push_str("# HELP keep_steward_secrets_released_total Secret values released.\n");
-        out.push_str("# TYPE keep_steward_secrets_released_total counter\n");
-        let _ = writeln!(
-            out,
-            "keep_steward_secrets_released_total {}",
-            self.released.load(Ordering::Relaxed)
+        self.issued.render(
+            &mut out,
+            "keep_steward_certificates_issued_total",
+            "Certificates issued, by TEE.",
+            "tee",
         );
-        out.push_str(
-            "# HELP keep_steward_attest_duration_seconds Time to decide an attestation request.\n",
+        self.rejected.render(
+            &mut out,
+            "keep_steward_rejections_total",
+            "Refused requests, by reason.",
+            "reason",
         );
-        out.push_str("# TYPE keep_steward_attest_duration_seconds histogram\n");
-        for (bucket, bound) in self.buckets.iter().zip(BUCKETS) {
-            let _ = writeln!(
-                out,
-                "keep_steward_attest_duration_seconds_bucket{{le=\"{bound}\"}} {}",
-                bucket.load(Ordering::Relaxed)
-            );
-        }
-        let count = self.latency_count.load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "keep_steward_attest_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        keep_metrics::render_value(
+            &mut out,
+            "keep_steward_secrets_released_total",
+            "Secret values released.",
+            "counter",
+            self.released.load(Ordering::Relaxed),
         );
-        let _ = writeln!(
-            out,
-            "keep_steward_attest_duration_seconds_sum {}",
-            self.latency_sum_nanos.load(Ordering::Relaxed) as f64 / 1e9
+        self.latency.render(
+            &mut out,
+            "keep_steward_attest_duration_seconds",
+            "Time to decide an attestation request.",
         );
-        let _ = writeln!(out, "keep_steward_attest_duration_seconds_count {count}");
         out
     }
 }
