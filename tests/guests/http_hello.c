@@ -2,7 +2,8 @@
 // status 200 and `content-type: text/plain`. The body is that of a request with a body
 // (POST, PUT) streamed back unchanged; for GET /count, the number of requests this instance
 // has answered (a server with a fresh instance per request always says 1); for GET
-// /env/NAME, the value of the environment variable NAME; for GET /fetch?URL, `STATUS BODY`
+// /env/NAME, the value of the environment variable NAME; for GET /file/PATH, the content
+// of the file /PATH; for GET /fetch?URL, `STATUS BODY`
 // of a GET of URL with wasi:http/outgoing-handler (or `denied`, or `error CODE`);
 // otherwise "Hello from a Keep!\n".
 // Misbehaviour on demand: GET /trap traps and GET /bomb allocates (and touches) memory
@@ -214,6 +215,16 @@ void exports_wasi_http_incoming_handler_handle(
         write_all(out, (uint8_t *)text, (size_t)len);
     } else if (strncmp(path, "/fetch?", 7) == 0) {
         fetch(path + 7, out);
+    } else if (strncmp(path, "/file/", 6) == 0) {
+        FILE *file = fopen(path + 5, "rb");
+        if (file) {
+            uint8_t buffer[4096];
+            size_t n;
+            while ((n = fread(buffer, 1, sizeof buffer, file)) > 0) write_all(out, buffer, n);
+            fclose(file);
+        } else {
+            write_text(out, "cannot open\n");
+        }
     } else if (strncmp(path, "/env/", 5) == 0) {
         const char *value = getenv(path + 5);
         if (value) write_all(out, (uint8_t *)value, strlen(value));

@@ -38,8 +38,8 @@ Plain HTTP only with --plain-http or [http] tls = false.
 Keep.toml's [http] sets the address, client certificates (client_auth, client_ca), the \
 concurrency limit and its queue (then 503), body and header limits, the header timeout and \
 the drain timeout; [limits] memory, fuel and timeout apply to each request's instance. The \
-guests see [env] and the secrets the Steward releases as environment variables. An access \
-log line per request goes to stdout. SIGTERM or SIGINT stops accepting and lets requests in \
+guests see [env] and the secrets the Steward releases (variables, files, \
+wasi:config/store). An access log line per request goes to stdout. SIGTERM or SIGINT stops accepting and lets requests in \
 flight finish (up to [http] drain_timeout).
 
 Outgoing requests from the component go only where [network] connect allows, verified with \

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, bail};
 use keep_config::{Config, Http};
 use keep_identity::{AttestedIdentity, Identity, IdentitySource, LiveIdentity, TlsSetup};
+use keep_runtime::secrets::SecretDelivery;
 use keep_runtime::{Event, EventSink, Program};
 use keep_serve::{RequestLimits, Service};
 
@@ -81,17 +82,21 @@ pub fn serve(args: HttpServeArgs) -> anyhow::Result<u8> {
         Some(tls_acceptor(&setup, &http)?)
     };
     let outgoing = keep_serve::Outgoing::new(&config.network, setup.client());
-    let mut env: Vec<(String, String)> = config
-        .env
-        .iter()
-        .map(|(name, value)| (name.as_str().to_owned(), value.clone()))
-        .collect();
-    if let Some(attested) = &attested {
-        env.extend(secret_variables(attested)?);
-    }
+    let mut guest = keep_serve::GuestContext {
+        env: config
+            .env
+            .iter()
+            .map(|(name, value)| (name.as_str().to_owned(), value.clone()))
+            .collect(),
+        ..Default::default()
+    };
+    let delivery = match &attested {
+        Some(attested) => deliver_secrets(&config, &mut guest, attested, &events)?,
+        None => None,
+    };
     let name = program.path.display().to_string();
     let service = Arc::new(Service::new(
-        &name, &engine, &component, env, limits, outgoing,
+        &name, &engine, &component, guest, limits, outgoing,
     )?);
 
     let listener =
@@ -118,7 +123,7 @@ pub fn serve(args: HttpServeArgs) -> anyhow::Result<u8> {
     .context("cannot watch for SIGTERM and SIGINT")?;
     let signal_handle = signals.handle();
 
-    confine(&args, &config, &events);
+    confine(&args, &config, delivery.as_deref(), &events);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -142,7 +147,7 @@ pub fn serve(args: HttpServeArgs) -> anyhow::Result<u8> {
         .context("cannot start the signal thread")?;
     let renewal = attested
         .as_ref()
-        .map(|attested| start_renewal(attested, &events))
+        .map(|attested| start_renewal(attested, delivery.clone(), &events))
         .transpose()?;
 
     let options = keep_serve::ServerOptions {
@@ -240,36 +245,43 @@ fn attest(
     if let Chosen::Process { .. } = backend {
         run::warn_secrets_readable(&source);
     }
-    if let Some(secret) = source
-        .secrets
-        .iter()
-        .find(|s| s.file.is_some() || s.config.is_some())
-    {
-        bail!(
-            "secret `{}`: `keep serve` gives secrets to its service as environment variables \
-             only (`env`); files and config keys are `keep run`'s so far",
-            secret.name
-        );
-    }
     keep_runtime::attest(&source, &config.tls, events)
 }
 
-/// The environment variables that carry the released secrets.
-fn secret_variables(attested: &AttestedIdentity) -> anyhow::Result<Vec<(String, String)>> {
-    attested
-        .secrets()
+/// Puts the released secrets where Keep.toml says: environment variables into `guest`,
+/// files into an in-memory directory the guests see read-only, config keys into the
+/// `wasi:config/store` values every instance shares. The delivery (when some secret is a
+/// file or a config key) replaces them at renewal.
+fn deliver_secrets(
+    config: &Config,
+    guest: &mut keep_serve::GuestContext,
+    attested: &AttestedIdentity,
+    events: &EventSink,
+) -> anyhow::Result<Option<Arc<SecretDelivery>>> {
+    for (variable, value) in keep_runtime::secrets::environment(attested.secrets())? {
+        guest.env.push((variable, value.as_str().to_owned()));
+    }
+    if !config
+        .secrets
         .iter()
-        .filter_map(|secret| Some((secret, secret.reference.env.as_ref()?)))
-        .map(|(secret, variable)| {
-            let value = std::str::from_utf8(&secret.value).with_context(|| {
-                format!(
-                    "secret `{}`: an environment variable holds text, and the value is not UTF-8",
-                    secret.reference.name
-                )
-            })?;
-            Ok((variable.as_str().to_owned(), value.to_owned()))
-        })
-        .collect()
+        .any(|s| s.file.is_some() || s.config.is_some())
+    {
+        return Ok(None);
+    }
+    let secrets_dir = config
+        .secrets_dir
+        .as_deref()
+        .unwrap_or(keep_config::DEFAULT_SECRETS_DIR);
+    let delivery = SecretDelivery::new(&config.secrets, secrets_dir, attested.secrets())?;
+    if let (Some(grant), Some(noswap)) = (delivery.dir_grant(), delivery.noswap()) {
+        events.report(Event::SecretFiles {
+            dir: &grant.guest,
+            noswap,
+        });
+        guest.read_only_dirs.push((grant.host, grant.guest));
+    }
+    guest.config = delivery.config().clone();
+    Ok(Some(Arc::new(delivery)))
 }
 
 /// The TLS set-up: the attested certificate, or `[tls]` cert and key; without either, a
@@ -305,9 +317,15 @@ fn tls_acceptor(setup: &TlsSetup, http: &Http) -> anyhow::Result<tokio_rustls::T
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(server)))
 }
 
-/// Confines the process: no files; new sockets only to renew the certificate with the
-/// Steward or for outgoing requests `[network]` allows (the listener is open already).
-fn confine(args: &HttpServeArgs, config: &Config, events: &EventSink) {
+/// Confines the process: no files but the secret files; new sockets only to renew the
+/// certificate with the Steward or for outgoing requests `[network]` allows (the listener is
+/// open already).
+fn confine(
+    args: &HttpServeArgs,
+    config: &Config,
+    secrets: Option<&SecretDelivery>,
+    events: &EventSink,
+) {
     let max_open_files = config
         .limits
         .open_files
@@ -332,7 +350,17 @@ fn confine(args: &HttpServeArgs, config: &Config, events: &EventSink) {
         },
         sockets,
         max_open_files,
-        ..Default::default()
+        // The secret files: the guests' read-only view, opened for each request, and Keep's
+        // writable one, where renewal replaces them.
+        read_only_dirs: secrets
+            .and_then(SecretDelivery::dir_grant)
+            .map(|grant| grant.host)
+            .into_iter()
+            .collect(),
+        read_write_dirs: secrets
+            .and_then(SecretDelivery::writable_dir)
+            .into_iter()
+            .collect(),
     });
     events.report(Event::Confined(&report));
     if !report.is_complete() {
@@ -340,16 +368,21 @@ fn confine(args: &HttpServeArgs, config: &Config, events: &EventSink) {
     }
 }
 
-/// Starts renewing the certificate on a thread, stopped and joined when the handle drops.
+/// Starts renewing the certificate on a thread, stopped and joined when the handle drops;
+/// the secrets asked for again go to `delivery` (environment variables keep the values of
+/// the start).
 fn start_renewal(
     attested: &AttestedIdentity,
+    delivery: Option<Arc<SecretDelivery>>,
     events: &EventSink,
 ) -> anyhow::Result<keep_runtime::StoppingThread> {
     let events = events.clone();
-    // Environment variables keep the values of the start: nothing to deliver.
     let renew = attested.renewal(
         move |event| events.report(Event::Renewal(event)),
-        |_| Ok(Vec::new()),
+        move |renewed| match &delivery {
+            Some(delivery) => delivery.update(renewed),
+            None => Ok(Vec::new()),
+        },
     );
     keep_runtime::StoppingThread::spawn("keep-renewal", renew)
         .context("cannot start the certificate renewal thread")

@@ -18,7 +18,7 @@ mod outcome;
 mod output;
 mod p1;
 mod program;
-mod secrets;
+pub mod secrets;
 mod thread;
 mod wasi;
 pub mod workload;

@@ -35,6 +35,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
+pub use host::GuestContext;
 pub use outgoing::Outgoing;
 pub use server::{AccessLog, AccessRecord, ServerOptions, Stopped, serve};
 
@@ -71,7 +72,7 @@ pub struct RequestLimits {
 pub struct Service {
     engine: Engine,
     pre: ProxyPre<RequestHost>,
-    env: Vec<(String, String)>,
+    guest: GuestContext,
     limits: RequestLimits,
     outgoing: Outgoing,
     next_request: AtomicU64,
@@ -91,13 +92,14 @@ pub fn engine_options(limits: &RequestLimits, concurrency: u32) -> keep_runtime:
 
 impl Service {
     /// Links `component` (compiled for `engine`, built with [`engine_options`]) to WASI 0.2
-    /// and `wasi:http`; `name` names it in errors. Each request's instance sees `env`, is
-    /// held to `limits`, and sends its outgoing requests through `outgoing`.
+    /// and `wasi:http` (and `wasi:config/store`); `name` names it in errors. Each request's
+    /// instance sees `guest`, is held to `limits`, and sends its outgoing requests through
+    /// `outgoing`.
     pub fn new(
         name: &str,
         engine: &Engine,
         component: &wasmtime::component::Component,
-        env: Vec<(String, String)>,
+        guest: GuestContext,
         limits: RequestLimits,
         outgoing: Outgoing,
     ) -> anyhow::Result<Self> {
@@ -105,13 +107,14 @@ impl Service {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)?;
+        keep_runtime::secrets::add_to_linker(&mut linker, RequestHost::config)?;
         let instance = linker
             .instantiate_pre(component)
             .map_err(anyhow::Error::from)
             .with_context(|| {
                 format!(
-                    "`{name}` imports what `keep serve` does not provide (WASI 0.2 and \
-                     wasi:http 0.2)"
+                    "`{name}` imports what `keep serve` does not provide (WASI 0.2, \
+                     wasi:http 0.2 and wasi:config/store)"
                 )
             })?;
         let pre = ProxyPre::new(instance)
@@ -125,7 +128,7 @@ impl Service {
         Ok(Self {
             engine: engine.clone(),
             pre,
-            env,
+            guest,
             limits,
             outgoing,
             next_request: AtomicU64::new(1),
@@ -185,10 +188,8 @@ impl Service {
         scheme: Scheme,
         slot: admission::Slot,
     ) -> anyhow::Result<Response<HyperOutgoingBody>> {
-        let mut store = Store::new(
-            &self.engine,
-            RequestHost::new(&self.env, self.limits.memory, self.outgoing.clone()),
-        );
+        let host = RequestHost::new(&self.guest, self.limits.memory, self.outgoing.clone())?;
+        let mut store = Store::new(&self.engine, host);
         store.limiter(|host| host.limits());
         // Past its first ticks, the guest yields at every tick: other requests run
         // meanwhile, and the timeout below can interrupt a guest that never calls the host.

@@ -580,7 +580,7 @@ fn an_attested_service_presents_the_stewards_certificate_and_gets_its_secrets() 
             name,
             &format!(
                 "{PLACEHOLDER}\n[tls]\nca = [\"{}\"]\nnames = [\"localhost\"]\n\
-                 [[secrets]]\nname = \"db\"\nenv = \"DB_PASSWORD\"\n[http]\n{http}",
+                 [[secrets]]\nname = \"db\"\nenv = \"DB_PASSWORD\"\nfile = \"db\"\n[http]\n{http}",
                 ca.display()
             ),
         )
@@ -634,6 +634,18 @@ fn an_attested_service_presents_the_stewards_certificate_and_gets_its_secrets() 
         "{}",
         serve.log()
     );
+    // The same secret as a file, served from memory, read-only.
+    let file_url = format!(
+        "https://localhost:{}/file/run/secrets/db",
+        serve.addr.port()
+    );
+    let (status, body) = curl(&file_url, &cacert);
+    assert_eq!(
+        (status, String::from_utf8_lossy(&body).as_ref()),
+        (200, "serve-db-password-7731"),
+        "{}",
+        serve.log()
+    );
     let target = serve.addr.to_string();
     let verify = |expected: &str| {
         let (code, stdout, stderr) = keep_verify(&[
@@ -662,11 +674,22 @@ fn an_attested_service_presents_the_stewards_certificate_and_gets_its_secrets() 
     );
     let (status, _) = curl(&url, &cacert);
     assert_eq!(status, 200);
-    // The secret's value is in no log.
+    // Changed at the Steward: after a renewal, the file holds the new value for the next
+    // requests; the environment keeps the start's.
+    std::fs::write(tmp.path().join("db"), "rotated-serve-password-9902").unwrap();
+    serve.log_when(|log| log.contains("secrets [db] changed"));
+    let (_, body) = curl(&file_url, &cacert);
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        "rotated-serve-password-9902"
+    );
+    let (_, body) = curl(&url, &cacert);
+    assert_eq!(String::from_utf8_lossy(&body), "serve-db-password-7731");
+    // The secret's values are in no log.
+    let log = serve.log();
     assert!(
-        !serve.log().contains("serve-db-password-7731"),
-        "{}",
-        serve.log()
+        !log.contains("serve-db-password-7731") && !log.contains("rotated-serve-password"),
+        "{log}"
     );
 }
 

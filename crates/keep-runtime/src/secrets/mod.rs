@@ -126,12 +126,27 @@ pub fn set_environment(
     wasi: &mut WasiCtxBuilder,
     released: &[ReleasedSecret],
 ) -> anyhow::Result<()> {
-    for secret in released {
-        if let Some(variable) = &secret.reference.env {
-            wasi.env(variable.as_str(), text(secret, "an environment variable")?);
-        }
+    for (variable, value) in environment(released)? {
+        wasi.env(variable, value.as_str());
     }
     Ok(())
+}
+
+/// The environment variables Keep.toml puts secrets of `released` in, and their values; a
+/// value that is not UTF-8 is refused by name.
+pub fn environment(
+    released: &[ReleasedSecret],
+) -> anyhow::Result<Vec<(String, Zeroizing<String>)>> {
+    released
+        .iter()
+        .filter_map(|secret| Some((secret, secret.reference.env.as_ref()?)))
+        .map(|(secret, variable)| {
+            Ok((
+                variable.as_str().to_owned(),
+                text(secret, "an environment variable")?,
+            ))
+        })
+        .collect()
 }
 
 /// The value of `secret` as text, which `place` requires.
