@@ -95,7 +95,9 @@ mod tests {
         );
         drop(first);
         assert_eq!((admission.running(), admission.waiting()), (1, 1));
-        assert!(matches!(poll(second.as_mut()), Poll::Ready(Some(_))));
+        let Poll::Ready(Some(_second)) = poll(second.as_mut()) else {
+            panic!("the freed slot goes to the one waiting");
+        };
         assert_eq!((admission.running(), admission.waiting()), (1, 0));
     }
 
