@@ -503,14 +503,15 @@ impl RunArgs {
 /// `keep serve`.
 #[derive(Debug, Args)]
 pub struct HttpServeArgs {
-    /// The address to listen on, instead of [http] addr and port (default 127.0.0.1:8080;
+    /// The address to listen on, instead of `[http]` addr and port (default 127.0.0.1:8080;
     /// port 0: any free port; the one chosen is printed).
     #[arg(long, value_name = "HOST:PORT")]
     pub addr: Option<std::net::SocketAddr>,
     /// Serve plain HTTP: nothing protects the traffic, and clients cannot tell what answers.
     #[arg(long)]
     pub plain_http: bool,
-    /// Keep.toml: [http], [limits], [env], [tls], `steward` and [[secrets]].
+    /// Keep.toml: `[http]`, `[limits]`, `[env]`, `[tls]`, `[network]`, `steward` and
+    /// `[[secrets]]`.
     #[arg(short = 'c', long = "config", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Where the Keep runs.

@@ -1,6 +1,6 @@
 //! How the guest gets the secrets its Steward released, as Keep.toml's `[[secrets]]` say:
-//! environment variables, read-only files Keep serves from memory ([`memory_dir`]), and
-//! `wasi:config/store` keys for components ([`config_store`]); and how values asked for
+//! environment variables, read-only files Keep serves from memory (`memory_dir`), and
+//! `wasi:config/store` keys for components ([`ConfigValues`]); and how values asked for
 //! again at renewal replace them.
 
 mod config_store;
