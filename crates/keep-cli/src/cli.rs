@@ -51,7 +51,7 @@ Not yet: WASI 0.3 services (see docs/serve.md).";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run a WASI program (preview-1 module, WASI 0.2 component, or .wat text).
+    /// Run a WASI program (preview-1 module, WASI 0.2 or 0.3 component, or .wat text).
     #[command(after_help = EXIT_STATUS_HELP, long_about = RUN_LONG_ABOUT)]
     Run(RunArgs),
     /// Serve a wasi:http component (`wasi:http/proxy` 0.2) over HTTP/1.1 and HTTP/2.
@@ -366,9 +366,10 @@ pub enum Backend {
 }
 
 const RUN_LONG_ABOUT: &str = "\
-Run a WASI program (preview-1 module, WASI 0.2 component, or .wat text).
+Run a WASI program (preview-1 module, WASI 0.2 or 0.3 component, or .wat text).
 
-The kind of program is detected from the file. Keep's options go before FILE: everything after \
+The kind of program is detected from the file; a WASI 0.3 component (wasi:cli@0.3) runs with \
+the component model's async features, which other programs do not get. Keep's options go before FILE: everything after \
 FILE is the program's own arguments, passed unread (`keep run python.wasm -c 'print(1)'`), as \
 with `wasmtime run`. Settings come from the config file given with --config (never picked up \
 implicitly); command-line flags add to it (--dir, --env, ARGS) or override it (limits).

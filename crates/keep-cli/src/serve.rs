@@ -66,6 +66,13 @@ pub fn serve(args: HttpServeArgs) -> anyhow::Result<u8> {
         timeout: config.limits.timeout.map(|t| t.0),
         max_body: http.max_body.map(|m| m.0),
     };
+    if program.is_wasi_p3() {
+        bail!(
+            "`{}` is a WASI 0.3 component: `keep serve` serves wasi:http 0.2 services so far \
+             (`keep run` runs WASI 0.3 commands)",
+            program.path.display()
+        );
+    }
     let engine = service_engine(&limits, http.concurrency)?;
     let cache = run::module_cache(args.no_cache, &backend);
     let component = keep_runtime::compile_component(&engine, &program, cache.as_ref())?;

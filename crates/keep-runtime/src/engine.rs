@@ -20,6 +20,9 @@ pub struct EngineOptions {
     /// at once (`keep serve`, which instantiates for every request): wasmtime's pooling
     /// allocator, which reuses memory slots instead of mapping fresh memory each time.
     pub pooled_instances: Option<u32>,
+    /// The component model's async features, which WASI 0.3 components need (and only they
+    /// get: the features are new, and what a program does not need stays off).
+    pub component_model_async: bool,
 }
 
 /// Per pooled component instance, the core instances, memories and tables reserved: a C
@@ -38,6 +41,12 @@ impl EngineOptions {
             .epoch_interruption(self.epoch_interruption)
             // In parallel on the pool of the `Compiler` compiling (see `compile.rs`).
             .parallel_compilation(true);
+        if self.component_model_async {
+            config
+                .wasm_component_model_async(true)
+                .wasm_component_model_async_stackful(true)
+                .wasm_component_model_more_async_builtins(true);
+        }
         if let Some(instances) = self.pooled_instances {
             let mut pool = wasmtime::PoolingAllocationConfig::new();
             pool.total_component_instances(instances)

@@ -100,6 +100,7 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<Outcome> {
         epoch_interruption: spec.limits.timeout.is_some(),
         // One instance per run: nothing to pool.
         pooled_instances: None,
+        component_model_async: spec.program.is_wasi_p3(),
     };
     let engine = options.build()?;
     let compiler = Compiler::new(&engine)?;
@@ -199,7 +200,7 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<Outcome> {
                     .unwrap_or_default(),
             };
             let store = new_store(&engine, host, fuel, timeout)?;
-            let run = prepare_component(&engine, &component, spec)?;
+            let run = prepare_component(&engine, &component, spec, output.clone())?;
             run_guest(compiler, spec, attested.as_ref(), delivery, store, run)?
         }
     };
@@ -288,7 +289,11 @@ fn watchdog(engine: &Engine, timeout: Duration, stop: &mpsc::Receiver<()>, event
 /// Compiles `program` into `cache` for runs without fuel or timeout, so that the next
 /// `keep run` of it starts warm.
 pub fn precompile(program: &Program, cache: &ModuleCache) -> anyhow::Result<()> {
-    let compiler = Compiler::new(&EngineOptions::default().build()?)?;
+    let options = EngineOptions {
+        component_model_async: program.is_wasi_p3(),
+        ..EngineOptions::default()
+    };
+    let compiler = Compiler::new(&options.build()?)?;
     let stored = compiler.precompile(program, cache);
     compiler.finish();
     stored
@@ -559,6 +564,7 @@ fn prepare_component(
     engine: &Engine,
     component: &Component,
     spec: &RunSpec,
+    output: Option<Arc<OutputLimits>>,
 ) -> anyhow::Result<Entry<ComponentHost>> {
     let path = &spec.program.path;
     let exports: Vec<String> = component
@@ -566,6 +572,13 @@ fn prepare_component(
         .exports(engine)
         .map(|(name, _)| name.to_owned())
         .collect();
+    if spec.program.is_wasi_p3()
+        && exports
+            .iter()
+            .any(|name| name.starts_with("wasi:cli/run@0.3"))
+    {
+        return prepare_component_p3(engine, component, spec, output);
+    }
     if !exports
         .iter()
         .any(|name| name.starts_with("wasi:cli/run@0.2"))
@@ -576,7 +589,7 @@ fn prepare_component(
         {
             bail!(
                 "`{}` is a wasi:http service (it exports {handler}), not a WASI command: \
-                 `keep run` runs commands, which export `wasi:cli/run@0.2.x`; serve it with \
+                 `keep run` runs commands, which export `wasi:cli/run`; serve it with \
                  `keep serve {}`",
                 path.display(),
                 path.display()
@@ -584,7 +597,7 @@ fn prepare_component(
         }
         bail!(
             "`{}` is a component but not a WASI command: it does not export `wasi:cli/run@0.2.x` \
-             (its exports: {})",
+             or `wasi:cli/run@0.3.x` (its exports: {})",
             path.display(),
             if exports.is_empty() {
                 "none".to_owned()
@@ -618,6 +631,52 @@ fn prepare_component(
             Ok(()) => Ok(()),
             Err(()) => Err(wasmtime_wasi::I32Exit(1).into()),
         }
+    }))
+}
+
+/// Links a WASI 0.3 command and returns its `run`, called in an async store (0.3's
+/// functions are async) on a single-threaded runtime of its own. A 0.3 guest sees a write
+/// over the output limit fail as a stream error (where a 0.2 guest traps) and may carry on:
+/// the run still ends as over the limit.
+fn prepare_component_p3(
+    engine: &Engine,
+    component: &Component,
+    spec: &RunSpec,
+    output: Option<Arc<OutputLimits>>,
+) -> anyhow::Result<Entry<ComponentHost>> {
+    let mut linker = wasmtime::component::Linker::<ComponentHost>::new(engine);
+    wasmtime_wasi::p3::add_to_linker(&mut linker)?;
+    secrets::add_to_linker(&mut linker, |host| &mut host.config)?;
+    let pre = linker
+        .instantiate_pre(component)
+        .map_err(anyhow::Error::from)
+        .with_context(|| {
+            format!(
+                "`{}` imports what Keep does not provide (Keep provides WASI 0.3: wasi:cli, \
+                 wasi:clocks, wasi:filesystem, wasi:random, wasi:sockets; and wasi:config \
+                 0.2.0-rc.1)",
+                spec.program.path.display()
+            )
+        })?;
+    Ok(Box::new(move |store| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(wasmtime::Error::from)?;
+        runtime.block_on(async {
+            let instance = pre.instantiate_async(&mut *store).await?;
+            let command = wasmtime_wasi::p3::bindings::Command::new(&mut *store, &instance)?;
+            let ran = store
+                .run_concurrent(async |store| command.wasi_cli_run().call_run(store).await)
+                .await??;
+            if let Some(exceeded) = output.as_ref().and_then(|o| o.exceeded()) {
+                return Err(wasmtime::Error::new(exceeded));
+            }
+            match ran {
+                Ok(()) => Ok(()),
+                Err(()) => Err(wasmtime_wasi::I32Exit(1).into()),
+            }
+        })
     }))
 }
 

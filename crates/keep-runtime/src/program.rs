@@ -126,6 +126,51 @@ impl Program {
     }
 }
 
+impl Program {
+    /// Whether the program is a WASI 0.3 component: one whose own imports or exports name a
+    /// `wasi:` interface at version 0.3 (which needs the component model's async features).
+    /// Only the top level counts: nested modules and components name their own things.
+    pub fn is_wasi_p3(&self) -> bool {
+        if self.kind != ProgramKind::Component {
+            return false;
+        }
+        let is_p3 = |name: &str| name.starts_with("wasi:") && name.contains("@0.3");
+        let mut depth = 0usize;
+        for payload in wasmparser::Parser::new(0).parse_all(&self.bytes) {
+            // A malformed component is not a 0.3 one: compiling it reports what is wrong.
+            let Ok(payload) = payload else {
+                return false;
+            };
+            match payload {
+                wasmparser::Payload::Version { .. } => depth += 1,
+                wasmparser::Payload::End(_) => depth = depth.saturating_sub(1),
+                wasmparser::Payload::ComponentImportSection(imports)
+                    if depth == 1
+                        && imports
+                            .clone()
+                            .into_iter()
+                            .flatten()
+                            .any(|import| is_p3(import.name.name)) =>
+                {
+                    return true;
+                }
+                wasmparser::Payload::ComponentExportSection(exports)
+                    if depth == 1
+                        && exports
+                            .clone()
+                            .into_iter()
+                            .flatten()
+                            .any(|export| is_p3(export.name.name)) =>
+                {
+                    return true;
+                }
+                _ => {}
+            }
+        }
+        false
+    }
+}
+
 /// Recognises the executable formats people most often pass by mistake.
 fn native_format(bytes: &[u8]) -> Option<&'static str> {
     const MACHO_MAGICS: [[u8; 4]; 4] = [
@@ -148,6 +193,22 @@ fn native_format(bytes: &[u8]) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wasi_0_3_is_told_by_the_components_own_imports_and_exports() {
+        let program =
+            |text: &str| Program::from_bytes(Path::new("x.wat"), text.as_bytes().to_vec()).unwrap();
+        assert!(program(r#"(component (import "wasi:cli/stdout@0.3.0" (instance)))"#).is_wasi_p3());
+        assert!(
+            !program(r#"(component (import "wasi:cli/stdout@0.2.6" (instance)))"#).is_wasi_p3()
+        );
+        assert!(!program("(module)").is_wasi_p3());
+        // A nested component's imports are its own business.
+        assert!(
+            !program(r#"(component (component (import "wasi:cli/stdout@0.3.0" (instance))))"#)
+                .is_wasi_p3()
+        );
+    }
 
     fn classify(bytes: &[u8]) -> Result<ProgramKind, ProgramError> {
         Program::from_bytes(Path::new("x"), bytes.to_vec()).map(|p| p.kind)

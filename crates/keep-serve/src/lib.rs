@@ -87,6 +87,8 @@ pub fn engine_options(limits: &RequestLimits, concurrency: u32) -> keep_runtime:
         fuel: limits.fuel.is_some(),
         epoch_interruption: true,
         pooled_instances: Some(concurrency.max(1)),
+        // WASI 0.3 services are not served yet.
+        component_model_async: false,
     }
 }
 

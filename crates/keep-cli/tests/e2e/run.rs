@@ -14,6 +14,47 @@ fn hello_world_on_stdout() {
     }
 }
 
+/// A WASI 0.3 command (tests/guests/hello_p3.wat) runs as it is, no flag: detected from its
+/// imports and exports; its output is held to the output limit like any other; its compiled
+/// code is cached apart from that of 0.2 programs.
+#[test]
+fn a_wasi_0_3_command_runs_without_a_flag() {
+    let program = GUESTS.component("hello_p3");
+    let done = keep_run(&program, &[]).finish();
+    done.expect_code(0);
+    assert_eq!(
+        done.stdout_text(),
+        "Hello from WASI 0.3!\n",
+        "{}",
+        done.stderr
+    );
+
+    let limited = Keep::new()
+        .args(["run", "-q", "--max-output", "8"])
+        .arg_path(&program)
+        .finish();
+    limited.expect_code(137);
+    assert_eq!(limited.stdout_text(), "Hello fr");
+    assert!(
+        limited.stderr.contains("output limit exceeded"),
+        "{}",
+        limited.stderr
+    );
+
+    let cache = tempfile::tempdir().unwrap();
+    Keep::with_cache(cache.path())
+        .args(["compile"])
+        .arg_path(&program)
+        .finish()
+        .expect_code(0);
+    let warm = Keep::with_cache(cache.path())
+        .args(["run", "-q"])
+        .arg_path(&program)
+        .finish();
+    warm.expect_code(0);
+    assert_eq!(warm.stdout_text(), "Hello from WASI 0.3!\n");
+}
+
 #[test]
 fn the_readme_example_runs_from_wat_text() {
     let done = keep_run(&repo_root().join("examples/hello.wat"), &[]).finish();

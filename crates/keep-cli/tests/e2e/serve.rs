@@ -349,7 +349,11 @@ fn tls_comes_from_keep_toml_and_plain_http_only_when_asked() {
 
 #[test]
 fn a_component_that_is_not_a_wasi_http_service_is_refused_by_name() {
-    for program in [GUESTS.component("hello"), GUESTS.module("hello")] {
+    for program in [
+        GUESTS.component("hello"),
+        GUESTS.module("hello"),
+        GUESTS.component("hello_p3"),
+    ] {
         let done = Keep::new()
             .args(["serve", "--plain-http", "--addr", "127.0.0.1:0"])
             .arg_path(&program)
