@@ -41,6 +41,9 @@ impl EngineOptions {
             .epoch_interruption(self.epoch_interruption)
             // In parallel on the pool of the `Compiler` compiling (see `compile.rs`).
             .parallel_compilation(true);
+        // wasmtime turns concurrency (and with it the async component-model features, and
+        // per-store state for them) on by default once compiled in: only 0.3 programs get it.
+        config.concurrency_support(self.component_model_async);
         if self.component_model_async {
             config
                 .wasm_component_model_async(true)
