@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from run import install_wasmtime
+from tls import free_port
 from sections import write_section
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,12 +43,6 @@ def need_wrk():
     sh(*sudo, "apt-get", "update", "-qq")
     sh(*sudo, "apt-get", "install", "-y", "-qq", "wrk", stdout=subprocess.DEVNULL,
        env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_port(port, process):

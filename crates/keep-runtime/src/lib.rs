@@ -613,17 +613,13 @@ fn prepare_component(
     tls_options.tls(true);
     wasmtime_wasi_tls::p2::add_to_linker(&mut linker, &tls_options)?;
     secrets::add_to_linker(&mut linker, |host| &mut host.config)?;
-    let pre = linker
-        .instantiate_pre(component)
-        .map_err(anyhow::Error::from)
-        .with_context(|| {
-            format!(
-                "`{}` imports what Keep does not provide (Keep provides WASI 0.2: wasi:cli, \
-             wasi:clocks, wasi:filesystem, wasi:io, wasi:random, wasi:sockets, wasi:tls \
-             0.2.0-draft and wasi:config 0.2.0-rc.1)",
-                path.display()
-            )
-        })?;
+    let pre = link(
+        &linker,
+        component,
+        &spec.program,
+        "WASI 0.2: wasi:cli, wasi:clocks, wasi:filesystem, wasi:io, wasi:random, wasi:sockets, \
+         wasi:tls 0.2.0-draft and wasi:config 0.2.0-rc.1",
+    )?;
     Ok(Box::new(move |store| {
         let instance = pre.instantiate(&mut *store)?;
         let command = Command::new(&mut *store, &instance)?;
@@ -632,6 +628,25 @@ fn prepare_component(
             Err(()) => Err(wasmtime_wasi::I32Exit(1).into()),
         }
     }))
+}
+
+/// Resolves the imports of `component` (the compiled `program`) in `linker`, or says that
+/// the program imports what Keep does not provide, and what it does (`provided`).
+fn link(
+    linker: &wasmtime::component::Linker<ComponentHost>,
+    component: &Component,
+    program: &Program,
+    provided: &str,
+) -> anyhow::Result<wasmtime::component::InstancePre<ComponentHost>> {
+    linker
+        .instantiate_pre(component)
+        .map_err(anyhow::Error::from)
+        .with_context(|| {
+            format!(
+                "`{}` imports what Keep does not provide (Keep provides {provided})",
+                program.path.display()
+            )
+        })
 }
 
 /// Links a WASI 0.3 command and returns its `run`, called in an async store (0.3's
@@ -647,17 +662,13 @@ fn prepare_component_p3(
     let mut linker = wasmtime::component::Linker::<ComponentHost>::new(engine);
     wasmtime_wasi::p3::add_to_linker(&mut linker)?;
     secrets::add_to_linker(&mut linker, |host| &mut host.config)?;
-    let pre = linker
-        .instantiate_pre(component)
-        .map_err(anyhow::Error::from)
-        .with_context(|| {
-            format!(
-                "`{}` imports what Keep does not provide (Keep provides WASI 0.3: wasi:cli, \
-                 wasi:clocks, wasi:filesystem, wasi:random, wasi:sockets; and wasi:config \
-                 0.2.0-rc.1)",
-                spec.program.path.display()
-            )
-        })?;
+    let pre = link(
+        &linker,
+        component,
+        &spec.program,
+        "WASI 0.3: wasi:cli, wasi:clocks, wasi:filesystem, wasi:random, wasi:sockets; and \
+         wasi:config 0.2.0-rc.1",
+    )?;
     Ok(Box::new(move |store| {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
