@@ -26,9 +26,10 @@ pub struct Cli {
 
 const SERVE_LONG_ABOUT: &str = "\
 Serve a wasi:http component (one that exports `wasi:http/incoming-handler@0.2.x`, the \
-`wasi:http/proxy` world that `wasmtime serve` runs) over HTTP/1.1 and HTTP/2 (negotiated by \
-ALPN over TLS; with prior knowledge over plain HTTP). Every request gets a fresh instance of \
-the component.
+`wasi:http/proxy` world that `wasmtime serve` runs, or `wasi:http/handler@0.3.x`, the WASI \
+0.3 `wasi:http/service` world, detected with no flag) over HTTP/1.1 and HTTP/2 (negotiated \
+by ALPN over TLS; with prior knowledge over plain HTTP). Every request gets a fresh instance \
+of the component.
 
 TLS by default. With `steward` in Keep.toml, the Keep attests before it listens and serves \
 the certificate the Steward issues (which states the workload digest), renewed while \
@@ -45,16 +46,14 @@ flight finish (up to [http] drain_timeout).
 Outgoing requests from the component go only where [network] connect allows, verified with \
 [tls] ca, presenting the Keep's certificate when asked.
 
-[http] admin serves Prometheus metrics (GET /metrics) on an address of its own.
-
-Not yet: WASI 0.3 services (see docs/serve.md).";
+[http] admin serves Prometheus metrics (GET /metrics) on an address of its own.";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a WASI program (preview-1 module, WASI 0.2 or 0.3 component, or .wat text).
     #[command(after_help = EXIT_STATUS_HELP, long_about = RUN_LONG_ABOUT)]
     Run(RunArgs),
-    /// Serve a wasi:http component (`wasi:http/proxy` 0.2) over HTTP/1.1 and HTTP/2.
+    /// Serve a wasi:http component (WASI 0.2 or 0.3) over HTTP/1.1 and HTTP/2.
     #[command(long_about = SERVE_LONG_ABOUT)]
     Serve(HttpServeArgs),
     /// Compile a program into the cache so that the next `keep run` of it starts warm.

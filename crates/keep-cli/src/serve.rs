@@ -66,14 +66,7 @@ pub fn serve(args: HttpServeArgs) -> anyhow::Result<u8> {
         timeout: config.limits.timeout.map(|t| t.0),
         max_body: http.max_body.map(|m| m.0),
     };
-    if program.is_wasi_p3() {
-        bail!(
-            "`{}` is a WASI 0.3 component: `keep serve` serves wasi:http 0.2 services so far \
-             (`keep run` runs WASI 0.3 commands)",
-            program.path.display()
-        );
-    }
-    let engine = service_engine(&limits, http.concurrency)?;
+    let engine = service_engine(&limits, http.concurrency, program.is_wasi_p3())?;
     let cache = run::module_cache(args.no_cache, &backend);
     let component = keep_runtime::compile_component(&engine, &program, cache.as_ref())?;
 
@@ -214,8 +207,12 @@ pub fn serve(args: HttpServeArgs) -> anyhow::Result<u8> {
 
 /// The engine for the service: with a pool of instances, or, where the address space
 /// cannot be reserved for one (a `ulimit -v`, say), allocating each instance on demand.
-fn service_engine(limits: &RequestLimits, concurrency: u32) -> anyhow::Result<wasmtime::Engine> {
-    let options = keep_serve::engine_options(limits, concurrency);
+fn service_engine(
+    limits: &RequestLimits,
+    concurrency: u32,
+    wasi_p3: bool,
+) -> anyhow::Result<wasmtime::Engine> {
+    let options = keep_serve::engine_options(limits, concurrency, wasi_p3);
     options.build().or_else(|error| {
         tracing::warn!(
             "no instance pool ({error:#}): each request's instance is allocated on demand"

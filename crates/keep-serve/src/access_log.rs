@@ -102,6 +102,8 @@ impl Body for LoggedBody {
             Poll::Ready(Some(Ok(frame))) => {
                 let sent = frame.data_ref().map_or(0, |data| data.len() as u64);
                 self.record.sent += sent;
+                // Trailers end a body: hyper polls no further.
+                self.record.complete |= frame.is_trailers();
             }
             Poll::Ready(None) => self.record.complete = true,
             Poll::Ready(Some(Err(_))) | Poll::Pending => {}

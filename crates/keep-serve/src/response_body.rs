@@ -20,6 +20,9 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 pub(crate) struct GuestBody {
     inner: HyperOutgoingBody,
     state: State,
+    /// Dropped once `inner` has given its last frame (or with the body): tells whoever
+    /// keeps the store running for `inner` that it may stop.
+    inner_done: Option<oneshot::Sender<()>>,
 }
 
 /// Where a [`GuestBody`] is.
@@ -34,10 +37,18 @@ enum State {
 
 impl GuestBody {
     /// `inner`, whose end is confirmed by `outcome` (`true`: the guest returned normally).
-    pub(crate) fn new(inner: HyperOutgoingBody, outcome: oneshot::Receiver<bool>) -> Self {
+    /// `inner_done` is dropped when `inner` has ended: a WASI 0.3 body's last frames (its
+    /// trailers) come through the store after the guest has exited, and the store must
+    /// run until then.
+    pub(crate) fn new(
+        inner: HyperOutgoingBody,
+        outcome: oneshot::Receiver<bool>,
+        inner_done: Option<oneshot::Sender<()>>,
+    ) -> Self {
         Self {
             inner,
             state: State::Streaming(outcome),
+            inner_done,
         }
     }
 }
@@ -55,7 +66,12 @@ impl Body for GuestBody {
             return Poll::Ready(None);
         };
         match Pin::new(&mut this.inner).poll_frame(context) {
-            Poll::Ready(None) => {}
+            Poll::Ready(None) => this.inner_done = None,
+            Poll::Ready(Some(Ok(frame))) if frame.is_trailers() => {
+                // Trailers are the last frame: hyper polls no further.
+                this.inner_done = None;
+                return Poll::Ready(Some(Ok(frame)));
+            }
             other => return other,
         }
         let finished = match Pin::new(outcome).poll(context) {
@@ -96,18 +112,39 @@ mod tests {
     #[tokio::test]
     async fn the_end_is_an_error_unless_the_guest_returned_normally() {
         let (tell, outcome) = oneshot::channel();
-        let body = GuestBody::new(empty(), outcome);
+        let body = GuestBody::new(empty(), outcome, None);
         tell.send(true).unwrap();
         assert!(body.collect().await.is_ok());
 
         for failed in [Some(false), None] {
             let (tell, outcome) = oneshot::channel();
-            let body = GuestBody::new(empty(), outcome);
+            let body = GuestBody::new(empty(), outcome, None);
             match failed {
                 Some(returned) => tell.send(returned).unwrap(),
                 None => drop(tell),
             }
             assert!(body.collect().await.is_err());
+        }
+    }
+
+    #[tokio::test]
+    async fn whoever_waits_for_the_inner_body_hears_of_its_end() {
+        let (tell, outcome) = oneshot::channel();
+        let (inner_done, ended) = oneshot::channel();
+        let body = GuestBody::new(empty(), outcome, Some(inner_done));
+        tell.send(true).unwrap();
+        let mut ended = std::pin::pin!(ended);
+        assert!(futures_poll_once(&mut ended).is_none());
+        assert!(body.collect().await.is_ok());
+        assert!(ended.await.is_err(), "dropped, never sent");
+    }
+
+    /// Polls `future` once: `Some` when it is ready.
+    fn futures_poll_once<F: Future + Unpin>(future: &mut F) -> Option<F::Output> {
+        let waker = std::task::Waker::noop();
+        match Pin::new(future).poll(&mut Context::from_waker(waker)) {
+            Poll::Ready(output) => Some(output),
+            Poll::Pending => None,
         }
     }
 }

@@ -70,7 +70,8 @@ impl Guests {
             }
             let kind = CGuest::of(&c);
             let bindings = match kind {
-                CGuest::WasiHttp => Some(self.bindings("http-service")?),
+                CGuest::WasiHttp => Some(self.bindings("wit", "http-service")?),
+                CGuest::WasiHttpP3 => Some(self.bindings("wit-p3", "http-service-p3")?),
                 CGuest::Command | CGuest::Reactor => None,
             };
             let tmp = self.temp_path(&out);
@@ -135,15 +136,18 @@ impl Guests {
         let c = sources_dir().join(format!("{name}.c"));
         if c.exists() {
             use wasi_preview1_component_adapter_provider as adapters;
-            encoder = encoder.adapter(
-                adapters::WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
-                match CGuest::of(&c) {
-                    CGuest::Command => adapters::WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
-                    CGuest::Reactor | CGuest::WasiHttp => {
-                        adapters::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER
-                    }
-                },
-            )?;
+            let adapter = match CGuest::of(&c) {
+                CGuest::Command => Some(adapters::WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER),
+                CGuest::Reactor | CGuest::WasiHttp => {
+                    Some(adapters::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER)
+                }
+                // It calls no preview-1 function, so there is nothing to adapt.
+                CGuest::WasiHttpP3 => None,
+            };
+            if let Some(adapter) = adapter {
+                encoder =
+                    encoder.adapter(adapters::WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME, adapter)?;
+            }
         }
         let component = encoder.validate(true).encode()?;
         self.write_atomically(&out, &component)?;
@@ -199,6 +203,10 @@ enum CGuest {
     /// services read their configuration and secrets there; `wasmtime serve` and
     /// `keep serve` both provide the `wasi:cli` imports this adds).
     WasiHttp,
+    /// `wasi-http-p3`: a `wasi:http/service` 0.3 service (world `http-service-p3` of
+    /// `tests/guests/wit-p3`), a reactor built with wit-bindgen's C bindings (async ABI)
+    /// that calls no preview-1 function, so its component is WASI 0.3 alone.
+    WasiHttpP3,
 }
 
 impl CGuest {
@@ -210,6 +218,7 @@ impl CGuest {
         {
             Some("reactor") => Self::Reactor,
             Some("wasi-http") => Self::WasiHttp,
+            Some("wasi-http-p3") => Self::WasiHttpP3,
             _ => Self::Command,
         }
     }
@@ -226,10 +235,10 @@ struct Bindings {
 }
 
 impl Guests {
-    /// The C bindings of `world` in `tests/guests/wit`, generated unless they are newer
-    /// than every WIT file. Called with the build lock held.
-    fn bindings(&self, world: &str) -> anyhow::Result<Bindings> {
-        let wit = sources_dir().join("wit");
+    /// The C bindings of `world` in `tests/guests/WIT_DIR`, generated unless they are
+    /// newer than every WIT file. Called with the build lock held.
+    fn bindings(&self, wit_dir: &str, world: &str) -> anyhow::Result<Bindings> {
+        let wit = sources_dir().join(wit_dir);
         let dir = self.out_dir.join("bindings").join(world);
         let stem = world.replace('-', "_");
         let bindings = Bindings {

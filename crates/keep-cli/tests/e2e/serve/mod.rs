@@ -1,5 +1,7 @@
 //! `keep serve`: a wasi:http component (tests/guests/http_hello.c) answering curl over plain
-//! HTTP and over TLS, and what it refuses.
+//! HTTP and over TLS, and what it refuses; WASI 0.3 services in [`wasi_p3`].
+
+mod wasi_p3;
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
