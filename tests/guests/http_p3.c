@@ -16,7 +16,7 @@
 // It uses no wasi-libc function that calls WASI (stdio's formatting would pull in its
 // file functions, hence `decimal`), so it is a component without the preview-1 adapter:
 // WASI 0.3 alone.
-// keep-guest: wasi-http-p3
+// keep-guest: wasi-p3 http-service-p3
 #include <stdlib.h>
 #include <string.h>
 

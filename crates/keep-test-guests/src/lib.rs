@@ -69,9 +69,9 @@ impl Guests {
                 return Ok(out);
             }
             let kind = CGuest::of(&c);
-            let bindings = match kind {
+            let bindings = match &kind {
                 CGuest::WasiHttp => Some(self.bindings("wit", "http-service")?),
-                CGuest::WasiHttpP3 => Some(self.bindings("wit-p3", "http-service-p3")?),
+                CGuest::WasiP3 { world } => Some(self.bindings("wit-p3", world)?),
                 CGuest::Command | CGuest::Reactor => None,
             };
             let tmp = self.temp_path(&out);
@@ -142,7 +142,7 @@ impl Guests {
                     Some(adapters::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER)
                 }
                 // It calls no preview-1 function, so there is nothing to adapt.
-                CGuest::WasiHttpP3 => None,
+                CGuest::WasiP3 { .. } => None,
             };
             if let Some(adapter) = adapter {
                 encoder =
@@ -187,7 +187,7 @@ fn embed_world(module: &mut Vec<u8>, wit: &Path) -> anyhow::Result<()> {
 }
 
 /// How a C guest is built, as a line `// keep-guest: KIND` in it says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum CGuest {
     /// A preview-1 command with `main` (no marker).
     Command,
@@ -203,10 +203,11 @@ enum CGuest {
     /// services read their configuration and secrets there; `wasmtime serve` and
     /// `keep serve` both provide the `wasi:cli` imports this adds).
     WasiHttp,
-    /// `wasi-http-p3`: a `wasi:http/service` 0.3 service (world `http-service-p3` of
-    /// `tests/guests/wit-p3`), a reactor built with wit-bindgen's C bindings (async ABI)
-    /// that calls no preview-1 function, so its component is WASI 0.3 alone.
-    WasiHttpP3,
+    /// `wasi-p3 WORLD`: a WASI 0.3 guest of a world of `tests/guests/wit-p3` (a
+    /// `wasi:http/service` or a `wasi:cli/command`), a reactor built with wit-bindgen's C
+    /// bindings (async ABI) that calls no preview-1 function, so its component is WASI 0.3
+    /// alone.
+    WasiP3 { world: String },
 }
 
 impl CGuest {
@@ -218,7 +219,9 @@ impl CGuest {
         {
             Some("reactor") => Self::Reactor,
             Some("wasi-http") => Self::WasiHttp,
-            Some("wasi-http-p3") => Self::WasiHttpP3,
+            Some(marker) if marker.starts_with("wasi-p3 ") => Self::WasiP3 {
+                world: marker["wasi-p3 ".len()..].trim().to_owned(),
+            },
             _ => Self::Command,
         }
     }

@@ -55,6 +55,60 @@ fn a_wasi_0_3_command_runs_without_a_flag() {
     assert_eq!(warm.stdout_text(), "Hello from WASI 0.3!\n");
 }
 
+/// A WASI 0.3 command on the async ABI (tests/guests/p3_probe.c, no adapter) gets what a
+/// 0.2 one gets, through WASI 0.3: arguments, environment, a preopened directory read and
+/// written through streams, both clocks, random bytes, and TCP only where `[network]`
+/// allows (it prints a line for each, as `wasmtime run -Sp3` does).
+#[test]
+fn a_wasi_0_3_command_reads_and_writes_files_and_uses_clocks_random_and_sockets() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    fs::create_dir(&data).unwrap();
+    fs::write(data.join("in.txt"), "from the host\n").unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let allowed = listener.local_addr().unwrap();
+    let config = dir.path().join("Keep.toml");
+    fs::write(&config, format!("[network]\nconnect = [\"{allowed}\"]\n")).unwrap();
+    let program = GUESTS.component("p3_probe");
+    let run = |target: &str| {
+        Keep::new()
+            .args(["run", "-q", "-c"])
+            .arg_path(&config)
+            .args(["--env", "KEEP_GREETING=hi", "--dir"])
+            .arg(&format!("{}::/data", data.display()))
+            .arg_path(&program)
+            .args([target, "two"])
+            .finish()
+    };
+    let done = run(&allowed.to_string());
+    done.expect_code(0);
+    assert_eq!(
+        done.stdout_text(),
+        format!(
+            "args: {allowed} two\nenv: hi\nread: from the host\nwrote: 20 bytes\nclock: ok\n\
+             slept: ok\nrandom: 16 bytes\nconnect {allowed}: ok\n"
+        ),
+        "{}",
+        done.stderr
+    );
+    assert_eq!(
+        fs::read_to_string(data.join("out.txt")).unwrap(),
+        "written by WASI 0.3\n"
+    );
+    // Another port: denied, and Keep says why.
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let denied = other.local_addr().unwrap();
+    let done = run(&denied.to_string());
+    done.expect_code(0);
+    assert!(
+        done.stdout_text()
+            .ends_with(&format!("connect {denied}: denied\n")),
+        "{}",
+        done.stdout_text()
+    );
+    done.expect_stderr_contains(&format!("[network] denied TcpConnect {denied}"));
+}
+
 #[test]
 fn the_readme_example_runs_from_wat_text() {
     let done = keep_run(&repo_root().join("examples/hello.wat"), &[]).finish();
