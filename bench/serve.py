@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """HTTP service benchmark: `keep serve` against `wasmtime serve` (the CLI of the wasmtime
-version Keep embeds), same component (tests/guests/http_hello.c), same machine, one run.
+version Keep embeds), same component, same machine, one run: the WASI 0.2 service
+tests/guests/http_hello.c, and the WASI 0.3 one tests/guests/http_p3.c.
 wrk on loopback with keep-alive drives each server in turn: GET of a short hello, and POST of
 4 KiB that the service echoes. Keep is measured as users run it: its defaults (confined, an
 access log line per request, here to /dev/null), plain HTTP and then TLS (a P-256
@@ -96,24 +97,35 @@ def main():
     sh("cargo", "build", "--release", "--locked", "-p", "keep-cli", "-p", "keep-bench", cwd=ROOT)
     release = ROOT / "target" / "release"
     keep = release / "keep"
-    component = subprocess.run([release / "build-guest", WORK, "http_hello"], check=True,
-                               capture_output=True, text=True).stdout.strip()
+    def build(guest):
+        return subprocess.run([release / "build-guest", WORK, guest], check=True,
+                              capture_output=True, text=True).stdout.strip()
+
+    component, component_p3 = build("http_hello"), build("http_p3")
     cert, key = certificate()
     echo = WORK / "echo.lua"
     echo.write_text('wrk.method = "POST"\nwrk.body = string.rep("x", 4096)\n')
     tls_config = WORK / "Keep.toml"
     tls_config.write_text(f'[tls]\ncert = "{cert}"\nkey = "{key}"\n')
 
-    ports = {name: free_port() for name in ("keep", "keep-tls", "wasmtime")}
+    ports = {name: free_port() for name in ("keep", "keep-tls", "wasmtime", "keep-p3",
+                                            "wasmtime-p3")}
     env = dict(os.environ, XDG_CACHE_HOME=str(WORK / "cache"))
     commands = {
         "keep": [keep, "serve", "--plain-http", "--addr", f"127.0.0.1:{ports['keep']}", component],
         "keep-tls": [keep, "serve", "-c", tls_config, "--addr", f"127.0.0.1:{ports['keep-tls']}",
                      component],
         # -Scli: the component (a C program and the preview-1 reactor adapter) imports
-        # wasi:cli and wasi:filesystem beside the proxy world, as keep serve provides.
-        "wasmtime": [wasmtime, "serve", "-Scli", "--addr", f"127.0.0.1:{ports['wasmtime']}",
-                     component],
+        # wasi:cli and wasi:filesystem beside the proxy world, and -Sconfig: wasi:config/store,
+        # as keep serve provides.
+        "wasmtime": [wasmtime, "serve", "-Scli", "-Sconfig", "--addr",
+                     f"127.0.0.1:{ports['wasmtime']}", component],
+        "keep-p3": [keep, "serve", "--plain-http", "--addr", f"127.0.0.1:{ports['keep-p3']}",
+                    component_p3],
+        # wasmtime needs its flags for WASI 0.3; Keep detects it.
+        "wasmtime-p3": [wasmtime, "serve", "-Wcomponent-model-async=y,"
+                        "component-model-more-async-builtins=y", "-Sp3=y,cli=y", "--addr",
+                        f"127.0.0.1:{ports['wasmtime-p3']}", component_p3],
     }
     servers = {}
     results = {name: {"hello": [], "echo": []} for name in commands}
@@ -162,6 +174,20 @@ def write_report(results, memory, wasmtime):
     rows.append(
         f"| peak memory (VmHWM) | {memory['keep']:.0f} MiB | {memory['wasmtime']:.0f} MiB | "
         f"{memory['keep'] / memory['wasmtime']:.2f} | – | {memory['keep-tls']:.0f} MiB | – |")
+    rows_p3 = []
+    for load, what in (("hello", "GET hello"), ("echo", "POST 4 KiB echo")):
+        keep, reference = (best(results[n][load]) for n in ("keep-p3", "wasmtime-p3"))
+        rows_p3.append(
+            f"| {what}, requests/s | {keep['rps']:.0f} | {reference['rps']:.0f} | "
+            f"{keep['rps'] / reference['rps']:.2f} | ≥ 1.0 |")
+        for quantile in ("p50", "p99"):
+            target = "≤ 1.2" if quantile == "p99" else "–"
+            rows_p3.append(
+                f"| {what}, {quantile} | {keep[quantile]:.2f} ms | {reference[quantile]:.2f} ms | "
+                f"{keep[quantile] / reference[quantile]:.2f} | {target} |")
+    rows_p3.append(
+        f"| peak memory (VmHWM) | {memory['keep-p3']:.0f} MiB | {memory['wasmtime-p3']:.0f} MiB "
+        f"| {memory['keep-p3'] / memory['wasmtime-p3']:.2f} | – |")
     section = (
         "## HTTP services (`scripts/bench --serve`)\n\n"
         "`tests/guests/http_hello.c` (a wasi:http component, fresh instance per request) under "
@@ -177,6 +203,13 @@ def write_report(results, memory, wasmtime):
         "now yield only after 50 ms of computing, which the requests here never reach. "
         "Throughput is above wasmtime serve's with Keep's defaults (pooled instances, "
         "confinement, access log).\n"
+        "\n### WASI 0.3\n\n"
+        "`tests/guests/http_p3.c` (a `wasi:http/service@0.3.0` component on the async ABI) "
+        "under `keep serve` (plain HTTP, detected with no flag) and under `wasmtime serve` "
+        "with `-Wcomponent-model-async=y,component-model-more-async-builtins=y -Sp3=y,cli=y`, "
+        "in the same run and with the same loads.\n\n"
+        "| measure | keep | wasmtime serve | keep/wasmtime | target |\n"
+        "|---|---|---|---|---|\n" + "\n".join(rows_p3) + "\n"
     )
     write_section("serve", section)
 

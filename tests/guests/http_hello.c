@@ -2,8 +2,8 @@
 // status 200 and `content-type: text/plain`. The body is that of a request with a body
 // (POST, PUT) streamed back unchanged; for GET /count, the number of requests this instance
 // has answered (a server with a fresh instance per request always says 1); for GET
-// /env/NAME, the value of the environment variable NAME; for GET /file/PATH, the content
-// of the file /PATH; for GET /fetch?URL, `STATUS BODY`
+// /env/NAME, the value of the environment variable NAME; for GET /config/KEY, the value of
+// KEY in wasi:config/store (or `unset`); for GET /file/PATH, the content of the file /PATH; for GET /fetch?URL, `STATUS BODY`
 // of a GET of URL with wasi:http/outgoing-handler (or `denied`, or `error CODE`);
 // otherwise "Hello from a Keep!\n".
 // Misbehaviour on demand: GET /trap traps and GET /bomb allocates (and touches) memory
@@ -224,6 +224,16 @@ void exports_wasi_http_incoming_handler_handle(
             fclose(file);
         } else {
             write_text(out, "cannot open\n");
+        }
+    } else if (strncmp(path, "/config/", 8) == 0) {
+        http_service_string_t key = {.ptr = (uint8_t *)path + 8, .len = strlen(path + 8)};
+        http_service_option_string_t value;
+        wasi_config_store_error_t error;
+        if (wasi_config_store_get(&key, &value, &error) && value.is_some) {
+            write_all(out, value.val.ptr, value.val.len);
+            http_service_option_string_free(&value);
+        } else {
+            write_text(out, "unset");
         }
     } else if (strncmp(path, "/env/", 5) == 0) {
         const char *value = getenv(path + 5);

@@ -586,7 +586,8 @@ fn an_attested_service_presents_the_stewards_certificate_and_gets_its_secrets() 
             name,
             &format!(
                 "{PLACEHOLDER}\n[tls]\nca = [\"{}\"]\nnames = [\"localhost\"]\n\
-                 [[secrets]]\nname = \"db\"\nenv = \"DB_PASSWORD\"\nfile = \"db\"\n[http]\n{http}",
+                 [[secrets]]\nname = \"db\"\nenv = \"DB_PASSWORD\"\nfile = \"db\"\n\
+                 config = \"db-password\"\n[http]\n{http}",
                 ca.display()
             ),
         )
@@ -652,6 +653,15 @@ fn an_attested_service_presents_the_stewards_certificate_and_gets_its_secrets() 
         "{}",
         serve.log()
     );
+    // And through wasi:config/store.
+    let config_url = format!("https://localhost:{}/config/db-password", serve.addr.port());
+    let (status, body) = curl(&config_url, &cacert);
+    assert_eq!(
+        (status, String::from_utf8_lossy(&body).as_ref()),
+        (200, "serve-db-password-7731"),
+        "{}",
+        serve.log()
+    );
     let target = serve.addr.to_string();
     let verify = |expected: &str| {
         let (code, stdout, stderr) = keep_verify(&[
@@ -680,15 +690,17 @@ fn an_attested_service_presents_the_stewards_certificate_and_gets_its_secrets() 
     );
     let (status, _) = curl(&url, &cacert);
     assert_eq!(status, 200);
-    // Changed at the Steward: after a renewal, the file holds the new value for the next
-    // requests; the environment keeps the start's.
+    // Changed at the Steward: after a renewal, the file and the config key hold the new
+    // value for the next requests; the environment keeps the start's.
     std::fs::write(tmp.path().join("db"), "rotated-serve-password-9902").unwrap();
     serve.log_when(|log| log.contains("secrets [db] changed"));
-    let (_, body) = curl(&file_url, &cacert);
-    assert_eq!(
-        String::from_utf8_lossy(&body),
-        "rotated-serve-password-9902"
-    );
+    for changed in [&file_url, &config_url] {
+        let (_, body) = curl(changed, &cacert);
+        assert_eq!(
+            String::from_utf8_lossy(&body),
+            "rotated-serve-password-9902"
+        );
+    }
     let (_, body) = curl(&url, &cacert);
     assert_eq!(String::from_utf8_lossy(&body), "serve-db-password-7731");
     // The secret's values are in no log.
