@@ -1,6 +1,9 @@
 // A wasi:http service (world http-service in wit/world.wit): answers every request with
-// status 200 and `content-type: text/plain`. The body is that of a request with a body
-// (POST, PUT) streamed back unchanged; for GET /count, the number of requests this instance
+// `content-type: text/plain`, and status 200 unless GET /status/NNN asks for NNN (the body
+// is then `status NNN`). The body is that of a request with a body (POST, PUT) streamed
+// back unchanged, with its trailers after it and its `x-` and `trailer` headers copied
+// into the response (HTTP/1.1 sends only the trailers a response declares); for GET
+// /trailers, a line and then the trailer `x-checksum: done`; for GET /count, the number of requests this instance
 // has answered (a server with a fresh instance per request always says 1); for GET
 // /env/NAME, the value of the environment variable NAME; for GET /config/KEY, the value of
 // KEY in wasi:config/store (or `unset`); for GET /file/PATH, the content of the file /PATH; for GET /fetch?URL, `STATUS BODY`
@@ -14,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "misbehave.h"
 #include "http_service.h"
 
 static void append_header(wasi_http_types_borrow_fields_t fields, const char *name,
@@ -37,9 +41,11 @@ static void write_all(wasi_http_types_own_output_stream_t out, uint8_t *bytes, s
     }
 }
 
-// Copies `body` (an incoming request's or response's) to `out`, and finishes it.
+// Copies `body` (an incoming request's or response's) to `out`, and finishes it; its
+// trailers go to `trailers` unless that is NULL.
 static void copy_body(wasi_http_types_own_incoming_body_t body,
-                      wasi_http_types_own_output_stream_t out) {
+                      wasi_http_types_own_output_stream_t out,
+                      wasi_http_types_option_own_trailers_t *trailers) {
     wasi_http_types_own_input_stream_t in;
     if (wasi_http_types_method_incoming_body_stream(wasi_http_types_borrow_incoming_body(body),
                                                     &in)) {
@@ -54,25 +60,57 @@ static void copy_body(wasi_http_types_own_incoming_body_t body,
         }
         wasi_io_streams_input_stream_drop_own(in);
     }
-    wasi_http_types_future_trailers_drop_own(wasi_http_types_static_incoming_body_finish(body));
+    wasi_http_types_own_future_trailers_t future = wasi_http_types_static_incoming_body_finish(body);
+    wasi_http_types_borrow_future_trailers_t borrowed = wasi_http_types_borrow_future_trailers(future);
+    if (trailers) {
+        wasi_io_poll_own_pollable_t ready = wasi_http_types_method_future_trailers_subscribe(borrowed);
+        wasi_io_poll_method_pollable_block(wasi_io_poll_borrow_pollable(ready));
+        wasi_io_poll_pollable_drop_own(ready);
+        wasi_http_types_result_result_option_own_trailers_error_code_void_t result;
+        if (wasi_http_types_method_future_trailers_get(borrowed, &result) && !result.is_err &&
+            !result.val.ok.is_err)
+            *trailers = result.val.ok.val.ok;
+    }
+    wasi_http_types_future_trailers_drop_own(future);
 }
 
-// Copies the request's body to `out`; returns whether it had one.
-static int echo_body(wasi_http_types_own_incoming_request_t request,
-                     wasi_http_types_own_output_stream_t out) {
+// Whether the request has a body to echo (POST, PUT).
+static bool has_body(wasi_http_types_own_incoming_request_t request) {
     wasi_http_types_method_t method;
     wasi_http_types_method_incoming_request_method(
         wasi_http_types_borrow_incoming_request(request), &method);
-    int has_body = method.tag == WASI_HTTP_TYPES_METHOD_POST ||
-                   method.tag == WASI_HTTP_TYPES_METHOD_PUT;
+    bool with_body = method.tag == WASI_HTTP_TYPES_METHOD_POST ||
+                     method.tag == WASI_HTTP_TYPES_METHOD_PUT;
     wasi_http_types_method_free(&method);
-    if (!has_body) return 0;
+    return with_body;
+}
+
+// Copies the request's `x-` and `trailer` headers to `headers`.
+static void copy_headers(wasi_http_types_own_incoming_request_t request,
+                         wasi_http_types_borrow_fields_t headers) {
+    wasi_http_types_own_headers_t given = wasi_http_types_method_incoming_request_headers(
+        wasi_http_types_borrow_incoming_request(request));
+    wasi_http_types_list_tuple2_field_name_field_value_t all;
+    wasi_http_types_method_fields_entries(wasi_http_types_borrow_fields(given), &all);
+    for (size_t i = 0; i < all.len; i++) {
+        wasi_http_types_tuple2_field_name_field_value_t *field = &all.ptr[i];
+        bool copied = (field->f0.len > 2 && memcmp(field->f0.ptr, "x-", 2) == 0) ||
+                      (field->f0.len == 7 && memcmp(field->f0.ptr, "trailer", 7) == 0);
+        wasi_http_types_header_error_t error;
+        if (copied) wasi_http_types_method_fields_append(headers, &field->f0, &field->f1, &error);
+    }
+    wasi_http_types_list_tuple2_field_name_field_value_free(&all);
+    wasi_http_types_fields_drop_own(given);
+}
+
+// Copies the request's body to `out`, its trailers to `trailers`.
+static void echo_body(wasi_http_types_own_incoming_request_t request,
+                      wasi_http_types_own_output_stream_t out,
+                      wasi_http_types_option_own_trailers_t *trailers) {
     wasi_http_types_own_incoming_body_t body;
-    if (!wasi_http_types_method_incoming_request_consume(
+    if (wasi_http_types_method_incoming_request_consume(
             wasi_http_types_borrow_incoming_request(request), &body))
-        return 0;
-    copy_body(body, out);
-    return 1;
+        copy_body(body, out, trailers);
 }
 
 static void write_text(wasi_http_types_own_output_stream_t out, const char *text) {
@@ -145,7 +183,7 @@ static void fetch(const char *url, wasi_http_types_own_output_stream_t out) {
         wasi_http_types_own_incoming_body_t body;
         if (wasi_http_types_method_incoming_response_consume(
                 wasi_http_types_borrow_incoming_response(response), &body))
-            copy_body(body, out);
+            copy_body(body, out, NULL);
         wasi_http_types_incoming_response_drop_own(response);
     }
     wasi_http_types_future_incoming_response_drop_own(pending);
@@ -165,37 +203,23 @@ static char *path_of(wasi_http_types_own_incoming_request_t request) {
     return path;
 }
 
-// Computes forever: no host call, so only the epoch (or fuel) can stop it.
-static void spin(void) {
-    volatile unsigned long counter = 0;
-    for (;;) counter++;
-}
-
-// The blocks `bomb` allocated, chained through their first word: kept reachable so that
-// the compiler cannot elide the allocations.
-static void *volatile allocated;
-
-// Allocates 1 MiB blocks and writes to them until malloc fails, then aborts.
-static void bomb(void) {
-    for (;;) {
-        char *block = malloc(1 << 20);
-        if (!block) abort();
-        memset(block, 0x5a, 1 << 20);
-        *(void **)block = allocated;
-        allocated = block;
-    }
-}
-
 void exports_wasi_http_incoming_handler_handle(
     exports_wasi_http_incoming_handler_own_incoming_request_t request,
     exports_wasi_http_incoming_handler_own_response_outparam_t response_out) {
     char *path = path_of(request);
     if (strcmp(path, "/trap") == 0) __builtin_trap();
     if (strcmp(path, "/bomb") == 0) bomb();
+    bool echo = has_body(request);
     wasi_http_types_own_fields_t headers = wasi_http_types_constructor_fields();
     append_header(wasi_http_types_borrow_fields(headers), "content-type", "text/plain");
+    if (echo) copy_headers(request, wasi_http_types_borrow_fields(headers));
+    if (strcmp(path, "/trailers") == 0)
+        append_header(wasi_http_types_borrow_fields(headers), "trailer", "x-checksum");
     wasi_http_types_own_outgoing_response_t response =
         wasi_http_types_constructor_outgoing_response(headers);
+    unsigned status = strncmp(path, "/status/", 8) == 0 ? (unsigned)atoi(path + 8) : 200;
+    wasi_http_types_method_outgoing_response_set_status_code(
+        wasi_http_types_borrow_outgoing_response(response), (uint16_t)status);
     wasi_http_types_own_outgoing_body_t body;
     wasi_http_types_method_outgoing_response_body(
         wasi_http_types_borrow_outgoing_response(response), &body);
@@ -206,7 +230,18 @@ void exports_wasi_http_incoming_handler_handle(
     wasi_http_types_own_output_stream_t out;
     wasi_http_types_method_outgoing_body_write(wasi_http_types_borrow_outgoing_body(body), &out);
     answered++;
-    if (echo_body(request, out)) {
+    wasi_http_types_option_own_trailers_t trailers = {.is_some = false};
+    if (echo) {
+        echo_body(request, out, &trailers);
+    } else if (status != 200) {
+        char text[32];
+        int len = snprintf(text, sizeof text, "status %u\n", status);
+        write_all(out, (uint8_t *)text, (size_t)len);
+    } else if (strcmp(path, "/trailers") == 0) {
+        write_text(out, "the trailers follow\n");
+        trailers.is_some = true;
+        trailers.val = wasi_http_types_constructor_fields();
+        append_header(wasi_http_types_borrow_fields(trailers.val), "x-checksum", "done");
     } else if (strcmp(path, "/spin") == 0) {
         spin();
     } else if (strcmp(path, "/count") == 0) {
@@ -246,5 +281,6 @@ void exports_wasi_http_incoming_handler_handle(
     wasi_io_streams_output_stream_drop_own(out);
     wasi_http_types_incoming_request_drop_own(request);
     wasi_http_types_error_code_t error;
-    wasi_http_types_static_outgoing_body_finish(body, NULL, &error);
+    wasi_http_types_static_outgoing_body_finish(body, trailers.is_some ? &trailers.val : NULL,
+                                                &error);
 }

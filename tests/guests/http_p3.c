@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "misbehave.h"
 #include "http_service_p3.h"
 
 typedef wasi_http_types_stream_u8_t stream_t;
@@ -281,27 +282,6 @@ static void fetch(const char *url) {
     wasi_http_types_future_result_option_own_trailers_error_code_drop_readable(body.f1);
     send_ok(outcome);
     send_trailers(answer_trailers, NULL);
-}
-
-// Computes forever: no host call, so only the epoch (or fuel) can stop it.
-static void spin(void) {
-    volatile unsigned long counter = 0;
-    for (;;) counter++;
-}
-
-// The blocks `bomb` allocated, chained through their first word: kept reachable so that
-// the compiler cannot elide the allocations.
-static void *volatile allocated;
-
-// Allocates 1 MiB blocks and writes to them until malloc fails, then aborts.
-static void bomb(void) {
-    for (;;) {
-        char *block = malloc(1 << 20);
-        if (!block) abort();
-        memset(block, 0x5a, 1 << 20);
-        *(void **)block = allocated;
-        allocated = block;
-    }
 }
 
 // Requests this instance has answered.

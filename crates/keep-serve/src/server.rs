@@ -102,6 +102,13 @@ pub async fn serve(
                 }
             },
         };
+        // A response goes out in several writes (head, body chunks, the end of the body,
+        // which a WASI 0.3 guest's body gives only once the guest has exited); with Nagle's
+        // algorithm each waits for the ACK of the one before, which the client's delayed
+        // ACK holds back for 40 ms.
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::warn!("cannot set TCP_NODELAY for {peer}: {error}");
+        }
         let connection = Connection {
             service: service.clone(),
             admission: admission.clone(),

@@ -4,6 +4,7 @@
 mod wasi_p3;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -148,6 +149,69 @@ fn http_version(url: &str, args: &[&str]) -> (String, u16) {
     (fetched.version, fetched.status)
 }
 
+/// Sends `request` on a new connection that the server closes after answering; returns
+/// everything it sent back.
+fn exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.write_all(request).unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    response
+}
+
+/// The test services (0.2 and 0.3 alike) set the status asked for, copy `x-` headers, send
+/// trailers, and echo a request's trailers; `serve` serves one over plain HTTP.
+fn status_headers_and_trailers_pass(serve: &ServeProcess, dir: &std::path::Path) {
+    let base = format!("http://{}", serve.addr);
+    for status in [201u16, 404, 418, 503] {
+        let (got, body) = curl(&format!("{base}/status/{status}"), &[]);
+        assert_eq!(
+            (got, String::from_utf8_lossy(&body).into_owned()),
+            (status, format!("status {status}\n"))
+        );
+    }
+    // Headers the guest copies, and trailers it sends: curl shows both in its header dump
+    // (HTTP/2 carries trailers always; HTTP/1.1 only those the response declares).
+    let dump = dir.join("headers");
+    let (status, body) = curl(
+        &format!("{base}/trailers"),
+        &["--http2-prior-knowledge", "-D", dump.to_str().unwrap()],
+    );
+    assert_eq!(
+        (status, body.as_slice()),
+        (200, &b"the trailers follow\n"[..])
+    );
+    let headers = std::fs::read_to_string(&dump).unwrap();
+    assert!(headers.contains("x-checksum: done"), "{headers}");
+    let (status, body) = curl(
+        &format!("{base}/echo"),
+        &[
+            "-H",
+            "x-trace: 7f3a",
+            "--data-binary",
+            "ping",
+            "-D",
+            dump.to_str().unwrap(),
+        ],
+    );
+    assert_eq!((status, body.as_slice()), (200, &b"ping"[..]));
+    let headers = std::fs::read_to_string(&dump).unwrap();
+    assert!(headers.contains("x-trace: 7f3a"), "{headers}");
+    // The request's trailers come back as the response's (HTTP/1.1, chunked both ways).
+    let response = exchange(
+        serve.addr,
+        b"POST /echo HTTP/1.1\r\nHost: keep\r\nTE: trailers\r\nTrailer: x-sum\r\n\
+          Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+          5\r\nhello\r\n0\r\nx-sum: 42\r\n\r\n",
+    );
+    let text = String::from_utf8_lossy(&response);
+    let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
+    assert!(head.starts_with("HTTP/1.1 200"), "{text}");
+    assert_eq!(body, "5\r\nhello\r\n0\r\nx-sum: 42\r\n\r\n", "{text}");
+}
+
 #[test]
 fn a_wasi_http_component_answers_curl_over_plain_http_with_a_fresh_instance_each_time() {
     let tmp = tempfile::tempdir().unwrap();
@@ -169,6 +233,7 @@ fn a_wasi_http_component_answers_curl_over_plain_http_with_a_fresh_instance_each
         let (status, body) = curl(&format!("http://{}/count", serve.addr), &[]);
         assert_eq!((status, body.as_slice()), (200, &b"1\n"[..]));
     }
+    status_headers_and_trailers_pass(&serve, tmp.path());
     // HTTP/1.1, and HTTP/2 with prior knowledge.
     assert_eq!(http_version(&url, &[]), ("1.1".to_owned(), 200));
     assert_eq!(
@@ -798,46 +863,73 @@ fn the_drain_deadline_ends_what_is_still_running() {
 /// Outgoing requests: a service calls another Keep's service over HTTPS, verified with
 /// `[tls] ca` and with its own certificate for the mTLS the other asks for, only where
 /// `[network] connect` allows; anything else is denied, and the log says why.
+/// A Keep serving `http_hello` over TLS that requires client certificates from its CA, and
+/// what another Keep needs to call it (Keep-to-Keep mutual TLS).
+struct Mesh {
+    ca: Ca,
+    backend: ServeProcess,
+    front_cert: PathBuf,
+    front_key: PathBuf,
+}
+
+impl Mesh {
+    fn start(dir: &std::path::Path) -> Self {
+        let ca = Ca::new(dir, "mesh-ca");
+        let (backend_cert, backend_key) = ca.issue(dir, "backend");
+        let (front_cert, front_key) = ca.issue(dir, "front");
+        let backend_config = write_config(
+            dir,
+            "Backend.toml",
+            &format!(
+                "[tls]\ncert = \"{}\"\nkey = \"{}\"\n[http]\nclient_auth = \"required\"\n\
+                 client_ca = [\"{}\"]\n",
+                backend_cert.display(),
+                backend_key.display(),
+                ca.pem.display()
+            ),
+        );
+        let backend = ServeProcess::start(&[
+            "-c",
+            backend_config.to_str().unwrap(),
+            GUESTS.component("http_hello").to_str().unwrap(),
+        ]);
+        Self {
+            ca,
+            backend,
+            front_cert,
+            front_key,
+        }
+    }
+
+    /// The `[tls]` lines of a front that trusts the CA and has a certificate from it.
+    fn front_tls(&self) -> String {
+        format!(
+            "ca = [\"{}\"]\ncert = \"{}\"\nkey = \"{}\"\n",
+            self.ca.pem.display(),
+            self.front_cert.display(),
+            self.front_key.display()
+        )
+    }
+
+    /// A Keep.toml `name` in `dir` whose `[network]` allows the backend, with `tls` as its
+    /// `[tls]` table.
+    fn front_config(&self, dir: &std::path::Path, name: &str, tls: &str) -> PathBuf {
+        let port = self.backend.addr.port();
+        write_config(
+            dir,
+            name,
+            &format!("[network]\nconnect = [\"localhost:{port}\"]\n[tls]\n{tls}"),
+        )
+    }
+}
+
 #[test]
 fn outgoing_requests_go_only_where_network_allows_with_keep_to_keep_mtls() {
     let tmp = tempfile::tempdir().unwrap();
     let service = GUESTS.component("http_hello");
-    let ca = Ca::new(tmp.path(), "mesh-ca");
-    let (backend_cert, backend_key) = ca.issue(tmp.path(), "backend");
-    let (front_cert, front_key) = ca.issue(tmp.path(), "front");
-    let backend_config = write_config(
-        tmp.path(),
-        "Backend.toml",
-        &format!(
-            "[tls]\ncert = \"{}\"\nkey = \"{}\"\n[http]\nclient_auth = \"required\"\n\
-             client_ca = [\"{}\"]\n",
-            backend_cert.display(),
-            backend_key.display(),
-            ca.pem.display()
-        ),
-    );
-    let backend = ServeProcess::start(&[
-        "-c",
-        backend_config.to_str().unwrap(),
-        service.to_str().unwrap(),
-    ]);
-    let port = backend.addr.port();
-    let front_toml = |name: &str, tls: &str| {
-        write_config(
-            tmp.path(),
-            name,
-            &format!("[network]\nconnect = [\"localhost:{port}\"]\n[tls]\n{tls}"),
-        )
-    };
-    let front_config = front_toml(
-        "Front.toml",
-        &format!(
-            "ca = [\"{}\"]\ncert = \"{}\"\nkey = \"{}\"\n",
-            ca.pem.display(),
-            front_cert.display(),
-            front_key.display()
-        ),
-    );
+    let mesh = Mesh::start(tmp.path());
+    let (backend, port) = (&mesh.backend, mesh.backend.addr.port());
+    let front_config = mesh.front_config(tmp.path(), "Front.toml", &mesh.front_tls());
     let front = ServeProcess::start(&[
         "--plain-http",
         "-c",
@@ -874,13 +966,16 @@ fn outgoing_requests_go_only_where_network_allows_with_keep_to_keep_mtls() {
             "NoCa.toml",
             format!(
                 "cert = \"{}\"\nkey = \"{}\"\n",
-                front_cert.display(),
-                front_key.display()
+                mesh.front_cert.display(),
+                mesh.front_key.display()
             ),
         ),
-        ("NoCert.toml", format!("ca = [\"{}\"]\n", ca.pem.display())),
+        (
+            "NoCert.toml",
+            format!("ca = [\"{}\"]\n", mesh.ca.pem.display()),
+        ),
     ] {
-        let config = front_toml(name, &tls);
+        let config = mesh.front_config(tmp.path(), name, &tls);
         let front = ServeProcess::start(&[
             "--plain-http",
             "-c",

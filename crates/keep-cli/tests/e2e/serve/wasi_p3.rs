@@ -9,17 +9,6 @@ use super::*;
 /// The guest's answer to a GET it has no route for.
 const HELLO: &[u8] = b"Hello from WASI 0.3!\n";
 
-/// Sends `request` on a new connection that the server closes after answering; returns
-/// everything it sent back.
-fn exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    stream.write_all(request).unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).unwrap();
-    response
-}
-
 #[test]
 fn a_wasi_0_3_service_answers_with_its_status_headers_body_and_trailers() {
     let tmp = tempfile::tempdir().unwrap();
@@ -37,53 +26,7 @@ fn a_wasi_0_3_service_answers_with_its_status_headers_body_and_trailers() {
     for _ in 0..3 {
         assert_eq!(curl(&format!("{base}/count"), &[]), (200, b"1\n".to_vec()));
     }
-    // The status the guest sets.
-    for status in [201u16, 404, 418, 503] {
-        let (got, body) = curl(&format!("{base}/status/{status}"), &[]);
-        assert_eq!(
-            (got, String::from_utf8_lossy(&body).into_owned()),
-            (status, format!("status {status}\n"))
-        );
-    }
-
-    // Headers the guest copies, and trailers it sends: curl shows both in its header dump
-    // (HTTP/2 carries trailers always; HTTP/1.1 only those the response declares).
-    let dump = tmp.path().join("headers");
-    let (status, body) = curl(
-        &format!("{base}/trailers"),
-        &["--http2-prior-knowledge", "-D", dump.to_str().unwrap()],
-    );
-    assert_eq!(
-        (status, body.as_slice()),
-        (200, &b"the trailers follow\n"[..])
-    );
-    let headers = std::fs::read_to_string(&dump).unwrap();
-    assert!(headers.contains("x-checksum: done"), "{headers}");
-    let (status, body) = curl(
-        &format!("{base}/echo"),
-        &[
-            "-H",
-            "x-trace: 7f3a",
-            "--data-binary",
-            "ping",
-            "-D",
-            dump.to_str().unwrap(),
-        ],
-    );
-    assert_eq!((status, body.as_slice()), (200, &b"ping"[..]));
-    let headers = std::fs::read_to_string(&dump).unwrap();
-    assert!(headers.contains("x-trace: 7f3a"), "{headers}");
-    // The request's trailers come back as the response's (HTTP/1.1, chunked both ways).
-    let response = exchange(
-        serve.addr,
-        b"POST /echo HTTP/1.1\r\nHost: keep\r\nTE: trailers\r\nTrailer: x-sum\r\n\
-          Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
-          5\r\nhello\r\n0\r\nx-sum: 42\r\n\r\n",
-    );
-    let text = String::from_utf8_lossy(&response);
-    let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
-    assert!(head.starts_with("HTTP/1.1 200"), "{text}");
-    assert_eq!(body, "5\r\nhello\r\n0\r\nx-sum: 42\r\n\r\n", "{text}");
+    status_headers_and_trailers_pass(&serve, tmp.path());
 
     // 100 MiB stream back unchanged.
     let upload = tmp.path().join("upload");
@@ -164,43 +107,15 @@ fn a_wasi_0_3_service_is_held_to_its_limits_and_the_others_are_served() {
 #[test]
 fn a_wasi_0_3_service_serves_tls_and_calls_another_keep_over_mtls() {
     let tmp = tempfile::tempdir().unwrap();
-    let ca = Ca::new(tmp.path(), "mesh-ca");
-    let (backend_cert, backend_key) = ca.issue(tmp.path(), "backend");
-    let (front_cert, front_key) = ca.issue(tmp.path(), "front");
-    let backend_config = write_config(
-        tmp.path(),
-        "Backend.toml",
-        &format!(
-            "[tls]\ncert = \"{}\"\nkey = \"{}\"\n[http]\nclient_auth = \"required\"\n\
-             client_ca = [\"{}\"]\n",
-            backend_cert.display(),
-            backend_key.display(),
-            ca.pem.display()
-        ),
-    );
-    let backend = ServeProcess::start(&[
-        "-c",
-        backend_config.to_str().unwrap(),
-        GUESTS.component("http_hello").to_str().unwrap(),
-    ]);
-    let port = backend.addr.port();
-    let front_config = write_config(
-        tmp.path(),
-        "Front.toml",
-        &format!(
-            "[network]\nconnect = [\"localhost:{port}\"]\n\
-             [tls]\nca = [\"{}\"]\ncert = \"{}\"\nkey = \"{}\"\n",
-            ca.pem.display(),
-            front_cert.display(),
-            front_key.display()
-        ),
-    );
+    let mesh = Mesh::start(tmp.path());
+    let (backend, port) = (&mesh.backend, mesh.backend.addr.port());
+    let front_config = mesh.front_config(tmp.path(), "Front.toml", &mesh.front_tls());
     let front = ServeProcess::start(&[
         "-c",
         front_config.to_str().unwrap(),
         GUESTS.component("http_p3").to_str().unwrap(),
     ]);
-    let cacert = ["--cacert", ca.pem.to_str().unwrap()];
+    let cacert = ["--cacert", mesh.ca.pem.to_str().unwrap()];
     let front_url = format!("https://localhost:{}", front.addr.port());
     assert_eq!(
         http_version(
