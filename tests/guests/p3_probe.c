@@ -9,6 +9,8 @@
 //   random: N bytes              (wasi:random, not all zero)
 //   connect IP:PORT: RESULT      (for a first argument IP:PORT: a TCP connection, `ok`,
 //                                 `denied` or `error CODE`)
+//   fetch URL: RESULT            (for a first argument http(s)://HOST:PORT/PATH: a GET with
+//                                 wasi:http/client, `STATUS BODY`, `denied` or `error CODE`)
 // Then it returns ok. It calls no preview-1 function, so its component is WASI 0.3 alone.
 // keep-guest: wasi-p3 command-p3
 #include <stdlib.h>
@@ -264,6 +266,82 @@ static void use_sockets(const command_p3_string_t *target) {
     wasi_sockets_types_tcp_socket_drop_own(socket);
 }
 
+// GETs `url` (scheme://authority/path) with wasi:http/client.
+static void fetch(const command_p3_string_t *url) {
+    print("fetch ");
+    print_bytes(url->ptr, url->len);
+    print(": ");
+    const char *text = (const char *)url->ptr;
+    const char *end = text + url->len;
+    const char *authority = text;
+    while (authority + 3 <= end && memcmp(authority, "://", 3) != 0) authority++;
+    authority += 3;
+    const char *path = authority;
+    while (path < end && *path != '/') path++;
+
+    wasi_http_types_future_result_option_own_trailers_error_code_writer_t no_trailers;
+    wasi_http_types_future_result_option_own_trailers_error_code_t trailers =
+        wasi_http_types_future_result_option_own_trailers_error_code_new(&no_trailers);
+    wasi_http_types_tuple2_own_request_future_result_void_error_code_t request;
+    wasi_http_types_static_request_new(wasi_http_types_constructor_fields(), NULL, trailers,
+                                       NULL, &request);
+    wasi_http_types_future_result_void_error_code_drop_readable(request.f1);
+    wasi_http_types_borrow_request_t borrowed = wasi_http_types_borrow_request(request.f0);
+    wasi_http_types_scheme_t scheme = {
+        .tag = url->len > 5 && memcmp(text, "https", 5) == 0 ? WASI_HTTP_TYPES_SCHEME_HTTPS
+                                                             : WASI_HTTP_TYPES_SCHEME_HTTP};
+    wasi_http_types_method_request_set_scheme(borrowed, &scheme);
+    command_p3_string_t authority_text = {.ptr = (uint8_t *)authority,
+                                          .len = (size_t)(path - authority)};
+    wasi_http_types_method_request_set_authority(borrowed, &authority_text);
+    command_p3_string_t path_text = {.ptr = (uint8_t *)(path < end ? path : "/"),
+                                     .len = path < end ? (size_t)(end - path) : 1};
+    wasi_http_types_method_request_set_path_with_query(borrowed, &path_text);
+    // The host reads the (absent) trailers while it sends the request: the write is
+    // waited for after the call.
+    wasi_http_types_result_option_own_trailers_error_code_t none = {.is_err = false};
+    bool trailers_pending =
+        wasi_http_types_future_result_option_own_trailers_error_code_write(no_trailers, &none) ==
+        COMMAND_P3_WAITABLE_STATUS_BLOCKED;
+
+    wasi_http_client_result_own_response_error_code_t result;
+    await_call(wasi_http_client_send(request.f0, &result));
+    if (trailers_pending) wait_for(no_trailers);
+    wasi_http_types_future_result_option_own_trailers_error_code_drop_writable(no_trailers);
+    if (result.is_err) {
+        if (result.val.err.tag == WASI_HTTP_TYPES_ERROR_CODE_HTTP_REQUEST_DENIED) {
+            print("denied\n");
+        } else {
+            print("error ");
+            print_number(result.val.err.tag);
+            print("\n");
+        }
+        wasi_http_types_error_code_free(&result.val.err);
+        return;
+    }
+    wasi_http_types_own_response_t response = result.val.ok;
+    print_number(wasi_http_types_method_response_get_status_code(
+        wasi_http_types_borrow_response(response)));
+    print(" ");
+    wasi_http_types_future_result_void_error_code_writer_t outcome;
+    wasi_http_types_future_result_void_error_code_t outcome_reader =
+        wasi_http_types_future_result_void_error_code_new(&outcome);
+    wasi_http_types_tuple2_stream_u8_future_result_option_own_trailers_error_code_t body;
+    wasi_http_types_static_response_consume_body(response, outcome_reader, &body);
+    static uint8_t buffer[4096];
+    for (;;) {
+        uint32_t status =
+            finish(body.f0, wasi_http_types_stream_u8_read(body.f0, buffer, sizeof buffer));
+        print_bytes(buffer, COMMAND_P3_WAITABLE_COUNT(status));
+        if (COMMAND_P3_WAITABLE_STATE(status) != COMMAND_P3_WAITABLE_COMPLETED) break;
+    }
+    wasi_http_types_stream_u8_drop_readable(body.f0);
+    wasi_http_types_future_result_option_own_trailers_error_code_drop_readable(body.f1);
+    wasi_http_types_result_void_error_code_t ok = {.is_err = false};
+    finish(outcome, wasi_http_types_future_result_void_error_code_write(outcome, &ok));
+    wasi_http_types_future_result_void_error_code_drop_writable(outcome);
+}
+
 command_p3_callback_code_t exports_wasi_cli_run_run(void) {
     wasi_cli_stdin_stream_u8_t stdout_reader = wasi_cli_stdin_stream_u8_new(&stdout_writer);
     wasi_cli_stdout_future_result_void_error_code_t stdout_done =
@@ -275,7 +353,10 @@ command_p3_callback_code_t exports_wasi_cli_run_run(void) {
     use_random();
     command_p3_list_string_t arguments;
     wasi_cli_environment_get_arguments(&arguments);
-    if (arguments.len > 1 && memchr(arguments.ptr[1].ptr, ':', arguments.ptr[1].len))
+    if (arguments.len > 1 && arguments.ptr[1].len > 4 &&
+        memcmp(arguments.ptr[1].ptr, "http", 4) == 0)
+        fetch(&arguments.ptr[1]);
+    else if (arguments.len > 1 && memchr(arguments.ptr[1].ptr, ':', arguments.ptr[1].len))
         use_sockets(&arguments.ptr[1]);
     command_p3_list_string_free(&arguments);
 

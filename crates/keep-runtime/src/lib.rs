@@ -34,6 +34,7 @@ use wasmtime::component::{Component, ResourceTable};
 use wasmtime::{Engine, Linker, Module, Store};
 use wasmtime_wasi::p2::bindings::sync::Command;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use wasmtime_wasi_tls::{WasiTlsCtx, WasiTlsCtxBuilder, WasiTlsCtxView, WasiTlsView};
 
 pub use cache::{CacheStats, ModuleCache};
@@ -49,6 +50,7 @@ pub use workload::{WorkloadDigest, workload_digest};
 
 use crate::compile::{Compiled, Compiler};
 use crate::limits::GuestLimiter;
+use crate::net::http::OutgoingHooks;
 use crate::output::OutputLimits;
 use crate::p1::{Descriptors, ModuleHost};
 
@@ -189,11 +191,14 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<Outcome> {
             run_guest(compiler, spec, attested.as_ref(), delivery, store, start)?
         }
         Compiled::Component(component) => {
+            let (tls, http_hooks) = component_network(&engine, &component, spec, identity)?;
             let host = ComponentHost {
                 ctx: wasi.build(),
                 table: ResourceTable::new(),
                 limiter,
-                tls: component_tls(&engine, &component, spec, identity)?,
+                tls,
+                http: WasiHttpCtx::new(),
+                http_hooks,
                 config: delivery
                     .as_ref()
                     .map(|d| d.config().clone())
@@ -430,8 +435,21 @@ struct ComponentHost {
     table: ResourceTable,
     limiter: GuestLimiter,
     tls: WasiTlsCtx,
+    http: WasiHttpCtx,
+    /// Where the guest's `wasi:http` requests go.
+    http_hooks: OutgoingHooks,
     /// The `wasi:config/store` values (secrets Keep.toml gives config keys).
     config: ConfigValues,
+}
+
+impl WasiHttpView for ComponentHost {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_hooks,
+        }
+    }
 }
 
 impl WasiTlsView for ComponentHost {
@@ -443,27 +461,36 @@ impl WasiTlsView for ComponentHost {
     }
 }
 
-/// The `wasi:tls` context of a component: Keep's `[tls]` configuration when the component
-/// imports `wasi:tls`, otherwise an unused default (so programs without TLS pay nothing).
-fn component_tls(
+/// The `wasi:tls` context and the `wasi:http` sender of a component: with Keep's `[tls]`
+/// configuration (and `[network]` for HTTP) when the component imports `wasi:tls` or
+/// `wasi:http`, otherwise unused defaults (so programs without them pay nothing).
+fn component_network(
     engine: &Engine,
     component: &Component,
     spec: &RunSpec,
     attested: Option<&Arc<LiveIdentity>>,
-) -> anyhow::Result<WasiTlsCtx> {
-    let imports_tls = component
-        .component_type()
-        .imports(engine)
-        .any(|(name, _)| name.starts_with("wasi:tls/"));
-    if !imports_tls {
-        return Ok(WasiTlsCtxBuilder::new().build());
+) -> anyhow::Result<(WasiTlsCtx, OutgoingHooks)> {
+    let imports = |prefix: &str| {
+        component
+            .component_type()
+            .imports(engine)
+            .any(|(name, _)| name.starts_with(prefix))
+    };
+    let (imports_tls, imports_http) = (imports("wasi:tls/"), imports("wasi:http/"));
+    if !imports_tls && !imports_http {
+        return Ok((WasiTlsCtxBuilder::new().build(), OutgoingHooks::default()));
     }
     let identity = match attested {
         Some(identity) => identity.clone(),
         None => LiveIdentity::new(&Identity::obtain(&spec.identity)?)?,
     };
     let setup = TlsSetup::new(&spec.tls, identity)?;
-    Ok(net::wasi_tls::context(&setup))
+    let hooks = if imports_http {
+        OutgoingHooks::from(net::http::Outgoing::new(&spec.network, setup.client()))
+    } else {
+        OutgoingHooks::default()
+    };
+    Ok((net::wasi_tls::context(&setup), hooks))
 }
 
 impl WasiView for ComponentHost {
@@ -612,13 +639,14 @@ fn prepare_component(
     let mut tls_options = wasmtime_wasi_tls::p2::LinkOptions::default();
     tls_options.tls(true);
     wasmtime_wasi_tls::p2::add_to_linker(&mut linker, &tls_options)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)?;
     secrets::add_to_linker(&mut linker, |host| &mut host.config)?;
     let pre = link(
         &linker,
         component,
         &spec.program,
         "WASI 0.2: wasi:cli, wasi:clocks, wasi:filesystem, wasi:io, wasi:random, wasi:sockets, \
-         wasi:tls 0.2.0-draft and wasi:config 0.2.0-rc.1",
+         wasi:http (outgoing), wasi:tls 0.2.0-draft and wasi:config 0.2.0-rc.1",
     )?;
     Ok(Box::new(move |store| {
         let instance = pre.instantiate(&mut *store)?;
@@ -661,13 +689,14 @@ fn prepare_component_p3(
 ) -> anyhow::Result<Entry<ComponentHost>> {
     let mut linker = wasmtime::component::Linker::<ComponentHost>::new(engine);
     wasmtime_wasi::p3::add_to_linker(&mut linker)?;
+    wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
     secrets::add_to_linker(&mut linker, |host| &mut host.config)?;
     let pre = link(
         &linker,
         component,
         &spec.program,
-        "WASI 0.3: wasi:cli, wasi:clocks, wasi:filesystem, wasi:random, wasi:sockets; and \
-         wasi:config 0.2.0-rc.1",
+        "WASI 0.3: wasi:cli, wasi:clocks, wasi:filesystem, wasi:random, wasi:sockets, \
+         wasi:http (wasi:http/client); and wasi:config 0.2.0-rc.1",
     )?;
     Ok(Box::new(move |store| {
         let runtime = tokio::runtime::Builder::new_current_thread()

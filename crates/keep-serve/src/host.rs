@@ -4,14 +4,13 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
+use keep_runtime::net::http::{Outgoing, OutgoingHooks};
 use keep_runtime::secrets::ConfigValues;
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::FsPerms;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
-
-use crate::outgoing::Outgoing;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// Table elements an instance may grow a table to (as `keep run`'s default).
 const TABLE_ELEMENTS: usize = 1_000_000;
@@ -64,7 +63,7 @@ impl RequestHost {
             table: ResourceTable::new(),
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
-            hooks: OutgoingHooks(outgoing),
+            hooks: OutgoingHooks::from(outgoing),
             limits: limits.build(),
             ticks: 0,
             config: guest.config.clone(),
@@ -104,30 +103,5 @@ impl WasiHttpView for RequestHost {
             table: &mut self.table,
             hooks: &mut self.hooks,
         }
-    }
-}
-
-/// Sends outgoing requests through Keep's [`Outgoing`].
-struct OutgoingHooks(Outgoing);
-
-impl WasiHttpHooks for OutgoingHooks {
-    fn send_request(
-        &mut self,
-        request: hyper::Request<wasmtime_wasi_http::WasiBody>,
-        options: Option<wasmtime_wasi_http::RequestOptions>,
-        _response_errors: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-    ) -> Box<
-        dyn Future<
-                Output = Result<
-                    (
-                        hyper::Response<wasmtime_wasi_http::WasiBody>,
-                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-                    ),
-                    wasmtime_wasi_http::Error,
-                >,
-            > + Send,
-    > {
-        let outgoing = self.0.clone();
-        Box::new(async move { outgoing.send(request, options).await })
     }
 }

@@ -9,16 +9,16 @@
 //!   then 503), request head and body limits, an access log line per request, and a
 //!   graceful drain on shutdown.
 //!
-//! Outgoing requests (`wasi:http/outgoing-handler`, `wasi:http/client`) go only where `[network] connect`
-//! allows, over TLS verified with `[tls]` and presenting the Keep's certificate
-//! ([`Outgoing`]); anything else is refused with `HTTP-request-denied`.
+//! Outgoing requests (`wasi:http/outgoing-handler`, `wasi:http/client`) go only where
+//! `[network] connect` allows, over TLS verified with `[tls]` and presenting the Keep's
+//! certificate ([`Outgoing`], which `keep run` uses too); anything else is refused with
+//! `HTTP-request-denied`.
 
 mod access_log;
 mod admission;
 mod body;
 mod host;
 mod metrics;
-mod outgoing;
 mod response_body;
 mod server;
 
@@ -39,7 +39,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::p3::bindings::ServicePre;
 
 pub use host::GuestContext;
-pub use outgoing::Outgoing;
+pub use keep_runtime::net::http::Outgoing;
 pub use server::{AccessLog, AccessRecord, ServerOptions, Stopped, serve};
 
 use crate::body::{BodyLimit, LimitedBody};

@@ -1,6 +1,8 @@
 //! The Keep's own descriptors: listeners and connections of `[[files]]` (plain TCP or TLS
-//! terminated by rustls) and standard streams placed past descriptor 2.
+//! terminated by rustls) and standard streams placed past descriptor 2; and the guests'
+//! outgoing HTTP requests ([`http`]).
 
+pub mod http;
 mod listener;
 pub mod policy;
 mod stream;

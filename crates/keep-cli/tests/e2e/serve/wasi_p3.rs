@@ -142,3 +142,41 @@ fn a_wasi_0_3_service_serves_tls_and_calls_another_keep_over_mtls() {
         "{log}"
     );
 }
+
+/// `keep run` gives a WASI 0.3 command wasi:http/client too, through the same sender as
+/// `keep serve`: a Keep service reached over mutual TLS where `[network]` allows, and a
+/// denial elsewhere.
+#[test]
+fn a_wasi_0_3_command_calls_a_keep_service_over_mtls_with_wasi_http() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mesh = Mesh::start(tmp.path());
+    let port = mesh.backend.addr.port();
+    let config = mesh.front_config(tmp.path(), "Keep.toml", &mesh.front_tls());
+    let fetch = |url: &str| {
+        Keep::new()
+            .args(["run", "-q", "-c"])
+            .arg_path(&config)
+            .arg_path(&GUESTS.component("p3_probe"))
+            .arg(url)
+            .finish()
+    };
+    let url = format!("https://localhost:{port}/hello");
+    let done = fetch(&url);
+    done.expect_code(0);
+    assert!(
+        done.stdout_text()
+            .ends_with(&format!("fetch {url}: 200 Hello from a Keep!\n")),
+        "{}{}",
+        done.stdout_text(),
+        done.stderr
+    );
+    let done = fetch("http://192.0.2.1/");
+    done.expect_code(0);
+    assert!(
+        done.stdout_text()
+            .ends_with("fetch http://192.0.2.1/: denied\n"),
+        "{}",
+        done.stdout_text()
+    );
+    done.expect_stderr_contains("[network] denied an outgoing request to 192.0.2.1:80");
+}

@@ -1,6 +1,7 @@
-//! Outgoing requests of a service (`wasi:http/outgoing-handler`): only to addresses
-//! `[network] connect` allows, over TLS verified with `[tls]`'s trust anchors and presenting
-//! the Keep's certificate when the server asks for one (Keep-to-Keep mTLS over HTTP).
+//! Outgoing HTTP requests of a guest (`wasi:http/outgoing-handler` 0.2,
+//! `wasi:http/client` 0.3), for `keep run` and `keep serve`: only to addresses `[network]
+//! connect` allows, over TLS verified with `[tls]`'s trust anchors and presenting the Keep's
+//! certificate when the server asks for one (Keep-to-Keep mTLS over HTTP).
 //!
 //! Keep's own sender rather than wasmtime-wasi-http's `default_send_request`: that one
 //! connects to whatever the guest names and trusts only the Mozilla roots, with no client
@@ -9,15 +10,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::net::policy::Policy;
 use http_body_util::BodyExt as _;
 use hyper::Uri;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use keep_runtime::net::policy::Policy;
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use wasmtime_wasi::sockets::SocketAddrUse;
-use wasmtime_wasi_http::{Error, RequestOptions, WasiBody};
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 /// How long connecting (TCP, TLS and HTTP handshakes) and the response's head may take
 /// unless the guest's request options say otherwise.
@@ -50,7 +51,7 @@ impl Outgoing {
     }
 
     /// Sends `request` (HTTP/1.1), or refuses it with the error code the guest sees.
-    pub(crate) async fn send(
+    async fn send(
         &self,
         mut request: hyper::Request<WasiBody>,
         options: Option<RequestOptions>,
@@ -137,6 +138,34 @@ impl Outgoing {
             }
         };
         Ok((response, Box::new(done)))
+    }
+}
+
+/// The hooks through which wasmtime-wasi-http sends a guest's requests: with an
+/// [`Outgoing`], or (the default, for a guest that does not import `wasi:http`) nowhere.
+#[derive(Default)]
+pub struct OutgoingHooks(Option<Outgoing>);
+
+impl From<Outgoing> for OutgoingHooks {
+    fn from(outgoing: Outgoing) -> Self {
+        Self(Some(outgoing))
+    }
+}
+
+impl WasiHttpHooks for OutgoingHooks {
+    fn send_request(
+        &mut self,
+        request: hyper::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _response_errors: Box<dyn Future<Output = Result<(), Error>> + Send>,
+    ) -> Box<dyn Future<Output = Result<Sent, Error>> + Send> {
+        let outgoing = self.0.clone();
+        Box::new(async move {
+            match outgoing {
+                Some(outgoing) => outgoing.send(request, options).await,
+                None => Err(Error::HttpRequestDenied),
+            }
+        })
     }
 }
 
