@@ -12,6 +12,8 @@
 // Misbehaviour on demand: GET /trap traps and GET /bomb allocates (and touches) memory
 // until none is left, then aborts, both before any answer; GET /spin answers 200, then
 // computes forever without calling the host instead of writing the body.
+// It is a command too (`keep run`, `wasmtime run`): `run` GETs the URL its first argument
+// names and prints `STATUS BODY` (or `denied`, or `error CODE`) on stdout.
 // keep-guest: wasi-http
 #include <stdio.h>
 #include <stdlib.h>
@@ -283,4 +285,18 @@ void exports_wasi_http_incoming_handler_handle(
     wasi_http_types_error_code_t error;
     wasi_http_types_static_outgoing_body_finish(body, trailers.is_some ? &trailers.val : NULL,
                                                 &error);
+}
+
+bool exports_wasi_cli_run_run(void) {
+    wasi_http_types_own_output_stream_t out = wasi_cli_stdout_get_stdout();
+    http_service_list_string_t arguments;
+    wasi_cli_environment_get_arguments(&arguments);
+    if (arguments.len > 1) {
+        char *url = strndup((const char *)arguments.ptr[1].ptr, arguments.ptr[1].len);
+        if (url) fetch(url, out);
+        free(url);
+    }
+    http_service_list_string_free(&arguments);
+    wasi_io_streams_output_stream_drop_own(out);
+    return true;
 }

@@ -610,10 +610,10 @@ fn prepare_component(
         .iter()
         .any(|name| name.starts_with("wasi:cli/run@0.2"))
     {
-        if let Some(handler) = exports
-            .iter()
-            .find(|name| name.starts_with("wasi:http/incoming-handler@"))
-        {
+        if let Some(handler) = exports.iter().find(|name| {
+            name.starts_with("wasi:http/incoming-handler@")
+                || name.starts_with("wasi:http/handler@")
+        }) {
             bail!(
                 "`{}` is a wasi:http service (it exports {handler}), not a WASI command: \
                  `keep run` runs commands, which export `wasi:cli/run`; serve it with \

@@ -175,14 +175,13 @@ fn malformed_inputs_are_named_not_crashed_on() {
         .expect_stderr_contains("is a component but not a WASI command")
         .expect_stderr_contains("its exports: answer");
 
-    // A wasi:http service (C, with wit-bindgen's bindings) is told apart from a broken
-    // command.
-    let done = keep_run(&GUESTS.component("http_hello"), &[]).finish();
+    // A wasi:http service (C, with wit-bindgen's bindings; WASI 0.3) is told apart from a
+    // broken command.
+    let done = keep_run(&GUESTS.component("http_p3"), &[]).finish();
     done.expect_code(KEEP_ERROR)
         .expect_stderr_contains("serve it with `keep serve ")
         .expect_stderr_contains(
-            "is a wasi:http service (it exports wasi:http/incoming-handler@0.2.12), not a WASI \
-         command",
+            "is a wasi:http service (it exports wasi:http/handler@0.3.0), not a WASI command",
         );
 }
 

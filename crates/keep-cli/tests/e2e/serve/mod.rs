@@ -862,7 +862,8 @@ fn the_drain_deadline_ends_what_is_still_running() {
 
 /// Outgoing requests: a service calls another Keep's service over HTTPS, verified with
 /// `[tls] ca` and with its own certificate for the mTLS the other asks for, only where
-/// `[network] connect` allows; anything else is denied, and the log says why.
+/// `[network] connect` allows; anything else is denied, and the log says why. `keep run`
+/// gives a command the same.
 /// A Keep serving `http_hello` over TLS that requires client certificates from its CA, and
 /// what another Keep needs to call it (Keep-to-Keep mutual TLS).
 struct Mesh {
@@ -958,6 +959,26 @@ fn outgoing_requests_go_only_where_network_allows_with_keep_to_keep_mtls() {
         log.contains("[network] denied an outgoing request to 192.0.2.1:80"),
         "{log}"
     );
+    // `keep run` gives a 0.2 command the same sender (the test service is a command too).
+    let run = |url: &str| {
+        Keep::new()
+            .args(["run", "-q", "-c"])
+            .arg_path(&front_config)
+            .arg_path(&service)
+            .arg(url)
+            .finish()
+    };
+    let done = run(&format!("https://localhost:{port}/hello"));
+    done.expect_code(0);
+    assert_eq!(
+        done.stdout_text(),
+        "200 Hello from a Keep!\n",
+        "{}",
+        done.stderr
+    );
+    let done = run("http://192.0.2.1/");
+    assert_eq!(done.stdout_text(), "denied\n");
+    done.expect_stderr_contains("[network] denied an outgoing request to 192.0.2.1:80");
 
     // Without the CA the backend's certificate is not trusted; without a certificate of
     // its own, the backend refuses the front: neither gets a response.
