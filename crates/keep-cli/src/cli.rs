@@ -48,6 +48,18 @@ Outgoing requests from the component go only where [network] connect allows, ver
 
 [http] admin serves Prometheus metrics (GET /metrics) on an address of its own.";
 
+const PACKAGE_LONG_ABOUT: &str = "\
+Package a program and its Keep.toml as an OCI artifact, written as an OCI image layout \
+directory (oci-layout, index.json, blobs/) that `keep push` and skopeo (oci:DIR:TAG) read.
+
+The layout is the Wasm OCI artifact's: an image manifest whose config is \
+application/vnd.wasm.config.v0+json and whose program is an application/wasm layer, so that \
+other Wasm tooling can pull it; Keep.toml is a layer of its own, \
+application/vnd.keep.config.v1+toml. The same program and Keep.toml always make the same \
+package (same manifest digest), and its workload digest is `keep digest`'s of the two.
+
+Prints the manifest digest and the workload digest.";
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a WASI program (preview-1 module, WASI 0.2 or 0.3 component, or .wat text).
@@ -70,6 +82,15 @@ pub enum Command {
         #[command(subcommand)]
         command: CacheCommand,
     },
+    /// Package a program and its Keep.toml as an OCI artifact (an OCI image layout
+    /// directory): the Wasm OCI artifact layout, with Keep.toml as a layer of its own.
+    #[command(long_about = PACKAGE_LONG_ABOUT)]
+    Package(crate::oci::PackageArgs),
+    /// Push a program (with -c, its Keep.toml) or a package to an OCI registry.
+    Push(crate::oci::PushArgs),
+    /// Pull a package from an OCI registry into the local store (`keep run oci://...` then
+    /// needs no network).
+    Pull(crate::oci::PullArgs),
     /// Print the workload digest of a program and its configuration: the name attestation
     /// policies, certificates and verifiers use for what a Keep runs.
     #[command(long_about = DIGEST_LONG_ABOUT)]
@@ -461,8 +482,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "NAME")]
     pub argv0: Option<String>,
 
-    /// The program (a .wasm module or component, or .wat text), then its arguments (after
-    /// the config file's `args`). Everything after FILE belongs to the program and is never
+    /// How to reach the registry of an `oci://` program.
+    #[command(flatten)]
+    pub registry: crate::oci::RegistryArgs,
+
+    /// The program (a .wasm module or component, .wat text, or a package
+    /// `oci://HOST/REPOSITORY[:TAG|@DIGEST]`), then its arguments (after the config file's
+    /// `args`). Everything after FILE belongs to the program and is never
     /// read by Keep, whatever it looks like (`-c`, `--help`, `--`): put Keep's options
     /// before FILE.
     #[arg(

@@ -2,6 +2,7 @@
 
 mod attest;
 mod cli;
+mod oci;
 mod run;
 mod serve;
 mod steward;
@@ -46,6 +47,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Run(args) => run::run(args),
         Command::Serve(args) => serve::serve(args),
+        Command::Package(args) => oci::package(args),
+        Command::Push(args) => oci::push(args),
+        Command::Pull(args) => oci::pull(args),
         Command::Compile { program } => {
             let cache = default_cache()?;
             let program = keep_runtime::Program::read(&program)?;

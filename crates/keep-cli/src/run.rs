@@ -27,7 +27,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     };
     // The one read of the program: its digest, its compiled code and its run all come from
     // these bytes.
-    let program = Program::read(args.program())?;
+    let (program, config) = match args.program().to_str().filter(|p| p.starts_with("oci://")) {
+        Some(reference) => {
+            let (program, packaged) = crate::oci::fetch_for_run(reference, &args.registry)?;
+            if config.is_some() && packaged.is_some() {
+                bail!(
+                    "{reference} carries its own Keep.toml (its workload digest covers it):                      run it without -c"
+                );
+            }
+            (program, packaged.or(config))
+        }
+        None => (Program::read(args.program())?, config),
+    };
     let spec = merge(&args, &backend, program, config)?;
     if !args.quiet {
         print_backend_note(&backend);

@@ -119,8 +119,13 @@ impl Config {
     pub fn from_path(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::whole_file(path, format!("cannot read: {e}")))?;
-        let mut config = Self::parse(&text, path)?;
-        let base = path.parent().unwrap_or(Path::new("."));
+        Self::from_text(&text, path, path.parent().unwrap_or(Path::new(".")))
+    }
+
+    /// [`Self::from_path`] for a Keep.toml that is not a file of its own (the one a package
+    /// carries): `text`, named `path` in messages, its relative paths taken from `base`.
+    pub fn from_text(text: &str, path: &Path, base: &Path) -> Result<Self, ConfigError> {
+        let mut config = Self::parse(text, path)?;
         for dir in &mut config.dirs {
             dir.resolve_against(base);
         }

@@ -11,6 +11,7 @@ mod digest;
 mod hostile;
 mod inputs;
 mod network;
+mod oci;
 mod run;
 mod secrets;
 mod serve;

@@ -69,6 +69,17 @@ impl Finished {
     }
 
     #[track_caller]
+    pub fn expect_stdout_contains(&self, needle: &str) -> &Self {
+        assert!(
+            self.stdout_text().contains(needle),
+            "stdout lacks {needle:?}\nstdout: {}\nstderr: {}",
+            self.stdout_text(),
+            self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
     pub fn expect_stderr_contains(&self, needle: &str) -> &Self {
         assert!(
             self.stderr.contains(needle),

@@ -1,0 +1,380 @@
+//! Packages in OCI registries: `keep package`, `keep push`, `keep pull` and `keep run
+//! oci://` against Debian's `docker-registry` (CNCF distribution) started on loopback, with
+//! `skopeo` as a second client.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::common::child::ChildLog;
+use crate::common::net::*;
+use crate::common::{GUESTS, KEEP_ERROR, Keep};
+
+/// A `docker-registry` on 127.0.0.1 with its storage in a directory of its own; killed
+/// when dropped.
+struct RegistryProcess {
+    child: Child,
+    /// `HOST:PORT`.
+    host: String,
+    storage: PathBuf,
+    _log: ChildLog,
+}
+
+impl RegistryProcess {
+    /// Starts a registry in `dir`; `http` is added to its `http:` section (TLS), `extra`
+    /// to its configuration (auth).
+    fn start(dir: &Path, http: &str, extra: &str) -> Self {
+        let storage = dir.join("storage");
+        let config = write_config(
+            dir,
+            "registry.yml",
+            &format!(
+                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    \
+                 rootdirectory: {}\n{extra}http:\n  addr: 127.0.0.1:0\n{http}",
+                storage.display()
+            ),
+        );
+        let mut child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start docker-registry (Debian package docker-registry)");
+        let (listening, address) = mpsc::channel();
+        let log = ChildLog::start(child.stderr.take().unwrap(), move |line| {
+            if let Some(rest) = line.split("msg=\"listening on ").nth(1)
+                && let Some(addr) = rest.split(['"', ',']).next()
+            {
+                let _ = listening.send(addr.to_owned());
+            }
+        });
+        let host = address
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("docker-registry did not start:\n{}", log.text()));
+        Self {
+            child,
+            host,
+            storage,
+            _log: log,
+        }
+    }
+
+    /// The blob files of the registry's storage (`.../blobs/sha256/XX/HEX/data`).
+    fn blob_file(&self, hex: &str) -> PathBuf {
+        self.storage
+            .join("docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+}
+
+impl Drop for RegistryProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The value of the line `NAME VALUE` in `output`.
+fn line_value(output: &str, name: &str) -> String {
+    output
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no `{name}` line in:\n{output}"))
+        .to_owned()
+}
+
+/// A program and a Keep.toml that changes what it prints: `printenv` of GREETING.
+fn printenv_package(dir: &Path) -> (PathBuf, PathBuf) {
+    let config = write_config(dir, "Keep.toml", "[env]\nGREETING = \"from the package\"\n");
+    (GUESTS.component("printenv"), config)
+}
+
+/// `keep` with its cache (and package store) in `cache`.
+fn keep(cache: &Path) -> Keep {
+    Keep::with_cache(cache)
+}
+
+#[test]
+fn a_package_pushed_to_a_registry_runs_from_it_and_then_without_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = RegistryProcess::start(tmp.path(), "", "");
+    let (program, config) = printenv_package(tmp.path());
+    let cache = tmp.path().join("cache");
+
+    // The package's workload digest is `keep digest`'s of the program and Keep.toml.
+    let layout = tmp.path().join("package");
+    let packaged = keep(&cache)
+        .args(["package", "-c"])
+        .arg_path(&config)
+        .args(["-o"])
+        .arg_path(&layout)
+        .arg_path(&program)
+        .finish();
+    packaged.expect_code(0);
+    let digest = keep(&cache)
+        .args(["digest", "-c"])
+        .arg_path(&config)
+        .arg_path(&program)
+        .finish();
+    assert_eq!(
+        line_value(&packaged.stdout_text(), "workload"),
+        digest.stdout_text().trim()
+    );
+    let manifest = line_value(&packaged.stdout_text(), "manifest");
+    // The same inputs make the same package.
+    let again = keep(&cache)
+        .args(["package", "-c"])
+        .arg_path(&config)
+        .args(["-o"])
+        .arg_path(&tmp.path().join("again"))
+        .arg_path(&program)
+        .finish();
+    assert_eq!(line_value(&again.stdout_text(), "manifest"), manifest);
+
+    let reference = format!("{}/keep/printenv:v1", registry.host);
+    keep(&cache)
+        .args(["push", "--registry-plain-http"])
+        .arg_path(&layout)
+        .arg(&reference)
+        .finish()
+        .expect_code(0)
+        .expect_stdout_contains(&format!("pushed {reference}@{manifest}"));
+
+    // Another machine (another store) runs it by tag, with the Keep.toml it carries.
+    let elsewhere = tmp.path().join("elsewhere");
+    let run = |cache: &Path, reference: &str| {
+        keep(cache)
+            .args(["run", "-q", "--registry-plain-http"])
+            .arg(&format!("oci://{reference}"))
+            .arg("GREETING")
+            .finish()
+    };
+    let done = run(&elsewhere, &reference);
+    done.expect_code(0);
+    assert_eq!(
+        done.stdout_text(),
+        "GREETING=from the package\n",
+        "{}",
+        done.stderr
+    );
+    // And by digest, from the store.
+    let pinned = format!("{}/keep/printenv@{manifest}", registry.host);
+    // With the registry gone, both still run: nothing is fetched again.
+    drop(registry);
+    for reference in [&reference, &pinned] {
+        let done = run(&elsewhere, reference);
+        done.expect_code(0);
+        assert_eq!(
+            done.stdout_text(),
+            "GREETING=from the package\n",
+            "{}",
+            done.stderr
+        );
+    }
+    // A store that never had it says what failed.
+    let done = run(&tmp.path().join("empty"), &reference);
+    done.expect_code(KEEP_ERROR)
+        .expect_stderr_contains("cannot fetch the manifest of");
+}
+
+/// skopeo copies what Keep packaged and pushed, and Keep runs and pushes what skopeo
+/// copied: the layouts and manifests are the field's.
+#[test]
+fn skopeo_copies_keeps_packages_both_ways_with_the_same_digests() {
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = RegistryProcess::start(tmp.path(), "", "");
+    let program = GUESTS.component("hello");
+    let cache = tmp.path().join("cache");
+    let layout = tmp.path().join("package");
+    let packaged = keep(&cache)
+        .args(["package", "--tag", "v1", "-o"])
+        .arg_path(&layout)
+        .arg_path(&program)
+        .finish();
+    packaged.expect_code(0);
+    let manifest = line_value(&packaged.stdout_text(), "manifest");
+
+    // skopeo pushes Keep's layout; Keep runs it from the registry.
+    let skopeo = |args: &[&str]| {
+        let output = Command::new("skopeo")
+            .args(args)
+            .output()
+            .expect("run skopeo (Debian package skopeo)");
+        assert!(
+            output.status.success(),
+            "skopeo {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let by_skopeo = format!("{}/keep/by-skopeo:v1", registry.host);
+    skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:v1", layout.display()),
+        &format!("docker://{by_skopeo}"),
+    ]);
+    let done = keep(&cache)
+        .args(["run", "-q", "--registry-plain-http"])
+        .arg(&format!("oci://{by_skopeo}"))
+        .finish();
+    done.expect_code(0);
+    assert_eq!(
+        done.stdout_text(),
+        "Hello from a Keep!\n",
+        "{}",
+        done.stderr
+    );
+
+    // skopeo pulls into a layout of its own: the same manifest and program; Keep pushes
+    // that layout again, and the digest does not change.
+    let copied = tmp.path().join("copied");
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{by_skopeo}"),
+        &format!("oci:{}:v1", copied.display()),
+    ]);
+    let manifest_hex = manifest.trim_start_matches("sha256:");
+    assert!(copied.join("blobs/sha256").join(manifest_hex).is_file());
+    let again = format!("{}/keep/again:v1", registry.host);
+    keep(&cache)
+        .args(["push", "--registry-plain-http"])
+        .arg_path(&copied)
+        .arg(&again)
+        .finish()
+        .expect_code(0)
+        .expect_stdout_contains(&format!("@{manifest}"));
+}
+
+/// Over TLS with basic auth: the registry's CA and the credentials are given (flags, or
+/// docker's config file); without them, a clear refusal.
+#[test]
+fn a_registry_with_tls_and_basic_auth_needs_its_ca_and_credentials() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = Ca::new(tmp.path(), "registry-ca");
+    let (cert, key) = ca.issue(tmp.path(), "registry");
+    let htpasswd = tmp.path().join("htpasswd");
+    let output = Command::new("htpasswd")
+        .args(["-Bbn", "keeper", "s3cret-pass"])
+        .output()
+        .expect("run htpasswd (Debian package apache2-utils)");
+    std::fs::write(&htpasswd, &output.stdout).unwrap();
+    let registry = RegistryProcess::start(
+        tmp.path(),
+        &format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            cert.display(),
+            key.display()
+        ),
+        &format!(
+            "auth:\n  htpasswd:\n    realm: keep-test\n    path: {}\n",
+            htpasswd.display()
+        ),
+    );
+    let cache = tmp.path().join("cache");
+    let reference = format!("{}/keep/hello:v1", registry.host);
+    let push = |extra: &[&str], password: &[u8]| {
+        keep(&cache)
+            .args(["push"])
+            .args(extra)
+            .arg_path(&GUESTS.component("hello"))
+            .arg(&reference)
+            .stdin(password)
+            .finish()
+    };
+    let with_ca = ["--registry-ca", ca.pem.to_str().unwrap()];
+    // No CA: the certificate is not trusted.
+    let done = push(&[], b"");
+    done.expect_code(KEEP_ERROR);
+    assert!(done.stderr.contains("certificate"), "{}", done.stderr);
+    // No credentials, or wrong ones: refused.
+    let done = push(&with_ca, b"");
+    done.expect_code(KEEP_ERROR);
+    assert!(
+        done.stderr.to_lowercase().contains("unauthorized") || done.stderr.contains("401"),
+        "{}",
+        done.stderr
+    );
+    let user = ["--registry-user", "keeper", "--registry-password-stdin"];
+    let done = push(&[&with_ca[..], &user[..]].concat(), b"wrong\n");
+    done.expect_code(KEEP_ERROR);
+    // The right ones: pushed.
+    push(&[&with_ca[..], &user[..]].concat(), b"s3cret-pass\n").expect_code(0);
+    // Pulled with the credentials docker stored.
+    let docker = tmp.path().join("docker");
+    std::fs::create_dir(&docker).unwrap();
+    std::fs::write(
+        docker.join("config.json"),
+        format!(
+            "{{\"auths\":{{\"{}\":{{\"auth\":\"a2VlcGVyOnMzY3JldC1wYXNz\"}}}}}}",
+            registry.host
+        ),
+    )
+    .unwrap();
+    let done = keep(&tmp.path().join("other"))
+        .env("DOCKER_CONFIG", docker.to_str().unwrap())
+        .args(["run", "-q"])
+        .args(with_ca)
+        .arg(&format!("oci://{reference}"))
+        .finish();
+    done.expect_code(0);
+    assert_eq!(
+        done.stdout_text(),
+        "Hello from a Keep!\n",
+        "{}",
+        done.stderr
+    );
+}
+
+/// A blob changed in the registry's storage, and a registry that is gone: each a clear
+/// error, nothing run, nothing left in the store.
+#[test]
+fn tampered_content_and_a_missing_registry_are_refused_with_nothing_stored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = RegistryProcess::start(tmp.path(), "", "");
+    let program = GUESTS.component("hello");
+    let program_hex = {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(std::fs::read(&program).unwrap()))
+    };
+    let cache = tmp.path().join("cache");
+    let reference = format!("{}/keep/hello:v1", registry.host);
+    keep(&cache)
+        .args(["push", "--registry-plain-http"])
+        .arg_path(&program)
+        .arg(&reference)
+        .finish()
+        .expect_code(0);
+    let stored = registry.blob_file(&program_hex);
+    let mut bytes = std::fs::read(&stored).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&stored, bytes).unwrap();
+
+    let store = tmp.path().join("store");
+    let done = keep(&store)
+        .args(["run", "-q", "--registry-plain-http"])
+        .arg(&format!("oci://{reference}"))
+        .finish();
+    done.expect_code(KEEP_ERROR);
+    assert!(done.stdout.is_empty(), "nothing ran");
+    assert!(done.stderr.contains("digest"), "{}", done.stderr);
+    let refs = store.join("keep/packages/refs");
+    assert!(
+        !refs.exists() || std::fs::read_dir(&refs).unwrap().next().is_none(),
+        "a reference was stored for a package that failed its digests"
+    );
+
+    drop(registry);
+    let done = keep(&store)
+        .args(["pull", "--registry-plain-http"])
+        .arg(&reference)
+        .finish();
+    done.expect_code(KEEP_ERROR)
+        .expect_stderr_contains(&format!("cannot fetch the manifest of {reference}"));
+}

@@ -1,0 +1,498 @@
+//! A package (a program and its Keep.toml) and the OCI manifest, config and layers it is
+//! made of.
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::media;
+
+/// A program and the Keep.toml it runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Package {
+    /// The program's bytes (a core module or a component).
+    pub program: Vec<u8>,
+    /// Keep.toml's bytes, if the package carries one.
+    pub keep_toml: Option<Vec<u8>>,
+}
+
+/// A package as OCI content: its manifest and the blobs the manifest names.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// The manifest's bytes, exactly as pushed or stored.
+    pub manifest: Vec<u8>,
+    /// The manifest's digest: the package's identity in a registry.
+    pub digest: Digest,
+    /// The config blob, then the layers.
+    pub blobs: Vec<Blob>,
+}
+
+/// A blob of a package.
+#[derive(Debug, Clone)]
+pub struct Blob {
+    /// What the blob is (config, program, Keep.toml).
+    pub media_type: String,
+    /// Its digest, checked.
+    pub digest: Digest,
+    /// Its content.
+    pub bytes: Vec<u8>,
+}
+
+/// Why content is not a package Keep can run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PackageError {
+    /// The manifest or the config is not the JSON it should be.
+    #[error("the {what} is not valid: {error}")]
+    Json {
+        what: &'static str,
+        error: serde_json::Error,
+    },
+    /// The manifest is an index (a manifest per platform) with no Wasm entry.
+    #[error(
+        "the reference names an image index with no manifest for the Wasm platform \
+         (platforms: {0})"
+    )]
+    NoWasmPlatform(String),
+    /// The manifest is of another kind.
+    #[error("the manifest's media type is `{0}`, not an OCI image manifest (`{manifest}`)", manifest = media::MANIFEST)]
+    NotAManifest(String),
+    /// The config is not a Wasm config: an image of another kind.
+    #[error(
+        "the config's media type is `{0}`, not `{config}`: this is not a Wasm OCI artifact",
+        config = media::WASM_CONFIG
+    )]
+    NotWasm(String),
+    /// The config names another platform.
+    #[error("the package is for {architecture}/{os}, not for wasm")]
+    Platform { architecture: String, os: String },
+    /// The layers are not a program and at most one Keep.toml.
+    #[error("{0}")]
+    Layers(String),
+    /// A blob differs from the digest the manifest gives it.
+    #[error("the {what} does not match its digest: expected {expected}, got {actual}")]
+    DigestMismatch {
+        what: String,
+        expected: Digest,
+        actual: Digest,
+    },
+    /// A blob or a manifest could not be read.
+    #[error("cannot read the {what}: {error:#}")]
+    Fetch { what: String, error: anyhow::Error },
+}
+
+/// An OCI content descriptor.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Descriptor {
+    pub media_type: String,
+    pub digest: String,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Platform>,
+}
+
+/// The platform of an index entry.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Platform {
+    pub architecture: String,
+    pub os: String,
+}
+
+/// An OCI image manifest (or, with `manifests`, an index).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Manifest {
+    schema_version: u32,
+    #[serde(default)]
+    media_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    config: Option<Descriptor>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    layers: Vec<Descriptor>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    manifests: Vec<Descriptor>,
+}
+
+/// The config of a Wasm OCI artifact (its fields as the CNCF Wasm OCI artifact defines
+/// them). Written here rather than taken from the `oci-wasm` crate, which pins an older
+/// `oci-client` and a third copy of the wasm-tools crates, for five fields.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WasmConfig {
+    created: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    author: Option<String>,
+    architecture: String,
+    os: String,
+    #[serde(default)]
+    layer_digests: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    component: Option<ComponentInfo>,
+}
+
+/// What a component imports and exports (its top-level names).
+#[derive(Debug, Serialize, Deserialize)]
+struct ComponentInfo {
+    imports: Vec<String>,
+    exports: Vec<String>,
+    #[serde(default)]
+    target: Option<String>,
+}
+
+/// The time a package says it was created: fixed, so that the same program and Keep.toml
+/// always make the same package, with the same digest (reproducible, as SOURCE_DATE_EPOCH
+/// builds are).
+const CREATED: &str = "1970-01-01T00:00:00Z";
+
+impl Package {
+    /// The manifest, config and layers of this package.
+    pub fn build(&self) -> Built {
+        let program = blob(media::WASM, self.program.clone());
+        let mut layers = vec![program];
+        if let Some(keep_toml) = &self.keep_toml {
+            layers.push(blob(media::KEEP_TOML, keep_toml.clone()));
+        }
+        let component = component_info(&self.program);
+        let config = WasmConfig {
+            created: CREATED.to_owned(),
+            author: None,
+            architecture: "wasm".to_owned(),
+            os: if component.is_some() {
+                "wasip2"
+            } else {
+                "wasip1"
+            }
+            .to_owned(),
+            layer_digests: layers.iter().map(|l| l.digest.to_string()).collect(),
+            component,
+        };
+        // Serialising these types cannot fail: they hold only strings and numbers.
+        let config = blob(
+            media::WASM_CONFIG,
+            serde_json::to_vec(&config).unwrap_or_default(),
+        );
+        let manifest = Manifest {
+            schema_version: 2,
+            media_type: Some(media::MANIFEST.to_owned()),
+            config: Some(descriptor(&config)),
+            layers: layers.iter().map(descriptor).collect(),
+            manifests: Vec::new(),
+        };
+        let manifest = serde_json::to_vec(&manifest).unwrap_or_default();
+        let mut blobs = vec![config];
+        blobs.extend(layers);
+        Built {
+            digest: Digest::of(&manifest),
+            manifest,
+            blobs,
+        }
+    }
+
+    /// The package that `manifest` describes, its blobs read with `fetch` and each
+    /// checked against its digest and size.
+    pub fn from_manifest(
+        manifest: &[u8],
+        mut fetch: impl FnMut(&Descriptor) -> anyhow::Result<Vec<u8>>,
+    ) -> Result<(Self, Vec<Blob>), PackageError> {
+        let parsed: Manifest =
+            serde_json::from_slice(manifest).map_err(|error| PackageError::Json {
+                what: "manifest",
+                error,
+            })?;
+        let media_type = parsed.media_type.clone().unwrap_or_default();
+        if media_type != media::MANIFEST || parsed.config.is_none() {
+            return Err(PackageError::NotAManifest(media_type));
+        }
+        let Some(config_descriptor) = parsed.config else {
+            return Err(PackageError::NotAManifest(media_type));
+        };
+        if config_descriptor.media_type != media::WASM_CONFIG {
+            return Err(PackageError::NotWasm(config_descriptor.media_type));
+        }
+        let mut read = |descriptor: &Descriptor, what: &str| -> Result<Blob, PackageError> {
+            let expected =
+                Digest::parse(&descriptor.digest).map_err(|error| PackageError::Fetch {
+                    what: what.to_owned(),
+                    error: error.into(),
+                })?;
+            let bytes = fetch(descriptor).map_err(|error| PackageError::Fetch {
+                what: what.to_owned(),
+                error,
+            })?;
+            let actual = Digest::of(&bytes);
+            if actual != expected || bytes.len() as u64 != descriptor.size {
+                return Err(PackageError::DigestMismatch {
+                    what: what.to_owned(),
+                    expected,
+                    actual,
+                });
+            }
+            Ok(Blob {
+                media_type: descriptor.media_type.clone(),
+                digest: actual,
+                bytes,
+            })
+        };
+        let config_blob = read(&config_descriptor, "config")?;
+        let config: WasmConfig =
+            serde_json::from_slice(&config_blob.bytes).map_err(|error| PackageError::Json {
+                what: "config",
+                error,
+            })?;
+        if config.architecture != "wasm" {
+            return Err(PackageError::Platform {
+                architecture: config.architecture,
+                os: config.os,
+            });
+        }
+        let mut program = None;
+        let mut keep_toml = None;
+        let mut blobs = vec![config_blob];
+        for layer in &parsed.layers {
+            let slot = match layer.media_type.as_str() {
+                media::WASM => &mut program,
+                media::KEEP_TOML => &mut keep_toml,
+                other => {
+                    return Err(PackageError::Layers(format!(
+                        "a layer of media type `{other}`: a package holds its program \
+                         (`{}`) and at most a Keep.toml (`{}`)",
+                        media::WASM,
+                        media::KEEP_TOML
+                    )));
+                }
+            };
+            if slot.is_some() {
+                return Err(PackageError::Layers(format!(
+                    "two layers of media type `{}`: a package holds one program and at most \
+                     one Keep.toml",
+                    layer.media_type
+                )));
+            }
+            let what = if layer.media_type == media::WASM {
+                "program"
+            } else {
+                "Keep.toml"
+            };
+            let blob = read(layer, what)?;
+            *slot = Some(blob.bytes.clone());
+            blobs.push(blob);
+        }
+        let Some(program) = program else {
+            return Err(PackageError::Layers(format!(
+                "no layer of media type `{}`: the package has no program",
+                media::WASM
+            )));
+        };
+        Ok((Self { program, keep_toml }, blobs))
+    }
+}
+
+/// The manifest of the Wasm platform among an index's entries, if `manifest` is an index.
+pub(crate) fn wasm_entry(manifest: &[u8]) -> Result<Option<Descriptor>, PackageError> {
+    let parsed: Manifest =
+        serde_json::from_slice(manifest).map_err(|error| PackageError::Json {
+            what: "manifest",
+            error,
+        })?;
+    if parsed.media_type.as_deref() != Some(media::INDEX) && parsed.manifests.is_empty() {
+        return Ok(None);
+    }
+    let platforms: Vec<String> = parsed
+        .manifests
+        .iter()
+        .map(|m| {
+            m.platform.as_ref().map_or("unknown".to_owned(), |p| {
+                format!("{}/{}", p.architecture, p.os)
+            })
+        })
+        .collect();
+    parsed
+        .manifests
+        .into_iter()
+        .find(|m| {
+            m.platform
+                .as_ref()
+                .is_some_and(|p| p.architecture == "wasm")
+        })
+        .map(Some)
+        .ok_or_else(|| PackageError::NoWasmPlatform(platforms.join(", ")))
+}
+
+/// The config's and the layers' descriptors of a manifest, to fetch them.
+pub(crate) fn descriptors(manifest: &[u8]) -> Result<Vec<Descriptor>, PackageError> {
+    let parsed: Manifest =
+        serde_json::from_slice(manifest).map_err(|error| PackageError::Json {
+            what: "manifest",
+            error,
+        })?;
+    Ok(parsed.config.into_iter().chain(parsed.layers).collect())
+}
+
+fn blob(media_type: &str, bytes: Vec<u8>) -> Blob {
+    Blob {
+        media_type: media_type.to_owned(),
+        digest: Digest::of(&bytes),
+        bytes,
+    }
+}
+
+pub(crate) fn descriptor(blob: &Blob) -> Descriptor {
+    Descriptor {
+        media_type: blob.media_type.clone(),
+        digest: blob.digest.to_string(),
+        size: blob.bytes.len() as u64,
+        annotations: None,
+        platform: None,
+    }
+}
+
+/// The top-level imports and exports of `program` if it is a component.
+fn component_info(program: &[u8]) -> Option<ComponentInfo> {
+    let parser = wasmparser::Parser::new(0);
+    if !wasmparser::Parser::is_component(program) {
+        return None;
+    }
+    let mut info = ComponentInfo {
+        imports: Vec::new(),
+        exports: Vec::new(),
+        target: None,
+    };
+    let mut depth = 0usize;
+    for payload in parser.parse_all(program) {
+        match payload.ok()? {
+            wasmparser::Payload::Version { .. } => depth += 1,
+            wasmparser::Payload::End(_) => depth = depth.saturating_sub(1),
+            wasmparser::Payload::ComponentImportSection(imports) if depth == 1 => {
+                for import in imports.into_iter().flatten() {
+                    info.imports.push(import.name.name.to_owned());
+                }
+            }
+            wasmparser::Payload::ComponentExportSection(exports) if depth == 1 => {
+                for export in exports.into_iter().flatten() {
+                    info.exports.push(export.name.name.to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+    Some(info)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fetch_from(built: &Built) -> impl FnMut(&Descriptor) -> anyhow::Result<Vec<u8>> + '_ {
+        |descriptor| {
+            built
+                .blobs
+                .iter()
+                .find(|b| b.digest.as_str() == descriptor.digest)
+                .map(|b| b.bytes.clone())
+                .ok_or_else(|| anyhow::anyhow!("no blob {}", descriptor.digest))
+        }
+    }
+
+    const MODULE: &[u8] = b"\0asm\x01\0\0\0";
+
+    #[test]
+    fn a_package_reads_back_as_built_and_builds_the_same_every_time() {
+        let package = Package {
+            program: MODULE.to_vec(),
+            keep_toml: Some(b"[env]\nA = \"1\"\n".to_vec()),
+        };
+        let built = package.build();
+        assert_eq!(built.digest, package.build().digest);
+        let (read, blobs) = Package::from_manifest(&built.manifest, fetch_from(&built)).unwrap();
+        assert_eq!(read, package);
+        assert_eq!(blobs.len(), 3);
+    }
+
+    #[test]
+    fn a_changed_blob_is_refused_by_its_digest() {
+        let built = Package {
+            program: MODULE.to_vec(),
+            keep_toml: None,
+        }
+        .build();
+        let mut tampered = built.clone();
+        tampered.blobs[1].bytes.push(0);
+        let error = Package::from_manifest(&built.manifest, fetch_from(&tampered)).unwrap_err();
+        assert!(matches!(
+            error,
+            PackageError::Fetch { .. } | PackageError::DigestMismatch { .. }
+        ));
+    }
+
+    #[test]
+    fn an_index_is_followed_to_its_wasm_entry_or_refused_for_another_platform() {
+        let index = |platforms: &[(&str, &str)]| {
+            let manifests: Vec<String> = platforms
+                .iter()
+                .enumerate()
+                .map(|(i, (arch, os))| {
+                    format!(
+                        r#"{{"mediaType":"{}","digest":"sha256:{:064x}","size":1,
+                        "platform":{{"architecture":"{arch}","os":"{os}"}}}}"#,
+                        media::MANIFEST,
+                        i
+                    )
+                })
+                .collect();
+            format!(
+                r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[{}]}}"#,
+                media::INDEX,
+                manifests.join(",")
+            )
+        };
+        let entry = wasm_entry(index(&[("amd64", "linux"), ("wasm", "wasip2")]).as_bytes())
+            .unwrap()
+            .unwrap();
+        assert_eq!(entry.digest, format!("sha256:{:064x}", 1));
+        let error = wasm_entry(index(&[("amd64", "linux")]).as_bytes()).unwrap_err();
+        assert!(error.to_string().contains("amd64/linux"), "{error}");
+        let manifest = Package {
+            program: MODULE.to_vec(),
+            keep_toml: None,
+        }
+        .build()
+        .manifest;
+        assert!(wasm_entry(&manifest).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_config_for_another_architecture_is_refused() {
+        let config = br#"{"created":"1970-01-01T00:00:00Z","architecture":"amd64","os":"linux"}"#;
+        let config_digest = Digest::of(config);
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"{}","digest":"{}","size":{}}},"layers":[]}}"#,
+            media::MANIFEST,
+            media::WASM_CONFIG,
+            config_digest,
+            config.len()
+        );
+        let error =
+            Package::from_manifest(manifest.as_bytes(), |_| Ok(config.to_vec())).unwrap_err();
+        assert!(matches!(error, PackageError::Platform { .. }), "{error}");
+        assert_eq!(
+            error.to_string(),
+            "the package is for amd64/linux, not for wasm"
+        );
+    }
+
+    #[test]
+    fn content_that_is_not_a_package_is_named() {
+        let error = Package::from_manifest(b"{", |_| unreachable!()).unwrap_err();
+        assert!(
+            error.to_string().starts_with("the manifest is not valid"),
+            "{error}"
+        );
+        let image = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
+            "config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:00","size":2},
+            "layers":[]}"#;
+        let error = Package::from_manifest(image, |_| unreachable!()).unwrap_err();
+        assert!(matches!(error, PackageError::NotWasm(_)), "{error}");
+    }
+}
