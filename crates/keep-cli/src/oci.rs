@@ -95,7 +95,7 @@ pub struct PushArgs {
     /// A program, or an OCI image layout `keep package` (or skopeo) wrote.
     #[arg(value_name = "SOURCE")]
     pub source: PathBuf,
-    /// Where to push: HOST[:PORT]/REPOSITORY[:TAG].
+    /// Where to push: `HOST[:PORT]/REPOSITORY[:TAG]`.
     #[arg(value_name = "REFERENCE")]
     pub reference: String,
 }
@@ -105,7 +105,7 @@ pub struct PushArgs {
 pub struct PullArgs {
     #[command(flatten)]
     pub registry: RegistryArgs,
-    /// What to pull: HOST[:PORT]/REPOSITORY[:TAG] or HOST[:PORT]/REPOSITORY@sha256:DIGEST.
+    /// What to pull: `HOST[:PORT]/REPOSITORY[:TAG]` or `HOST[:PORT]/REPOSITORY@sha256:DIGEST`.
     #[arg(value_name = "REFERENCE")]
     pub reference: String,
 }
