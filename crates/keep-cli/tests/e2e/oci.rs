@@ -99,6 +99,24 @@ fn keep(cache: &Path) -> Keep {
     Keep::with_cache(cache)
 }
 
+/// `keep push --registry-plain-http SOURCE REFERENCE`.
+fn push_plain(cache: &Path, source: &Path, reference: &str) -> crate::common::Finished {
+    keep(cache)
+        .args(["push", "--registry-plain-http"])
+        .arg_path(source)
+        .arg(reference)
+        .finish()
+}
+
+/// `keep run -q --registry-plain-http oci://REFERENCE ARGS`.
+fn run_plain(cache: &Path, reference: &str, args: &[&str]) -> crate::common::Finished {
+    keep(cache)
+        .args(["run", "-q", "--registry-plain-http"])
+        .arg(&format!("oci://{reference}"))
+        .args(args)
+        .finish()
+}
+
 #[test]
 fn a_package_pushed_to_a_registry_runs_from_it_and_then_without_it() {
     let tmp = tempfile::tempdir().unwrap();
@@ -137,23 +155,13 @@ fn a_package_pushed_to_a_registry_runs_from_it_and_then_without_it() {
     assert_eq!(line_value(&again.stdout_text(), "manifest"), manifest);
 
     let reference = format!("{}/keep/printenv:v1", registry.host);
-    keep(&cache)
-        .args(["push", "--registry-plain-http"])
-        .arg_path(&layout)
-        .arg(&reference)
-        .finish()
+    push_plain(&cache, &layout, &reference)
         .expect_code(0)
         .expect_stdout_contains(&format!("pushed {reference}@{manifest}"));
 
     // Another machine (another store) runs it by tag, with the Keep.toml it carries.
     let elsewhere = tmp.path().join("elsewhere");
-    let run = |cache: &Path, reference: &str| {
-        keep(cache)
-            .args(["run", "-q", "--registry-plain-http"])
-            .arg(&format!("oci://{reference}"))
-            .arg("GREETING")
-            .finish()
-    };
+    let run = |cache: &Path, reference: &str| run_plain(cache, reference, &["GREETING"]);
     let done = run(&elsewhere, &reference);
     done.expect_code(0);
     assert_eq!(
@@ -218,10 +226,7 @@ fn skopeo_copies_keeps_packages_both_ways_with_the_same_digests() {
         &format!("oci:{}:v1", layout.display()),
         &format!("docker://{by_skopeo}"),
     ]);
-    let done = keep(&cache)
-        .args(["run", "-q", "--registry-plain-http"])
-        .arg(&format!("oci://{by_skopeo}"))
-        .finish();
+    let done = run_plain(&cache, &by_skopeo, &[]);
     done.expect_code(0);
     assert_eq!(
         done.stdout_text(),
@@ -242,11 +247,7 @@ fn skopeo_copies_keeps_packages_both_ways_with_the_same_digests() {
     let manifest_hex = manifest.trim_start_matches("sha256:");
     assert!(copied.join("blobs/sha256").join(manifest_hex).is_file());
     let again = format!("{}/keep/again:v1", registry.host);
-    keep(&cache)
-        .args(["push", "--registry-plain-http"])
-        .arg_path(&copied)
-        .arg(&again)
-        .finish()
+    push_plain(&cache, &copied, &again)
         .expect_code(0)
         .expect_stdout_contains(&format!("@{manifest}"));
 }
@@ -344,12 +345,7 @@ fn tampered_content_and_a_missing_registry_are_refused_with_nothing_stored() {
     };
     let cache = tmp.path().join("cache");
     let reference = format!("{}/keep/hello:v1", registry.host);
-    keep(&cache)
-        .args(["push", "--registry-plain-http"])
-        .arg_path(&program)
-        .arg(&reference)
-        .finish()
-        .expect_code(0);
+    push_plain(&cache, &program, &reference).expect_code(0);
     let stored = registry.blob_file(&program_hex);
     let mut bytes = std::fs::read(&stored).unwrap();
     let last = bytes.len() - 1;
@@ -357,10 +353,7 @@ fn tampered_content_and_a_missing_registry_are_refused_with_nothing_stored() {
     std::fs::write(&stored, bytes).unwrap();
 
     let store = tmp.path().join("store");
-    let done = keep(&store)
-        .args(["run", "-q", "--registry-plain-http"])
-        .arg(&format!("oci://{reference}"))
-        .finish();
+    let done = run_plain(&store, &reference, &[]);
     done.expect_code(KEEP_ERROR);
     assert!(done.stdout.is_empty(), "nothing ran");
     assert!(done.stderr.contains("digest"), "{}", done.stderr);
