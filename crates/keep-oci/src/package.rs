@@ -146,6 +146,9 @@ struct ComponentInfo {
 /// builds are).
 const CREATED: &str = "1970-01-01T00:00:00Z";
 
+/// The annotation that names a layer's file.
+const TITLE: &str = "org.opencontainers.image.title";
+
 impl Package {
     /// The manifest, config and layers of this package.
     pub fn build(&self) -> Built {
@@ -177,7 +180,20 @@ impl Package {
             schema_version: 2,
             media_type: Some(media::MANIFEST.to_owned()),
             config: Some(descriptor(&config)),
-            layers: layers.iter().map(descriptor).collect(),
+            layers: layers
+                .iter()
+                .map(|layer| {
+                    // The file name ORAS clients save a layer under.
+                    let title = match layer.media_type.as_str() {
+                        media::WASM => "program.wasm",
+                        _ => "Keep.toml",
+                    };
+                    Descriptor {
+                        annotations: Some([(TITLE.to_owned(), title.to_owned())].into()),
+                        ..descriptor(layer)
+                    }
+                })
+                .collect(),
             manifests: Vec::new(),
         };
         let manifest = serde_json::to_vec(&manifest).unwrap_or_default();

@@ -191,9 +191,10 @@ fn a_package_pushed_to_a_registry_runs_from_it_and_then_without_it() {
 }
 
 /// skopeo copies what Keep packaged and pushed, and Keep runs and pushes what skopeo
-/// copied: the layouts and manifests are the field's.
+/// copied; the ORAS Python client pulls Keep's program and pushes one Keep runs: the
+/// layouts and manifests are the field's.
 #[test]
-fn skopeo_copies_keeps_packages_both_ways_with_the_same_digests() {
+fn skopeo_and_oras_exchange_packages_with_keep() {
     let tmp = tempfile::tempdir().unwrap();
     let registry = RegistryProcess::start(tmp.path(), "", "");
     let program = GUESTS.component("hello");
@@ -250,6 +251,47 @@ fn skopeo_copies_keeps_packages_both_ways_with_the_same_digests() {
     push_plain(&cache, &copied, &again)
         .expect_code(0)
         .expect_stdout_contains(&format!("@{manifest}"));
+
+    // ORAS saves the program under its title; and pushes a program as ORAS users do,
+    // which Keep runs.
+    let oras = |args: &[&str]| {
+        let output = Command::new("python3")
+            .arg(crate::common::repo_root().join("tests/tools/oras_client.py"))
+            .args(args)
+            .output()
+            .expect("run python3");
+        assert!(
+            output.status.success(),
+            "oras_client.py {args:?} (PyPI package oras): {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let pulled = tmp.path().join("pulled");
+    oras(&["pull", &by_skopeo, pulled.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read(pulled.join("program.wasm")).unwrap(),
+        std::fs::read(&program).unwrap()
+    );
+    let config = write_config(
+        tmp.path(),
+        "config.json",
+        r#"{"created":"2026-01-01T00:00:00Z","architecture":"wasm","os":"wasip2","layerDigests":[]}"#,
+    );
+    let by_oras = format!("{}/keep/by-oras:v1", registry.host);
+    oras(&[
+        "push",
+        &by_oras,
+        program.to_str().unwrap(),
+        config.to_str().unwrap(),
+    ]);
+    let done = run_plain(&tmp.path().join("fresh"), &by_oras, &[]);
+    done.expect_code(0);
+    assert_eq!(
+        done.stdout_text(),
+        "Hello from a Keep!\n",
+        "{}",
+        done.stderr
+    );
 }
 
 /// Over TLS with basic auth: the registry's CA and the credentials are given (flags, or
