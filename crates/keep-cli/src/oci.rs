@@ -14,8 +14,8 @@ use keep_runtime::{ModuleCache, Program};
 /// How Keep reaches a registry (for `keep push`, `keep pull` and `keep run oci://`).
 #[derive(Debug, Args, Default, Clone)]
 pub struct RegistryArgs {
-    /// Trust this CA (PEM) for the registry's certificate, besides the system's roots.
-    /// Repeatable.
+    /// Trust this CA (PEM) for the registry's certificate, besides the system's roots and
+    /// the `[tls] ca` of the Keep.toml given with -c. Repeatable.
     #[arg(long, value_name = "FILE")]
     pub registry_ca: Vec<PathBuf>,
     /// Speak plain HTTP to the registry: nothing protects the package or the credentials
@@ -33,7 +33,13 @@ pub struct RegistryArgs {
 }
 
 impl RegistryArgs {
-    fn options(&self, reference: &PackageRef) -> anyhow::Result<RegistryOptions> {
+    /// How to reach `reference`'s registry; `config`'s `[tls] ca` anchors are trusted for
+    /// it too.
+    fn options(
+        &self,
+        reference: &PackageRef,
+        config: Option<&Config>,
+    ) -> anyhow::Result<RegistryOptions> {
         if self.registry_plain_http && !reference.is_loopback() {
             eprintln!(
                 "keep: warning: --registry-plain-http: {} is not on this machine, and plain \
@@ -41,13 +47,18 @@ impl RegistryArgs {
                 reference.registry()
             );
         }
-        let ca_pems = self
+        let mut ca_pems: Vec<Vec<u8>> = self
             .registry_ca
             .iter()
             .map(|path| {
                 std::fs::read(path).with_context(|| format!("--registry-ca {}", path.display()))
             })
             .collect::<anyhow::Result<_>>()?;
+        ca_pems.extend(
+            config
+                .into_iter()
+                .flat_map(|config| config.tls.ca.iter().map(|ca| ca.pem.clone())),
+        );
         let credentials = match &self.registry_user {
             Some(user) => {
                 let mut password = String::new();
@@ -154,18 +165,22 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 pub fn push(args: PushArgs) -> anyhow::Result<u8> {
     let reference = PackageRef::parse(&args.reference)?;
-    let built = if keep_oci::layout::is_layout(&args.source) {
+    let (built, config) = if keep_oci::layout::is_layout(&args.source) {
         if args.config.is_some() {
             bail!(
                 "{} is a package already: its Keep.toml is in it (-c is for a program)",
                 args.source.display()
             );
         }
-        keep_oci::layout::read(&args.source, None)?.1
+        (keep_oci::layout::read(&args.source, None)?.1, None)
     } else {
-        package_of(&args.source, args.config.as_deref())?.0.build()
+        let (package, _, config) = package_of(&args.source, args.config.as_deref())?;
+        (package.build(), config)
     };
-    let registry = Registry::new(&reference, &args.registry.options(&reference)?);
+    let registry = Registry::new(
+        &reference,
+        &args.registry.options(&reference, config.as_ref())?,
+    );
     let digest = runtime()?.block_on(registry.push(&reference, &built))?;
     println!("pushed {reference}@{digest}");
     Ok(0)
@@ -173,7 +188,7 @@ pub fn push(args: PushArgs) -> anyhow::Result<u8> {
 
 pub fn pull(args: PullArgs) -> anyhow::Result<u8> {
     let reference = PackageRef::parse(&args.reference)?;
-    let (package, digest) = pull_into_store(&reference, &args.registry)?;
+    let (package, digest) = pull_into_store(&reference, &args.registry, None)?;
     let (program, config) = runnable(&reference, package)?;
     println!("pulled {reference}@{digest}");
     println!(
@@ -194,8 +209,9 @@ fn store() -> anyhow::Result<Store> {
 fn pull_into_store(
     reference: &PackageRef,
     registry: &RegistryArgs,
+    config: Option<&Config>,
 ) -> anyhow::Result<(Package, keep_oci::Digest)> {
-    let client = Registry::new(reference, &registry.options(reference)?);
+    let client = Registry::new(reference, &registry.options(reference, config)?);
     let (package, built) = runtime()?.block_on(client.pull(reference))?;
     store()?.save(reference, &built)?;
     Ok((package, built.digest))
@@ -222,15 +238,17 @@ fn runnable(reference: &PackageRef, package: Package) -> anyhow::Result<(Program
 }
 
 /// The program and Keep.toml `keep run oci://REFERENCE` runs: from the store when it holds
-/// the package (no network), otherwise pulled into it first.
+/// the package (no network), otherwise pulled into it first (trusting `config`'s `[tls]`
+/// anchors too, the Keep.toml given with -c).
 pub fn fetch_for_run(
     text: &str,
     registry: &RegistryArgs,
+    config: Option<&Config>,
 ) -> anyhow::Result<(Program, Option<Config>)> {
     let reference = PackageRef::parse(text)?;
     let package = match store()?.load(&reference)? {
         Some((package, _)) => package,
-        None => pull_into_store(&reference, registry)?.0,
+        None => pull_into_store(&reference, registry, config)?.0,
     };
     runnable(&reference, package)
 }

@@ -294,8 +294,8 @@ fn skopeo_and_oras_exchange_packages_with_keep() {
     );
 }
 
-/// Over TLS with basic auth: the registry's CA and the credentials are given (flags, or
-/// docker's config file); without them, a clear refusal.
+/// Over TLS with basic auth: the registry's CA (a flag, or Keep.toml's `[tls] ca`) and the
+/// credentials (flags, or docker's config file) are given; without them, a clear refusal.
 #[test]
 fn a_registry_with_tls_and_basic_auth_needs_its_ca_and_credentials() {
     let tmp = tempfile::tempdir().unwrap();
@@ -359,10 +359,16 @@ fn a_registry_with_tls_and_basic_auth_needs_its_ca_and_credentials() {
         ),
     )
     .unwrap();
+    // ... trusting the registry through the [tls] ca of the Keep.toml given with -c.
+    let config = write_config(
+        tmp.path(),
+        "Keep.toml",
+        &format!("[tls]\nca = [\"{}\"]\n", ca.pem.display()),
+    );
     let done = keep(&tmp.path().join("other"))
         .env("DOCKER_CONFIG", docker.to_str().unwrap())
-        .args(["run", "-q"])
-        .args(with_ca)
+        .args(["run", "-q", "-c"])
+        .arg_path(&config)
         .arg(&format!("oci://{reference}"))
         .finish();
     done.expect_code(0);
