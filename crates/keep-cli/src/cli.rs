@@ -91,6 +91,11 @@ pub enum Command {
     /// Pull a package from an OCI registry into the local store (`keep run oci://...` then
     /// needs no network).
     Pull(crate::oci::PullArgs),
+    /// Sign a package in a registry with a cosign key (cosign's signature format, attached
+    /// as `sha256-DIGEST.sig`), for `keep run --verify-key` and cosign or skopeo to check.
+    Sign(crate::oci::SignArgs),
+    /// Make a signing key pair in cosign's format (PREFIX.key, encrypted; PREFIX.pub).
+    GenerateKeyPair(crate::oci::GenerateKeyPairArgs),
     /// Print the workload digest of a program and its configuration: the name attestation
     /// policies, certificates and verifiers use for what a Keep runs.
     #[command(long_about = DIGEST_LONG_ABOUT)]
@@ -485,6 +490,10 @@ pub struct RunArgs {
     /// How to reach the registry of an `oci://` program.
     #[command(flatten)]
     pub registry: crate::oci::RegistryArgs,
+
+    /// The keys an `oci://` program must be signed by.
+    #[command(flatten)]
+    pub signatures: crate::oci::SignatureArgs,
 
     /// The program (a .wasm module or component, .wat text, or a package
     /// `oci://HOST/REPOSITORY[:TAG|@DIGEST]`), then its arguments (after the config file's

@@ -50,6 +50,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Package(args) => oci::package(args),
         Command::Push(args) => oci::push(args),
         Command::Pull(args) => oci::pull(args),
+        Command::Sign(args) => oci::sign(args),
+        Command::GenerateKeyPair(args) => oci::generate_key_pair(args),
         Command::Compile { program } => {
             let cache = default_cache()?;
             let program = keep_runtime::Program::read(&program)?;

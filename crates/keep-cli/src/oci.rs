@@ -116,6 +116,8 @@ pub struct PushArgs {
 pub struct PullArgs {
     #[command(flatten)]
     pub registry: RegistryArgs,
+    #[command(flatten)]
+    pub signatures: SignatureArgs,
     /// What to pull: `HOST[:PORT]/REPOSITORY[:TAG]` or `HOST[:PORT]/REPOSITORY@sha256:DIGEST`.
     #[arg(value_name = "REFERENCE")]
     pub reference: String,
@@ -188,14 +190,68 @@ pub fn push(args: PushArgs) -> anyhow::Result<u8> {
 
 pub fn pull(args: PullArgs) -> anyhow::Result<u8> {
     let reference = PackageRef::parse(&args.reference)?;
-    let (package, digest) = pull_into_store(&reference, &args.registry, None)?;
+    let keys = args.signatures.keys()?;
+    let (package, digest, signer) = pull_into_store(&reference, &args.registry, &keys, None)?;
     let (program, config) = runnable(&reference, package)?;
     println!("pulled {reference}@{digest}");
+    if let Some(signer) = signer {
+        println!("signed by {}", signer.display());
+    }
     println!(
         "workload {}",
         keep_runtime::workload_digest(&program, config.as_ref())
     );
     Ok(0)
+}
+
+/// `--verify-key`: the keys a package must be signed by.
+#[derive(Debug, Args, Default, Clone)]
+pub struct SignatureArgs {
+    /// Run (or pull) the package only if it carries a valid cosign signature by this public
+    /// key (PEM), for its manifest digest and repository. Repeatable: any one of the keys
+    /// will do.
+    #[arg(long, value_name = "FILE")]
+    pub verify_key: Vec<PathBuf>,
+}
+
+/// Public keys, each with the file it came from.
+type Keys = Vec<(PathBuf, p256::ecdsa::VerifyingKey)>;
+
+impl SignatureArgs {
+    fn keys(&self) -> anyhow::Result<Keys> {
+        self.verify_key
+            .iter()
+            .map(|path| {
+                let pem = std::fs::read_to_string(path)
+                    .with_context(|| format!("--verify-key {}", path.display()))?;
+                let key = keep_oci::signing_key::verifying_key(&pem)
+                    .with_context(|| format!("--verify-key {}", path.display()))?;
+                Ok((path.clone(), key))
+            })
+            .collect()
+    }
+}
+
+/// The file of the key that signed `digest` in `reference`'s repository among `signed`.
+fn check_signatures(
+    reference: &PackageRef,
+    digest: &keep_oci::Digest,
+    signed: &[keep_oci::signature::Signed],
+    keys: &Keys,
+) -> anyhow::Result<PathBuf> {
+    if signed.is_empty() {
+        return Err(keep_oci::signature::SignatureError::Unsigned {
+            tag: format!(
+                "{}:{}",
+                reference.repository(),
+                keep_oci::signature::signature_tag(digest)
+            ),
+        }
+        .into());
+    }
+    let verifying: Vec<_> = keys.iter().map(|(_, key)| *key).collect();
+    let index = keep_oci::signature::verify(signed, &verifying, &reference.repository(), digest)?;
+    Ok(keys[index].0.clone())
 }
 
 /// The package store: `packages/` in the compiled-module cache's directory.
@@ -205,16 +261,28 @@ fn store() -> anyhow::Result<Store> {
         .ok_or_else(|| anyhow::anyhow!("no directory for packages: set XDG_CACHE_HOME or HOME"))
 }
 
-/// Pulls `reference` and saves it in the store (whole, or not at all).
+/// Pulls `reference`, checks its signatures when `keys` are given, and saves it in the
+/// store (whole, or not at all: nothing is stored for a package that fails).
 fn pull_into_store(
     reference: &PackageRef,
     registry: &RegistryArgs,
+    keys: &Keys,
     config: Option<&Config>,
-) -> anyhow::Result<(Package, keep_oci::Digest)> {
+) -> anyhow::Result<(Package, keep_oci::Digest, Option<PathBuf>)> {
     let client = Registry::new(reference, &registry.options(reference, config)?);
-    let (package, built) = runtime()?.block_on(client.pull(reference))?;
-    store()?.save(reference, &built)?;
-    Ok((package, built.digest))
+    let runtime = runtime()?;
+    let (package, built) = runtime.block_on(client.pull(reference))?;
+    let store = store()?;
+    let signer = if keys.is_empty() {
+        None
+    } else {
+        let signed = runtime.block_on(client.signatures(reference, &built.digest))?;
+        let signer = check_signatures(reference, &built.digest, &signed, keys)?;
+        store.save_signatures(&built.digest, &signed)?;
+        Some(signer)
+    };
+    store.save(reference, &built)?;
+    Ok((package, built.digest, signer))
 }
 
 /// The program and Keep.toml of a package, as `keep run` reads them.
@@ -239,16 +307,140 @@ fn runnable(reference: &PackageRef, package: Package) -> anyhow::Result<(Program
 
 /// The program and Keep.toml `keep run oci://REFERENCE` runs: from the store when it holds
 /// the package (no network), otherwise pulled into it first (trusting `config`'s `[tls]`
-/// anchors too, the Keep.toml given with -c).
+/// anchors too, the Keep.toml given with -c). With `--verify-key`, only a package signed
+/// by one of the keys runs (signatures checked once are kept in the store with it).
 pub fn fetch_for_run(
     text: &str,
     registry: &RegistryArgs,
+    signatures: &SignatureArgs,
     config: Option<&Config>,
 ) -> anyhow::Result<(Program, Option<Config>)> {
     let reference = PackageRef::parse(text)?;
-    let package = match store()?.load(&reference)? {
-        Some((package, _)) => package,
-        None => pull_into_store(&reference, registry, config)?.0,
+    let keys = signatures.keys()?;
+    let store = store()?;
+    let package = match store.load(&reference)? {
+        Some((package, digest)) => {
+            if !keys.is_empty() {
+                let signed = match store.signatures(&digest)? {
+                    Some(signed) => signed,
+                    None => {
+                        let client =
+                            Registry::new(&reference, &registry.options(&reference, config)?);
+                        runtime()?.block_on(client.signatures(&reference, &digest))?
+                    }
+                };
+                check_signatures(&reference, &digest, &signed, &keys)?;
+                store.save_signatures(&digest, &signed)?;
+            }
+            package
+        }
+        None => pull_into_store(&reference, registry, &keys, config)?.0,
     };
     runnable(&reference, package)
+}
+
+/// `keep sign`.
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// The private key: cosign's encrypted key (its passphrase in --passphrase-file or
+    /// COSIGN_PASSWORD), or an unencrypted PKCS#8 PEM.
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// A file whose first line is the key's passphrase (else COSIGN_PASSWORD).
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// The package to sign: `HOST[:PORT]/REPOSITORY[:TAG]` or `...@sha256:DIGEST`.
+    #[arg(value_name = "REFERENCE")]
+    pub reference: String,
+}
+
+/// `keep generate-key-pair`.
+#[derive(Debug, Args)]
+pub struct GenerateKeyPairArgs {
+    /// A file whose first line is the passphrase that seals the private key (else
+    /// COSIGN_PASSWORD).
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// Write PREFIX.key and PREFIX.pub.
+    #[arg(long, value_name = "PREFIX", default_value = "cosign")]
+    pub output_prefix: PathBuf,
+}
+
+/// The passphrase of a key: the first line of `file`, or COSIGN_PASSWORD.
+fn passphrase(file: Option<&Path>) -> anyhow::Result<zeroize::Zeroizing<String>> {
+    match file {
+        Some(path) => {
+            let text = zeroize::Zeroizing::new(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("--passphrase-file {}", path.display()))?,
+            );
+            Ok(zeroize::Zeroizing::new(
+                text.lines().next().unwrap_or_default().to_owned(),
+            ))
+        }
+        None => std::env::var("COSIGN_PASSWORD")
+            .map(zeroize::Zeroizing::new)
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "the key's passphrase: give it with --passphrase-file FILE or in                      COSIGN_PASSWORD (empty for none)"
+                )
+            }),
+    }
+}
+
+pub fn sign(args: SignArgs) -> anyhow::Result<u8> {
+    let reference = PackageRef::parse(&args.reference)?;
+    let pem = zeroize::Zeroizing::new(
+        std::fs::read_to_string(&args.key)
+            .with_context(|| format!("--key {}", args.key.display()))?,
+    );
+    let pass = passphrase(args.passphrase_file.as_deref())?;
+    let key = keep_oci::signing_key::signing_key(&pem, pass.as_bytes())
+        .with_context(|| format!("--key {}", args.key.display()))?;
+    let client = Registry::new(&reference, &args.registry.options(&reference, None)?);
+    let runtime = runtime()?;
+    let digest = runtime.block_on(client.manifest_digest(&reference))?;
+    let signed = keep_oci::signature::sign(&key, &reference.repository(), &digest);
+    runtime.block_on(client.attach(&reference, &digest, &signed))?;
+    println!(
+        "signed {}@{digest} (signature at {}:{})",
+        reference.repository(),
+        reference.repository(),
+        keep_oci::signature::signature_tag(&digest)
+    );
+    Ok(0)
+}
+
+pub fn generate_key_pair(args: GenerateKeyPairArgs) -> anyhow::Result<u8> {
+    let pass = passphrase(args.passphrase_file.as_deref())?;
+    let mut private_path = args.output_prefix.clone().into_os_string();
+    private_path.push(".key");
+    let mut public_path = args.output_prefix.into_os_string();
+    public_path.push(".pub");
+    let (private_path, public_path) = (PathBuf::from(private_path), PathBuf::from(public_path));
+    for path in [&private_path, &public_path] {
+        if path.exists() {
+            bail!("{} exists: Keep does not overwrite a key", path.display());
+        }
+    }
+    let (private, public) = keep_oci::signing_key::generate(pass.as_bytes())?;
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&private_path)
+        .and_then(|mut file| file.write_all(private.as_bytes()))
+        .with_context(|| format!("cannot write {}", private_path.display()))?;
+    std::fs::write(&public_path, public)
+        .with_context(|| format!("cannot write {}", public_path.display()))?;
+    println!(
+        "private key {} (encrypted), public key {}",
+        private_path.display(),
+        public_path.display()
+    );
+    Ok(0)
 }

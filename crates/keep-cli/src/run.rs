@@ -29,8 +29,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     // these bytes.
     let (program, config) = match args.program().to_str().filter(|p| p.starts_with("oci://")) {
         Some(reference) => {
-            let (program, packaged) =
-                crate::oci::fetch_for_run(reference, &args.registry, config.as_ref())?;
+            let (program, packaged) = crate::oci::fetch_for_run(
+                reference,
+                &args.registry,
+                &args.signatures,
+                config.as_ref(),
+            )?;
             if config.is_some() && packaged.is_some() {
                 bail!(
                     "{reference} carries its own Keep.toml (its workload digest covers it):                      run it without -c"

@@ -11,7 +11,8 @@
 //! - [`Registry`]: push to and pull from a registry (the `oci-client` crate);
 //! - [`Store`]: the local content-addressed store that pulled packages live in, so that a
 //!   second run needs no network;
-//! - [`auth`]: credentials from docker's and podman's auth files.
+//! - [`auth`]: credentials from docker's and podman's auth files;
+//! - [`signature`] and [`signing_key`]: signatures and keys in cosign's formats.
 
 pub mod auth;
 mod digest;
@@ -20,6 +21,8 @@ pub mod media;
 mod package;
 mod reference;
 mod registry;
+pub mod signature;
+pub mod signing_key;
 mod store;
 
 pub use digest::{Digest, DigestError};

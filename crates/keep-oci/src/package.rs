@@ -336,6 +336,16 @@ pub(crate) fn wasm_entry(manifest: &[u8]) -> Result<Option<Descriptor>, PackageE
         .ok_or_else(|| PackageError::NoWasmPlatform(platforms.join(", ")))
 }
 
+/// The layers' descriptors of a manifest.
+pub(crate) fn layers(manifest: &[u8]) -> Result<Vec<Descriptor>, PackageError> {
+    let parsed: Manifest =
+        serde_json::from_slice(manifest).map_err(|error| PackageError::Json {
+            what: "manifest",
+            error,
+        })?;
+    Ok(parsed.layers)
+}
+
 /// The config's and the layers' descriptors of a manifest, to fetch them.
 pub(crate) fn descriptors(manifest: &[u8]) -> Result<Vec<Descriptor>, PackageError> {
     let parsed: Manifest =

@@ -59,6 +59,20 @@ impl PackageRef {
         self.0.digest().and_then(|d| Digest::parse(d).ok())
     }
 
+    /// `HOST/REPOSITORY`: what a signature names.
+    pub fn repository(&self) -> String {
+        format!("{}/{}", self.0.registry(), self.0.repository())
+    }
+
+    /// The same repository at `tag`.
+    pub(crate) fn with_tag(&self, tag: &str) -> Self {
+        Self(oci_client::Reference::with_tag(
+            self.0.registry().to_owned(),
+            self.0.repository().to_owned(),
+            tag.to_owned(),
+        ))
+    }
+
     /// This reference pinned to `digest` (same repository).
     pub fn with_digest(&self, digest: &Digest) -> Self {
         Self(oci_client::Reference::with_digest(

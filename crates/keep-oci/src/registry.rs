@@ -12,8 +12,9 @@ use oci_client::secrets::RegistryAuth;
 
 use crate::digest::Digest;
 use crate::media;
-use crate::package::{self, Built, Package};
+use crate::package::{self, Blob, Built, Descriptor, Package};
 use crate::reference::PackageRef;
+use crate::signature::{self, Signed};
 
 /// The largest manifest or blob Keep accepts from a registry: far above any program, and
 /// a bound on what a hostile registry can make Keep hold.
@@ -155,6 +156,156 @@ impl Registry {
                 blobs,
             },
         ))
+    }
+}
+
+impl Registry {
+    /// The digest of the manifest `reference` names (what `keep sign` signs).
+    pub async fn manifest_digest(&self, reference: &PackageRef) -> anyhow::Result<Digest> {
+        let (manifest, _) = self
+            .client
+            .pull_manifest_raw(reference.inner(), &self.auth, &[media::MANIFEST])
+            .await
+            .with_context(|| format!("cannot fetch the manifest of {reference}"))?;
+        let digest = Digest::of(&manifest);
+        check_pinned(reference, &digest)?;
+        Ok(digest)
+    }
+
+    /// The signatures attached to `digest` in `reference`'s repository (none when nothing
+    /// is attached).
+    pub async fn signatures(
+        &self,
+        reference: &PackageRef,
+        digest: &Digest,
+    ) -> anyhow::Result<Vec<Signed>> {
+        let tag = reference.with_tag(&signature::signature_tag(digest));
+        let manifest = match self
+            .client
+            .pull_manifest_raw(tag.inner(), &self.auth, &SIGNATURE_MANIFESTS)
+            .await
+        {
+            Ok((manifest, _)) => manifest,
+            Err(error) if is_not_found(&error) => return Ok(Vec::new()),
+            Err(error) => {
+                return Err(error).with_context(|| format!("cannot fetch the signatures at {tag}"));
+            }
+        };
+        let mut signed = Vec::new();
+        for layer in package::layers(&manifest)? {
+            let Some(signature) = layer
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(signature::SIGNATURE_ANNOTATION))
+            else {
+                continue;
+            };
+            if layer.media_type != signature::SIMPLE_SIGNING || layer.size > MAX_SIGNATURE {
+                continue;
+            }
+            let expected = Digest::parse(&layer.digest)?;
+            let mut out = Capped::new(layer.size);
+            self.client
+                .pull_blob(tag.inner(), layer.digest.as_str(), &mut out)
+                .await
+                .with_context(|| format!("cannot fetch a signature payload at {tag}"))?;
+            if Digest::of(&out.bytes) != expected {
+                bail!("a signature payload at {tag} does not match its digest {expected}");
+            }
+            signed.push(Signed {
+                payload: out.bytes,
+                signature: signature.clone(),
+            });
+        }
+        Ok(signed)
+    }
+
+    /// Attaches `signed` to `digest` in `reference`'s repository, beside the signatures
+    /// already there.
+    pub async fn attach(
+        &self,
+        reference: &PackageRef,
+        digest: &Digest,
+        signed: &Signed,
+    ) -> anyhow::Result<()> {
+        let mut all = self.signatures(reference, digest).await?;
+        if !all.contains(signed) {
+            all.push(signed.clone());
+        }
+        let layers: Vec<Blob> = all
+            .iter()
+            .map(|s| Blob {
+                media_type: signature::SIMPLE_SIGNING.to_owned(),
+                digest: Digest::of(&s.payload),
+                bytes: s.payload.clone(),
+            })
+            .collect();
+        // The config cosign writes: an image config whose layers are the payloads.
+        let config = serde_json::json!({
+            "architecture": "",
+            "config": {},
+            "created": "0001-01-01T00:00:00Z",
+            "history": [{"created": "0001-01-01T00:00:00Z"}],
+            "os": "",
+            "rootfs": {
+                "type": "layers",
+                "diff_ids": layers.iter().map(|l| l.digest.to_string()).collect::<Vec<_>>(),
+            },
+        });
+        let config = serde_json::to_vec(&config)?;
+        let config = Blob {
+            media_type: "application/vnd.oci.image.config.v1+json".to_owned(),
+            digest: Digest::of(&config),
+            bytes: config,
+        };
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": media::MANIFEST,
+            "config": package::descriptor(&config),
+            "layers": layers.iter().zip(&all).map(|(layer, signed)| Descriptor {
+                annotations: Some(
+                    [(signature::SIGNATURE_ANNOTATION.to_owned(), signed.signature.clone())].into(),
+                ),
+                ..package::descriptor(layer)
+            }).collect::<Vec<_>>(),
+        });
+        let manifest = serde_json::to_vec(&manifest)?;
+        let mut blobs = vec![config];
+        blobs.extend(layers);
+        let tag = reference.with_tag(&signature::signature_tag(digest));
+        self.push(
+            &tag,
+            &Built {
+                digest: Digest::of(&manifest),
+                manifest,
+                blobs,
+            },
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// The manifest types signatures are attached with: OCI's, and Docker's that older cosign
+/// versions wrote.
+const SIGNATURE_MANIFESTS: [&str; 2] = [
+    media::MANIFEST,
+    "application/vnd.docker.distribution.manifest.v2+json",
+];
+
+/// The largest signature payload Keep reads (they are a few hundred bytes).
+const MAX_SIGNATURE: u64 = 1 << 20;
+
+/// Whether `error` says the manifest does not exist.
+fn is_not_found(error: &oci_client::errors::OciDistributionError) -> bool {
+    use oci_client::errors::{OciDistributionError, OciErrorCode};
+    match error {
+        OciDistributionError::ImageManifestNotFoundError(_) => true,
+        OciDistributionError::RegistryError { envelope, .. } => envelope
+            .errors
+            .iter()
+            .any(|e| e.code == OciErrorCode::ManifestUnknown),
+        _ => false,
     }
 }
 

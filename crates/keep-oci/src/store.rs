@@ -10,6 +10,7 @@ use sha2::{Digest as _, Sha256};
 use crate::digest::Digest;
 use crate::package::{Built, Package};
 use crate::reference::PackageRef;
+use crate::signature::Signed;
 
 /// A content-addressed store of packages.
 #[derive(Debug, Clone)]
@@ -107,6 +108,30 @@ impl Store {
             Ok((package, _)) => Ok(Some((package, digest))),
             Err(_) if missing => Ok(None),
             Err(error) => Err(error.into()),
+        }
+    }
+
+    fn signatures_path(&self, digest: &Digest) -> PathBuf {
+        self.dir
+            .join("signatures")
+            .join(format!("{}.json", digest.hex()))
+    }
+
+    /// Keeps the signatures of `digest` that were verified, so that a later run checks them
+    /// without the network.
+    pub fn save_signatures(&self, digest: &Digest, signed: &[Signed]) -> anyhow::Result<()> {
+        write_atomically(&self.signatures_path(digest), &serde_json::to_vec(signed)?)
+    }
+
+    /// The signatures of `digest` kept by [`Self::save_signatures`], if any.
+    pub fn signatures(&self, digest: &Digest) -> anyhow::Result<Option<Vec<Signed>>> {
+        let path = self.signatures_path(digest);
+        match std::fs::read(&path) {
+            Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
+                format!("{} is not a list of signatures", path.display())
+            })?)),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(error).with_context(|| format!("cannot read {}", path.display())),
         }
     }
 

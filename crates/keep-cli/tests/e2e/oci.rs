@@ -419,3 +419,106 @@ fn tampered_content_and_a_missing_registry_are_refused_with_nothing_stored() {
     done.expect_code(KEEP_ERROR)
         .expect_stderr_contains(&format!("cannot fetch the manifest of {reference}"));
 }
+
+/// Signatures in cosign's format: `keep generate-key-pair`, `keep sign` (also with a key
+/// cosign made), and `--verify-key` on `keep pull` and `keep run`: a package runs only if
+/// one of the keys signed it; unsigned or signed by another key, nothing runs and nothing
+/// is stored; verified signatures stay in the store for runs without the network.
+#[test]
+fn a_package_runs_only_when_signed_by_a_key_given() {
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = RegistryProcess::start(tmp.path(), "", "");
+    let cache = tmp.path().join("cache");
+    let keys = tmp.path().join("keys");
+    std::fs::create_dir(&keys).unwrap();
+    for name in ["signer", "other"] {
+        keep(&cache)
+            .env("COSIGN_PASSWORD", "correct horse")
+            .args(["generate-key-pair", "--output-prefix"])
+            .arg_path(&keys.join(name))
+            .finish()
+            .expect_code(0);
+    }
+    // A key pair is never overwritten.
+    keep(&cache)
+        .env("COSIGN_PASSWORD", "x")
+        .args(["generate-key-pair", "--output-prefix"])
+        .arg_path(&keys.join("signer"))
+        .finish()
+        .expect_code(KEEP_ERROR)
+        .expect_stderr_contains("exists");
+    let signed = format!("{}/keep/signed:v1", registry.host);
+    let unsigned = format!("{}/keep/unsigned:v1", registry.host);
+    for reference in [&signed, &unsigned] {
+        push_plain(&cache, &GUESTS.component("hello"), reference).expect_code(0);
+    }
+    let sign = |key: &Path, passphrase: &str| {
+        keep(&cache)
+            .env("COSIGN_PASSWORD", passphrase)
+            .args(["sign", "--registry-plain-http", "--key"])
+            .arg_path(key)
+            .arg(&signed)
+            .finish()
+    };
+    sign(&keys.join("signer.key"), "wrong")
+        .expect_code(KEEP_ERROR)
+        .expect_stderr_contains("passphrase");
+    sign(&keys.join("signer.key"), "correct horse")
+        .expect_code(0)
+        .expect_stdout_contains(".sig");
+    // A key cosign generated (crates/keep-oci/testdata) signs too, beside the first.
+    let cosign_key = crate::common::repo_root()
+        .join("crates/keep-oci/testdata/cosign_generated_encrypted_empty_private.key");
+    sign(&cosign_key, "").expect_code(0);
+
+    let run = |store: &Path, reference: &str, key: &str| {
+        keep(store)
+            .args(["run", "-q", "--registry-plain-http", "--verify-key"])
+            .arg_path(&keys.join(key))
+            .arg(&format!("oci://{reference}"))
+            .finish()
+    };
+    let store = tmp.path().join("store");
+    let done = run(&store, &signed, "signer.pub");
+    done.expect_code(0);
+    assert_eq!(
+        done.stdout_text(),
+        "Hello from a Keep!\n",
+        "{}",
+        done.stderr
+    );
+    keep(&tmp.path().join("pulled"))
+        .args(["pull", "--registry-plain-http", "--verify-key"])
+        .arg_path(&keys.join("other.pub"))
+        .args(["--verify-key"])
+        .arg_path(&keys.join("signer.pub"))
+        .arg(&signed)
+        .finish()
+        .expect_code(0)
+        .expect_stdout_contains("signed by");
+
+    let fresh = tmp.path().join("fresh");
+    let done = run(&fresh, &signed, "other.pub");
+    done.expect_code(KEEP_ERROR)
+        .expect_stderr_contains("signature(s) is a valid signature");
+    assert!(done.stdout.is_empty());
+    let done = run(&fresh, &unsigned, "signer.pub");
+    done.expect_code(KEEP_ERROR)
+        .expect_stderr_contains("the package is not signed");
+    assert!(
+        !fresh.join("keep/packages/refs").exists(),
+        "a package that failed its signature check was stored"
+    );
+
+    // The signatures checked are kept: with the registry gone, the run is checked again.
+    drop(registry);
+    let done = run(&store, &signed, "signer.pub");
+    done.expect_code(0);
+    assert_eq!(
+        done.stdout_text(),
+        "Hello from a Keep!\n",
+        "{}",
+        done.stderr
+    );
+    run(&store, &signed, "other.pub").expect_code(KEEP_ERROR);
+}
