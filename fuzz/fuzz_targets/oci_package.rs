@@ -1,5 +1,6 @@
-//! Package manifests from registries and layouts, and package references: any bytes give a
-//! package whose every blob matched its digest, or an error, never a panic.
+//! Package manifests from registries and layouts, package references, public keys and
+//! signatures: any bytes give a package whose every blob matched its digest (or a key, or a
+//! verdict), or an error, never a panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -21,9 +22,20 @@ fuzz_target!(|data: &[u8]| {
             let _ = error.to_string();
         }
     }
-    if let Ok(text) = std::str::from_utf8(data)
-        && let Ok(reference) = keep_oci::PackageRef::parse(text)
-    {
-        let _ = (reference.to_string(), reference.is_loopback(), reference.digest());
+    if let Ok(text) = std::str::from_utf8(data) {
+        if let Ok(reference) = keep_oci::PackageRef::parse(text) {
+            let _ = (reference.to_string(), reference.is_loopback(), reference.digest());
+        }
+        let _ = keep_oci::signing_key::verifying_key(text);
     }
+    // A signature payload and a signature: never valid for a key nobody has.
+    let signed = keep_oci::signature::Signed {
+        payload: manifest.to_vec(),
+        signature: String::from_utf8_lossy(blob).into_owned(),
+    };
+    let key = p256::ecdsa::SigningKey::from_bytes(&[7u8; 32].into()).unwrap();
+    let digest = keep_oci::Digest::of(b"fuzz");
+    assert!(
+        keep_oci::signature::verify(&[signed], &[*key.verifying_key()], "fuzz/x", &digest).is_err()
+    );
 });

@@ -109,8 +109,9 @@ fn secretbox_key(
         .ok_or_else(|| {
             KeyError::Format(format!("scrypt N = {} is not a power of two", params.n))
         })?;
-    // More than cosign's cost tenfold is refused: a key file must not make Keep spin.
-    if log_n > 20 || params.r > 64 || params.p > 16 {
+    // A key file must not make Keep spin or allocate without bound: scrypt needs
+    // 128 * r * N bytes, here at most 256 MiB (cosign's keys need 32 MiB).
+    if log_n > 17 || params.r > 16 || params.p > 4 {
         return Err(KeyError::Format(
             "scrypt's parameters are beyond any cosign key's".into(),
         ));
