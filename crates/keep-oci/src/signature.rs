@@ -195,7 +195,13 @@ mod tests {
         let signed = sign(&signer, "registry.example/app", &digest);
         let keys = [*other.verifying_key(), *signer.verifying_key()];
         assert_eq!(
-            verify(&[signed.clone()], &keys, "registry.example/app", &digest).unwrap(),
+            verify(
+                std::slice::from_ref(&signed),
+                &keys,
+                "registry.example/app",
+                &digest
+            )
+            .unwrap(),
             1
         );
         for (keys, repository, digest) in [
@@ -203,7 +209,8 @@ mod tests {
             (&keys[..], "registry.example/other", digest.clone()),
             (&keys[..], "registry.example/app", Digest::of(b"another")),
         ] {
-            let error = verify(&[signed.clone()], keys, repository, &digest).unwrap_err();
+            let error =
+                verify(std::slice::from_ref(&signed), keys, repository, &digest).unwrap_err();
             assert!(
                 matches!(error, SignatureError::NoValidSignature { count: 1, .. }),
                 "{error}"
