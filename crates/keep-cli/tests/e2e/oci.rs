@@ -522,3 +522,107 @@ fn a_package_runs_only_when_signed_by_a_key_given() {
     );
     run(&store, &signed, "other.pub").expect_code(KEEP_ERROR);
 }
+
+/// A TCP proxy to `upstream` that passes at most `limit` bytes of responses on each
+/// connection and then cuts it: a registry that goes down in the middle of a pull. Every
+/// thread it starts is joined when it is dropped.
+struct CuttingProxy {
+    addr: std::net::SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    acceptor: Option<std::thread::JoinHandle<Vec<std::thread::JoinHandle<()>>>>,
+}
+
+impl CuttingProxy {
+    fn start(upstream: &str, limit: usize) -> Self {
+        use std::io::{Read as _, Write as _};
+        use std::net::{Shutdown, TcpListener, TcpStream};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let upstream = upstream.to_owned();
+        let acceptor = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut threads = Vec::new();
+                for client in listener.incoming() {
+                    if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        break;
+                    }
+                    let (Ok(client), Ok(server)) = (client, TcpStream::connect(&upstream)) else {
+                        continue;
+                    };
+                    let (mut client_in, mut server_out) =
+                        (client.try_clone().unwrap(), server.try_clone().unwrap());
+                    threads.push(std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut client_in, &mut server_out);
+                        let _ = server_out.shutdown(Shutdown::Write);
+                    }));
+                    let (mut server_in, mut client_out) = (server, client);
+                    threads.push(std::thread::spawn(move || {
+                        let mut passed = 0;
+                        let mut buffer = [0u8; 4096];
+                        while let Ok(n) = server_in.read(&mut buffer) {
+                            let n = n.min(limit - passed);
+                            if n == 0 || client_out.write_all(&buffer[..n]).is_err() {
+                                break;
+                            }
+                            passed += n;
+                        }
+                        let _ = client_out.shutdown(Shutdown::Both);
+                        let _ = server_in.shutdown(Shutdown::Both);
+                    }));
+                }
+                threads
+            })
+        };
+        Self {
+            addr,
+            stop,
+            acceptor: Some(acceptor),
+        }
+    }
+}
+
+impl Drop for CuttingProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wakes the acceptor, which then sees `stop`.
+        let _ = std::net::TcpStream::connect(self.addr);
+        if let Some(acceptor) = self.acceptor.take() {
+            for thread in acceptor.join().expect("proxy acceptor") {
+                thread.join().expect("proxy connection");
+            }
+        }
+    }
+}
+
+/// The registry goes down in the middle of the program's blob: a clear error, nothing run,
+/// nothing in the store; the next pull, with the registry back, runs.
+#[test]
+fn a_registry_that_goes_down_mid_pull_leaves_nothing_stored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = RegistryProcess::start(tmp.path(), "", "");
+    let cache = tmp.path().join("cache");
+    let direct = format!("{}/keep/hello:v1", registry.host);
+    push_plain(&cache, &GUESTS.component("hello"), &direct).expect_code(0);
+    // The manifest and the config fit in 16 KiB; the program does not.
+    let proxy = CuttingProxy::start(&registry.host, 16 << 10);
+    let store = tmp.path().join("store");
+    let done = run_plain(&store, &format!("{}/keep/hello:v1", proxy.addr), &[]);
+    done.expect_code(KEEP_ERROR)
+        .expect_stderr_contains("cannot fetch sha256:");
+    assert!(done.stdout.is_empty(), "nothing ran");
+    assert!(
+        !store.join("keep/packages").exists(),
+        "a cut pull left something in the store"
+    );
+    drop(proxy);
+    let done = run_plain(&store, &direct, &[]);
+    done.expect_code(0);
+    assert_eq!(
+        done.stdout_text(),
+        "Hello from a Keep!\n",
+        "{}",
+        done.stderr
+    );
+}
