@@ -64,9 +64,11 @@ pub fn write(dir: &Path, built: &Built, tag: &str) -> anyhow::Result<()> {
         staging.path().join("index.json"),
         serde_json::to_vec(&index)?,
     )?;
-    let staged = staging.keep();
-    std::fs::rename(&staged, dir)
+    // On failure the staging directory is removed with `staging`.
+    std::fs::rename(staging.path(), dir)
         .with_context(|| format!("cannot move the package into {}", dir.display()))?;
+    // Renamed away: nothing is left for `staging` to remove.
+    let _ = staging.keep();
     Ok(())
 }
 
