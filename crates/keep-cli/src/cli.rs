@@ -368,9 +368,11 @@ fn parse_time(text: &str) -> Result<std::time::SystemTime, String> {
 
 #[derive(Debug, Subcommand)]
 pub enum CacheCommand {
-    /// Show the cache directory, its number of entries and their size.
+    /// Show the cache directory, its number of entries and their size, and the package
+    /// store's (`keep pull`, `keep run oci://`).
     Info,
-    /// Delete every compiled module in the cache.
+    /// Delete every compiled module in the cache (pulled packages stay: remove the package
+    /// store's directory to drop them).
     Clear,
 }
 

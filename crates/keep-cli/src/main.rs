@@ -89,6 +89,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                     println!("directory: {}", stats.dir.display());
                     println!("entries:   {}", stats.entries);
                     println!("size:      {}", keep_config::MemorySize(stats.bytes));
+                    let packages = keep_oci::Store::new(cache.dir().join("packages"));
+                    let (blobs, bytes) = packages.stats()?;
+                    println!(
+                        "packages:  {blobs} blobs, {} in {}",
+                        keep_config::MemorySize(bytes),
+                        packages.dir().display()
+                    );
                 }
                 CacheCommand::Clear => {
                     let removed = cache.clear()?;

@@ -135,6 +135,27 @@ impl Store {
         }
     }
 
+    /// How many blobs the store holds, and their size in bytes.
+    pub fn stats(&self) -> anyhow::Result<(u64, u64)> {
+        let dir = self.dir.join("blobs/sha256");
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok((0, 0)),
+            Err(error) => {
+                return Err(error).with_context(|| format!("cannot list {}", dir.display()));
+            }
+        };
+        let (mut count, mut bytes) = (0, 0);
+        for entry in entries {
+            let metadata = entry?.metadata()?;
+            if metadata.is_file() {
+                count += 1;
+                bytes += metadata.len();
+            }
+        }
+        Ok((count, bytes))
+    }
+
     /// Where the store is.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -167,7 +188,11 @@ mod tests {
         let built = package.build();
         let tag = PackageRef::parse("127.0.0.1:5000/keep/hello:v1").unwrap();
         assert!(store.load(&tag).unwrap().is_none());
+        assert_eq!(store.stats().unwrap(), (0, 0));
         store.save(&tag, &built).unwrap();
+        let size: usize =
+            built.blobs.iter().map(|b| b.bytes.len()).sum::<usize>() + built.manifest.len();
+        assert_eq!(store.stats().unwrap(), (3, size as u64));
         assert_eq!(
             store.load(&tag).unwrap().unwrap(),
             (package.clone(), built.digest.clone())

@@ -184,6 +184,11 @@ fn a_package_pushed_to_a_registry_runs_from_it_and_then_without_it() {
             done.stderr
         );
     }
+    // `keep cache info` counts the package's blobs: config, program, Keep.toml, manifest.
+    let info = keep(&elsewhere).args(["cache", "info"]).finish();
+    info.expect_code(0)
+        .expect_stdout_contains("packages:  4 blobs, ")
+        .expect_stdout_contains(&format!("in {}", elsewhere.join("keep/packages").display()));
     // A store that never had it says what failed.
     let done = run(&tmp.path().join("empty"), &reference);
     done.expect_code(KEEP_ERROR)
