@@ -123,17 +123,21 @@ pub struct PullArgs {
     pub reference: String,
 }
 
-/// The package of `program` (a file) and `config`, with the parsed Keep.toml.
+/// The package of `program` (a file) and `config`, with the parsed Keep.toml: each file is
+/// read once, so that the package holds exactly the bytes the workload digest is taken of.
 fn package_of(
     program: &Path,
     config: Option<&Path>,
 ) -> anyhow::Result<(Package, Program, Option<Config>)> {
     let read = Program::read(program)?;
     let (keep_toml, parsed) = match config {
-        Some(path) => (
-            Some(std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?),
-            Some(Config::from_path(path)?),
-        ),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let base = path.parent().unwrap_or(Path::new("."));
+            let parsed = Config::from_text(&text, path, base)?;
+            (Some(text.into_bytes()), Some(parsed))
+        }
         None => (None, None),
     };
     Ok((

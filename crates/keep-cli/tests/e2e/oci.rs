@@ -94,6 +94,18 @@ fn printenv_package(dir: &Path) -> (PathBuf, PathBuf) {
     (GUESTS.component("printenv"), config)
 }
 
+/// Asserts that a run of the hello guest succeeded and printed its line.
+#[track_caller]
+fn expect_hello(done: &crate::common::Finished) {
+    done.expect_code(0);
+    assert_eq!(
+        done.stdout_text(),
+        "Hello from a Keep!\n",
+        "{}",
+        done.stderr
+    );
+}
+
 /// `keep` with its cache (and package store) in `cache`.
 fn keep(cache: &Path) -> Keep {
     Keep::with_cache(cache)
@@ -233,13 +245,7 @@ fn skopeo_and_oras_exchange_packages_with_keep() {
         &format!("docker://{by_skopeo}"),
     ]);
     let done = run_plain(&cache, &by_skopeo, &[]);
-    done.expect_code(0);
-    assert_eq!(
-        done.stdout_text(),
-        "Hello from a Keep!\n",
-        "{}",
-        done.stderr
-    );
+    expect_hello(&done);
 
     // skopeo pulls into a layout of its own: the same manifest and program; Keep pushes
     // that layout again, and the digest does not change.
@@ -290,13 +296,7 @@ fn skopeo_and_oras_exchange_packages_with_keep() {
         config.to_str().unwrap(),
     ]);
     let done = run_plain(&tmp.path().join("fresh"), &by_oras, &[]);
-    done.expect_code(0);
-    assert_eq!(
-        done.stdout_text(),
-        "Hello from a Keep!\n",
-        "{}",
-        done.stderr
-    );
+    expect_hello(&done);
 }
 
 /// Over TLS with basic auth: the registry's CA (a flag, or Keep.toml's `[tls] ca`) and the
@@ -376,13 +376,7 @@ fn a_registry_with_tls_and_basic_auth_needs_its_ca_and_credentials() {
         .arg_path(&config)
         .arg(&format!("oci://{reference}"))
         .finish();
-    done.expect_code(0);
-    assert_eq!(
-        done.stdout_text(),
-        "Hello from a Keep!\n",
-        "{}",
-        done.stderr
-    );
+    expect_hello(&done);
 }
 
 /// A blob changed in the registry's storage, and a registry that is gone: each a clear
@@ -485,13 +479,7 @@ fn a_package_runs_only_when_signed_by_a_key_given() {
     };
     let store = tmp.path().join("store");
     let done = run(&store, &signed, "signer.pub");
-    done.expect_code(0);
-    assert_eq!(
-        done.stdout_text(),
-        "Hello from a Keep!\n",
-        "{}",
-        done.stderr
-    );
+    expect_hello(&done);
     keep(&tmp.path().join("pulled"))
         .args(["pull", "--registry-plain-http", "--verify-key"])
         .arg_path(&keys.join("other.pub"))
@@ -518,13 +506,7 @@ fn a_package_runs_only_when_signed_by_a_key_given() {
     // The signatures checked are kept: with the registry gone, the run is checked again.
     drop(registry);
     let done = run(&store, &signed, "signer.pub");
-    done.expect_code(0);
-    assert_eq!(
-        done.stdout_text(),
-        "Hello from a Keep!\n",
-        "{}",
-        done.stderr
-    );
+    expect_hello(&done);
     run(&store, &signed, "other.pub").expect_code(KEEP_ERROR);
 }
 
@@ -623,11 +605,5 @@ fn a_registry_that_goes_down_mid_pull_leaves_nothing_stored() {
     );
     drop(proxy);
     let done = run_plain(&store, &direct, &[]);
-    done.expect_code(0);
-    assert_eq!(
-        done.stdout_text(),
-        "Hello from a Keep!\n",
-        "{}",
-        done.stderr
-    );
+    expect_hello(&done);
 }
