@@ -90,9 +90,33 @@ pub struct PackageArgs {
     /// The tag of the manifest in the layout.
     #[arg(long, default_value = "latest")]
     pub tag: String,
+    /// `artifact`: the CNCF Wasm OCI artifact (config `application/vnd.wasm.config.v0+json`)
+    /// that Wasm tools (ORAS, wkg) pull. `image`: the same layers under an OCI image config
+    /// for the `wasm` platform, which containerd (`ctr run`, Kubernetes) runs with Keep's
+    /// shim, `containerd-shim-keep-v1`. `keep run oci://` runs both.
+    #[arg(long, value_enum, default_value_t = PackageFormat::Artifact)]
+    pub format: PackageFormat,
     /// The program: a .wasm module or component, or .wat text.
     #[arg(value_name = "FILE")]
     pub program: PathBuf,
+}
+
+/// `keep package --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PackageFormat {
+    /// A Wasm OCI artifact.
+    Artifact,
+    /// An OCI image for the wasm platform (for containerd).
+    Image,
+}
+
+impl From<PackageFormat> for keep_oci::Format {
+    fn from(format: PackageFormat) -> Self {
+        match format {
+            PackageFormat::Artifact => Self::Artifact,
+            PackageFormat::Image => Self::Image,
+        }
+    }
 }
 
 /// `keep push`.
@@ -128,6 +152,7 @@ pub struct PullArgs {
 fn package_of(
     program: &Path,
     config: Option<&Path>,
+    format: keep_oci::Format,
 ) -> anyhow::Result<(Package, Program, Option<Config>)> {
     let read = Program::read(program)?;
     let (keep_toml, parsed) = match config {
@@ -144,6 +169,7 @@ fn package_of(
         Package {
             program: read.bytes.clone(),
             keep_toml,
+            format,
         },
         read,
         parsed,
@@ -151,7 +177,7 @@ fn package_of(
 }
 
 pub fn package(args: PackageArgs) -> anyhow::Result<u8> {
-    let (package, program, config) = package_of(&args.program, args.config.as_deref())?;
+    let (package, program, config) = package_of(&args.program, args.config.as_deref(), args.format.into())?;
     let built = package.build();
     keep_oci::layout::write(&args.output, &built, &args.tag)?;
     println!("manifest {}", built.digest);
@@ -180,7 +206,11 @@ pub fn push(args: PushArgs) -> anyhow::Result<u8> {
         }
         (keep_oci::layout::read(&args.source, None)?.1, None)
     } else {
-        let (package, _, config) = package_of(&args.source, args.config.as_deref())?;
+        let (package, _, config) = package_of(
+            &args.source,
+            args.config.as_deref(),
+            keep_oci::Format::Artifact,
+        )?;
         (package.build(), config)
     };
     let registry = Registry::new(

@@ -251,27 +251,19 @@ fn identity_source(
     )))
 }
 
-/// What a Keep running `program` with `config` tells its Steward (at `steward`).
+/// What a Keep running `program` with `config` on `backend` tells its Steward (at
+/// `steward`).
 pub(crate) fn steward_source(
     config: &Config,
     steward: &keep_config::StewardUrl,
     program: &Program,
     backend: &Chosen,
 ) -> StewardSource {
-    StewardSource {
-        url: steward.clone(),
-        names: config.tls.names.clone(),
-        workload_digest: keep_runtime::workload_digest(program, Some(config)).0,
-        platform: match backend {
-            Chosen::Process { .. } => None,
-            Chosen::Cvm { evidence, .. } => Some(evidence.clone()),
-        },
-        secrets: config.secrets.clone(),
-        secrets_dir: config
-            .secrets_dir
-            .clone()
-            .unwrap_or_else(|| keep_config::DEFAULT_SECRETS_DIR.to_owned()),
-    }
+    let platform = match backend {
+        Chosen::Process { .. } => None,
+        Chosen::Cvm { evidence, .. } => Some(evidence.clone()),
+    };
+    keep_runtime::steward_source(config, steward, program, platform)
 }
 
 /// The compiled-module cache a run on `backend` uses, unless `no_cache`.

@@ -26,7 +26,7 @@ pub mod signing_key;
 mod store;
 
 pub use digest::{Digest, DigestError};
-pub use package::{Blob, Built, Descriptor, Package, PackageError, Platform};
+pub use package::{Blob, Built, Descriptor, Format, Package, PackageError, Platform};
 pub use reference::PackageRef;
 pub use registry::{Registry, RegistryOptions};
 pub use store::Store;

@@ -6,6 +6,8 @@ pub const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const INDEX: &str = "application/vnd.oci.image.index.v1+json";
 /// The config blob of a Wasm OCI artifact.
 pub const WASM_CONFIG: &str = "application/vnd.wasm.config.v0+json";
+/// The config blob of an OCI image (a package of [`crate::Format::Image`]).
+pub const IMAGE_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 /// The program layer of a Wasm OCI artifact.
 pub const WASM: &str = "application/wasm";
 /// Keep's own layer: the Keep.toml the program runs with. Tools that do not know it skip

@@ -13,6 +13,23 @@ pub struct Package {
     pub program: Vec<u8>,
     /// Keep.toml's bytes, if the package carries one.
     pub keep_toml: Option<Vec<u8>>,
+    /// How its config is typed.
+    pub format: Format,
+}
+
+/// The type of a package's config: the one thing that differs between what Wasm tools and
+/// what containerd accept. The layers (program, Keep.toml) are the same in both.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Format {
+    /// The CNCF Wasm OCI artifact: config `application/vnd.wasm.config.v0+json`, what Wasm
+    /// registries and tools (wkg, ORAS, wasmtime's OCI support) expect.
+    #[default]
+    Artifact,
+    /// An OCI image for the `wasm` platform: config `application/vnd.oci.image.config.v1+json`
+    /// (with the artifact's fields and an empty root filesystem), what containerd 1.7 runs
+    /// (`ctr run`, Kubernetes through a RuntimeClass); its `ctr run` rejects any other config
+    /// type before a shim sees the image.
+    Image,
 }
 
 /// A package as OCI content: its manifest and the blobs the manifest names.
@@ -56,10 +73,12 @@ pub enum PackageError {
     /// The manifest is of another kind.
     #[error("the manifest's media type is `{0}`, not an OCI image manifest (`{manifest}`)", manifest = media::MANIFEST)]
     NotAManifest(String),
-    /// The config is not a Wasm config: an image of another kind.
+    /// The config is neither a Wasm config nor an image config.
     #[error(
-        "the config's media type is `{0}`, not `{config}`: this is not a Wasm OCI artifact",
-        config = media::WASM_CONFIG
+        "the config's media type is `{0}`, neither `{wasm}` nor `{image}`: this is not a Wasm \
+         OCI artifact",
+        wasm = media::WASM_CONFIG,
+        image = media::IMAGE_CONFIG
     )]
     NotWasm(String),
     /// The config names another platform.
@@ -130,6 +149,17 @@ struct WasmConfig {
     layer_digests: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     component: Option<ComponentInfo>,
+    /// An image config's root filesystem: no filesystem layers (containerd unpacks none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rootfs: Option<RootFs>,
+}
+
+/// The `rootfs` of an OCI image config.
+#[derive(Debug, Serialize, Deserialize)]
+struct RootFs {
+    #[serde(rename = "type")]
+    kind: String,
+    diff_ids: Vec<String>,
 }
 
 /// What a component imports and exports (its top-level names).
@@ -170,12 +200,17 @@ impl Package {
             .to_owned(),
             layer_digests: layers.iter().map(|l| l.digest.to_string()).collect(),
             component,
+            rootfs: (self.format == Format::Image).then(|| RootFs {
+                kind: "layers".to_owned(),
+                diff_ids: Vec::new(),
+            }),
+        };
+        let config_type = match self.format {
+            Format::Artifact => media::WASM_CONFIG,
+            Format::Image => media::IMAGE_CONFIG,
         };
         // Serialising these types cannot fail: they hold only strings and numbers.
-        let config = blob(
-            media::WASM_CONFIG,
-            serde_json::to_vec(&config).unwrap_or_default(),
-        );
+        let config = blob(config_type, serde_json::to_vec(&config).unwrap_or_default());
         let manifest = Manifest {
             schema_version: 2,
             media_type: Some(media::MANIFEST.to_owned()),
@@ -224,9 +259,11 @@ impl Package {
         let Some(config_descriptor) = parsed.config else {
             return Err(PackageError::NotAManifest(media_type));
         };
-        if config_descriptor.media_type != media::WASM_CONFIG {
-            return Err(PackageError::NotWasm(config_descriptor.media_type));
-        }
+        let format = match config_descriptor.media_type.as_str() {
+            media::WASM_CONFIG => Format::Artifact,
+            media::IMAGE_CONFIG => Format::Image,
+            _ => return Err(PackageError::NotWasm(config_descriptor.media_type)),
+        };
         let mut read = |descriptor: &Descriptor, what: &str| -> Result<Blob, PackageError> {
             let expected =
                 Digest::parse(&descriptor.digest).map_err(|error| PackageError::Fetch {
@@ -301,7 +338,14 @@ impl Package {
                 media::WASM
             )));
         };
-        Ok((Self { program, keep_toml }, blobs))
+        Ok((
+            Self {
+                program,
+                keep_toml,
+                format,
+            },
+            blobs,
+        ))
     }
 }
 
@@ -428,12 +472,36 @@ mod tests {
         let package = Package {
             program: MODULE.to_vec(),
             keep_toml: Some(b"[env]\nA = \"1\"\n".to_vec()),
+            format: Format::Artifact,
         };
         let built = package.build();
         assert_eq!(built.digest, package.build().digest);
         let (read, blobs) = Package::from_manifest(&built.manifest, fetch_from(&built)).unwrap();
         assert_eq!(read, package);
         assert_eq!(blobs.len(), 3);
+        assert_eq!(blobs[0].media_type, media::WASM_CONFIG);
+    }
+
+    #[test]
+    fn an_image_package_has_an_image_config_with_no_filesystem_and_reads_back() {
+        let package = Package {
+            program: MODULE.to_vec(),
+            keep_toml: None,
+            format: Format::Image,
+        };
+        let built = package.build();
+        assert_eq!(built.blobs[0].media_type, media::IMAGE_CONFIG);
+        let config: serde_json::Value = serde_json::from_slice(&built.blobs[0].bytes).unwrap();
+        assert_eq!(config["architecture"], "wasm");
+        assert_eq!(config["rootfs"]["type"], "layers");
+        assert_eq!(config["rootfs"]["diff_ids"], serde_json::json!([]));
+        let artifact = Package {
+            format: Format::Artifact,
+            ..package.clone()
+        };
+        assert_ne!(built.digest, artifact.build().digest);
+        let (read, _) = Package::from_manifest(&built.manifest, fetch_from(&built)).unwrap();
+        assert_eq!(read, package);
     }
 
     #[test]
@@ -441,6 +509,7 @@ mod tests {
         let built = Package {
             program: MODULE.to_vec(),
             keep_toml: None,
+            format: Format::Artifact,
         }
         .build();
         let mut tampered = built.clone();

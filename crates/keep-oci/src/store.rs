@@ -184,6 +184,7 @@ mod tests {
         let package = Package {
             program: b"\0asm\x01\0\0\0".to_vec(),
             keep_toml: None,
+            format: crate::Format::Artifact,
         };
         let built = package.build();
         let tag = PackageRef::parse("127.0.0.1:5000/keep/hello:v1").unwrap();

@@ -304,6 +304,28 @@ pub fn precompile(program: &Program, cache: &ModuleCache) -> anyhow::Result<()> 
     stored
 }
 
+/// What a Keep running `program` with `config` tells its Steward (at `steward`): the
+/// workload digest of the two, the names and secrets `config` asks for, and where its
+/// evidence comes from (`platform`; `None` on the process backend).
+pub fn steward_source(
+    config: &keep_config::Config,
+    steward: &keep_config::StewardUrl,
+    program: &Program,
+    platform: Option<PlatformEvidence>,
+) -> StewardSource {
+    StewardSource {
+        url: steward.clone(),
+        names: config.tls.names.clone(),
+        workload_digest: workload_digest(program, Some(config)).0,
+        platform,
+        secrets: config.secrets.clone(),
+        secrets_dir: config
+            .secrets_dir
+            .clone()
+            .unwrap_or_else(|| keep_config::DEFAULT_SECRETS_DIR.to_owned()),
+    }
+}
+
 /// Obtains the Keep's certificate from the Steward of `source` (trusted through `tls`) and
 /// reports it to `events` ([`Event::Attested`]).
 pub fn attest(

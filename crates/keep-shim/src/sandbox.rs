@@ -1,0 +1,168 @@
+//! Running a container's workload with Keep's runtime, inside the container runwasi set up.
+
+use containerd_shim_wasm::sandbox::Sandbox;
+use containerd_shim_wasm::sandbox::context::RuntimeContext;
+use keep_runtime::{Event, EventSink, IdentitySource, Outcome, RunSpec, exit_code};
+
+use crate::workload::Workload;
+
+/// The image layers the shim reads from containerd: a program (either Wasm media type the
+/// field uses) and Keep's Keep.toml.
+pub const LAYER_TYPES: &[&str] = &[
+    keep_oci::media::WASM,
+    "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm",
+    keep_oci::media::KEEP_TOML,
+];
+
+/// Runs one container's Keep.
+#[derive(Default)]
+pub struct KeepSandbox;
+
+impl Sandbox for KeepSandbox {
+    async fn run_wasi(&self, ctx: &impl RuntimeContext) -> anyhow::Result<i32> {
+        // runwasi exits 137 on an error and logs it to the shim's log only; the container's
+        // owner reads its stderr, so the error goes there, with Keep's status for it.
+        let code = match Workload::read(ctx).and_then(run) {
+            Ok(outcome) => {
+                if !matches!(outcome, Outcome::Exited(_)) {
+                    eprintln!("keep: {outcome}");
+                }
+                outcome.exit_code()
+            }
+            Err(e) => {
+                eprintln!("keep: error: {e:#}");
+                exit_code::KEEP_ERROR
+            }
+        };
+        Ok(i32::from(code))
+    }
+}
+
+/// Runs `workload` to its end.
+fn run(workload: Workload) -> anyhow::Result<Outcome> {
+    let spec = run_spec(workload)?;
+    // The runtime drives its own event loop; runwasi calls this from within its tokio runtime,
+    // where another cannot start: the run gets a thread of its own.
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| keep_runtime::run(&spec))
+            .join()
+            .map_err(|_| anyhow::anyhow!("the runtime's thread panicked"))?
+    })
+}
+
+/// The run specification of `workload`: its Keep.toml (or the shim's Steward), then the
+/// container's arguments and environment, except under a Steward, whose certificate names
+/// exactly the program and Keep.toml.
+fn run_spec(workload: Workload) -> anyhow::Result<RunSpec> {
+    let Workload {
+        program,
+        config,
+        args,
+        env,
+    } = workload;
+    let config = crate::defaults::apply(config);
+    let steward = config.as_ref().and_then(|c| c.steward.clone());
+    let identity = match (&config, &steward) {
+        (Some(config), Some(steward)) => {
+            if config.tls.identity.is_some() {
+                anyhow::bail!(
+                    "the Keep.toml names a Steward ({steward}) and [tls] cert/key: the Steward \
+                     issues the Keep's certificate, remove one of them"
+                );
+            }
+            let source = keep_runtime::steward_source(config, steward, &program, None);
+            eprintln!(
+                "keep: workload {} attests to the Steward at {steward}",
+                keep_runtime::WorkloadDigest(source.workload_digest)
+            );
+            IdentitySource::Steward(source)
+        }
+        (Some(config), None) => match &config.tls.identity {
+            Some(files) => IdentitySource::Files(files.clone()),
+            None => IdentitySource::SelfSigned,
+        },
+        (None, _) => IdentitySource::SelfSigned,
+    };
+    let attested = steward.is_some();
+    let files = config.as_ref().map(|c| c.effective_files());
+    let config = config.unwrap_or_default();
+    let mut guest_env: Vec<(String, String)> = config
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), v.clone()))
+        .collect();
+    let (argv0, guest_args) = match args.split_first() {
+        Some((argv0, rest)) if !attested => (argv0.clone(), rest.to_vec()),
+        _ => (
+            config
+                .argv0
+                .clone()
+                .unwrap_or_else(|| program.path.to_string_lossy().into_owned()),
+            Vec::new(),
+        ),
+    };
+    if attested {
+        if args.len() > 1 {
+            eprintln!(
+                "keep: note: the container's arguments are not passed to a Keep with a Steward \
+                 (its certificate names the program and Keep.toml only): put them in Keep.toml"
+            );
+        }
+    } else {
+        for item in &env {
+            let (name, value) = item.split_once('=').unwrap_or((item, ""));
+            guest_env.retain(|(k, _)| k != name);
+            guest_env.push((name.to_owned(), value.to_owned()));
+        }
+    }
+    Ok(RunSpec {
+        program,
+        argv0,
+        args: config.args.iter().cloned().chain(guest_args).collect(),
+        env: guest_env,
+        files,
+        dirs: config.dirs.clone(),
+        limits: config.limits.clone(),
+        cache: None,
+        tls: config.tls.clone(),
+        identity,
+        network: config.network.clone(),
+        // The container (namespaces, cgroups, its own root) confines the runtime here; Keep's
+        // Landlock and seccomp need a process with one thread, and runwasi's has several.
+        confine: false,
+        events: events(),
+    })
+}
+
+/// What the container's stderr (containerd's log) shows of a run's events.
+fn events() -> EventSink {
+    EventSink::new(|event| match event {
+        Event::Attested {
+            steward,
+            workload,
+            tee,
+            insecure_test_root,
+            ..
+        } => {
+            eprintln!("keep: attested by the Steward at {steward}: workload {workload} in TEE {tee}");
+            if insecure_test_root {
+                eprintln!(
+                    "keep: warning: the Steward accepted this Keep's evidence under a TEST root"
+                );
+            }
+        }
+        Event::ListenerBound { name, prot, addr } => {
+            eprintln!("keep: listening {name} {prot} {addr}");
+        }
+        Event::SelfSignedCertificate { fingerprint } => eprintln!(
+            "keep: warning: no [tls] cert and key configured: tls listeners present a fresh \
+             self-signed certificate (SHA-256 {fingerprint})"
+        ),
+        Event::Unresponsive { timeout } => {
+            eprintln!("keep: {}", Outcome::TimedOut(timeout));
+            std::process::exit(i32::from(exit_code::TIMEOUT));
+        }
+        _ => {}
+    })
+}

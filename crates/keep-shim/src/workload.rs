@@ -1,0 +1,97 @@
+//! What a container asks the shim to run: the program and its Keep.toml (from the image's Wasm
+//! layers, or from files in its root filesystem), with the container's arguments and
+//! environment.
+
+use std::path::Path;
+
+use anyhow::{Context as _, bail};
+use containerd_shim_wasm::sandbox::context::{RuntimeContext, Source, WasmLayer};
+use keep_config::Config;
+use keep_runtime::Program;
+use sha2::{Digest as _, Sha256};
+
+/// The name a packaged program runs under when the container gives no arguments.
+const PACKAGED_PROGRAM: &str = "program.wasm";
+
+/// A container's program and configuration, read once.
+pub struct Workload {
+    /// The program's bytes: those the workload digest is taken of and that run.
+    pub program: Program,
+    /// Its Keep.toml, if it has one.
+    pub config: Option<Config>,
+    /// The container's process arguments (`argv[0]` first), if any.
+    pub args: Vec<String>,
+    /// The container's environment (`NAME=value`).
+    pub env: Vec<String>,
+}
+
+impl Workload {
+    /// Reads what `ctx` names. A package's layers carry the program and, under
+    /// [`keep_oci::media::KEEP_TOML`], its Keep.toml; an image's root filesystem holds the
+    /// program at `argv[0]` and, if there is one, `Keep.toml` beside it.
+    pub fn read(ctx: &impl RuntimeContext) -> anyhow::Result<Self> {
+        let entrypoint = ctx.entrypoint();
+        let (program, config) = match entrypoint.source {
+            Source::Oci(layers) => from_layers(layers)?,
+            Source::File(path) => from_file(&path)?,
+        };
+        Ok(Self {
+            program,
+            config,
+            args: ctx.args().to_vec(),
+            env: ctx.envs().to_vec(),
+        })
+    }
+}
+
+fn from_layers(layers: &[WasmLayer]) -> anyhow::Result<(Program, Option<Config>)> {
+    let mut program = None;
+    let mut keep_toml = None;
+    for layer in layers {
+        let media_type = layer.config.media_type().to_string();
+        // containerd's content store is on the host's disk: check what it hands over.
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(&layer.layer)));
+        if digest != layer.config.digest().to_string() {
+            bail!(
+                "the image's layer {} ({media_type}) does not match its digest (it is {digest})",
+                layer.config.digest()
+            );
+        }
+        let slot = if media_type == keep_oci::media::KEEP_TOML {
+            &mut keep_toml
+        } else {
+            &mut program
+        };
+        if slot.replace(&layer.layer).is_some() {
+            bail!("the image has two layers of type {media_type}: a Keep runs one program");
+        }
+    }
+    let program = program.context("the image has no Wasm layer")?;
+    let program = Program::from_bytes(Path::new(PACKAGED_PROGRAM), program.clone())?;
+    let config = keep_toml
+        .map(|bytes| {
+            let text = std::str::from_utf8(bytes).context("the image's Keep.toml is not UTF-8")?;
+            // Paths in a packaged Keep.toml are the container's: from its root.
+            Ok::<_, anyhow::Error>(Config::from_text(
+                text,
+                Path::new("Keep.toml (image layer)"),
+                Path::new("/"),
+            )?)
+        })
+        .transpose()?;
+    Ok((program, config))
+}
+
+fn from_file(path: &Path) -> anyhow::Result<(Program, Option<Config>)> {
+    if path.as_os_str().is_empty() {
+        bail!("the container names no program: give the .wasm file as its first argument");
+    }
+    let program = Program::read(path)?;
+    let beside = path.parent().unwrap_or(Path::new("/")).join("Keep.toml");
+    let config = if beside.exists() {
+        Some(Config::from_path(&beside)?)
+    } else {
+        None
+    };
+    Ok((program, config))
+}
