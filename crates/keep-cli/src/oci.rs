@@ -177,7 +177,8 @@ fn package_of(
 }
 
 pub fn package(args: PackageArgs) -> anyhow::Result<u8> {
-    let (package, program, config) = package_of(&args.program, args.config.as_deref(), args.format.into())?;
+    let (package, program, config) =
+        package_of(&args.program, args.config.as_deref(), args.format.into())?;
     let built = package.build();
     keep_oci::layout::write(&args.output, &built, &args.tag)?;
     println!("manifest {}", built.digest);

@@ -152,6 +152,16 @@ struct WasmConfig {
     /// An image config's root filesystem: no filesystem layers (containerd unpacks none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     rootfs: Option<RootFs>,
+    /// An image config's process: containers need a command, and the program's name is it.
+    #[serde(default, rename = "config", skip_serializing_if = "Option::is_none")]
+    process: Option<Process>,
+}
+
+/// The `config` (process) of an OCI image config.
+#[derive(Debug, Serialize, Deserialize)]
+struct Process {
+    #[serde(rename = "Entrypoint")]
+    entrypoint: Vec<String>,
 }
 
 /// The `rootfs` of an OCI image config.
@@ -175,6 +185,9 @@ struct ComponentInfo {
 /// always make the same package, with the same digest (reproducible, as SOURCE_DATE_EPOCH
 /// builds are).
 const CREATED: &str = "1970-01-01T00:00:00Z";
+
+/// The file name of the program layer (and the command of an image package).
+const PROGRAM_TITLE: &str = "program.wasm";
 
 /// The annotation that names a layer's file.
 const TITLE: &str = "org.opencontainers.image.title";
@@ -204,6 +217,9 @@ impl Package {
                 kind: "layers".to_owned(),
                 diff_ids: Vec::new(),
             }),
+            process: (self.format == Format::Image).then(|| Process {
+                entrypoint: vec![PROGRAM_TITLE.to_owned()],
+            }),
         };
         let config_type = match self.format {
             Format::Artifact => media::WASM_CONFIG,
@@ -220,7 +236,7 @@ impl Package {
                 .map(|layer| {
                     // The file name ORAS clients save a layer under.
                     let title = match layer.media_type.as_str() {
-                        media::WASM => "program.wasm",
+                        media::WASM => PROGRAM_TITLE,
                         _ => "Keep.toml",
                     };
                     Descriptor {
@@ -495,6 +511,10 @@ mod tests {
         assert_eq!(config["architecture"], "wasm");
         assert_eq!(config["rootfs"]["type"], "layers");
         assert_eq!(config["rootfs"]["diff_ids"], serde_json::json!([]));
+        assert_eq!(
+            config["config"]["Entrypoint"],
+            serde_json::json!(["program.wasm"])
+        );
         let artifact = Package {
             format: Format::Artifact,
             ..package.clone()

@@ -20,6 +20,7 @@ pub struct KeepSandbox;
 
 impl Sandbox for KeepSandbox {
     async fn run_wasi(&self, ctx: &impl RuntimeContext) -> anyhow::Result<i32> {
+        stop_on_termination_signals()?;
         // runwasi exits 137 on an error and logs it to the shim's log only; the container's
         // owner reads its stderr, so the error goes there, with Keep's status for it.
         let code = match Workload::read(ctx).and_then(run) {
@@ -36,6 +37,24 @@ impl Sandbox for KeepSandbox {
         };
         Ok(i32::from(code))
     }
+}
+
+/// Ends the Keep on SIGTERM and SIGINT, with the status a process killed by the signal has.
+/// The runtime is the container's first process (PID 1 of its namespace), for which the
+/// kernel ignores signals it has no handler for: without this, `ctr task kill` and a
+/// Kubernetes pod's termination would wait for SIGKILL.
+fn stop_on_termination_signals() -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+    std::thread::Builder::new()
+        .name("keep-signals".to_owned())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                eprintln!("keep: stopped by signal {signal}");
+                std::process::exit(128 + signal);
+            }
+        })?;
+    Ok(())
 }
 
 /// Runs `workload` to its end.
@@ -145,7 +164,9 @@ fn events() -> EventSink {
             insecure_test_root,
             ..
         } => {
-            eprintln!("keep: attested by the Steward at {steward}: workload {workload} in TEE {tee}");
+            eprintln!(
+                "keep: attested by the Steward at {steward}: workload {workload} in TEE {tee}"
+            );
             if insecure_test_root {
                 eprintln!(
                     "keep: warning: the Steward accepted this Keep's evidence under a TEST root"

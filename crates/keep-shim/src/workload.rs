@@ -10,7 +10,7 @@ use keep_config::Config;
 use keep_runtime::Program;
 use sha2::{Digest as _, Sha256};
 
-/// The name a packaged program runs under when the container gives no arguments.
+/// The name a packaged program is reported under (its layer's title).
 const PACKAGED_PROGRAM: &str = "program.wasm";
 
 /// A container's program and configuration, read once.

@@ -6,6 +6,7 @@ mod common;
 
 mod attest;
 mod backend;
+mod containerd;
 mod cvm;
 mod digest;
 mod hostile;
