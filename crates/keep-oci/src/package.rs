@@ -571,6 +571,7 @@ mod tests {
         let manifest = Package {
             program: MODULE.to_vec(),
             keep_toml: None,
+            format: Format::Artifact,
         }
         .build()
         .manifest;
