@@ -606,7 +606,7 @@ mod tests {
             "{error}"
         );
         let image = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
-            "config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:00","size":2},
+            "config":{"mediaType":"application/vnd.docker.container.image.v1+json","digest":"sha256:00","size":2},
             "layers":[]}"#;
         let error = Package::from_manifest(image, |_| unreachable!()).unwrap_err();
         assert!(matches!(error, PackageError::NotWasm(_)), "{error}");
