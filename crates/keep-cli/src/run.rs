@@ -341,6 +341,7 @@ fn merge(
             .collect(),
         limits,
         cache,
+        precompiled: None,
         identity,
         tls: config.tls,
         network: config.network,

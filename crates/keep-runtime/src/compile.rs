@@ -80,6 +80,29 @@ impl Compiler {
         self.pool.install(|| compile(&self.engine, program, cache))
     }
 
+    /// Loads `artifact` (compiled code of `program` from an outside store, see
+    /// [`crate::RunSpec::precompiled`]); compiles `program` when wasmtime refuses it (made by
+    /// another engine configuration or version).
+    pub fn load_or_compile(&self, program: &Program, artifact: &[u8]) -> anyhow::Result<Compiled> {
+        match deserialize(&self.engine, program.kind, artifact) {
+            Ok(compiled) => Ok(compiled),
+            Err(e) => {
+                tracing::warn!("the stored compiled code is not usable here ({e:#}); compiling");
+                self.compile(program, None)
+            }
+        }
+    }
+
+    /// The compiled code of `program`, serialized, without loading it into executable memory.
+    pub fn precompile_bytes(&self, program: &Program) -> anyhow::Result<Vec<u8>> {
+        self.pool.install(|| {
+            with_spinner(program, || match program.kind {
+                ProgramKind::Module => self.engine.precompile_module(&program.bytes),
+                ProgramKind::Component => self.engine.precompile_component(&program.bytes),
+            })
+        })
+    }
+
     /// Makes sure `cache` holds the compiled code of `program` (`keep compile`). A miss is
     /// compiled with wasmtime's `precompile_*`, which produces the artifact without loading
     /// the code into executable memory (nothing runs it here).
@@ -93,11 +116,7 @@ impl Compiler {
             if load_verified(cache, &entry).is_some() {
                 return Ok(());
             }
-            let artifact = with_spinner(program, || match program.kind {
-                ProgramKind::Module => self.engine.precompile_module(&program.bytes),
-                ProgramKind::Component => self.engine.precompile_component(&program.bytes),
-            })?;
-            cache.store(&entry, &artifact)
+            cache.store(&entry, &self.precompile_bytes(program)?)
         })
     }
 
@@ -175,7 +194,10 @@ fn deserialize(engine: &Engine, kind: ProgramKind, artifact: &[u8]) -> anyhow::R
     // `precompile_*`) of a compatible engine. The bytes come from our cache directory, in an
     // entry whose digest matched, written by `compile` or `Compiler::precompile`; wasmtime itself
     // re-checks the version and engine settings in the artifact header. The cache
-    // directory is the user's own, as trusted as the `keep` binary beside it.
+    // directory is the user's own, as trusted as the `keep` binary beside it. An artifact of
+    // `RunSpec::precompiled` comes from a store its caller vouches for in the same way
+    // (containerd's content store, root's, for the shim on the process backend), made by
+    // `compile_for_run` for this program.
     let compiled = unsafe {
         match kind {
             ProgramKind::Module => Compiled::Module(Module::deserialize(engine, artifact)?),

@@ -79,6 +79,11 @@ pub struct RunSpec {
     pub limits: Limits,
     /// Compiled-module cache; `None` compiles every time.
     pub cache: Option<ModuleCache>,
+    /// Compiled code of `program` that an outside store kept ([`compile_for_run`]'s output,
+    /// from containerd's content store for the shim); used instead of `cache` when wasmtime
+    /// accepts it for this run's engine, else the program is compiled. It is loaded as native
+    /// code: only code from a store as trusted as Keep's binary may be given here.
+    pub precompiled: Option<Vec<u8>>,
     /// `[tls]`: trust anchors and protocol policy of `tls` sockets.
     pub tls: Tls,
     /// Where the certificate of `tls` listeners (and client certificate of `tls`
@@ -97,16 +102,12 @@ pub struct RunSpec {
 /// `Ok` carries how the guest ended (including traps and limits); `Err` means Keep could
 /// not run it at all (invalid program, missing imports, bad directory, refused attestation).
 pub fn run(spec: &RunSpec) -> anyhow::Result<Outcome> {
-    let options = EngineOptions {
-        fuel: spec.limits.fuel.is_some(),
-        epoch_interruption: spec.limits.timeout.is_some(),
-        // One instance per run: nothing to pool.
-        pooled_instances: None,
-        component_model_async: spec.program.is_wasi_p3(),
-    };
-    let engine = options.build()?;
+    let engine = run_engine_options(&spec.program, &spec.limits).build()?;
     let compiler = Compiler::new(&engine)?;
-    let compiled = compiler.compile(&spec.program, spec.cache.as_ref())?;
+    let compiled = match &spec.precompiled {
+        Some(artifact) => compiler.load_or_compile(&spec.program, artifact)?,
+        None => compiler.compile(&spec.program, spec.cache.as_ref())?,
+    };
     if let (Compiled::Module(_), IdentitySource::Steward(source)) = (&compiled, &spec.identity)
         && let Some(secret) = source.secrets.iter().find(|s| s.config.is_some())
     {
@@ -289,6 +290,27 @@ fn watchdog(engine: &Engine, timeout: Duration, stop: &mpsc::Receiver<()>, event
     if stop.recv_timeout(TIMEOUT_GRACE) == Err(mpsc::RecvTimeoutError::Timeout) {
         events.report(Event::Unresponsive { timeout });
     }
+}
+
+/// The engine a run of `program` under `limits` uses.
+fn run_engine_options(program: &Program, limits: &Limits) -> EngineOptions {
+    EngineOptions {
+        fuel: limits.fuel.is_some(),
+        epoch_interruption: limits.timeout.is_some(),
+        // One instance per run: nothing to pool.
+        pooled_instances: None,
+        component_model_async: program.is_wasi_p3(),
+    }
+}
+
+/// The compiled code a run of `program` under `limits` would compile, for an outside store
+/// to keep and hand back as [`RunSpec::precompiled`]. Compiled on threads that are joined
+/// before this returns.
+pub fn compile_for_run(program: &Program, limits: &Limits) -> anyhow::Result<Vec<u8>> {
+    let compiler = Compiler::new(&run_engine_options(program, limits).build()?)?;
+    let artifact = compiler.precompile_bytes(program);
+    compiler.finish();
+    artifact
 }
 
 /// Compiles `program` into `cache` for runs without fuel or timeout, so that the next

@@ -7,10 +7,11 @@
 //! the Wasm program with Keep's runtime.
 
 mod defaults;
+mod precompiled;
 mod sandbox;
 mod workload;
 
-use containerd_shim_wasm::shim::{Cli as _, Shim, Version, version};
+use containerd_shim_wasm::shim::{Cli as _, Compiler, Shim, Version, version};
 
 /// The shim, for runwasi.
 struct KeepShim;
@@ -28,6 +29,10 @@ impl Shim for KeepShim {
 
     fn supported_layers_types() -> &'static [&'static str] {
         sandbox::LAYER_TYPES
+    }
+
+    async fn compiler() -> Option<impl Compiler> {
+        Some(precompiled::KeepCompiler)
     }
 }
 

@@ -79,6 +79,7 @@ fn run_spec(workload: Workload) -> anyhow::Result<RunSpec> {
         config,
         args,
         env,
+        precompiled,
     } = workload;
     let config = crate::defaults::apply(config);
     let steward = config.as_ref().and_then(|c| c.steward.clone());
@@ -143,7 +144,10 @@ fn run_spec(workload: Workload) -> anyhow::Result<RunSpec> {
         files,
         dirs: config.dirs.clone(),
         limits: config.limits.clone(),
+        // The shim runs the process backend, where containerd's content store (root's) is as
+        // trusted as the shim's binary: its compiled code is loaded.
         cache: None,
+        precompiled,
         tls: config.tls.clone(),
         identity,
         network: config.network.clone(),

@@ -10,6 +10,8 @@ use keep_config::Config;
 use keep_runtime::Program;
 use sha2::{Digest as _, Sha256};
 
+use crate::precompiled::Precompiled;
+
 /// The name a packaged program is reported under (its layer's title).
 const PACKAGED_PROGRAM: &str = "program.wasm";
 
@@ -23,6 +25,8 @@ pub struct Workload {
     pub args: Vec<String>,
     /// The container's environment (`NAME=value`).
     pub env: Vec<String>,
+    /// The program's compiled code from containerd's content store, if it has some.
+    pub precompiled: Option<Vec<u8>>,
 }
 
 impl Workload {
@@ -31,43 +35,65 @@ impl Workload {
     /// program at `argv[0]` and, if there is one, `Keep.toml` beside it.
     pub fn read(ctx: &impl RuntimeContext) -> anyhow::Result<Self> {
         let entrypoint = ctx.entrypoint();
-        let (program, config) = match entrypoint.source {
+        let (program, config, precompiled) = match entrypoint.source {
             Source::Oci(layers) => from_layers(layers)?,
-            Source::File(path) => from_file(&path)?,
+            Source::File(path) => {
+                let (program, config) = from_file(&path)?;
+                (program, config, None)
+            }
         };
         Ok(Self {
             program,
             config,
+            precompiled,
             args: ctx.args().to_vec(),
             env: ctx.envs().to_vec(),
         })
     }
 }
 
-fn from_layers(layers: &[WasmLayer]) -> anyhow::Result<(Program, Option<Config>)> {
+/// Whether `layer` is a Keep.toml.
+pub fn is_keep_toml(layer: &WasmLayer) -> bool {
+    layer.config.media_type().to_string() == keep_oci::media::KEEP_TOML
+}
+
+/// The program, Keep.toml and compiled code among an image's layers.
+type FromLayers = (Program, Option<Config>, Option<Vec<u8>>);
+
+fn from_layers(layers: &[WasmLayer]) -> anyhow::Result<FromLayers> {
     let mut program = None;
     let mut keep_toml = None;
+    let mut precompiled = None;
     for layer in layers {
         let media_type = layer.config.media_type().to_string();
+        let content = if layer.precompiled {
+            let stored = Precompiled::parse(&layer.layer)?;
+            if !is_keep_toml(layer) {
+                precompiled = Some(stored.artifact.to_vec());
+            }
+            stored.program
+        } else {
+            &layer.layer
+        };
         // containerd's content store is on the host's disk: check what it hands over.
-        let digest = format!("sha256:{}", hex::encode(Sha256::digest(&layer.layer)));
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(content)));
         if digest != layer.config.digest().to_string() {
             bail!(
                 "the image's layer {} ({media_type}) does not match its digest (it is {digest})",
                 layer.config.digest()
             );
         }
-        let slot = if media_type == keep_oci::media::KEEP_TOML {
+        let slot = if is_keep_toml(layer) {
             &mut keep_toml
         } else {
             &mut program
         };
-        if slot.replace(&layer.layer).is_some() {
+        if slot.replace(content).is_some() {
             bail!("the image has two layers of type {media_type}: a Keep runs one program");
         }
     }
     let program = program.context("the image has no Wasm layer")?;
-    let program = Program::from_bytes(Path::new(PACKAGED_PROGRAM), program.clone())?;
+    let program = Program::from_bytes(Path::new(PACKAGED_PROGRAM), program.to_vec())?;
     let config = keep_toml
         .map(|bytes| {
             let text = std::str::from_utf8(bytes).context("the image's Keep.toml is not UTF-8")?;
@@ -79,7 +105,7 @@ fn from_layers(layers: &[WasmLayer]) -> anyhow::Result<(Program, Option<Config>)
             )?)
         })
         .transpose()?;
-    Ok((program, config))
+    Ok((program, config, precompiled))
 }
 
 fn from_file(path: &Path) -> anyhow::Result<(Program, Option<Config>)> {
