@@ -174,6 +174,36 @@ mod tests {
 
     /// The payload is cosign's, byte for byte (field order, compact, `"optional":null`), so
     /// that cosign verifies what Keep signs.
+    /// A signature cosign made (testdata/README.md) verifies, for its digest and repository
+    /// only: Keep checks what cosign writes.
+    #[test]
+    fn a_signature_cosign_made_verifies() {
+        let testdata = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/");
+        let read = |name: &str| std::fs::read(format!("{testdata}{name}")).unwrap();
+        let key = crate::signing_key::verifying_key(
+            &String::from_utf8(read("cosign_signed_busybox.pub")).unwrap(),
+        )
+        .unwrap();
+        let signed = [Signed {
+            signature: String::from_utf8(read("cosign_signed_busybox.sig")).unwrap(),
+            payload: read("cosign_signed_busybox.payload"),
+        }];
+        let digest = Digest::parse(
+            "sha256:f3cfc9d0dbf931d3db4685ec659b7ac68e2a578219da4aae65427886e649b06b",
+        )
+        .unwrap();
+        let repository = "registry-testing.svc.lan/busybox";
+        assert_eq!(verify(&signed, &[key], repository, &digest).unwrap(), 0);
+        assert!(verify(&signed, &[key], "registry-testing.svc.lan/other", &digest).is_err());
+        let mut tampered = signed.clone();
+        tampered[0].payload = String::from_utf8(tampered[0].payload.clone())
+            .unwrap()
+            .replace("busybox", "busyb0x")
+            .into_bytes();
+        let other_repository = "registry-testing.svc.lan/busyb0x";
+        assert!(verify(&tampered, &[key], other_repository, &digest).is_err());
+    }
+
     #[test]
     fn the_payload_is_the_one_cosign_writes() {
         let digest = Digest::of(b"manifest");
