@@ -297,6 +297,35 @@ fn a_keep_package_imported_into_containerd_runs_with_its_keep_toml_args_and_exit
     containerd
         .run(&[], "keep.test/exit:v1", "exit", &["exit", "7"])
         .expect(7, "");
+
+    // A container's task runs again after it ended (a restart: an attached `ctr task start`
+    // deletes the ended task), and the container is then deleted.
+    let ctr = |args: &[&str]| {
+        let output = containerd.ctr().args(args).output().unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+    let created = ctr(&[
+        "container",
+        "create",
+        "--runtime",
+        RUNTIME,
+        "keep.test/args:v1",
+        "again",
+        "again",
+        "x",
+    ]);
+    assert_eq!(created.0, Some(0), "{created:?}");
+    let expected = (Some(0), "argc=2\nargv[0]=again\nargv[1]=x\n".to_owned());
+    assert_eq!(ctr(&["task", "start", "again"]), expected);
+    assert_eq!(ctr(&["task", "start", "again"]), expected);
+    assert_eq!(ctr(&["container", "delete", "again"]).0, Some(0));
+    assert_eq!(
+        ctr(&["container", "ls", "--quiet"]),
+        (Some(0), String::new())
+    );
 }
 
 #[test]
