@@ -186,6 +186,8 @@ impl Drop for Containerd {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // The shim's (now empty) state directory for the namespace.
+        let _ = std::fs::remove_dir(Path::new("/run/containerd/keep").join(&self.namespace));
     }
 }
 
