@@ -132,15 +132,7 @@ impl Containerd {
     /// `ctr image import` of the OCI image layout `layout` (as the tar archive `ctr` reads).
     fn import(&self, layout: &Path) {
         let archive = layout.with_extension("tar");
-        let tar = Command::new("tar")
-            .arg("-C")
-            .arg(layout)
-            .arg("-cf")
-            .arg(&archive)
-            .arg(".")
-            .status()
-            .unwrap();
-        assert!(tar.success());
+        tar_dir(layout, &archive);
         let output = self
             .ctr()
             .args(["image", "import"])
@@ -491,21 +483,26 @@ fn the_shims_steward_certifies_a_tls_service_reachable_from_the_host_and_refuses
     assert_eq!(status.code(), Some(143), "{}", service.stderr.text());
 }
 
+/// Writes the tar archive `archive` of the directory `dir`'s content.
+fn tar_dir(dir: &Path, archive: &Path) {
+    let tar = Command::new("tar")
+        .arg("-C")
+        .arg(dir)
+        .arg("-cf")
+        .arg(archive)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(tar.success(), "tar of {}", dir.display());
+}
+
 /// Writes an OCI image layout at `layout` whose one file-system layer is `rootfs`, tagged
 /// `tag`, with `entrypoint` as its command: an image of the kind runwasi's shims run.
 fn write_filesystem_image(rootfs: &Path, layout: &Path, tag: &str, entrypoint: &str) {
     let blobs = layout.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).unwrap();
     let layer_file = layout.join("layer.tar");
-    let tar = Command::new("tar")
-        .arg("-C")
-        .arg(rootfs)
-        .arg("-cf")
-        .arg(&layer_file)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(tar.success());
+    tar_dir(rootfs, &layer_file);
     let layer = std::fs::read(&layer_file).unwrap();
     std::fs::remove_file(&layer_file).unwrap();
     let store = |bytes: &[u8]| {
