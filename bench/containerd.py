@@ -9,7 +9,10 @@ memory one container costs (proportional set size of the shim's processes for it
 Usage: scripts/bench --containerd [--quick]
 """
 
+import hashlib
+import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -23,6 +26,43 @@ from sections import write_section
 QUICK = "--quick" in sys.argv
 RUNTIME = "io.containerd.keep.v1"
 IMAGE = "bench.keep/echo:v1"
+NATIVE_IMAGE = "bench.keep/native-echo:v1"
+
+
+def native_image(tmp, port):
+    """An OCI image (tar) whose root file system is a static native echo server
+    (bench/kernels/echo_once.c): the floor of a container start under runc."""
+    rootfs = tmp / "native-rootfs"
+    rootfs.mkdir()
+    sh("clang", "-O2", "-static", "-o", rootfs / "echo_once",
+       ROOT / "bench" / "kernels" / "echo_once.c")
+    layout = tmp / "native"
+    blobs = layout / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+
+    def store(data):
+        digest = hashlib.sha256(data).hexdigest()
+        (blobs / digest).write_bytes(data)
+        return {"digest": f"sha256:{digest}", "size": len(data)}
+
+    subprocess.run(["tar", "-C", rootfs, "-cf", tmp / "layer.tar", "."], check=True)
+    layer = store((tmp / "layer.tar").read_bytes())
+    config = store(json.dumps({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Entrypoint": ["/echo_once", str(port)]},
+        "rootfs": {"type": "layers", "diff_ids": [layer["digest"]]},
+    }).encode())
+    manifest = store(json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", **layer}],
+    }).encode())
+    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", **manifest,
+        "annotations": {"org.opencontainers.image.ref.name": NATIVE_IMAGE}}]}))
+    (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    subprocess.run(["tar", "-C", layout, "-cf", tmp / "native.tar", "."], check=True)
+    return tmp / "native.tar"
 
 
 def free_port():
@@ -99,14 +139,14 @@ class Containerd:
         return subprocess.run([self.bin / "ctr", "--address", self.socket, "--namespace",
                                namespace, *args], check=True, capture_output=True, **kwargs)
 
-    def start(self, namespace, port):
+    def start(self, namespace, port, image=IMAGE, runtime=RUNTIME):
         """Starts the service; returns (seconds to its first answer, container id, process)."""
         self.count += 1
         cid = f"echo-{self.count}"
         start = time.perf_counter()
         proc = subprocess.Popen(
             [self.bin / "ctr", "--address", self.socket, "--namespace", namespace, "run", "--rm",
-             "--net-host", "--runtime", RUNTIME, IMAGE, cid],
+             "--net-host", "--runtime", runtime, image, cid],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         first_answer(port)
         return time.perf_counter() - start, cid, proc
@@ -131,6 +171,8 @@ def finish(proc):
 
 def main():
     runs = 5 if QUICK else 15
+    if not shutil.which("runc"):  # the floor's runtime (Debian's runc)
+        sh(*([] if os.geteuid() == 0 else ["sudo"]), "apt-get", "install", "-y", "-qq", "runc")
     sh("cargo", "build", "--release", "--locked", "-p", "keep-cli", "-p", "keep-shim", cwd=ROOT)
     release = ROOT / "target" / "release"
     keep = release / "keep"
@@ -138,7 +180,7 @@ def main():
                                   capture_output=True, text=True).stdout.strip())
     program = build_c("pollecho", ROOT / "tests" / "guests" / "pollecho.c")[1]
     port = free_port()
-    times = {k: [] for k in ("shim cold", "shim cached", "keep cold", "keep cached")}
+    times = {k: [] for k in ("shim cold", "shim cached", "keep cold", "keep cached", "runc")}
     memory = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -152,9 +194,11 @@ def main():
         subprocess.run([keep, "package", "--format", "image", "-c", config, "-o", tmp / "image",
                         "--tag", IMAGE, program], check=True, capture_output=True)
         subprocess.run(["tar", "-C", tmp / "image", "-cf", tmp / "image.tar", "."], check=True)
+        native = native_image(tmp, port)
         containerd = Containerd(tmp, bin_dir, release)
         try:
             containerd.ctr("bench-cached", "image", "import", tmp / "image.tar")
+            containerd.ctr("bench-cached", "image", "import", native)
             for i in range(runs):
                 # Cold: a namespace of its own, so nothing compiled is labelled for it yet.
                 namespace = f"bench-cold-{i}"
@@ -178,6 +222,11 @@ def main():
                 times["keep cold"].append(time.perf_counter() - start)
                 finish(proc)
 
+                elapsed, _, proc = containerd.start("bench-cached", port, NATIVE_IMAGE,
+                                                    "io.containerd.runc.v2")
+                finish(proc)
+                times["runc"].append(elapsed)
+
                 start, proc = keep_start(keep, config, program, tmp / "cache-warm")
                 first_answer(port)
                 times["keep cached"].append(time.perf_counter() - start)
@@ -189,6 +238,11 @@ def main():
     mem = {k: sorted(v)[len(v) // 2] for k, v in memory.items()}
     print(best, mem)
     write_report(best, mem, runs)
+
+
+def runc_version():
+    out = subprocess.run(["runc", "--version"], capture_output=True, text=True).stdout
+    return out.split()[2] if out else "unknown"
 
 
 def write_report(best, mem, runs):
@@ -211,9 +265,7 @@ against the `keep run` process.
 | start to first answer, cached | {ms(best['shim cached'])} | {ms(best['keep cached'])} | {best['shim cached'] / best['keep cached']:.2f} |
 | memory per container (PSS, median) | {mem['shim'] / 1024:.1f} MiB | {mem['keep'] / 1024:.1f} MiB | {mem['shim'] / mem['keep']:.2f} |
 
-The shim's extra time is containerd's: creating the container (namespaces, cgroups, the task's
-I/O), starting the shim's processes and reading the layers from the content store; the
-runtime inside is `keep run`'s.
+The floor of any container here: the same measure for a static native echo server (`bench/kernels/echo_once.c`) in an ordinary image under containerd's runc shim (runc {runc_version()}) is {ms(best['runc'])}. With its cache, Keep's shim starts a Keep in {best['shim cached'] / best['runc']:.2f}x the time containerd and runc take to start a native process, and {ms(best['shim cached'] - best['keep cached'])} later than `keep run`: that difference is containerd's part (the container, its cgroups and namespaces, the shim's processes, the task's I/O, the layers read from the content store over gRPC); the runtime inside is `keep run`'s, without its process confinement (the container stands in for it).
 """
     write_section("containerd", section)
 
