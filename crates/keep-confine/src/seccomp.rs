@@ -4,7 +4,8 @@
 //! descriptors, files through Landlock, accepting and using sockets). Anything else returns
 //! `EPERM`: exec, process creation, ptrace and other processes' memory, mounts, namespaces,
 //! kernel keyrings, BPF, module loading, reboot... `socket` is allowed only when the network
-//! is granted, and then only for IPv4 and IPv6. `clone` is allowed only for threads;
+//! is granted, and then only for IPv4 and IPv6; `socketpair` only for unnamed Unix pairs,
+//! which reach nothing outside the process. `clone` is allowed only for threads;
 //! `clone3`, whose flags a filter cannot read, returns `ENOSYS` so that the C library falls
 //! back to `clone`.
 
@@ -162,6 +163,9 @@ const AUDIT_ARCH: u32 = 0xc000_00b7; // AUDIT_ARCH_AARCH64
 /// Socket families a Keep with network may create.
 static INET: [u32; 2] = [libc::AF_INET as u32, libc::AF_INET6 as u32];
 
+/// The family of the socket pairs every Keep may create.
+static UNIX: [u32; 1] = [libc::AF_UNIX as u32];
+
 /// Installs the filter on every thread of the process.
 pub fn apply(sockets: bool) -> Item {
     let rules = rules(sockets);
@@ -179,9 +183,9 @@ pub fn apply(sockets: bool) -> Item {
             detail: format!(
                 "{allowed} system calls allowed; new sockets {}; exec, fork, ptrace refused",
                 if sockets {
-                    "allowed (IPv4, IPv6)"
+                    "allowed (IPv4, IPv6, and unnamed Unix pairs)"
                 } else {
-                    "refused"
+                    "refused (but unnamed Unix pairs)"
                 }
             ),
         },
@@ -216,6 +220,10 @@ fn rules(sockets: bool) -> Vec<(u32, Rule)> {
         },
     ));
     rules.push((number(libc::SYS_clone3), Rule::Errno(libc::ENOSYS as u32)));
+    // A connected pair of Unix sockets, with no address: it reaches nothing outside the
+    // process. tokio makes one for its signal driver when a runtime with I/O starts (when its
+    // `signal` feature is built in, as the workspace's containerd shim has it).
+    rules.push((number(libc::SYS_socketpair), Rule::Arg0OneOf(&UNIX)));
     if sockets {
         rules.extend(NETWORK.iter().map(|&call| (number(call), Rule::Allow)));
         rules.push((number(libc::SYS_socket), Rule::Arg0OneOf(&INET)));
