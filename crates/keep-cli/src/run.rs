@@ -110,6 +110,17 @@ pub(crate) enum Chosen {
     },
 }
 
+impl Chosen {
+    /// Where the backend's attestation evidence comes from (`None`: the process backend's
+    /// evidence of kind `none`).
+    fn evidence(&self) -> Option<PlatformEvidence> {
+        match self {
+            Chosen::Process { .. } => None,
+            Chosen::Cvm { evidence, .. } => Some(evidence.clone()),
+        }
+    }
+}
+
 /// Resolves `--backend` on this `platform`: `auto` takes `cvm` where it is usable; `cvm`
 /// where it is not is refused with what is missing and the remedy.
 pub(crate) fn choose_backend(asked: Backend, platform: &Platform) -> anyhow::Result<Chosen> {
@@ -217,38 +228,27 @@ fn identity_source(
     program: &Program,
     config: Option<&Config>,
 ) -> anyhow::Result<IdentitySource> {
-    let Some((config, steward)) = config.and_then(|c| Some((c, c.steward.as_ref()?))) else {
-        return Ok(match config.and_then(|c| c.tls.identity.as_ref()) {
-            Some(files) => IdentitySource::Files(files.clone()),
-            None => IdentitySource::SelfSigned,
-        });
-    };
-    if config.tls.identity.is_some() {
-        bail!(
-            "the configuration names a Steward ({steward}) and [tls] cert/key: the Steward \
-             issues the Keep's certificate, remove one of them"
-        );
+    let identity = keep_runtime::identity_source(config, program, backend.evidence())?;
+    if matches!(identity, IdentitySource::Steward(_)) {
+        let additions = [
+            (args.program_and_args.len() > 1, "program arguments"),
+            (args.argv0.is_some(), "--argv0"),
+            (!args.env.is_empty(), "--env"),
+            (!args.dirs.is_empty(), "--dir"),
+            (args.max_memory.is_some(), "--max-memory"),
+            (args.timeout.is_some(), "--timeout"),
+            (args.fuel.is_some(), "--fuel"),
+            (args.max_output.is_some(), "--max-output"),
+            (args.max_output_rate.is_some(), "--max-output-rate"),
+        ];
+        if let Some((_, flag)) = additions.iter().find(|(given, _)| *given) {
+            bail!(
+                "{flag} on the command line: with a Steward, the workload is exactly the program \
+                 and Keep.toml (their digest is what the certificate states); put it in Keep.toml"
+            );
+        }
     }
-    let additions = [
-        (args.program_and_args.len() > 1, "program arguments"),
-        (args.argv0.is_some(), "--argv0"),
-        (!args.env.is_empty(), "--env"),
-        (!args.dirs.is_empty(), "--dir"),
-        (args.max_memory.is_some(), "--max-memory"),
-        (args.timeout.is_some(), "--timeout"),
-        (args.fuel.is_some(), "--fuel"),
-        (args.max_output.is_some(), "--max-output"),
-        (args.max_output_rate.is_some(), "--max-output-rate"),
-    ];
-    if let Some((_, flag)) = additions.iter().find(|(given, _)| *given) {
-        bail!(
-            "{flag} on the command line: with a Steward, the workload is exactly the program and \
-             Keep.toml (their digest is what the certificate states); put it in Keep.toml"
-        );
-    }
-    Ok(IdentitySource::Steward(steward_source(
-        config, steward, program, backend,
-    )))
+    Ok(identity)
 }
 
 /// What a Keep running `program` with `config` on `backend` tells its Steward (at
@@ -259,11 +259,7 @@ pub(crate) fn steward_source(
     program: &Program,
     backend: &Chosen,
 ) -> StewardSource {
-    let platform = match backend {
-        Chosen::Process { .. } => None,
-        Chosen::Cvm { evidence, .. } => Some(evidence.clone()),
-    };
-    keep_runtime::steward_source(config, steward, program, platform)
+    keep_runtime::steward_source(config, steward, program, backend.evidence())
 }
 
 /// The compiled-module cache a run on `backend` uses, unless `no_cache`.

@@ -326,6 +326,32 @@ pub fn precompile(program: &Program, cache: &ModuleCache) -> anyhow::Result<()> 
     stored
 }
 
+/// Where a Keep running `program` with `config` gets its TLS identity: from the Steward
+/// `config` names (with evidence from `platform`; `None` on the process backend), else from
+/// `[tls]` cert/key files, else a fresh self-signed certificate. A configuration naming both a
+/// Steward and cert/key files is refused.
+pub fn identity_source(
+    config: Option<&keep_config::Config>,
+    program: &Program,
+    platform: Option<PlatformEvidence>,
+) -> anyhow::Result<IdentitySource> {
+    let Some((config, steward)) = config.and_then(|c| Some((c, c.steward.as_ref()?))) else {
+        return Ok(match config.and_then(|c| c.tls.identity.as_ref()) {
+            Some(files) => IdentitySource::Files(files.clone()),
+            None => IdentitySource::SelfSigned,
+        });
+    };
+    if config.tls.identity.is_some() {
+        bail!(
+            "the configuration names a Steward ({steward}) and [tls] cert/key: the Steward \
+             issues the Keep's certificate, remove one of them"
+        );
+    }
+    Ok(IdentitySource::Steward(steward_source(
+        config, steward, program, platform,
+    )))
+}
+
 /// What a Keep running `program` with `config` tells its Steward (at `steward`): the
 /// workload digest of the two, the names and secrets `config` asks for, and where its
 /// evidence comes from (`platform`; `None` on the process backend).
@@ -771,5 +797,44 @@ fn extern_kind(ty: &wasmtime::ExternType) -> &'static str {
         wasmtime::ExternType::Table(_) => "table",
         wasmtime::ExternType::Memory(_) => "memory",
         wasmtime::ExternType::Tag(_) => "tag",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> keep_config::Config {
+        keep_config::Config::parse(text, std::path::Path::new("Keep.toml")).unwrap()
+    }
+
+    #[test]
+    fn the_identity_comes_from_the_steward_else_the_files_else_is_self_signed() {
+        let program =
+            Program::from_bytes(std::path::Path::new("p.wasm"), b"\0asm\x01\0\0\0".to_vec())
+                .unwrap();
+        let steward = "steward = \"https://steward.example\"\n";
+        let files = "[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n";
+        assert!(matches!(
+            identity_source(None, &program, None).unwrap(),
+            IdentitySource::SelfSigned
+        ));
+        assert!(matches!(
+            identity_source(Some(&config(files)), &program, None).unwrap(),
+            IdentitySource::Files(_)
+        ));
+        let with_steward = config(steward);
+        match identity_source(Some(&with_steward), &program, None).unwrap() {
+            IdentitySource::Steward(source) => assert_eq!(
+                source.workload_digest,
+                workload_digest(&program, Some(&with_steward)).0
+            ),
+            _ => panic!("a Steward is named"),
+        }
+        let both = identity_source(Some(&config(&format!("{steward}{files}"))), &program, None);
+        let error = both
+            .err()
+            .expect("a Steward and cert/key files are refused");
+        assert!(error.to_string().contains("remove one of them"), "{error}");
     }
 }

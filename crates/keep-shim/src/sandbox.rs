@@ -82,29 +82,15 @@ fn run_spec(workload: Workload) -> anyhow::Result<RunSpec> {
         precompiled,
     } = workload;
     let config = crate::defaults::apply(config);
-    let steward = config.as_ref().and_then(|c| c.steward.clone());
-    let identity = match (&config, &steward) {
-        (Some(config), Some(steward)) => {
-            if config.tls.identity.is_some() {
-                anyhow::bail!(
-                    "the Keep.toml names a Steward ({steward}) and [tls] cert/key: the Steward \
-                     issues the Keep's certificate, remove one of them"
-                );
-            }
-            let source = keep_runtime::steward_source(config, steward, &program, None);
-            eprintln!(
-                "keep: workload {} attests to the Steward at {steward}",
-                keep_runtime::WorkloadDigest(source.workload_digest)
-            );
-            IdentitySource::Steward(source)
-        }
-        (Some(config), None) => match &config.tls.identity {
-            Some(files) => IdentitySource::Files(files.clone()),
-            None => IdentitySource::SelfSigned,
-        },
-        (None, _) => IdentitySource::SelfSigned,
-    };
-    let attested = steward.is_some();
+    let identity = keep_runtime::identity_source(config.as_ref(), &program, None)?;
+    if let IdentitySource::Steward(source) = &identity {
+        eprintln!(
+            "keep: workload {} attests to the Steward at {}",
+            keep_runtime::WorkloadDigest(source.workload_digest),
+            source.url
+        );
+    }
+    let attested = matches!(identity, IdentitySource::Steward(_));
     let files = config.as_ref().map(|c| c.effective_files());
     let config = config.unwrap_or_default();
     let mut guest_env: Vec<(String, String)> = config
