@@ -831,10 +831,9 @@ mod tests {
             ),
             _ => panic!("a Steward is named"),
         }
-        let both = identity_source(Some(&config(&format!("{steward}{files}"))), &program, None);
-        let error = both
-            .err()
-            .expect("a Steward and cert/key files are refused");
+        let error = identity_source(Some(&config(&format!("{steward}{files}"))), &program, None)
+            .map(|_| ())
+            .expect_err("a Steward and cert/key files are refused");
         assert!(error.to_string().contains("remove one of them"), "{error}");
     }
 }
