@@ -169,6 +169,9 @@ fn package_of(
         Package {
             program: read.bytes.clone(),
             keep_toml,
+            // Carried, so that the package's digest (and its signature) covers every trust
+            // anchor the workload uses.
+            ca_files: parsed.as_ref().map(Config::ca_contents).unwrap_or_default(),
             format,
         },
         read,
@@ -329,11 +332,13 @@ fn runnable(reference: &PackageRef, package: Package) -> anyhow::Result<(Program
         .map(|bytes| {
             let text = String::from_utf8(bytes)
                 .map_err(|_| anyhow::anyhow!("the Keep.toml of {reference} is not UTF-8"))?;
-            // Relative paths in a packaged Keep.toml are the user's: from here.
-            Ok::<_, anyhow::Error>(Config::from_text(
+            // Its CA files are in the package; its other relative paths are this host's,
+            // from here.
+            Ok::<_, anyhow::Error>(Config::from_packaged_text(
                 &text,
                 &name.join("Keep.toml"),
                 Path::new("."),
+                &package.ca_files,
             )?)
         })
         .transpose()?;

@@ -122,9 +122,41 @@ impl Config {
         Self::from_text(&text, path, path.parent().unwrap_or(Path::new(".")))
     }
 
-    /// [`Self::from_path`] for a Keep.toml that is not a file of its own (the one a package
-    /// carries): `text`, named `path` in messages, its relative paths taken from `base`.
+    /// [`Self::from_path`] for a Keep.toml that is not a file of its own: `text`, named
+    /// `path` in messages, its relative paths taken from `base`.
     pub fn from_text(text: &str, path: &Path, base: &Path) -> Result<Self, ConfigError> {
+        Self::from_text_reading(text, path, base, &mut |ca| {
+            std::fs::read(&ca.path).map_err(|e| format!("cannot read `{}`: {e}", ca.path.display()))
+        })
+    }
+
+    /// [`Self::from_text`] for the Keep.toml a package carries, with the CA files the
+    /// package carries beside it (`ca_files`, by the name the Keep.toml gives them): they
+    /// are not read from this host, so that the package's signature covers them too. Other
+    /// relative paths (`[[dirs]] host`, `[tls] cert`) are this host's, taken from `base`.
+    pub fn from_packaged_text(
+        text: &str,
+        path: &Path,
+        base: &Path,
+        ca_files: &BTreeMap<String, Vec<u8>>,
+    ) -> Result<Self, ConfigError> {
+        Self::from_text_reading(text, path, base, &mut |ca| {
+            ca_files.get(&ca.name).cloned().ok_or_else(|| {
+                format!(
+                    "`{}` is not in the package (a package carries the CA files its \
+                     Keep.toml names: package it again with `keep package`)",
+                    ca.name
+                )
+            })
+        })
+    }
+
+    fn from_text_reading(
+        text: &str,
+        path: &Path,
+        base: &Path,
+        read_ca: &mut dyn FnMut(&CaFile) -> Result<Vec<u8>, String>,
+    ) -> Result<Self, ConfigError> {
         let mut config = Self::parse(text, path)?;
         for dir in &mut config.dirs {
             dir.resolve_against(base);
@@ -138,28 +170,35 @@ impl Config {
                 client_auth.resolve_against(base);
             }
         }
-        config.load_ca_files(path)?;
+        for (key, ca) in config.ca_files_mut() {
+            ca.pem =
+                read_ca(ca).map_err(|e| ConfigError::whole_file(path, format!("{key}: {e}")))?;
+        }
         Ok(config)
     }
 
-    fn load_ca_files(&mut self, path: &Path) -> Result<(), ConfigError> {
-        let load = |ca: &mut CaFile, key: &str| {
-            ca.load().map_err(|e| {
-                ConfigError::whole_file(
-                    path,
-                    format!("{key}: cannot read `{}`: {e}", ca.path.display()),
-                )
-            })
-        };
-        for ca in &mut self.tls.ca {
-            load(ca, "tls.ca")?;
-        }
+    /// The CA files this configuration names, by name as written, with the content read
+    /// with it: what a package carries beside its Keep.toml.
+    pub fn ca_contents(&self) -> BTreeMap<String, Vec<u8>> {
+        let mut copy = self.clone();
+        copy.ca_files_mut()
+            .into_iter()
+            .map(|(_, ca)| (ca.name.clone(), std::mem::take(&mut ca.pem)))
+            .collect()
+    }
+
+    /// Every CA file the configuration names, with the key that names it (for messages).
+    fn ca_files_mut(&mut self) -> Vec<(String, &mut CaFile)> {
+        let mut files: Vec<(String, &mut CaFile)> = self
+            .tls
+            .ca
+            .iter_mut()
+            .map(|ca| ("tls.ca".to_owned(), ca))
+            .collect();
         if let Some(ClientAuth::Optional { ca } | ClientAuth::Required { ca }) =
             self.http.as_mut().map(|http| &mut http.client_auth)
         {
-            for ca in ca {
-                load(ca, "http.client_ca")?;
-            }
+            files.extend(ca.iter_mut().map(|ca| ("http.client_ca".to_owned(), ca)));
         }
         for file in &mut self.files {
             if let FileKind::Listen {
@@ -167,12 +206,11 @@ impl Config {
                 ..
             } = &mut file.kind
             {
-                for ca in ca {
-                    load(ca, &format!("files `{}` client_ca", file.name))?;
-                }
+                let key = format!("files `{}` client_ca", file.name);
+                files.extend(ca.iter_mut().map(|ca| (key.clone(), ca)));
             }
         }
-        Ok(())
+        files
     }
 
     /// Parses configuration text; `path` is only used in error messages.
@@ -532,6 +570,27 @@ mod tests {
         let err = Config::from_path(&path).unwrap_err().to_string();
         assert!(
             err.contains("files `api` client_ca: cannot read `"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_packaged_keep_toml_takes_its_ca_files_from_the_package_not_the_host() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("ca.pem"), "host's\n").unwrap();
+        let text = "[tls]\nca = [\"ca.pem\"]\n";
+        let packaged: BTreeMap<String, Vec<u8>> =
+            [("ca.pem".to_owned(), b"packaged\n".to_vec())].into();
+        let name = Path::new("oci://example/app/Keep.toml");
+        let config = Config::from_packaged_text(text, name, tmp.path(), &packaged).unwrap();
+        assert_eq!(config.tls.ca[0].pem, b"packaged\n");
+        assert_eq!(config.ca_contents(), packaged);
+
+        let err = Config::from_packaged_text(text, name, tmp.path(), &BTreeMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("tls.ca: `ca.pem` is not in the package"),
             "{err}"
         );
     }

@@ -60,6 +60,8 @@ impl Tls {
 pub struct CaFile {
     /// The file (relative to the configuration file once loaded).
     pub path: PathBuf,
+    /// The path as the configuration writes it: the name a package stores the file under.
+    pub name: String,
     /// Its content; empty until loaded.
     pub pem: Vec<u8>,
 }
@@ -67,15 +69,12 @@ pub struct CaFile {
 impl CaFile {
     /// A reference to `path`, not read yet.
     pub fn new(path: impl Into<PathBuf>) -> Self {
+        let path = path.into();
         Self {
-            path: path.into(),
+            name: path.to_string_lossy().into_owned(),
+            path,
             pem: Vec::new(),
         }
-    }
-
-    pub(crate) fn load(&mut self) -> std::io::Result<()> {
-        self.pem = std::fs::read(&self.path)?;
-        Ok(())
     }
 }
 
@@ -83,6 +82,7 @@ impl std::fmt::Debug for CaFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CaFile")
             .field("path", &self.path)
+            .field("name", &self.name)
             .field("pem_len", &self.pem.len())
             .finish()
     }

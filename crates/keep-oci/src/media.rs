@@ -13,3 +13,10 @@ pub const WASM: &str = "application/wasm";
 /// Keep's own layer: the Keep.toml the program runs with. Tools that do not know it skip
 /// it, and it is part of the workload digest as it is for `keep digest`.
 pub const KEEP_TOML: &str = "application/vnd.keep.config.v1+toml";
+/// Keep's own layer: a CA file (PEM) that the package's Keep.toml names (`[tls] ca`,
+/// `client_ca`), titled with the path the Keep.toml gives it. A package carries them so that
+/// its digest, and so its signature, covers every trust anchor the workload uses.
+pub const KEEP_CA: &str = "application/vnd.keep.ca.v1+pem";
+/// The annotation that names a layer's file: what ORAS clients save it as, and a CA file's
+/// name in its Keep.toml.
+pub const TITLE: &str = "org.opencontainers.image.title";

@@ -1,10 +1,13 @@
 //! A package (a program and its Keep.toml) and the OCI manifest, config and layers it is
 //! made of.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
 use crate::media;
+use crate::media::TITLE;
 
 /// A program and the Keep.toml it runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,6 +16,8 @@ pub struct Package {
     pub program: Vec<u8>,
     /// Keep.toml's bytes, if the package carries one.
     pub keep_toml: Option<Vec<u8>>,
+    /// The CA files that Keep.toml names, by the path it gives them.
+    pub ca_files: BTreeMap<String, Vec<u8>>,
     /// How its config is typed.
     pub format: Format,
 }
@@ -189,16 +194,19 @@ const CREATED: &str = "1970-01-01T00:00:00Z";
 /// The file name of the program layer (and the command of an image package).
 const PROGRAM_TITLE: &str = "program.wasm";
 
-/// The annotation that names a layer's file.
-const TITLE: &str = "org.opencontainers.image.title";
-
 impl Package {
     /// The manifest, config and layers of this package.
     pub fn build(&self) -> Built {
         let program = blob(media::WASM, self.program.clone());
         let mut layers = vec![program];
+        let mut titles = vec![PROGRAM_TITLE.to_owned()];
         if let Some(keep_toml) = &self.keep_toml {
             layers.push(blob(media::KEEP_TOML, keep_toml.clone()));
+            titles.push("Keep.toml".to_owned());
+        }
+        for (name, pem) in &self.ca_files {
+            layers.push(blob(media::KEEP_CA, pem.clone()));
+            titles.push(name.clone());
         }
         let component = component_info(&self.program);
         let config = WasmConfig {
@@ -233,16 +241,11 @@ impl Package {
             config: Some(descriptor(&config)),
             layers: layers
                 .iter()
-                .map(|layer| {
+                .zip(titles)
+                .map(|(layer, title)| Descriptor {
                     // The file name ORAS clients save a layer under.
-                    let title = match layer.media_type.as_str() {
-                        media::WASM => PROGRAM_TITLE,
-                        _ => "Keep.toml",
-                    };
-                    Descriptor {
-                        annotations: Some([(TITLE.to_owned(), title.to_owned())].into()),
-                        ..descriptor(layer)
-                    }
+                    annotations: Some([(TITLE.to_owned(), title)].into()),
+                    ..descriptor(layer)
                 })
                 .collect(),
             manifests: Vec::new(),
@@ -318,17 +321,37 @@ impl Package {
         }
         let mut program = None;
         let mut keep_toml = None;
+        let mut ca_files = BTreeMap::new();
         let mut blobs = vec![config_blob];
         for layer in &parsed.layers {
+            let title = layer.annotations.as_ref().and_then(|a| a.get(TITLE));
             let slot = match layer.media_type.as_str() {
                 media::WASM => &mut program,
                 media::KEEP_TOML => &mut keep_toml,
+                media::KEEP_CA => {
+                    let Some(name) = title.filter(|name| !name.is_empty()) else {
+                        return Err(PackageError::Layers(format!(
+                            "a CA file layer (`{}`) without a title: the title is the \
+                             name its Keep.toml gives it",
+                            media::KEEP_CA
+                        )));
+                    };
+                    let blob = read(layer, &format!("CA file `{name}`"))?;
+                    if ca_files.insert(name.clone(), blob.bytes.clone()).is_some() {
+                        return Err(PackageError::Layers(format!(
+                            "two CA file layers titled `{name}`"
+                        )));
+                    }
+                    blobs.push(blob);
+                    continue;
+                }
                 other => {
                     return Err(PackageError::Layers(format!(
                         "a layer of media type `{other}`: a package holds its program \
-                         (`{}`) and at most a Keep.toml (`{}`)",
+                         (`{}`), at most a Keep.toml (`{}`) and the CA files it names (`{}`)",
                         media::WASM,
-                        media::KEEP_TOML
+                        media::KEEP_TOML,
+                        media::KEEP_CA
                     )));
                 }
             };
@@ -354,10 +377,16 @@ impl Package {
                 media::WASM
             )));
         };
+        if keep_toml.is_none() && !ca_files.is_empty() {
+            return Err(PackageError::Layers(
+                "CA file layers without a Keep.toml that names them".to_owned(),
+            ));
+        }
         Ok((
             Self {
                 program,
                 keep_toml,
+                ca_files,
                 format,
             },
             blobs,
@@ -487,15 +516,33 @@ mod tests {
     fn a_package_reads_back_as_built_and_builds_the_same_every_time() {
         let package = Package {
             program: MODULE.to_vec(),
-            keep_toml: Some(b"[env]\nA = \"1\"\n".to_vec()),
+            keep_toml: Some(b"[tls]\nca = [\"ca/root.pem\"]\n".to_vec()),
+            ca_files: [("ca/root.pem".to_owned(), b"PEM".to_vec())].into(),
             format: Format::Artifact,
         };
         let built = package.build();
         assert_eq!(built.digest, package.build().digest);
         let (read, blobs) = Package::from_manifest(&built.manifest, fetch_from(&built)).unwrap();
         assert_eq!(read, package);
-        assert_eq!(blobs.len(), 3);
+        assert_eq!(blobs.len(), 4);
         assert_eq!(blobs[0].media_type, media::WASM_CONFIG);
+        assert_eq!(blobs[3].media_type, media::KEEP_CA);
+        let manifest: serde_json::Value = serde_json::from_slice(&built.manifest).unwrap();
+        assert_eq!(manifest["layers"][2]["annotations"][TITLE], "ca/root.pem");
+
+        // A CA file needs its title, and a Keep.toml that names it.
+        let untitled = String::from_utf8(built.manifest.clone())
+            .unwrap()
+            .replace("\"ca/root.pem\"", "\"\"");
+        let err = Package::from_manifest(untitled.as_bytes(), fetch_from(&built)).unwrap_err();
+        assert!(err.to_string().contains("without a title"), "{err}");
+        let alone = Package {
+            keep_toml: None,
+            ..package
+        }
+        .build();
+        let err = Package::from_manifest(&alone.manifest, fetch_from(&alone)).unwrap_err();
+        assert!(err.to_string().contains("without a Keep.toml"), "{err}");
     }
 
     #[test]
@@ -503,6 +550,7 @@ mod tests {
         let package = Package {
             program: MODULE.to_vec(),
             keep_toml: None,
+            ca_files: BTreeMap::new(),
             format: Format::Image,
         };
         let built = package.build();
@@ -529,6 +577,7 @@ mod tests {
         let built = Package {
             program: MODULE.to_vec(),
             keep_toml: None,
+            ca_files: BTreeMap::new(),
             format: Format::Artifact,
         }
         .build();
@@ -571,6 +620,7 @@ mod tests {
         let manifest = Package {
             program: MODULE.to_vec(),
             keep_toml: None,
+            ca_files: BTreeMap::new(),
             format: Format::Artifact,
         }
         .build()

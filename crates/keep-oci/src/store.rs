@@ -184,6 +184,7 @@ mod tests {
         let package = Package {
             program: b"\0asm\x01\0\0\0".to_vec(),
             keep_toml: None,
+            ca_files: std::collections::BTreeMap::new(),
             format: crate::Format::Artifact,
         };
         let built = package.build();

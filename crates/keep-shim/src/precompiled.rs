@@ -20,7 +20,7 @@ use containerd_shim_wasm::shim::Compiler;
 use keep_config::Config;
 use keep_runtime::Program;
 
-use crate::workload::is_keep_toml;
+use crate::workload::{is_keep_toml, is_program};
 
 const MAGIC: &[u8] = b"KEEPCW-C1";
 
@@ -90,7 +90,7 @@ impl Compiler for KeepCompiler {
                     layers
                         .iter()
                         .map(|layer| {
-                            if is_keep_toml(layer) {
+                            if !is_program(layer) {
                                 // Stored too (with no code): runwasi compiles an image again
                                 // on every start while any of its layers has no entry.
                                 return Ok(Some(Precompiled::encode(&layer.layer, &[])));

@@ -7,11 +7,12 @@ use keep_runtime::{Event, EventSink, IdentitySource, Outcome, RunSpec, exit_code
 use crate::workload::Workload;
 
 /// The image layers the shim reads from containerd: a program (either Wasm media type the
-/// field uses) and Keep's Keep.toml.
+/// field uses), Keep's Keep.toml and the CA files it names.
 pub const LAYER_TYPES: &[&str] = &[
     keep_oci::media::WASM,
     "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm",
     keep_oci::media::KEEP_TOML,
+    keep_oci::media::KEEP_CA,
 ];
 
 /// Runs one container's Keep.

@@ -2,6 +2,7 @@
 //! layers, or from files in its root filesystem), with the container's arguments and
 //! environment.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
@@ -31,7 +32,8 @@ pub struct Workload {
 
 impl Workload {
     /// Reads what `ctx` names. A package's layers carry the program and, under
-    /// [`keep_oci::media::KEEP_TOML`], its Keep.toml; an image's root filesystem holds the
+    /// [`keep_oci::media::KEEP_TOML`], its Keep.toml, and under [`keep_oci::media::KEEP_CA`] the
+    /// CA files that names; an image's root filesystem holds the
     /// program at `argv[0]` and, if there is one, `Keep.toml` beside it.
     pub fn read(ctx: &impl RuntimeContext) -> anyhow::Result<Self> {
         let entrypoint = ctx.entrypoint();
@@ -52,6 +54,12 @@ impl Workload {
     }
 }
 
+/// Whether `layer` is a program (not a Keep.toml or a CA file).
+pub fn is_program(layer: &WasmLayer) -> bool {
+    let media_type = layer.config.media_type().to_string();
+    media_type != keep_oci::media::KEEP_TOML && media_type != keep_oci::media::KEEP_CA
+}
+
 /// Whether `layer` is a Keep.toml.
 pub fn is_keep_toml(layer: &WasmLayer) -> bool {
     layer.config.media_type().to_string() == keep_oci::media::KEEP_TOML
@@ -63,12 +71,13 @@ type FromLayers = (Program, Option<Config>, Option<Vec<u8>>);
 fn from_layers(layers: &[WasmLayer]) -> anyhow::Result<FromLayers> {
     let mut program = None;
     let mut keep_toml = None;
+    let mut ca_files = BTreeMap::new();
     let mut precompiled = None;
     for layer in layers {
         let media_type = layer.config.media_type().to_string();
         let content = if layer.precompiled {
             let stored = Precompiled::parse(&layer.layer)?;
-            if !is_keep_toml(layer) {
+            if is_program(layer) {
                 precompiled = Some(stored.artifact.to_vec());
             }
             stored.program
@@ -82,6 +91,21 @@ fn from_layers(layers: &[WasmLayer]) -> anyhow::Result<FromLayers> {
                 "the image's layer {} ({media_type}) does not match its digest (it is {digest})",
                 layer.config.digest()
             );
+        }
+        if media_type == keep_oci::media::KEEP_CA {
+            let title = layer
+                .config
+                .annotations()
+                .as_ref()
+                .and_then(|a| a.get(keep_oci::media::TITLE))
+                .with_context(|| {
+                    format!(
+                        "the image's CA file layer {} has no title",
+                        layer.config.digest()
+                    )
+                })?;
+            ca_files.insert(title.clone(), content.to_vec());
+            continue;
         }
         let slot = if is_keep_toml(layer) {
             &mut keep_toml
@@ -97,11 +121,13 @@ fn from_layers(layers: &[WasmLayer]) -> anyhow::Result<FromLayers> {
     let config = keep_toml
         .map(|bytes| {
             let text = std::str::from_utf8(bytes).context("the image's Keep.toml is not UTF-8")?;
-            // Paths in a packaged Keep.toml are the container's: from its root.
-            Ok::<_, anyhow::Error>(Config::from_text(
+            // Its CA files are in the image; its other paths are the container's, from
+            // its root.
+            Ok::<_, anyhow::Error>(Config::from_packaged_text(
                 text,
                 Path::new("Keep.toml (image layer)"),
                 Path::new("/"),
+                &ca_files,
             )?)
         })
         .transpose()?;
