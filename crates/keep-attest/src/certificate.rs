@@ -48,6 +48,23 @@ pub struct AttestedClaims {
     /// hardware. Absent (false) otherwise.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub insecure_test_root: bool,
+    /// The package the Keep states its workload came from, and who signed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package: Option<PackageClaims>,
+}
+
+/// What a certificate states about the package a Keep's workload came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackageClaims {
+    /// The repository it was pulled from, `HOST[:PORT]/REPOSITORY`.
+    pub repository: String,
+    /// Its manifest's digest, `sha256:<hex>`.
+    pub manifest_digest: String,
+    /// Fingerprints (`sha256:<hex>` of the DER public key, [`crate::signer::fingerprint`])
+    /// of the keys in the Steward's policy that signed it for that repository (cosign
+    /// signatures, checked by the Steward); empty when none did.
+    pub signers: Vec<String>,
 }
 
 impl AttestedClaims {
@@ -63,6 +80,7 @@ impl AttestedClaims {
             debug: claims.debug,
             advisories: claims.advisories.clone(),
             insecure_test_root: claims.insecure_test_root,
+            package: None,
         }
     }
 
@@ -131,6 +149,9 @@ pub struct Expectations {
     pub tee: Option<TeeKind>,
     /// The launch measurement (hex): SEV-SNP `measurement`, TDX `mrtd`, SGX `mrenclave`.
     pub measurement: Option<String>,
+    /// Fingerprints ([`crate::signer::fingerprint`]) of package signers: the certificate
+    /// must state that one of them signed the Keep's package.
+    pub signers: Vec<String>,
 }
 
 impl Expectations {
@@ -164,6 +185,29 @@ impl Expectations {
                     "the certificate states no launch measurement (TEE {}), expected {expected}",
                     claims.tee
                 )),
+            }
+        }
+        if !self.signers.is_empty() {
+            let stated = claims
+                .package
+                .as_ref()
+                .map_or(&[][..], |p| p.signers.as_slice());
+            if !self.signers.iter().any(|s| stated.contains(s)) {
+                unmet.push(match &claims.package {
+                    None => "the certificate states no package, expected one signed by the \
+                             given key"
+                        .to_owned(),
+                    Some(p) if p.signers.is_empty() => format!(
+                        "the package {}@{} was signed by none of the Steward's keys, expected \
+                         the given key",
+                        p.repository, p.manifest_digest
+                    ),
+                    Some(p) => format!(
+                        "the package was signed by {}, expected {}",
+                        p.signers.join(", "),
+                        self.signers.join(" or ")
+                    ),
+                });
             }
         }
         unmet

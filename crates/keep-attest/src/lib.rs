@@ -20,6 +20,7 @@ pub mod intel;
 pub mod platform;
 pub mod policy;
 pub mod request;
+pub mod signer;
 pub mod snp;
 pub mod test_roots;
 mod x509;

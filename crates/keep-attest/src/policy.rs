@@ -23,15 +23,24 @@
 //! [[workload]]                    # with any [[workload]], only listed workloads are accepted
 //! digest = "sha256:6b1f..."       # what `keep digest` prints
 //! names = ["api.example.com", "spiffe://example.com/api"]   # names it may be certified as
+//!
+//! [[workload]]                    # any workload from a package signed by one of these keys
+//! signers = ["keys/release.pub"]  # cosign public keys, relative to the policy file
+//! repository = "registry.example/team/api"   # optional: signed for this repository
+//! names = ["api.example.com"]
 //! ```
+//!
+//! A `[[workload]]` accepts a workload when all it gives holds: its `digest`, a valid
+//! signature of the workload's package by one of its `signers`, its `repository`.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use keep_config::ConfigError;
 use serde::Deserialize;
 
+use crate::signer::SignerKey;
 use crate::{Claims, TcbStatus, TeeKind};
 
 /// A parsed policy.
@@ -60,15 +69,59 @@ pub struct Policy {
     pub workloads: Vec<WorkloadRule>,
 }
 
-/// A workload the policy accepts (`[[workload]]`).
+/// A workload the policy accepts (`[[workload]]`): all it gives must hold.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkloadRule {
     /// The workload digest, `sha256:<hex>`.
-    pub digest: String,
+    #[serde(default)]
+    pub digest: Option<String>,
+    /// Keys one of which must have signed the package the workload came from (cosign
+    /// public key files, relative to the policy file); loaded by [`Policy::parse`].
+    #[serde(default, rename = "signers")]
+    signer_files: Vec<PathBuf>,
+    /// The keys of `signers`, once loaded.
+    #[serde(skip)]
+    pub signers: Vec<SignerKey>,
+    /// The repository the package must have been signed for (`HOST[:PORT]/REPOSITORY`).
+    #[serde(default)]
+    pub repository: Option<String>,
     /// The DNS names and URIs its certificates may carry.
     #[serde(default)]
     pub names: Vec<String>,
+}
+
+/// What the Steward found about the package a Keep states its workload came from.
+#[derive(Debug, Clone, Copy)]
+pub struct PackageFacts<'a> {
+    /// The repository it was pulled from.
+    pub repository: &'a str,
+    /// Its manifest's digest.
+    pub manifest_digest: &'a str,
+    /// Fingerprints ([`crate::signer::fingerprint`]) of the policy's keys with a valid
+    /// signature of it for that repository.
+    pub signed_by: &'a [String],
+}
+
+impl WorkloadRule {
+    /// Whether this rule accepts the workload `digest` from `package`.
+    fn accepts(&self, digest: &str, package: Option<&PackageFacts<'_>>) -> bool {
+        let digest_holds = self
+            .digest
+            .as_ref()
+            .is_none_or(|d| d.eq_ignore_ascii_case(digest));
+        let signers_hold = self.signers.is_empty()
+            || package.is_some_and(|p| {
+                self.signers
+                    .iter()
+                    .any(|key| p.signed_by.contains(&key.fingerprint()))
+            });
+        let repository_holds = self
+            .repository
+            .as_ref()
+            .is_none_or(|r| package.is_some_and(|p| p.repository == r));
+        digest_holds && signers_hold && repository_holds
+    }
 }
 
 /// What one TEE's claims must satisfy.
@@ -179,39 +232,92 @@ impl Policy {
                 }
             }
         }
-        for workload in &policy.workloads {
-            let hex_part = workload.digest.strip_prefix("sha256:").unwrap_or_default();
-            if hex_part.len() != 64 || hex::decode(hex_part).is_err() {
-                return Err(ConfigError::whole_file(
-                    path,
-                    format!(
-                        "[[workload]] digest `{}` is not sha256:<64 hex digits> (what `keep \
-                         digest` prints)",
-                        workload.digest
-                    ),
+        let mut policy = policy;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for (i, workload) in policy.workloads.iter_mut().enumerate() {
+            let at = |what: String| {
+                ConfigError::whole_file(path, format!("[[workload]] {}: {what}", i + 1))
+            };
+            if let Some(digest) = &workload.digest {
+                let hex_part = digest.strip_prefix("sha256:").unwrap_or_default();
+                if hex_part.len() != 64 || hex::decode(hex_part).is_err() {
+                    return Err(at(format!(
+                        "digest `{digest}` is not sha256:<64 hex digits> (what `keep digest` \
+                         prints)"
+                    )));
+                }
+            }
+            if workload.digest.is_none() && workload.signer_files.is_empty() {
+                return Err(at(
+                    "give the workload's `digest`, its package's `signers`, or both".into(),
                 ));
             }
+            if workload.repository.is_some() && workload.signer_files.is_empty() {
+                return Err(at(
+                    "`repository` is what a signature names: it needs `signers`".into(),
+                ));
+            }
+            workload.signers = workload
+                .signer_files
+                .iter()
+                .map(|file| {
+                    SignerKey::load(&base.join(file)).map_err(|e| at(format!("signers: {e}")))
+                })
+                .collect::<Result<_, _>>()?;
         }
         Ok(policy)
     }
 
-    /// Judges a workload and the names it asks for: with `[[workload]]` tables, the digest
-    /// must be listed; every name must be listed for it.
-    pub fn evaluate_workload(&self, digest: &[u8; 32], names: &[String]) -> Result<(), Rejection> {
+    /// Every signer key the policy names (each once), to check a package's signatures with.
+    pub fn signer_keys(&self) -> Vec<&SignerKey> {
+        let mut keys: Vec<&SignerKey> = Vec::new();
+        for key in self.workloads.iter().flat_map(|w| &w.signers) {
+            if !keys.iter().any(|k| k.spki == key.spki) {
+                keys.push(key);
+            }
+        }
+        keys
+    }
+
+    /// Judges a workload (from `package`, if the Keep states one) and the names it asks
+    /// for: with `[[workload]]` tables, one must accept the workload; every name must be
+    /// listed by one that does.
+    pub fn evaluate_workload(
+        &self,
+        digest: &[u8; 32],
+        names: &[String],
+        package: Option<&PackageFacts<'_>>,
+    ) -> Result<(), Rejection> {
         let digest = format!("sha256:{}", hex::encode(digest));
-        let rule = self
+        let accepting: Vec<&WorkloadRule> = self
             .workloads
             .iter()
-            .find(|w| w.digest.eq_ignore_ascii_case(&digest));
+            .filter(|w| w.accepts(&digest, package))
+            .collect();
         let mut violations = Vec::new();
-        if rule.is_none() && !self.workloads.is_empty() {
+        if accepting.is_empty() && !self.workloads.is_empty() {
+            let from = match package {
+                None => " (the Keep states no package it came from)".to_owned(),
+                Some(p) if p.signed_by.is_empty() => format!(
+                    " (from package {}@{}, signed by none of the policy's keys)",
+                    p.repository, p.manifest_digest
+                ),
+                Some(p) => format!(
+                    " (from package {}@{}, signed by {})",
+                    p.repository,
+                    p.manifest_digest,
+                    p.signed_by.join(", ")
+                ),
+            };
             violations.push(Violation {
                 rule: "[[workload]]".into(),
-                reason: format!("workload {digest} is not in the policy"),
+                reason: format!("workload {digest} is not in the policy{from}"),
             });
         }
-        let allowed = rule.map_or(&[][..], |r| r.names.as_slice());
-        for name in names.iter().filter(|n| !allowed.contains(n)) {
+        for name in names
+            .iter()
+            .filter(|n| !accepting.iter().any(|w| w.names.contains(n)))
+        {
             violations.push(Violation {
                 rule: "[[workload]].names".into(),
                 reason: format!("the name `{name}` is not allowed for workload {digest}"),

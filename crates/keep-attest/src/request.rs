@@ -11,6 +11,12 @@
 //! | `workload` | `application/x.keep.workload-digest` | the 32-byte workload digest (`keep digest`) |
 //! | `cert.N` | `application/pkix-cert` | an endorsing certificate (VCEK/VLEK, ASK/ASVK), DER |
 //! | `crl.N` | `application/pkix-crl` | a CRL for those certificates, DER |
+//! | `package` | `application/vnd.oci.image.manifest.v1+json` | the OCI manifest of the package the workload came from (program, Keep.toml, CA files) |
+//! | `package.repository` | `application/x.keep.oci-repository` | the repository it was pulled from (`HOST/REPO`, UTF-8) |
+//! | `package.signature.N` | `application/x.keep.cosign-signature+json` | a cosign signature found for it: `{"payload": base64, "signature": base64}` |
+//!
+//! The `package` records are there only when the whole workload (program and configuration)
+//! came from one package: they let the Steward judge the workload by who signed it.
 //!
 //! The report data inside the evidence must equal [`crate::collect::report_data`] of the
 //! request's key and the workload digest: that binds the certificate the Steward issues to
@@ -42,6 +48,14 @@ pub const MEDIA_WORKLOAD: &str = "application/x.keep.workload-digest";
 pub const MEDIA_CERT: &str = "application/pkix-cert";
 /// Media type of a DER CRL (RFC 2585).
 pub const MEDIA_CRL: &str = "application/pkix-crl";
+/// Media type of a package's manifest (an OCI image manifest).
+pub const MEDIA_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// Media type of the repository a package was pulled from.
+pub const MEDIA_REPOSITORY: &str = "application/x.keep.oci-repository";
+/// Media type of a cosign signature of a package.
+pub const MEDIA_COSIGN_SIGNATURE: &str = "application/x.keep.cosign-signature+json";
+/// The most signatures a request may carry for its package.
+pub const MAX_PACKAGE_SIGNATURES: usize = 16;
 
 /// The evidence a Keep presents.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +118,58 @@ pub struct AttestationRequest {
     pub certificates: Vec<Vec<u8>>,
     /// CRLs (DER) for those certificates.
     pub crls: Vec<Vec<u8>>,
+    /// The package the whole workload came from, if it did.
+    pub package: Option<PackageStatement>,
+}
+
+/// What a Keep states about the package its workload (program and configuration, CA files
+/// included) came from. The Keep's runtime makes this statement as it computes the
+/// workload digest; the request's signature, by the key the evidence binds, carries both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageStatement {
+    /// The package's OCI manifest, its bytes as pulled (their SHA-256 is what signatures
+    /// name).
+    pub manifest: Vec<u8>,
+    /// The repository it came from, `HOST[:PORT]/REPOSITORY`.
+    pub repository: String,
+    /// The cosign signatures found for it (unverified: the Steward checks them against its
+    /// policy's keys).
+    pub signatures: Vec<CosignSignature>,
+}
+
+/// A cosign signature: a simple-signing payload, and the base64 of its ECDSA signature.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CosignSignature {
+    /// The payload's bytes.
+    #[serde(with = "base64_bytes")]
+    pub payload: Vec<u8>,
+    /// The signature, base64 of DER, as cosign attaches it.
+    pub signature: String,
+}
+
+mod base64_bytes {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+
+    pub fn serialize<S: serde::Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Vec<u8>, D::Error> {
+        let text = <String as serde::Deserialize>::deserialize(de)?;
+        STANDARD.decode(text).map_err(serde::de::Error::custom)
+    }
+}
+
+impl PackageStatement {
+    /// The manifest's digest, `sha256:<hex>`: what the package's signatures name.
+    pub fn manifest_digest(&self) -> String {
+        use sha2::Digest as _;
+        format!(
+            "sha256:{}",
+            hex::encode(sha2::Sha256::digest(&self.manifest))
+        )
+    }
 }
 
 impl AttestationRequest {
@@ -126,6 +192,26 @@ impl AttestationRequest {
         for (i, crl) in self.crls.iter().enumerate() {
             let record = Record::new(MEDIA_CRL, crl.clone(), cmw::IND_ENDORSEMENTS);
             collection.push(format!("crl.{i}"), record);
+        }
+        if let Some(package) = &self.package {
+            let record = |media_type: &str, value: Vec<u8>| Record {
+                media_type: media_type.into(),
+                value,
+                ind: None,
+            };
+            collection.push("package", record(MEDIA_MANIFEST, package.manifest.clone()));
+            collection.push(
+                "package.repository",
+                record(MEDIA_REPOSITORY, package.repository.clone().into_bytes()),
+            );
+            for (i, signature) in package.signatures.iter().enumerate() {
+                // Serialising bytes and a string cannot fail.
+                let json = serde_json::to_vec(signature).unwrap_or_default();
+                collection.push(
+                    format!("package.signature.{i}"),
+                    record(MEDIA_COSIGN_SIGNATURE, json),
+                );
+            }
         }
         collection
     }
@@ -153,12 +239,15 @@ impl AttestationRequest {
         })?;
         let mut certificates = Vec::new();
         let mut crls = Vec::new();
+        let mut signatures = Vec::new();
         for (label, record) in collection.iter() {
             let (list, media_type) = if label.starts_with("cert.") {
                 (&mut certificates, MEDIA_CERT)
             } else if label.starts_with("crl.") {
                 (&mut crls, MEDIA_CRL)
-            } else if label == "evidence" || label == "workload" {
+            } else if label.starts_with("package.signature.") {
+                (&mut signatures, MEDIA_COSIGN_SIGNATURE)
+            } else if ["evidence", "workload", "package", "package.repository"].contains(&label) {
                 continue;
             } else {
                 return Err(malformed(format!("unknown record `{label}`")));
@@ -176,8 +265,61 @@ impl AttestationRequest {
             workload_digest,
             certificates,
             crls,
+            package: package_from_collection(collection, signatures)?,
         })
     }
+}
+
+/// The `package` records of a request, if it has them (`signatures`: the values of its
+/// `package.signature.N` records).
+fn package_from_collection(
+    collection: &Collection,
+    signatures: Vec<Vec<u8>>,
+) -> Result<Option<PackageStatement>, Error> {
+    let malformed = |reason: String| Error::malformed("attestation request", reason);
+    let (manifest, repository) = match (
+        collection.get("package"),
+        collection.get("package.repository"),
+    ) {
+        (None, None) if signatures.is_empty() => return Ok(None),
+        (Some(manifest), Some(repository)) => (manifest, repository),
+        _ => {
+            return Err(malformed(
+                "a package needs both its `package` and `package.repository` records, and \
+                 signatures need a package"
+                    .into(),
+            ));
+        }
+    };
+    for (record, media_type) in [(manifest, MEDIA_MANIFEST), (repository, MEDIA_REPOSITORY)] {
+        if record.media_type != media_type {
+            return Err(malformed(format!(
+                "a package record is `{}`, not `{media_type}`",
+                record.media_type
+            )));
+        }
+    }
+    if signatures.len() > MAX_PACKAGE_SIGNATURES {
+        return Err(malformed(format!(
+            "{} package signatures (at most {MAX_PACKAGE_SIGNATURES})",
+            signatures.len()
+        )));
+    }
+    let repository = String::from_utf8(repository.value.clone())
+        .map_err(|_| malformed("the package's repository is not UTF-8".into()))?;
+    let signatures = signatures
+        .iter()
+        .enumerate()
+        .map(|(i, json)| {
+            serde_json::from_slice(json)
+                .map_err(|e| malformed(format!("package signature {i}: {e}")))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Some(PackageStatement {
+        manifest: manifest.value.clone(),
+        repository,
+        signatures,
+    }))
 }
 
 /// A name a Keep asks to be certified under (from its request's subjectAltName).
@@ -218,6 +360,8 @@ pub struct VerifiedRequest {
     pub public_key: Vec<u8>,
     /// The names the Keep asks for.
     pub names: Vec<SubjectName>,
+    /// The package the Keep states its workload came from (its signatures not checked).
+    pub package: Option<PackageStatement>,
 }
 
 /// Verifies a DER certificate request at `at`: its signature, its evidence (with the
@@ -246,6 +390,7 @@ pub fn verify(
             workload: Workload::EnarxLegacy,
             public_key,
             names,
+            package: None,
         });
     };
     let content = AttestationRequest::from_collection(&Collection::from_extension_value(
@@ -270,6 +415,7 @@ pub fn verify(
         workload: Workload::Digest(content.workload_digest),
         public_key,
         names,
+        package: content.package,
     })
 }
 
@@ -374,4 +520,76 @@ fn requested_names(request: &SignedRequest) -> Result<Vec<SubjectName>, Error> {
             }),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(media_type: &str, value: &[u8]) -> Record {
+        Record {
+            media_type: media_type.into(),
+            value: value.to_vec(),
+            ind: None,
+        }
+    }
+
+    fn request(package: Option<PackageStatement>) -> AttestationRequest {
+        AttestationRequest {
+            evidence: Evidence::None {
+                report_data: [1; 64],
+            },
+            workload_digest: [2; 32],
+            certificates: vec![b"cert".to_vec()],
+            crls: Vec::new(),
+            package,
+        }
+    }
+
+    #[test]
+    fn a_package_statement_reads_back_and_half_of_one_is_refused() {
+        let package = PackageStatement {
+            manifest: br#"{"schemaVersion":2}"#.to_vec(),
+            repository: "registry.example/team/api".into(),
+            signatures: vec![CosignSignature {
+                payload: b"payload".to_vec(),
+                signature: "MEUC".into(),
+            }],
+        };
+        let with = request(Some(package.clone()));
+        let collection = with.to_collection();
+        assert_eq!(
+            AttestationRequest::from_collection(&collection).unwrap(),
+            with
+        );
+        let without = request(None);
+        assert_eq!(
+            AttestationRequest::from_collection(&without.to_collection()).unwrap(),
+            without
+        );
+
+        // A signature with no package, and a package with no repository.
+        let mut orphan = without.to_collection();
+        orphan.push("package.signature.0", record(MEDIA_COSIGN_SIGNATURE, b"{}"));
+        let err = AttestationRequest::from_collection(&orphan).unwrap_err();
+        assert!(
+            err.to_string().contains("signatures need a package"),
+            "{err}"
+        );
+        let mut half = without.to_collection();
+        half.push("package", record(MEDIA_MANIFEST, b"{}"));
+        assert!(AttestationRequest::from_collection(&half).is_err());
+
+        // Too many signatures, and one that is not the JSON it should be.
+        let many = request(Some(PackageStatement {
+            signatures: vec![package.signatures[0].clone(); MAX_PACKAGE_SIGNATURES + 1],
+            ..package.clone()
+        }));
+        let err = AttestationRequest::from_collection(&many.to_collection()).unwrap_err();
+        assert!(err.to_string().contains("at most 16"), "{err}");
+        let mut bad = with.to_collection();
+        bad.push("package.signature.1", record(MEDIA_COSIGN_SIGNATURE, b"[]"));
+        let err = AttestationRequest::from_collection(&bad).unwrap_err();
+        assert!(err.to_string().contains("package signature 1"), "{err}");
+    }
 }

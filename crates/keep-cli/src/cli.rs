@@ -265,6 +265,11 @@ pub struct VerifyArgs {
     /// `measurement`, TDX `mrtd`, SGX `mrenclave`. See docs/cvm.md for computing it.
     #[arg(long, value_name = "HEX")]
     pub measurement: Option<String>,
+    /// A cosign public key (PEM) that must have signed the Keep's package: the certificate
+    /// must state it among the package's signers (which the Steward checked). Repeatable:
+    /// any one of the keys will do.
+    #[arg(long, value_name = "FILE")]
+    pub signer: Vec<PathBuf>,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,

@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use clap::Args;
+use keep_attest::request::{CosignSignature, PackageStatement};
 use keep_config::Config;
+use keep_oci::signature::Signed;
+use keep_oci::store::Stored;
 use keep_oci::{Package, PackageRef, Registry, RegistryOptions, Store};
 use keep_runtime::{ModuleCache, Program};
 
@@ -229,9 +232,9 @@ pub fn push(args: PushArgs) -> anyhow::Result<u8> {
 pub fn pull(args: PullArgs) -> anyhow::Result<u8> {
     let reference = PackageRef::parse(&args.reference)?;
     let keys = args.signatures.keys()?;
-    let (package, digest, signer) = pull_into_store(&reference, &args.registry, &keys, None)?;
-    let (program, config) = runnable(&reference, package)?;
-    println!("pulled {reference}@{digest}");
+    let (stored, signer, _) = pull_into_store(&reference, &args.registry, &keys, None)?;
+    let (program, config) = runnable(&reference, stored.package)?;
+    println!("pulled {reference}@{}", stored.digest);
     if let Some(signer) = signer {
         println!("signed by {}", signer.display());
     }
@@ -300,27 +303,33 @@ fn store() -> anyhow::Result<Store> {
 }
 
 /// Pulls `reference`, checks its signatures when `keys` are given, and saves it in the
-/// store (whole, or not at all: nothing is stored for a package that fails).
+/// store (whole, or not at all: nothing is stored for a package that fails). Returns it,
+/// the file of the key that signed it, and the signatures checked.
 fn pull_into_store(
     reference: &PackageRef,
     registry: &RegistryArgs,
     keys: &Keys,
     config: Option<&Config>,
-) -> anyhow::Result<(Package, keep_oci::Digest, Option<PathBuf>)> {
+) -> anyhow::Result<(Stored, Option<PathBuf>, Option<Vec<Signed>>)> {
     let client = Registry::new(reference, &registry.options(reference, config)?);
     let runtime = runtime()?;
     let (package, built) = runtime.block_on(client.pull(reference))?;
     let store = store()?;
-    let signer = if keys.is_empty() {
-        None
+    let (signer, signed) = if keys.is_empty() {
+        (None, None)
     } else {
         let signed = runtime.block_on(client.signatures(reference, &built.digest))?;
         let signer = check_signatures(reference, &built.digest, &signed, keys)?;
         store.save_signatures(&built.digest, &signed)?;
-        Some(signer)
+        (Some(signer), Some(signed))
     };
     store.save(reference, &built)?;
-    Ok((package, built.digest, signer))
+    let stored = Stored {
+        package,
+        manifest: built.manifest,
+        digest: built.digest,
+    };
+    Ok((stored, signer, signed))
 }
 
 /// The program and Keep.toml of a package, as `keep run` reads them.
@@ -345,38 +354,88 @@ fn runnable(reference: &PackageRef, package: Package) -> anyhow::Result<(Program
     Ok((program, config))
 }
 
+/// What `keep run oci://REFERENCE` runs.
+pub struct Fetched {
+    /// The package's program.
+    pub program: Program,
+    /// The Keep.toml it carries, if any.
+    pub config: Option<Config>,
+    /// When that Keep.toml names a Steward: the package, stated to the Steward, whose
+    /// policy may judge the workload by who signed it.
+    pub package: Option<PackageStatement>,
+}
+
 /// The program and Keep.toml `keep run oci://REFERENCE` runs: from the store when it holds
 /// the package (no network), otherwise pulled into it first (trusting `config`'s `[tls]`
 /// anchors too, the Keep.toml given with -c). With `--verify-key`, only a package signed
-/// by one of the keys runs (signatures checked once are kept in the store with it).
+/// by one of the keys runs (the signatures are kept in the store with it). A package whose
+/// Keep.toml names a Steward is stated to it with the signatures found for it.
 pub fn fetch_for_run(
     text: &str,
     registry: &RegistryArgs,
     signatures: &SignatureArgs,
     config: Option<&Config>,
-) -> anyhow::Result<(Program, Option<Config>)> {
+) -> anyhow::Result<Fetched> {
     let reference = PackageRef::parse(text)?;
     let keys = signatures.keys()?;
     let store = store()?;
-    let package = match store.load(&reference)? {
-        Some((package, digest)) => {
-            if !keys.is_empty() {
-                let signed = match store.signatures(&digest)? {
-                    Some(signed) => signed,
-                    None => {
-                        let client =
-                            Registry::new(&reference, &registry.options(&reference, config)?);
-                        runtime()?.block_on(client.signatures(&reference, &digest))?
-                    }
-                };
-                check_signatures(&reference, &digest, &signed, &keys)?;
-                store.save_signatures(&digest, &signed)?;
-            }
-            package
-        }
-        None => pull_into_store(&reference, registry, &keys, config)?.0,
+    let fetch_signatures = |digest: &keep_oci::Digest| -> anyhow::Result<Vec<Signed>> {
+        let client = Registry::new(&reference, &registry.options(&reference, config)?);
+        let signed = runtime()?.block_on(client.signatures(&reference, digest))?;
+        store.save_signatures(digest, &signed)?;
+        Ok(signed)
     };
-    runnable(&reference, package)
+    let (stored, mut signed) = match store.load(&reference)? {
+        Some(stored) => {
+            let mut signed = store.signatures(&stored.digest)?;
+            if !keys.is_empty() {
+                let found = match signed {
+                    Some(found) => found,
+                    None => fetch_signatures(&stored.digest)?,
+                };
+                check_signatures(&reference, &stored.digest, &found, &keys)?;
+                signed = Some(found);
+            }
+            (stored, signed)
+        }
+        None => {
+            let (stored, _, signed) = pull_into_store(&reference, registry, &keys, config)?;
+            (stored, signed)
+        }
+    };
+    let Stored {
+        package, manifest, ..
+    } = stored;
+    let digest = keep_oci::Digest::of(&manifest);
+    let (program, config) = runnable(&reference, package)?;
+    let package = match config.as_ref().and_then(|c| c.steward.as_ref()) {
+        Some(steward) => {
+            let signed = match signed.take() {
+                Some(signed) => signed,
+                None => fetch_signatures(&digest).with_context(|| {
+                    format!("the signatures of {reference}, which its Steward ({steward}) judges")
+                })?,
+            };
+            Some(PackageStatement {
+                manifest,
+                repository: reference.repository(),
+                signatures: signed
+                    .into_iter()
+                    .take(keep_attest::request::MAX_PACKAGE_SIGNATURES)
+                    .map(|s| CosignSignature {
+                        payload: s.payload,
+                        signature: s.signature,
+                    })
+                    .collect(),
+            })
+        }
+        None => None,
+    };
+    Ok(Fetched {
+        program,
+        config,
+        package,
+    })
 }
 
 /// `keep sign`.
@@ -424,7 +483,8 @@ fn passphrase(file: Option<&Path>) -> anyhow::Result<zeroize::Zeroizing<String>>
             .map(zeroize::Zeroizing::new)
             .map_err(|_| {
                 anyhow::anyhow!(
-                    "the key's passphrase: give it with --passphrase-file FILE or in                      COSIGN_PASSWORD (empty for none)"
+                    "the key's passphrase: give it with --passphrase-file FILE or in \
+                     COSIGN_PASSWORD (empty for none)"
                 )
             }),
     }

@@ -27,24 +27,30 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     };
     // The one read of the program: its digest, its compiled code and its run all come from
     // these bytes.
-    let (program, config) = match args.program().to_str().filter(|p| p.starts_with("oci://")) {
-        Some(reference) => {
-            let (program, packaged) = crate::oci::fetch_for_run(
-                reference,
-                &args.registry,
-                &args.signatures,
-                config.as_ref(),
-            )?;
-            if config.is_some() && packaged.is_some() {
-                bail!(
-                    "{reference} carries its own Keep.toml (its workload digest covers it):                      run it without -c"
-                );
+    let (program, config, package) =
+        match args.program().to_str().filter(|p| p.starts_with("oci://")) {
+            Some(reference) => {
+                let fetched = crate::oci::fetch_for_run(
+                    reference,
+                    &args.registry,
+                    &args.signatures,
+                    config.as_ref(),
+                )?;
+                if config.is_some() && fetched.config.is_some() {
+                    bail!(
+                        "{reference} carries its own Keep.toml (its workload digest covers \
+                         it): run it without -c"
+                    );
+                }
+                (fetched.program, fetched.config.or(config), fetched.package)
             }
-            (program, packaged.or(config))
-        }
-        None => (Program::read(args.program())?, config),
-    };
-    let spec = merge(&args, &backend, program, config)?;
+            None => (Program::read(args.program())?, config, None),
+        };
+    let mut spec = merge(&args, &backend, program, config)?;
+    // The package is stated only when its Keep.toml (which names the Steward) is the one run.
+    if let IdentitySource::Steward(source) = &mut spec.identity {
+        source.package = package.map(Box::new);
+    }
     if !args.quiet {
         print_backend_note(&backend);
     }

@@ -239,6 +239,15 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
             TeeArg::None => TeeKind::None,
         }),
         measurement: args.measurement.clone(),
+        signers: args
+            .signer
+            .iter()
+            .map(|path| {
+                keep_attest::signer::SignerKey::load(path)
+                    .map(|key| key.fingerprint())
+                    .map_err(|e| anyhow!("--signer {e}"))
+            })
+            .collect::<anyhow::Result<_>>()?,
     };
     if claims.insecure_test_root {
         eprintln!(
@@ -288,6 +297,18 @@ fn render(target: &str, claims: &AttestedClaims) -> String {
     text += &format!("  tcb status:      {}\n", claims.tcb_status);
     for (component, svn) in &claims.tcb {
         text += &format!("  tcb.{component}: {svn}\n");
+    }
+    if let Some(package) = &claims.package {
+        text += &format!(
+            "  package:         {}@{}\n",
+            package.repository, package.manifest_digest
+        );
+        if package.signers.is_empty() {
+            text += "  signed by:       none of the Steward's keys\n";
+        }
+        for signer in &package.signers {
+            text += &format!("  signed by:       {signer}\n");
+        }
     }
     text += &format!("  debug:           {}\n", claims.debug);
     if claims.insecure_test_root {

@@ -325,6 +325,7 @@ fn request(
         workload_digest: source.workload_digest,
         certificates,
         crls: Vec::new(),
+        package: source.package.as_deref().cloned(),
     };
     let csr = steward::certificate_request(&key, &source.names, &content)?;
     let chain_pem = steward::request_certificate(url, &csr, client.clone())?;

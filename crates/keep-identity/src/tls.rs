@@ -47,6 +47,9 @@ pub struct StewardSource {
     pub secrets: Vec<keep_config::SecretRef>,
     /// Where the guest finds those delivered as files (`secrets_dir`).
     pub secrets_dir: String,
+    /// The package the whole workload came from, stated to the Steward so that its policy
+    /// can judge the workload by who signed it.
+    pub package: Option<Box<keep_attest::request::PackageStatement>>,
 }
 
 /// The attestation interface of a confidential VM.

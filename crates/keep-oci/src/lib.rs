@@ -23,7 +23,7 @@ mod reference;
 mod registry;
 pub mod signature;
 pub mod signing_key;
-mod store;
+pub mod store;
 
 pub use digest::{Digest, DigestError};
 pub use package::{Blob, Built, Descriptor, Format, Package, PackageError, Platform};

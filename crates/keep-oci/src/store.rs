@@ -18,6 +18,17 @@ pub struct Store {
     dir: PathBuf,
 }
 
+/// A package read from the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// The package.
+    pub package: Package,
+    /// Its manifest's bytes.
+    pub manifest: Vec<u8>,
+    /// The manifest's digest.
+    pub digest: Digest,
+}
+
 impl Store {
     /// The store at `dir` (created when first written).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
@@ -80,8 +91,8 @@ impl Store {
     }
 
     /// The stored package `reference` names (by digest, or by the digest its tag had when
-    /// pulled), and its manifest's digest; `None` when it is not stored.
-    pub fn load(&self, reference: &PackageRef) -> anyhow::Result<Option<(Package, Digest)>> {
+    /// pulled), with its manifest; `None` when it is not stored.
+    pub fn load(&self, reference: &PackageRef) -> anyhow::Result<Option<Stored>> {
         let digest = match reference.digest() {
             Some(digest) => digest,
             None => match std::fs::read_to_string(self.ref_path(reference)) {
@@ -105,7 +116,11 @@ impl Store {
             }
         });
         match result {
-            Ok((package, _)) => Ok(Some((package, digest))),
+            Ok((package, _)) => Ok(Some(Stored {
+                package,
+                manifest,
+                digest,
+            })),
             Err(_) if missing => Ok(None),
             Err(error) => Err(error.into()),
         }
@@ -117,8 +132,8 @@ impl Store {
             .join(format!("{}.json", digest.hex()))
     }
 
-    /// Keeps the signatures of `digest` that were verified, so that a later run checks them
-    /// without the network.
+    /// Keeps the signatures found for `digest`, so that a later run checks them (or states
+    /// them to a Steward) without the network. Whoever reads them verifies them.
     pub fn save_signatures(&self, digest: &Digest, signed: &[Signed]) -> anyhow::Result<()> {
         write_atomically(&self.signatures_path(digest), &serde_json::to_vec(signed)?)
     }
@@ -197,10 +212,14 @@ mod tests {
         assert_eq!(store.stats().unwrap(), (3, size as u64));
         assert_eq!(
             store.load(&tag).unwrap().unwrap(),
-            (package.clone(), built.digest.clone())
+            Stored {
+                package: package.clone(),
+                manifest: built.manifest.clone(),
+                digest: built.digest.clone()
+            }
         );
         let pinned = tag.with_digest(&built.digest);
-        assert_eq!(store.load(&pinned).unwrap().unwrap().0, package);
+        assert_eq!(store.load(&pinned).unwrap().unwrap().package, package);
 
         let program = store.blob_path(&built.blobs[1].digest);
         std::fs::write(&program, b"changed").unwrap();

@@ -371,6 +371,8 @@ pub fn steward_source(
             .secrets_dir
             .clone()
             .unwrap_or_else(|| keep_config::DEFAULT_SECRETS_DIR.to_owned()),
+        // Stated by whoever read the workload from a package.
+        package: None,
     }
 }
 

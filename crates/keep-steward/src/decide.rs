@@ -6,10 +6,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
-use keep_attest::certificate::AttestedClaims;
+use keep_attest::certificate::{AttestedClaims, PackageClaims};
 use keep_attest::cmw::ID_PE_CMW;
-use keep_attest::policy::TeeRules;
-use keep_attest::request::{SubjectName, VerifiedRequest, Workload};
+use keep_attest::policy::{PackageFacts, TeeRules};
+use keep_attest::request::{PackageStatement, SubjectName, VerifiedRequest, Workload};
 use keep_attest::{Endorsements, Policy, Rejection, TeeKind};
 
 use crate::kds::Kds;
@@ -183,11 +183,62 @@ impl Steward {
             .evaluate(&verified.claims, None)
             .map_err(Refusal::Policy)?;
         let names: Vec<String> = verified.names.iter().map(ToString::to_string).collect();
+        let package = verified.package.as_ref().map(|statement| {
+            let manifest_digest = statement.manifest_digest();
+            let signed_by = self.signed_by(statement, &manifest_digest);
+            (statement, manifest_digest, signed_by)
+        });
+        let facts = package
+            .as_ref()
+            .map(|(statement, manifest_digest, signed_by)| PackageFacts {
+                repository: &statement.repository,
+                manifest_digest,
+                signed_by,
+            });
         self.policy
-            .evaluate_workload(&digest, &names)
+            .evaluate_workload(&digest, &names, facts.as_ref())
             .map_err(Refusal::Policy)?;
-        self.issue(&verified, &digest, names, now)
+        let package = package.map(|(statement, manifest_digest, signed_by)| PackageClaims {
+            repository: statement.repository.clone(),
+            manifest_digest,
+            signers: signed_by,
+        });
+        self.issue(&verified, &digest, package, names, now)
             .map_err(Refusal::Internal)
+    }
+
+    /// Fingerprints of the policy's signer keys that signed the package `statement` names
+    /// (its manifest, `manifest_digest`) for the repository it states, each checked with
+    /// cosign's verification.
+    fn signed_by(&self, statement: &PackageStatement, manifest_digest: &str) -> Vec<String> {
+        let Ok(digest) = keep_oci::Digest::parse(manifest_digest) else {
+            return Vec::new();
+        };
+        let signed: Vec<keep_oci::signature::Signed> = statement
+            .signatures
+            .iter()
+            .map(|s| keep_oci::signature::Signed {
+                payload: s.payload.clone(),
+                signature: s.signature.clone(),
+            })
+            .collect();
+        self.policy
+            .signer_keys()
+            .into_iter()
+            .filter(|key| {
+                use p256::pkcs8::DecodePublicKey as _;
+                p256::ecdsa::VerifyingKey::from_public_key_der(&key.spki).is_ok_and(|verifying| {
+                    keep_oci::signature::verify(
+                        &signed,
+                        &[verifying],
+                        &statement.repository,
+                        &digest,
+                    )
+                    .is_ok()
+                })
+            })
+            .map(|key| key.fingerprint())
+            .collect()
     }
 
     /// Verifies the request with the Steward's collateral. With a KDS, an SEV-SNP report whose
@@ -252,12 +303,16 @@ impl Steward {
         &self,
         verified: &VerifiedRequest,
         digest: &[u8; 32],
+        package: Option<PackageClaims>,
         names: Vec<String>,
         now: SystemTime,
     ) -> anyhow::Result<Issued> {
         let key = rcgen::SubjectPublicKeyInfo::from_der(&verified.public_key)
             .context("the request's key")?;
-        let claims = AttestedClaims::new(&verified.claims, digest);
+        let claims = AttestedClaims {
+            package,
+            ..AttestedClaims::new(&verified.claims, digest)
+        };
         let serial = self.serial(&verified.public_key, now);
         let mut params = CertificateParams::default();
         let mut subject = DistinguishedName::new();

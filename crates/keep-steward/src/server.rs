@@ -169,9 +169,19 @@ async fn attest(
     let response = match decided {
         Ok(Ok(issued)) => {
             tracing::info!(
-                "issued: tee {} workload {} names [{}] tcb {} serial {}",
+                "issued: tee {} workload {}{} names [{}] tcb {} serial {}",
                 issued.claims.tee,
                 issued.claims.workload_digest,
+                issued
+                    .claims
+                    .package
+                    .as_ref()
+                    .map_or(String::new(), |p| format!(
+                        " package {}@{} signed by [{}]",
+                        p.repository,
+                        p.manifest_digest,
+                        p.signers.join(", ")
+                    )),
                 issued.names.join(", "),
                 issued.claims.tcb_status,
                 issued.serial

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use keep_attest::certificate::{AttestedClaims, Expectations, verify_certificate};
 use keep_attest::intel::Collateral;
-use keep_attest::request::{AttestationRequest, Evidence};
+use keep_attest::request::{AttestationRequest, CosignSignature, Evidence, PackageStatement};
 use keep_attest::{Endorsements, Policy, TeeKind, collect, load_certificates};
 use keep_identity::steward::certificate_request;
 use keep_steward::{CertificateAuthority, Refusal, Steward};
@@ -28,6 +28,16 @@ fn new_ca() -> (tempfile::TempDir, CertificateAuthority) {
 
 /// A Keep request for `evidence` (or, when `None`, `none` evidence binding the key).
 fn keep_request(evidence: Option<Evidence>, certificates: Vec<Vec<u8>>, names: &[&str]) -> Vec<u8> {
+    keep_request_from(evidence, certificates, names, None)
+}
+
+/// [`keep_request`] stating that the workload came from `package`.
+fn keep_request_from(
+    evidence: Option<Evidence>,
+    certificates: Vec<Vec<u8>>,
+    names: &[&str],
+    package: Option<PackageStatement>,
+) -> Vec<u8> {
     let key = KeyPair::generate().unwrap();
     let evidence = evidence.unwrap_or(Evidence::None {
         report_data: collect::report_data(&key.subject_public_key_info(), &DIGEST),
@@ -37,6 +47,7 @@ fn keep_request(evidence: Option<Evidence>, certificates: Vec<Vec<u8>>, names: &
         workload_digest: DIGEST,
         certificates,
         crls: Vec::new(),
+        package,
     };
     let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
     certificate_request(&key, &names, &content).unwrap()
@@ -81,7 +92,7 @@ fn none_evidence_is_certified_only_in_insecure_mode() {
     let expect = |digest: &str, tee| Expectations {
         workload_digest: Some(digest.into()),
         tee: Some(tee),
-        measurement: None,
+        ..Expectations::default()
     };
     assert!(
         expect(&hex::encode(DIGEST), TeeKind::None)
@@ -336,6 +347,7 @@ fn malformed_requests_are_refused_by_name() {
         workload_digest: DIGEST,
         certificates: Vec::new(),
         crls: Vec::new(),
+        package: None,
     };
     let extension = rcgen::CustomExtension::from_oid_content(
         &[1, 3, 6, 1, 5, 5, 7, 1, 35],
@@ -602,4 +614,159 @@ fn intel_collateral_is_fetched_from_the_pcs_cached_and_fetched_again_when_due() 
                 .contains("GET https://127.0.0.1:1/tdx/certification/v4/tcb?fmspc=50806F000000"),
         "{refused}"
     );
+}
+
+/// A package statement for `manifest` in `repository`, signed by `keys` for `signed_for`.
+fn package(
+    manifest: &[u8],
+    repository: &str,
+    keys: &[&p256::ecdsa::SigningKey],
+    signed_for: &str,
+) -> PackageStatement {
+    let digest = keep_oci::Digest::of(manifest);
+    PackageStatement {
+        manifest: manifest.to_vec(),
+        repository: repository.to_owned(),
+        signatures: keys
+            .iter()
+            .map(|key| {
+                let signed = keep_oci::signature::sign(key, signed_for, &digest);
+                CosignSignature {
+                    payload: signed.payload,
+                    signature: signed.signature,
+                }
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn a_policy_of_signers_certifies_packages_they_signed_and_states_the_signer() {
+    use p256::pkcs8::EncodePublicKey as _;
+    let dir = tempfile::tempdir().unwrap();
+    let release = p256::ecdsa::SigningKey::from_slice(&[3; 32]).unwrap();
+    let other = p256::ecdsa::SigningKey::from_slice(&[4; 32]).unwrap();
+    let pem = release
+        .verifying_key()
+        .to_public_key_pem(Default::default())
+        .unwrap();
+    std::fs::create_dir(dir.path().join("keys")).unwrap();
+    std::fs::write(dir.path().join("keys/release.pub"), pem).unwrap();
+    let policy_path = dir.path().join("policy.toml");
+    let policy = Policy::parse(
+        "[none]\n[[workload]]\nsigners = [\"keys/release.pub\"]\n\
+         repository = \"registry.example/team/api\"\nnames = [\"api.example.com\"]\n",
+        &policy_path,
+    )
+    .unwrap();
+    let fingerprint = policy.workloads[0].signers[0].fingerprint();
+    let (_ca_dir, ca) = new_ca();
+    let steward = Steward::builder()
+        .policy(policy)
+        .insecure_accept_none(true)
+        .build(ca);
+    let now = SystemTime::now();
+    let repository = "registry.example/team/api";
+    let manifest = br#"{"schemaVersion":2}"#;
+
+    // Signed by the policy's key (among others): certified, and the certificate says by whom.
+    let signed = package(manifest, repository, &[&other, &release], repository);
+    let request = keep_request_from(None, Vec::new(), &["api.example.com"], Some(signed));
+    let issued = steward.decide(&request, now).unwrap();
+    let stated = issued.claims.package.clone().unwrap();
+    assert_eq!(stated.repository, repository);
+    assert_eq!(
+        stated.manifest_digest,
+        keep_oci::Digest::of(manifest).to_string()
+    );
+    assert_eq!(stated.signers, vec![fingerprint.clone()]);
+    let chain: Vec<CertificateDer> = CertificateDer::pem_slice_iter(issued.chain_pem.as_bytes())
+        .map(Result::unwrap)
+        .collect();
+    let claims = AttestedClaims::from_certificate(&chain[0]).unwrap();
+    assert_eq!(claims.package, Some(stated));
+    let expect_signer = |signer: &str| Expectations {
+        signers: vec![signer.to_owned()],
+        ..Expectations::default()
+    };
+    assert!(expect_signer(&fingerprint).unmet(&claims).is_empty());
+    let unmet = expect_signer("sha256:00").unmet(&claims);
+    assert!(
+        unmet[0].contains(&format!("signed by {fingerprint}")),
+        "{unmet:?}"
+    );
+
+    // Refused: signed by another key only, for another repository, for another manifest,
+    // unsigned, or no package stated at all.
+    let cases = [
+        (
+            Some(package(manifest, repository, &[&other], repository)),
+            "signed by none of the policy's keys",
+        ),
+        (
+            Some(package(
+                manifest,
+                repository,
+                &[&release],
+                "registry.example/team/other",
+            )),
+            "signed by none of the policy's keys",
+        ),
+        (
+            Some(PackageStatement {
+                manifest: br#"{"schemaVersion":2,"changed":1}"#.to_vec(),
+                ..package(manifest, repository, &[&release], repository)
+            }),
+            "signed by none of the policy's keys",
+        ),
+        (
+            Some(package(manifest, repository, &[], repository)),
+            "signed by none of the policy's keys",
+        ),
+        (None, "the Keep states no package it came from"),
+    ];
+    for (statement, reason) in cases {
+        let request = keep_request_from(None, Vec::new(), &[], statement);
+        let refused = refusal(&steward, &request, now);
+        assert_eq!(refused.reason(), "policy", "{refused}");
+        assert!(refused.to_string().contains(reason), "{refused}");
+    }
+
+    // Signed for the stated repository, but the policy names another.
+    let elsewhere = "registry.example/team/copy";
+    let request = keep_request_from(
+        None,
+        Vec::new(),
+        &[],
+        Some(package(manifest, elsewhere, &[&release], elsewhere)),
+    );
+    let refused = refusal(&steward, &request, now);
+    assert!(
+        refused
+            .to_string()
+            .contains(&format!("{elsewhere}@sha256:")),
+        "{refused}"
+    );
+
+    // A policy naming a key file that is not a key, or a rule with nothing to match.
+    std::fs::write(dir.path().join("keys/bad.pub"), "no").unwrap();
+    let err = Policy::parse("[[workload]]\nsigners = [\"keys/bad.pub\"]\n", &policy_path)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("[[workload]] 1: signers: `"), "{err}");
+    assert!(err.contains("bad.pub`: not a PEM `PUBLIC KEY`"), "{err}");
+    let err = Policy::parse("[[workload]]\nnames = [\"a\"]\n", &policy_path)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`digest`, its package's `signers`, or both"),
+        "{err}"
+    );
+    let err = Policy::parse(
+        "[[workload]]\ndigest = \"sha256:0707070707070707070707070707070707070707070707070707070707070707\"\nrepository = \"r\"\n",
+        &policy_path,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("it needs `signers`"), "{err}");
 }

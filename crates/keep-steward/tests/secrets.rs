@@ -111,6 +111,7 @@ fn keep_request(workload: [u8; 32]) -> (Vec<u8>, PrivateKeyDer<'static>) {
         workload_digest: workload,
         certificates: Vec::new(),
         crls: Vec::new(),
+        package: None,
     };
     let csr = certificate_request(&key, &[], &content).unwrap();
     (csr, PrivateKeyDer::Pkcs8(key.serialize_der().into()))

@@ -169,6 +169,7 @@ fn request(kind: &str, kind_args: &[String]) -> anyhow::Result<Bytes> {
         workload_digest: WORKLOAD,
         certificates,
         crls: Vec::new(),
+        package: None,
     };
     Ok(keep_identity::steward::certificate_request(&key, &[], &content)?.into())
 }

@@ -120,6 +120,35 @@ fn push_plain(cache: &Path, source: &Path, reference: &str) -> crate::common::Fi
         .finish()
 }
 
+/// Key pairs `DIR/NAME.key` (passphrase "correct horse") and `DIR/NAME.pub` made by `keep
+/// generate-key-pair`.
+fn key_pairs(cache: &Path, dir: &Path, names: &[&str]) {
+    std::fs::create_dir_all(dir).unwrap();
+    for name in names {
+        keep(cache)
+            .env("COSIGN_PASSWORD", "correct horse")
+            .args(["generate-key-pair", "--output-prefix"])
+            .arg_path(&dir.join(name))
+            .finish()
+            .expect_code(0);
+    }
+}
+
+/// `keep sign` of `reference` (plain HTTP) with `key` and its `passphrase`.
+fn sign_plain(
+    cache: &Path,
+    key: &Path,
+    passphrase: &str,
+    reference: &str,
+) -> crate::common::Finished {
+    keep(cache)
+        .env("COSIGN_PASSWORD", passphrase)
+        .args(["sign", "--registry-plain-http", "--key"])
+        .arg_path(key)
+        .arg(reference)
+        .finish()
+}
+
 /// `keep run -q --registry-plain-http oci://REFERENCE ARGS`.
 fn run_plain(cache: &Path, reference: &str, args: &[&str]) -> crate::common::Finished {
     keep(cache)
@@ -429,15 +458,7 @@ fn a_package_runs_only_when_signed_by_a_key_given() {
     let registry = RegistryProcess::start(tmp.path(), "", "");
     let cache = tmp.path().join("cache");
     let keys = tmp.path().join("keys");
-    std::fs::create_dir(&keys).unwrap();
-    for name in ["signer", "other"] {
-        keep(&cache)
-            .env("COSIGN_PASSWORD", "correct horse")
-            .args(["generate-key-pair", "--output-prefix"])
-            .arg_path(&keys.join(name))
-            .finish()
-            .expect_code(0);
-    }
+    key_pairs(&cache, &keys, &["signer", "other"]);
     // A key pair is never overwritten.
     keep(&cache)
         .env("COSIGN_PASSWORD", "x")
@@ -451,14 +472,7 @@ fn a_package_runs_only_when_signed_by_a_key_given() {
     for reference in [&signed, &unsigned] {
         push_plain(&cache, &GUESTS.component("hello"), reference).expect_code(0);
     }
-    let sign = |key: &Path, passphrase: &str| {
-        keep(&cache)
-            .env("COSIGN_PASSWORD", passphrase)
-            .args(["sign", "--registry-plain-http", "--key"])
-            .arg_path(key)
-            .arg(&signed)
-            .finish()
-    };
+    let sign = |key: &Path, passphrase: &str| sign_plain(&cache, key, passphrase, &signed);
     sign(&keys.join("signer.key"), "wrong")
         .expect_code(KEEP_ERROR)
         .expect_stderr_contains("passphrase");
@@ -606,4 +620,136 @@ fn a_registry_that_goes_down_mid_pull_leaves_nothing_stored() {
     drop(proxy);
     let done = run_plain(&store, &direct, &[]);
     expect_hello(&done);
+}
+
+#[test]
+fn a_steward_certifies_a_package_by_its_signer_and_the_certificate_says_so() {
+    use crate::common::steward::{StewardProcess, keep_verify, steward_ca};
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = RegistryProcess::start(tmp.path(), "", "");
+    let cache = tmp.path().join("cache");
+    let keys = tmp.path().join("keys");
+    key_pairs(&cache, &keys, &["release", "other"]);
+    let repository = format!("{}/keep/svc", registry.host);
+
+    // The policy names the release key and the repository, not a digest: a new version of
+    // the package needs no new policy.
+    let ca = steward_ca(&tmp.path().join("ca"));
+    let policy = write_config(
+        tmp.path(),
+        "policy.toml",
+        &format!("[[workload]]\nsigners = [\"keys/release.pub\"]\nrepository = \"{repository}\"\n\
+             names = [\"localhost\"]\n"),
+    );
+    let steward = StewardProcess::start(
+        &tmp.path().join("ca"),
+        &[
+            "--insecure-accept-none".as_ref(),
+            "--policy".as_ref(),
+            policy.as_os_str(),
+        ],
+    );
+
+    // The package's Keep.toml names its Steward's CA by a relative path: the package carries
+    // the file, and the Keep runs elsewhere, where no such file is.
+    let source = tmp.path().join("source");
+    std::fs::create_dir_all(source.join("ca")).unwrap();
+    std::fs::copy(&ca, source.join("ca/ca.pem")).unwrap();
+    let config_text = |greeting: &str| {
+        format!(
+            "steward = \"{}\"\n{STDIO}{}[env]\nVERSION = \"{greeting}\"\n[tls]\nca = [\"ca/ca.pem\"]\n\
+             names = [\"localhost\"]\n",
+            steward.url(),
+            listener("ingest", "tls", "")
+        )
+    };
+    let push = |config: &Path, reference: &str| {
+        keep(&cache)
+            .args(["push", "--registry-plain-http", "-c"])
+            .arg_path(config)
+            .arg_path(&GUESTS.module("pollecho"))
+            .arg(reference)
+            .finish()
+            .expect_code(0);
+    };
+    let signed = format!("{repository}:v1");
+    let v1 = write_config(&source, "Keep.toml", &config_text("1"));
+    push(&v1, &signed);
+    sign_plain(&cache, &keys.join("release.key"), "correct horse", &signed).expect_code(0);
+
+    let store = tmp.path().join("store");
+    let oci = |reference: &str| format!("oci://{reference}");
+    let plain = std::ffi::OsStr::new("--registry-plain-http");
+    let reference = oci(&signed);
+    let served = Served::run(&store, &[plain, reference.as_ref()], 1);
+    let log = steward.log_with("issued:");
+    assert!(
+        log.contains(&format!("package {repository}@sha256:"))
+            && log.contains("signed by [sha256:"),
+        "{log}"
+    );
+    let target = served.addr("ingest").to_string();
+    assert_eq!(
+        tls_echo(served.addr("ingest"), client_config(&ca, None), b"ping\n").unwrap(),
+        b"ping\n"
+    );
+    let ca_arg = ca.to_str().unwrap();
+    let release_pub = keys.join("release.pub");
+    let other_pub = keys.join("other.pub");
+    let (code, stdout, stderr) = keep_verify(&[
+        "--ca",
+        ca_arg,
+        "--signer",
+        release_pub.to_str().unwrap(),
+        &target,
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!("package:         {repository}@sha256:")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("signed by:       sha256:"), "{stdout}");
+    let (code, _, stderr) = keep_verify(&[
+        "--ca",
+        ca_arg,
+        "--signer",
+        other_pub.to_str().unwrap(),
+        &target,
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("expectation failed: the package was signed by sha256:"),
+        "{stderr}"
+    );
+    drop(served);
+
+    // Refused before anything runs: a package nobody signed, one signed by another key, and
+    // the signed package copied to a repository the policy does not name (signed there).
+    let refused = |reference: &str, reason: &str| {
+        let done = keep(&store)
+            .args(["run", "-q", "--registry-plain-http"])
+            .arg(&oci(reference))
+            .finish();
+        done.expect_code(KEEP_ERROR)
+            .expect_stderr_contains("the Steward refused the request (403)")
+            .expect_stderr_contains(reason);
+        assert!(!done.stderr.contains("keep: listening"), "{}", done.stderr);
+    };
+    let v2 = write_config(&source, "Keep.toml", &config_text("2"));
+    let unsigned = format!("{repository}:v2");
+    push(&v2, &unsigned);
+    refused(&unsigned, "signed by none of the policy's keys");
+    sign_plain(&cache, &keys.join("other.key"), "correct horse", &unsigned).expect_code(0);
+    refused(&unsigned, "signed by none of the policy's keys");
+    let copy = format!("{}/keep/copy:v1", registry.host);
+    push(&v1, &copy);
+    sign_plain(&cache, &keys.join("release.key"), "correct horse", &copy).expect_code(0);
+    refused(&copy, &format!("{}/keep/copy@sha256:", registry.host));
+    // The certified package again, from the store: its signatures were kept with it.
+    drop(registry);
+    let served = Served::run(&store, &[plain, reference.as_ref()], 1);
+    assert_eq!(
+        tls_echo(served.addr("ingest"), client_config(&ca, None), b"ping\n").unwrap(),
+        b"ping\n"
+    );
 }

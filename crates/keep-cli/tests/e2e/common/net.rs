@@ -4,7 +4,7 @@
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
@@ -176,14 +176,31 @@ impl Served {
         if let Some(root) = platform_root {
             command.env("KEEP_PLATFORM_ROOT", root);
         }
-        let mut child = command
+        command
             .env("XDG_CACHE_HOME", &cache)
-            .env_remove("KEEP_CONFIG")
-            .env("KEEP_LOG", "keep=info,keep_runtime=info")
             .args(["run", "-q", "--listen-print", "-c"])
             .arg(config)
             .arg(program)
-            .args(args)
+            .args(args);
+        Self::spawn(command, listeners)
+    }
+
+    /// `keep run -q --listen-print ARGS` with its caches (and package store) in `cache`.
+    pub fn run(cache: &Path, args: &[&std::ffi::OsStr], listeners: usize) -> Self {
+        let mut command = super::keep_command();
+        command
+            .env("XDG_CACHE_HOME", cache)
+            .args(["run", "-q", "--listen-print"])
+            .args(args);
+        Self::spawn(command, listeners)
+    }
+
+    /// Starts `command` (a `keep run --listen-print`) and waits until `listeners` listeners
+    /// are bound.
+    fn spawn(mut command: Command, listeners: usize) -> Self {
+        let mut child = command
+            .env_remove("KEEP_CONFIG")
+            .env("KEEP_LOG", "keep=info,keep_runtime=info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
