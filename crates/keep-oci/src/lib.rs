@@ -16,6 +16,7 @@
 
 pub mod auth;
 mod digest;
+pub mod encryption;
 pub mod layout;
 pub mod media;
 mod package;

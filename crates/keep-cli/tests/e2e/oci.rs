@@ -638,8 +638,10 @@ fn a_steward_certifies_a_package_by_its_signer_and_the_certificate_says_so() {
     let policy = write_config(
         tmp.path(),
         "policy.toml",
-        &format!("[[workload]]\nsigners = [\"keys/release.pub\"]\nrepository = \"{repository}\"\n\
-             names = [\"localhost\"]\n"),
+        &format!(
+            "[[workload]]\nsigners = [\"keys/release.pub\"]\nrepository = \"{repository}\"\n\
+             names = [\"localhost\"]\n"
+        ),
     );
     let steward = StewardProcess::start(
         &tmp.path().join("ca"),
