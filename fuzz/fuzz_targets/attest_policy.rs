@@ -22,11 +22,23 @@ fuzz_target!(|data: &[u8]| {
         tcb: BTreeMap::from([("snp".to_owned(), 8)]),
         tcb_status: keep_attest::TcbStatus::NotEvaluated,
         debug: true,
+        insecure_test_root: false,
         advisories: vec!["INTEL-SA-00000".to_owned()],
         details: BTreeMap::new(),
     };
     if let Err(rejection) = policy.evaluate(&claims, Some(&[0; 64])) {
         assert!(!rejection.0.is_empty());
         let _ = rejection.to_string();
+    }
+    let signed_by = vec!["sha256:00".to_owned()];
+    let package = keep_attest::policy::PackageFacts {
+        repository: "registry.example/app",
+        manifest_digest: "sha256:00",
+        signed_by: &signed_by,
+    };
+    for package in [None, Some(&package)] {
+        if let Err(rejection) = policy.evaluate_workload(&[7; 32], &["a.example".to_owned()], package) {
+            assert!(!rejection.0.is_empty());
+        }
     }
 });

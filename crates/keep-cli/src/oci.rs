@@ -99,6 +99,13 @@ pub struct PackageArgs {
     /// shim, `containerd-shim-keep-v1`. `keep run oci://` runs both.
     #[arg(long, value_enum, default_value_t = PackageFormat::Artifact)]
     pub format: PackageFormat,
+    /// Encrypt the program to this recipient's public key (PEM, P-256), in ocicrypt's
+    /// format (what `skopeo copy --encryption-key jwe:FILE` writes): the registry and the host
+    /// see only ciphertext. Repeatable. The Keep.toml must name, in `[package] key`, the
+    /// Steward secret holding a recipient's private key: a Keep decrypts the program only
+    /// after its Steward certified it and released that key.
+    #[arg(long, value_name = "FILE")]
+    pub encrypt: Vec<PathBuf>,
     /// The program: a .wasm module or component, or .wat text.
     #[arg(value_name = "FILE")]
     pub program: PathBuf,
@@ -128,6 +135,13 @@ pub struct PushArgs {
     /// The Keep.toml the package carries (when SOURCE is a program).
     #[arg(short = 'c', long = "config", value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Encrypt the program (when SOURCE is a program) to this recipient's public
+    /// key (PEM, P-256), in ocicrypt's format (what `skopeo copy --encryption-key jwe:FILE` writes): the registry and the host
+    /// see only ciphertext. Repeatable. The Keep.toml must name, in `[package] key`, the
+    /// Steward secret holding a recipient's private key: a Keep decrypts the program only
+    /// after its Steward certified it and released that key.
+    #[arg(long, value_name = "FILE")]
+    pub encrypt: Vec<PathBuf>,
     #[command(flatten)]
     pub registry: RegistryArgs,
     /// A program, or an OCI image layout `keep package` (or skopeo) wrote.
@@ -152,10 +166,12 @@ pub struct PullArgs {
 
 /// The package of `program` (a file) and `config`, with the parsed Keep.toml: each file is
 /// read once, so that the package holds exactly the bytes the workload digest is taken of.
+/// With `recipients` (public key files), its program is encrypted to them.
 fn package_of(
     program: &Path,
     config: Option<&Path>,
     format: keep_oci::Format,
+    recipients: &[PathBuf],
 ) -> anyhow::Result<(Package, Program, Option<Config>)> {
     let read = Program::read(program)?;
     let (keep_toml, parsed) = match config {
@@ -168,23 +184,43 @@ fn package_of(
         }
         None => (None, None),
     };
-    Ok((
-        Package {
-            program: read.bytes.clone(),
-            keep_toml,
-            // Carried, so that the package's digest (and its signature) covers every trust
-            // anchor the workload uses.
-            ca_files: parsed.as_ref().map(Config::ca_contents).unwrap_or_default(),
-            format,
-        },
-        read,
-        parsed,
-    ))
+    let package = Package {
+        program: read.bytes.clone(),
+        encryption: None,
+        keep_toml,
+        // Carried, so that the package's digest (and its signature) covers every trust
+        // anchor the workload uses.
+        ca_files: parsed.as_ref().map(Config::ca_contents).unwrap_or_default(),
+        format,
+    };
+    if recipients.is_empty() {
+        return Ok((package, read, parsed));
+    }
+    if parsed.as_ref().and_then(|c| c.package.as_ref()).is_none() {
+        bail!(
+            "--encrypt: the Keep.toml (-c) must name the Steward secret that holds the private \
+             key in `[package] key`: without it no Keep could decrypt the program"
+        );
+    }
+    let keys = recipients
+        .iter()
+        .map(|path| {
+            let pem = std::fs::read_to_string(path)
+                .with_context(|| format!("--encrypt {}", path.display()))?;
+            keep_oci::encryption::public_key(&pem)
+                .map_err(|e| anyhow::anyhow!("--encrypt {}: {e}", path.display()))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok((package.encrypt(&keys)?, read, parsed))
 }
 
 pub fn package(args: PackageArgs) -> anyhow::Result<u8> {
-    let (package, program, config) =
-        package_of(&args.program, args.config.as_deref(), args.format.into())?;
+    let (package, program, config) = package_of(
+        &args.program,
+        args.config.as_deref(),
+        args.format.into(),
+        &args.encrypt,
+    )?;
     let built = package.build();
     keep_oci::layout::write(&args.output, &built, &args.tag)?;
     println!("manifest {}", built.digest);
@@ -205,9 +241,10 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 pub fn push(args: PushArgs) -> anyhow::Result<u8> {
     let reference = PackageRef::parse(&args.reference)?;
     let (built, config) = if keep_oci::layout::is_layout(&args.source) {
-        if args.config.is_some() {
+        if args.config.is_some() || !args.encrypt.is_empty() {
             bail!(
-                "{} is a package already: its Keep.toml is in it (-c is for a program)",
+                "{} is a package already: its Keep.toml is in it (-c and --encrypt are for a \
+                 program)",
                 args.source.display()
             );
         }
@@ -217,6 +254,7 @@ pub fn push(args: PushArgs) -> anyhow::Result<u8> {
             &args.source,
             args.config.as_deref(),
             keep_oci::Format::Artifact,
+            &args.encrypt,
         )?;
         (package.build(), config)
     };
@@ -238,10 +276,10 @@ pub fn pull(args: PullArgs) -> anyhow::Result<u8> {
     if let Some(signer) = signer {
         println!("signed by {}", signer.display());
     }
-    println!(
-        "workload {}",
-        keep_runtime::workload_digest(&program, config.as_ref())
-    );
+    if let PackagedProgram::Encrypted { .. } = program {
+        println!("encrypted: the program is decrypted by a Keep its Steward certified");
+    }
+    println!("workload {}", program.workload_digest(config.as_ref()));
     Ok(0)
 }
 
@@ -332,32 +370,75 @@ fn pull_into_store(
     Ok((stored, signer, signed))
 }
 
+/// A package's program as `keep run` reads it.
+pub enum PackagedProgram {
+    /// In the clear.
+    Plain(Program),
+    /// Encrypted: the package, to decrypt once the Steward released its key.
+    Encrypted {
+        /// The name the program is reported under.
+        name: PathBuf,
+        /// The digest of the program the package states, which decryption checks.
+        program_digest: keep_oci::Digest,
+        /// The package, its program encrypted.
+        package: Package,
+    },
+}
+
+impl PackagedProgram {
+    /// The workload digest of this program run with `config`: for an encrypted program, by
+    /// the digest its package states, which decryption checks.
+    pub fn workload_digest(&self, config: Option<&Config>) -> keep_runtime::WorkloadDigest {
+        match self {
+            Self::Plain(program) => keep_runtime::workload_digest(program, config),
+            Self::Encrypted { program_digest, .. } => {
+                keep_runtime::workload_digest_of(&program_digest.bytes(), config)
+            }
+        }
+    }
+}
+
 /// The program and Keep.toml of a package, as `keep run` reads them.
-fn runnable(reference: &PackageRef, package: Package) -> anyhow::Result<(Program, Option<Config>)> {
+fn runnable(
+    reference: &PackageRef,
+    package: Package,
+) -> anyhow::Result<(PackagedProgram, Option<Config>)> {
     let name = PathBuf::from(format!("oci://{reference}"));
-    let program = Program::from_bytes(&name, package.program)?;
     let config = package
         .keep_toml
+        .as_ref()
         .map(|bytes| {
-            let text = String::from_utf8(bytes)
+            let text = std::str::from_utf8(bytes)
                 .map_err(|_| anyhow::anyhow!("the Keep.toml of {reference} is not UTF-8"))?;
             // Its CA files are in the package; its other relative paths are this host's,
             // from here.
             Ok::<_, anyhow::Error>(Config::from_packaged_text(
-                &text,
+                text,
                 &name.join("Keep.toml"),
                 Path::new("."),
                 &package.ca_files,
             )?)
         })
         .transpose()?;
+    let program = match package
+        .encryption
+        .as_ref()
+        .map(|e| e.program_digest.clone())
+    {
+        Some(program_digest) => PackagedProgram::Encrypted {
+            name,
+            program_digest,
+            package,
+        },
+        None => PackagedProgram::Plain(Program::from_bytes(&name, package.program)?),
+    };
     Ok((program, config))
 }
 
 /// What `keep run oci://REFERENCE` runs.
 pub struct Fetched {
     /// The package's program.
-    pub program: Program,
+    pub program: PackagedProgram,
     /// The Keep.toml it carries, if any.
     pub config: Option<Config>,
     /// When that Keep.toml names a Steward: the package, stated to the Steward, whose

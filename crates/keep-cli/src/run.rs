@@ -15,6 +15,7 @@ use keep_runtime::PlatformEvidence;
 
 use crate::attest::platform_root;
 use crate::cli::{Backend, RunArgs};
+use crate::oci::PackagedProgram;
 
 pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     let backend = choose_backend(
@@ -27,6 +28,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     };
     // The one read of the program: its digest, its compiled code and its run all come from
     // these bytes.
+    let mut attested = None;
     let (program, config, package) =
         match args.program().to_str().filter(|p| p.starts_with("oci://")) {
             Some(reference) => {
@@ -42,7 +44,32 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
                          it): run it without -c"
                     );
                 }
-                (fetched.program, fetched.config.or(config), fetched.package)
+                let config = fetched.config.or(config);
+                let program = match fetched.program {
+                    PackagedProgram::Plain(program) => program,
+                    PackagedProgram::Encrypted {
+                        name,
+                        program_digest,
+                        package,
+                    } => {
+                        let encrypted = Encrypted {
+                            reference,
+                            name: &name,
+                            program_digest: &program_digest,
+                            package,
+                        };
+                        let (program, identity) = decrypt_after_attestation(
+                            &args,
+                            &backend,
+                            config.as_ref(),
+                            encrypted,
+                            fetched.package.clone(),
+                        )?;
+                        attested = Some(identity);
+                        program
+                    }
+                };
+                (program, config, fetched.package)
             }
             None => (Program::read(args.program())?, config, None),
         };
@@ -65,11 +92,77 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
              sandbox protects the host"
         );
     }
-    let outcome = keep_runtime::run(&spec)?;
+    let outcome = match attested {
+        Some(attested) => keep_runtime::run_attested(&spec, attested)?,
+        None => keep_runtime::run(&spec)?,
+    };
     if !matches!(outcome, Outcome::Exited(_)) {
         eprintln!("keep: {outcome}");
     }
     Ok(outcome.exit_code())
+}
+
+/// An encrypted package `keep run` was given.
+struct Encrypted<'a> {
+    reference: &'a str,
+    name: &'a std::path::Path,
+    program_digest: &'a keep_oci::Digest,
+    package: keep_oci::Package,
+}
+
+/// The program of an encrypted package: the Keep attests first, with the workload digest of
+/// the program its package states and its Keep.toml (`config`), then decrypts the program
+/// with the key its Steward released (the secret `[package] key` names) and checks it
+/// against that digest. Returns the program and the Keep's identity, for the run.
+fn decrypt_after_attestation(
+    args: &RunArgs,
+    backend: &Chosen,
+    config: Option<&Config>,
+    encrypted: Encrypted<'_>,
+    statement: Option<keep_attest::request::PackageStatement>,
+) -> anyhow::Result<(Program, keep_identity::AttestedIdentity)> {
+    let reference = encrypted.reference;
+    let (Some(config), Some(steward), Some(key)) = (
+        config,
+        config.and_then(|c| c.steward.as_ref()),
+        config.and_then(|c| c.package.as_ref()),
+    ) else {
+        bail!(
+            "{reference} is encrypted: only a Keep its Steward certified gets the key, so its \
+             Keep.toml must name a `steward` and, in `[package] key`, the secret that holds it"
+        );
+    };
+    refuse_additions(args)?;
+    let digest = keep_runtime::workload_digest_of(&encrypted.program_digest.bytes(), Some(config));
+    let mut source = steward_source(config, steward, digest, backend);
+    source.package = statement.map(Box::new);
+    let events = event_printer(args.quiet, args.listen_print);
+    let attested = keep_runtime::attest(&source, &config.tls, &events)?;
+    let released = attested
+        .secrets()
+        .iter()
+        .find(|secret| secret.reference.name == key.key)
+        .with_context(|| {
+            format!(
+                "the Steward released no secret `{}` (the package key)",
+                key.key
+            )
+        })?;
+    let private = std::str::from_utf8(&released.value)
+        .map_err(|e| e.to_string())
+        .and_then(keep_oci::encryption::private_key)
+        .map_err(|e| anyhow::anyhow!("the secret `{}` (the package key): {e}", key.key))?;
+    let package = encrypted.package.decrypt(&private).with_context(|| {
+        format!(
+            "cannot decrypt {reference} with the key in secret `{}`",
+            key.key
+        )
+    })?;
+    let program = Program::from_bytes(encrypted.name, package.program)?;
+    if keep_runtime::workload_digest(&program, Some(config)) != digest {
+        bail!("{reference}: the decrypted program is not the one its workload digest names");
+    }
+    Ok((program, attested))
 }
 
 /// The start-up note on what `backend` protects.
@@ -236,25 +329,32 @@ fn identity_source(
 ) -> anyhow::Result<IdentitySource> {
     let identity = keep_runtime::identity_source(config, program, backend.evidence())?;
     if matches!(identity, IdentitySource::Steward(_)) {
-        let additions = [
-            (args.program_and_args.len() > 1, "program arguments"),
-            (args.argv0.is_some(), "--argv0"),
-            (!args.env.is_empty(), "--env"),
-            (!args.dirs.is_empty(), "--dir"),
-            (args.max_memory.is_some(), "--max-memory"),
-            (args.timeout.is_some(), "--timeout"),
-            (args.fuel.is_some(), "--fuel"),
-            (args.max_output.is_some(), "--max-output"),
-            (args.max_output_rate.is_some(), "--max-output-rate"),
-        ];
-        if let Some((_, flag)) = additions.iter().find(|(given, _)| *given) {
-            bail!(
-                "{flag} on the command line: with a Steward, the workload is exactly the program \
-                 and Keep.toml (their digest is what the certificate states); put it in Keep.toml"
-            );
-        }
+        refuse_additions(args)?;
     }
     Ok(identity)
+}
+
+/// With a Steward, the certificate states the workload digest, which covers the program and
+/// Keep.toml only: additions on the command line are refused.
+fn refuse_additions(args: &RunArgs) -> anyhow::Result<()> {
+    let additions = [
+        (args.program_and_args.len() > 1, "program arguments"),
+        (args.argv0.is_some(), "--argv0"),
+        (!args.env.is_empty(), "--env"),
+        (!args.dirs.is_empty(), "--dir"),
+        (args.max_memory.is_some(), "--max-memory"),
+        (args.timeout.is_some(), "--timeout"),
+        (args.fuel.is_some(), "--fuel"),
+        (args.max_output.is_some(), "--max-output"),
+        (args.max_output_rate.is_some(), "--max-output-rate"),
+    ];
+    if let Some((_, flag)) = additions.iter().find(|(given, _)| *given) {
+        bail!(
+            "{flag} on the command line: with a Steward, the workload is exactly the program \
+             and Keep.toml (their digest is what the certificate states); put it in Keep.toml"
+        );
+    }
+    Ok(())
 }
 
 /// What a Keep running `program` with `config` on `backend` tells its Steward (at
@@ -262,10 +362,10 @@ fn identity_source(
 pub(crate) fn steward_source(
     config: &Config,
     steward: &keep_config::StewardUrl,
-    program: &Program,
+    digest: keep_runtime::WorkloadDigest,
     backend: &Chosen,
 ) -> StewardSource {
-    keep_runtime::steward_source(config, steward, program, backend.evidence())
+    keep_runtime::steward_source(config, steward, digest, backend.evidence())
 }
 
 /// The compiled-module cache a run on `backend` uses, unless `no_cache`.

@@ -245,7 +245,8 @@ fn attest(
     backend: &Chosen,
     events: &EventSink,
 ) -> anyhow::Result<AttestedIdentity> {
-    let source = run::steward_source(config, steward, program, backend);
+    let digest = keep_runtime::workload_digest(program, Some(config));
+    let source = run::steward_source(config, steward, digest, backend);
     if let Chosen::Process { .. } = backend {
         run::warn_secrets_readable(&source);
     }

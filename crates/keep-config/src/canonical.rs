@@ -39,6 +39,7 @@ impl Config {
             secrets,
             secrets_dir,
             http,
+            package,
         } = self;
         let env: Map<String, Value> = env
             .iter()
@@ -78,6 +79,10 @@ impl Config {
         // Left out when absent, so that configurations without it keep their digests.
         if let (Some(http), Some(object)) = (http, value.as_object_mut()) {
             object.insert("http".to_owned(), self::http(http));
+        }
+        // Which secret decrypts the program; left out when absent, as `http`.
+        if let (Some(package), Some(object)) = (package, value.as_object_mut()) {
+            object.insert("package".to_owned(), json!({ "key": package.key }));
         }
         let mut out = String::new();
         write_sorted(&value, &mut out);

@@ -110,6 +110,19 @@ pub struct Config {
     /// How `keep serve` serves a `wasi:http` component; `None` when the table is absent.
     #[serde(default)]
     pub http: Option<Http>,
+    /// How a Keep opens the package this Keep.toml travels in; `None` when absent.
+    #[serde(default)]
+    pub package: Option<PackageKey>,
+}
+
+/// `[package]`: what opens an encrypted package.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackageKey {
+    /// The name of the Steward secret whose value is the private key (PEM, P-256) that
+    /// decrypts the package's program. The Keep asks for it with its certificate and never
+    /// gives it to the guest.
+    pub key: String,
 }
 
 impl Config {
@@ -220,6 +233,12 @@ impl Config {
             return Err(ConfigError::whole_file(
                 path,
                 "[[secrets]] come from a Steward after attestation: set `steward`",
+            ));
+        }
+        if config.package.is_some() && config.steward.is_none() {
+            return Err(ConfigError::whole_file(
+                path,
+                "[package] key comes from a Steward after attestation: set `steward`",
             ));
         }
         secrets::validate(

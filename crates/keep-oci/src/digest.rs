@@ -39,6 +39,14 @@ impl Digest {
         &self.0["sha256:".len()..]
     }
 
+    /// The 32 bytes of the SHA-256.
+    pub fn bytes(&self) -> [u8; 32] {
+        let mut bytes = [0; 32];
+        // Every digest is 64 hexadecimal digits (checked when made).
+        let _ = hex::decode_to_slice(self.hex(), &mut bytes);
+        bytes
+    }
+
     /// The whole digest.
     pub fn as_str(&self) -> &str {
         &self.0

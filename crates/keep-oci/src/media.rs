@@ -20,3 +20,8 @@ pub const KEEP_CA: &str = "application/vnd.keep.ca.v1+pem";
 /// The annotation that names a layer's file: what ORAS clients save it as, and a CA file's
 /// name in its Keep.toml.
 pub const TITLE: &str = "org.opencontainers.image.title";
+/// The program layer encrypted with ocicrypt ([`crate::encryption`]).
+pub const WASM_ENCRYPTED: &str = "application/wasm+encrypted";
+/// The annotation of an encrypted program layer that gives the SHA-256 of the program it
+/// decrypts to: what the workload digest covers, known before the key is.
+pub const PROGRAM_DIGEST: &str = "dev.keep.program.digest";

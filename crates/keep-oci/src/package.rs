@@ -6,20 +6,35 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
+use crate::encryption::{self, EncryptedLayer, EncryptionError};
 use crate::media;
 use crate::media::TITLE;
 
 /// A program and the Keep.toml it runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Package {
-    /// The program's bytes (a core module or a component).
+    /// The program layer's bytes: the program (a core module or a component), or, when
+    /// `encryption` is given, its ciphertext.
     pub program: Vec<u8>,
+    /// How the program layer is encrypted, if it is.
+    pub encryption: Option<Encryption>,
     /// Keep.toml's bytes, if the package carries one.
     pub keep_toml: Option<Vec<u8>>,
     /// The CA files that Keep.toml names, by the path it gives them.
     pub ca_files: BTreeMap<String, Vec<u8>>,
     /// How its config is typed.
     pub format: Format,
+}
+
+/// An encrypted program layer's annotations, and what they say in the clear.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encryption {
+    /// ocicrypt's annotations (wrapped keys, public options).
+    pub annotations: BTreeMap<String, String>,
+    /// The SHA-256 of the program it decrypts to ([`media::PROGRAM_DIGEST`]).
+    pub program_digest: Digest,
+    /// The config's `os`: `wasip1` (core module) or `wasip2` (component).
+    pub os: String,
 }
 
 /// The type of a package's config: the one thing that differs between what Wasm tools and
@@ -195,9 +210,59 @@ const CREATED: &str = "1970-01-01T00:00:00Z";
 const PROGRAM_TITLE: &str = "program.wasm";
 
 impl Package {
+    /// This package with its program encrypted to `recipients` ([`crate::encryption`]); the
+    /// config then states no imports or exports.
+    pub fn encrypt(self, recipients: &[p256::PublicKey]) -> Result<Self, EncryptionError> {
+        if self.encryption.is_some() {
+            return Ok(self);
+        }
+        let layer = encryption::encrypt(&self.program, recipients)?;
+        let os = if component_info(&self.program).is_some() {
+            "wasip2"
+        } else {
+            "wasip1"
+        };
+        Ok(Self {
+            encryption: Some(Encryption {
+                annotations: layer.annotations,
+                program_digest: Digest::of(&self.program),
+                os: os.to_owned(),
+            }),
+            program: layer.bytes,
+            ..self
+        })
+    }
+
+    /// This package with its program decrypted with `key`, checked against the digest the
+    /// package states for it.
+    pub fn decrypt(self, key: &p256::SecretKey) -> Result<Self, EncryptionError> {
+        let Some(encryption) = self.encryption else {
+            return Ok(self);
+        };
+        let plain = encryption::decrypt(
+            &EncryptedLayer {
+                bytes: self.program,
+                annotations: encryption.annotations,
+            },
+            key,
+        )?;
+        if Digest::of(&plain) != encryption.program_digest {
+            return Err(EncryptionError::Tampered("program digest"));
+        }
+        Ok(Self {
+            program: plain,
+            encryption: None,
+            ..self
+        })
+    }
+
     /// The manifest, config and layers of this package.
     pub fn build(&self) -> Built {
-        let program = blob(media::WASM, self.program.clone());
+        let program_type = match self.encryption {
+            Some(_) => media::WASM_ENCRYPTED,
+            None => media::WASM,
+        };
+        let program = blob(program_type, self.program.clone());
         let mut layers = vec![program];
         let mut titles = vec![PROGRAM_TITLE.to_owned()];
         if let Some(keep_toml) = &self.keep_toml {
@@ -208,17 +273,21 @@ impl Package {
             layers.push(blob(media::KEEP_CA, pem.clone()));
             titles.push(name.clone());
         }
-        let component = component_info(&self.program);
+        // An encrypted program's interface is not stated in the clear.
+        let component = match self.encryption {
+            Some(_) => None,
+            None => component_info(&self.program),
+        };
+        let os = match (&self.encryption, &component) {
+            (Some(encryption), _) => encryption.os.clone(),
+            (None, Some(_)) => "wasip2".to_owned(),
+            (None, None) => "wasip1".to_owned(),
+        };
         let config = WasmConfig {
             created: CREATED.to_owned(),
             author: None,
             architecture: "wasm".to_owned(),
-            os: if component.is_some() {
-                "wasip2"
-            } else {
-                "wasip1"
-            }
-            .to_owned(),
+            os,
             layer_digests: layers.iter().map(|l| l.digest.to_string()).collect(),
             component,
             rootfs: (self.format == Format::Image).then(|| RootFs {
@@ -242,10 +311,23 @@ impl Package {
             layers: layers
                 .iter()
                 .zip(titles)
-                .map(|(layer, title)| Descriptor {
+                .map(|(layer, title)| {
                     // The file name ORAS clients save a layer under.
-                    annotations: Some([(TITLE.to_owned(), title)].into()),
-                    ..descriptor(layer)
+                    let mut annotations: BTreeMap<String, String> =
+                        [(TITLE.to_owned(), title)].into();
+                    if let (Some(encryption), media::WASM_ENCRYPTED) =
+                        (&self.encryption, layer.media_type.as_str())
+                    {
+                        annotations.extend(encryption.annotations.clone());
+                        annotations.insert(
+                            media::PROGRAM_DIGEST.to_owned(),
+                            encryption.program_digest.to_string(),
+                        );
+                    }
+                    Descriptor {
+                        annotations: Some(annotations),
+                        ..descriptor(layer)
+                    }
                 })
                 .collect(),
             manifests: Vec::new(),
@@ -322,11 +404,16 @@ impl Package {
         let mut program = None;
         let mut keep_toml = None;
         let mut ca_files = BTreeMap::new();
+        let mut encryption = None;
         let mut blobs = vec![config_blob];
         for layer in &parsed.layers {
             let title = layer.annotations.as_ref().and_then(|a| a.get(TITLE));
             let slot = match layer.media_type.as_str() {
                 media::WASM => &mut program,
+                media::WASM_ENCRYPTED => {
+                    encryption = Some(encryption_of(layer, &config.os)?);
+                    &mut program
+                }
                 media::KEEP_TOML => &mut keep_toml,
                 media::KEEP_CA => {
                     let Some(name) = title.filter(|name| !name.is_empty()) else {
@@ -348,8 +435,10 @@ impl Package {
                 other => {
                     return Err(PackageError::Layers(format!(
                         "a layer of media type `{other}`: a package holds its program \
-                         (`{}`), at most a Keep.toml (`{}`) and the CA files it names (`{}`)",
+                         (`{}`, or `{}`), at most a Keep.toml (`{}`) and the CA files it \
+                         names (`{}`)",
                         media::WASM,
+                        media::WASM_ENCRYPTED,
                         media::KEEP_TOML,
                         media::KEEP_CA
                     )));
@@ -362,10 +451,10 @@ impl Package {
                     layer.media_type
                 )));
             }
-            let what = if layer.media_type == media::WASM {
-                "program"
-            } else {
+            let what = if layer.media_type == media::KEEP_TOML {
                 "Keep.toml"
+            } else {
+                "program"
             };
             let blob = read(layer, what)?;
             *slot = Some(blob.bytes.clone());
@@ -385,6 +474,7 @@ impl Package {
         Ok((
             Self {
                 program,
+                encryption,
                 keep_toml,
                 ca_files,
                 format,
@@ -392,6 +482,29 @@ impl Package {
             blobs,
         ))
     }
+}
+
+/// What an encrypted program layer's descriptor says: ocicrypt's annotations and the
+/// program's digest.
+fn encryption_of(layer: &Descriptor, os: &str) -> Result<Encryption, PackageError> {
+    let mut annotations = layer.annotations.clone().unwrap_or_default();
+    annotations.remove(TITLE);
+    let digest = annotations.remove(media::PROGRAM_DIGEST).ok_or_else(|| {
+        PackageError::Layers(format!(
+            "the encrypted program layer has no `{}` annotation (the digest of the program, \
+             which the workload digest covers)",
+            media::PROGRAM_DIGEST
+        ))
+    })?;
+    let program_digest = Digest::parse(&digest).map_err(|error| PackageError::Fetch {
+        what: format!("`{}` annotation", media::PROGRAM_DIGEST),
+        error: error.into(),
+    })?;
+    Ok(Encryption {
+        annotations,
+        program_digest,
+        os: os.to_owned(),
+    })
 }
 
 /// The manifest of the Wasm platform among an index's entries, if `manifest` is an index.
@@ -516,6 +629,7 @@ mod tests {
     fn a_package_reads_back_as_built_and_builds_the_same_every_time() {
         let package = Package {
             program: MODULE.to_vec(),
+            encryption: None,
             keep_toml: Some(b"[tls]\nca = [\"ca/root.pem\"]\n".to_vec()),
             ca_files: [("ca/root.pem".to_owned(), b"PEM".to_vec())].into(),
             format: Format::Artifact,
@@ -546,9 +660,55 @@ mod tests {
     }
 
     #[test]
+    fn an_encrypted_package_hides_its_program_reads_back_and_decrypts_only_with_its_key() {
+        let key = p256::SecretKey::from_bytes(&[9; 32].into()).unwrap();
+        let other = p256::SecretKey::from_bytes(&[8; 32].into()).unwrap();
+        let plain = Package {
+            program: MODULE.to_vec(),
+            encryption: None,
+            keep_toml: Some(b"[env]\nA = \"1\"\n".to_vec()),
+            ca_files: BTreeMap::new(),
+            format: Format::Artifact,
+        };
+        let encrypted = plain.clone().encrypt(&[key.public_key()]).unwrap();
+        assert_ne!(encrypted.program, MODULE);
+        let built = encrypted.build();
+        let manifest: serde_json::Value = serde_json::from_slice(&built.manifest).unwrap();
+        let layer = &manifest["layers"][0];
+        assert_eq!(layer["mediaType"], media::WASM_ENCRYPTED);
+        assert_eq!(
+            layer["annotations"][media::PROGRAM_DIGEST],
+            Digest::of(MODULE).to_string()
+        );
+        assert!(layer["annotations"][encryption::ANNOTATION_JWE].is_string());
+        assert!(!built.blobs.iter().any(|b| b.bytes == MODULE));
+        let (read, _) = Package::from_manifest(&built.manifest, fetch_from(&built)).unwrap();
+        assert_eq!(read, encrypted);
+        assert!(matches!(
+            read.clone().decrypt(&other),
+            Err(EncryptionError::NotARecipient(1))
+        ));
+        assert_eq!(read.decrypt(&key).unwrap(), plain);
+
+        // The digest in the clear must be the program's: one that is not is refused.
+        let wrong = Package {
+            encryption: encrypted.encryption.clone().map(|e| Encryption {
+                program_digest: Digest::of(b"another program"),
+                ..e
+            }),
+            ..encrypted
+        };
+        assert!(matches!(
+            wrong.decrypt(&key),
+            Err(EncryptionError::Tampered("program digest"))
+        ));
+    }
+
+    #[test]
     fn an_image_package_has_an_image_config_with_no_filesystem_and_reads_back() {
         let package = Package {
             program: MODULE.to_vec(),
+            encryption: None,
             keep_toml: None,
             ca_files: BTreeMap::new(),
             format: Format::Image,
@@ -576,6 +736,7 @@ mod tests {
     fn a_changed_blob_is_refused_by_its_digest() {
         let built = Package {
             program: MODULE.to_vec(),
+            encryption: None,
             keep_toml: None,
             ca_files: BTreeMap::new(),
             format: Format::Artifact,
@@ -619,6 +780,7 @@ mod tests {
         assert!(error.to_string().contains("amd64/linux"), "{error}");
         let manifest = Package {
             program: MODULE.to_vec(),
+            encryption: None,
             keep_toml: None,
             ca_files: BTreeMap::new(),
             format: Format::Artifact,

@@ -198,6 +198,7 @@ mod tests {
         let store = Store::new(dir.path());
         let package = Package {
             program: b"\0asm\x01\0\0\0".to_vec(),
+            encryption: None,
             keep_toml: None,
             ca_files: std::collections::BTreeMap::new(),
             format: crate::Format::Artifact,

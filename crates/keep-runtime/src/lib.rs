@@ -46,7 +46,7 @@ pub use net::BoundListener;
 pub use outcome::{Outcome, exit_code};
 pub use program::{Program, ProgramError, ProgramKind};
 pub use thread::StoppingThread;
-pub use workload::{WorkloadDigest, workload_digest};
+pub use workload::{WorkloadDigest, workload_digest, workload_digest_of};
 
 use crate::compile::{Compiled, Compiler};
 use crate::limits::GuestLimiter;
@@ -102,6 +102,17 @@ pub struct RunSpec {
 /// `Ok` carries how the guest ended (including traps and limits); `Err` means Keep could
 /// not run it at all (invalid program, missing imports, bad directory, refused attestation).
 pub fn run(spec: &RunSpec) -> anyhow::Result<Outcome> {
+    run_with(spec, None)
+}
+
+/// [`run`] for a Keep that attested before its program could be read (an encrypted package,
+/// whose key is one of `attested`'s secrets): `attested` is its identity, and the Steward
+/// is not asked again at start.
+pub fn run_attested(spec: &RunSpec, attested: AttestedIdentity) -> anyhow::Result<Outcome> {
+    run_with(spec, Some(attested))
+}
+
+fn run_with(spec: &RunSpec, attested: Option<AttestedIdentity>) -> anyhow::Result<Outcome> {
     let engine = run_engine_options(&spec.program, &spec.limits).build()?;
     let compiler = Compiler::new(&engine)?;
     let compiled = match &spec.precompiled {
@@ -121,9 +132,10 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<Outcome> {
     }
     // Attestation comes before any descriptor is opened: a Keep the Steward refuses never
     // starts its workload.
-    let attested = match &spec.identity {
-        IdentitySource::Steward(source) => Some(attest(source, &spec.tls, &spec.events)?),
-        _ => None,
+    let attested = match (attested, &spec.identity) {
+        (Some(attested), _) => Some(attested),
+        (None, IdentitySource::Steward(source)) => Some(attest(source, &spec.tls, &spec.events)?),
+        (None, _) => None,
     };
     let identity = attested.as_ref().map(|a| &a.identity);
     let is_component = matches!(compiled, Compiled::Component(_));
@@ -348,25 +360,36 @@ pub fn identity_source(
         );
     }
     Ok(IdentitySource::Steward(steward_source(
-        config, steward, program, platform,
+        config,
+        steward,
+        workload_digest(program, Some(config)),
+        platform,
     )))
 }
 
-/// What a Keep running `program` with `config` tells its Steward (at `steward`): the
-/// workload digest of the two, the names and secrets `config` asks for, and where its
-/// evidence comes from (`platform`; `None` on the process backend).
+/// What a Keep running the workload `digest` with `config` tells its Steward (at
+/// `steward`): the digest, the names and secrets `config` asks for (and the key of its
+/// package, which goes nowhere in the guest), and where its evidence comes from
+/// (`platform`; `None` on the process backend).
 pub fn steward_source(
     config: &keep_config::Config,
     steward: &keep_config::StewardUrl,
-    program: &Program,
+    digest: WorkloadDigest,
     platform: Option<PlatformEvidence>,
 ) -> StewardSource {
+    let package_key = config.package.iter().map(|package| keep_config::SecretRef {
+        name: package.key.clone(),
+        env: None,
+        file: None,
+        config: None,
+        optional: false,
+    });
     StewardSource {
         url: steward.clone(),
         names: config.tls.names.clone(),
-        workload_digest: workload_digest(program, Some(config)).0,
+        workload_digest: digest.0,
         platform,
-        secrets: config.secrets.clone(),
+        secrets: config.secrets.iter().cloned().chain(package_key).collect(),
         secrets_dir: config
             .secrets_dir
             .clone()

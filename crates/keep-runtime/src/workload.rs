@@ -35,16 +35,22 @@ impl fmt::Display for WorkloadDigest {
 
 /// The digest of `program` run with `config` (if any).
 pub fn workload_digest(program: &Program, config: Option<&keep_config::Config>) -> WorkloadDigest {
+    workload_digest_of(&Sha256::digest(&program.bytes).into(), config)
+}
+
+/// The digest of the program whose SHA-256 is `program_sha256` run with `config`: for a
+/// program known by its digest before its bytes are (an encrypted package's).
+pub fn workload_digest_of(
+    program_sha256: &[u8; 32],
+    config: Option<&keep_config::Config>,
+) -> WorkloadDigest {
     let canonical = match config {
         Some(config) => config.canonical(),
         None => "none".to_owned(),
     };
     let mut hasher = Sha256::new();
     hasher.update(b"keep-workload-v2\n");
-    hasher.update(format!(
-        "program sha256:{}\n",
-        hex::encode(Sha256::digest(&program.bytes))
-    ));
+    hasher.update(format!("program sha256:{}\n", hex::encode(program_sha256)));
     hasher.update(format!("config {canonical}\n"));
     WorkloadDigest(hasher.finalize().into())
 }

@@ -755,3 +755,153 @@ fn a_steward_certifies_a_package_by_its_signer_and_the_certificate_says_so() {
         b"ping\n"
     );
 }
+
+#[test]
+fn an_encrypted_package_runs_only_in_a_keep_its_steward_gives_the_key() {
+    use crate::common::steward::{PLACEHOLDER, StewardProcess, digest, point_to, steward_ca};
+    use p256::pkcs8::{EncodePrivateKey as _, EncodePublicKey as _, LineEnding};
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = RegistryProcess::start(tmp.path(), "", "");
+    let cache = tmp.path().join("cache");
+    let program = GUESTS.component("hello");
+    let plain_program = std::fs::read(&program).unwrap();
+
+    // The recipient's key pair: the public half encrypts, the private half is the Steward's
+    // secret `package-key`.
+    let keys = tmp.path().join("keys");
+    std::fs::create_dir(&keys).unwrap();
+    let write_key = |name: &str, byte: u8| {
+        let key = p256::SecretKey::from_bytes(&[byte; 32].into()).unwrap();
+        let private = keys.join(format!("{name}.pem"));
+        std::fs::write(
+            &private,
+            key.to_pkcs8_pem(LineEnding::LF).unwrap().as_bytes(),
+        )
+        .unwrap();
+        let public = keys.join(format!("{name}.pub"));
+        std::fs::write(
+            &public,
+            key.public_key().to_public_key_pem(LineEnding::LF).unwrap(),
+        )
+        .unwrap();
+        (private, public)
+    };
+    let (private, public) = write_key("package", 11);
+    let (_, stranger) = write_key("stranger", 12);
+
+    let source = tmp.path().join("source");
+    std::fs::create_dir_all(source.join("ca")).unwrap();
+    let ca = steward_ca(&tmp.path().join("ca"));
+    std::fs::copy(&ca, source.join("ca/ca.pem")).unwrap();
+    let config = write_config(
+        &source,
+        "Keep.toml",
+        &format!(
+            "{PLACEHOLDER}\n{STDIO}[package]\nkey = \"package-key\"\n[tls]\nca = [\"ca/ca.pem\"]\n"
+        ),
+    );
+    let workload = digest(&program, &config);
+    let release_to = |name: &str, workload: &str| {
+        write_config(
+            tmp.path(),
+            name,
+            &format!(
+                "[[secret]]\nname = \"package-key\"\nfile = \"{}\"\n[[release]]\n\
+                 secrets = [\"package-key\"]\nworkloads = [\"{workload}\"]\n",
+                private.display()
+            ),
+        )
+    };
+    let secrets = release_to("secrets.toml", &workload);
+    let steward = StewardProcess::with_secrets(&tmp.path().join("ca"), &secrets, &[]);
+    point_to(&config, &steward);
+
+    // Encrypting needs `[package] key` in the Keep.toml: without it nothing could decrypt.
+    let bare = write_config(&source, "Bare.toml", STDIO);
+    keep(&cache)
+        .args(["package", "--encrypt"])
+        .arg_path(&public)
+        .args(["-c"])
+        .arg_path(&bare)
+        .args(["-o"])
+        .arg_path(&tmp.path().join("never"))
+        .arg_path(&program)
+        .finish()
+        .expect_code(KEEP_ERROR)
+        .expect_stderr_contains("[package] key");
+
+    let package = |name: &str, recipient: &Path| {
+        let dir = tmp.path().join(name);
+        let done = keep(&cache)
+            .args(["package", "--encrypt"])
+            .arg_path(recipient)
+            .args(["-c"])
+            .arg_path(&config)
+            .args(["-o"])
+            .arg_path(&dir)
+            .arg_path(&program)
+            .finish();
+        done.expect_code(0);
+        assert_eq!(line_value(&done.stdout_text(), "workload"), workload);
+        let reference = format!("{}/keep/{name}:v1", registry.host);
+        push_plain(&cache, &dir, &reference).expect_code(0);
+        reference
+    };
+    let sealed = package("sealed", &public);
+    let misaddressed = package("misaddressed", &stranger);
+
+    // The registry holds only ciphertext: no file of its storage contains the program.
+    let mut stored = Vec::new();
+    let mut dirs = vec![registry.storage.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                stored.push(std::fs::read(path).unwrap());
+            }
+        }
+    }
+    assert!(!stored.is_empty());
+    let head = &plain_program[..64];
+    assert!(
+        !stored
+            .iter()
+            .any(|bytes| bytes.windows(head.len()).any(|window| window == head)),
+        "the registry stores the program in the clear"
+    );
+
+    // Pulled, it is reported as encrypted with the workload digest of the program inside.
+    let pulled = keep(&tmp.path().join("pulled"))
+        .args(["pull", "--registry-plain-http"])
+        .arg(&sealed)
+        .finish();
+    pulled.expect_code(0).expect_stdout_contains("encrypted");
+    assert_eq!(line_value(&pulled.stdout_text(), "workload"), workload);
+
+    // Run: attested first, then decrypted with the key the Steward released; the process
+    // backend says the host can read that key.
+    let store = tmp.path().join("store");
+    let done = run_plain(&store, &sealed, &[]);
+    expect_hello(&done);
+    assert!(done.stderr.contains("package-key"), "{}", done.stderr);
+    steward.expect_issued("none", &workload);
+
+    // Encrypted to another key: the released key does not open it, nothing runs.
+    let done = run_plain(&store, &misaddressed, &[]);
+    done.expect_code(KEEP_ERROR)
+        .expect_stderr_contains("the layer is not encrypted to this key");
+    assert!(done.stdout.is_empty());
+    drop(steward);
+
+    // A Steward that does not release the key to this workload: nothing runs either.
+    let elsewhere = release_to("elsewhere.toml", &format!("sha256:{}", "0".repeat(64)));
+    let stingy = StewardProcess::with_secrets(&tmp.path().join("ca"), &elsewhere, &[]);
+    point_to(&config, &stingy);
+    let again = package("again", &public);
+    let done = run_plain(&tmp.path().join("store2"), &again, &[]);
+    done.expect_code(KEEP_ERROR)
+        .expect_stderr_contains("secret `package-key` is not released to workload");
+    assert!(done.stdout.is_empty());
+}
