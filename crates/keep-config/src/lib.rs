@@ -615,6 +615,20 @@ mod tests {
     }
 
     #[test]
+    fn a_package_key_needs_a_steward_and_counts_in_the_canonical_form() {
+        let name = Path::new("Keep.toml");
+        let err = Config::parse("[package]\nkey = \"k\"\n", name).unwrap_err();
+        assert!(err.to_string().contains("set `steward`"), "{err}");
+        let steward = "steward = \"https://steward.example\"\n";
+        let with = Config::parse(&format!("{steward}[package]\nkey = \"k\"\n"), name).unwrap();
+        let other = Config::parse(&format!("{steward}[package]\nkey = \"j\"\n"), name).unwrap();
+        let without = Config::parse(steward, name).unwrap();
+        assert_eq!(with.package.as_ref().unwrap().key, "k");
+        assert_ne!(with.canonical(), other.canonical());
+        assert!(!without.canonical().contains("package"));
+    }
+
+    #[test]
     fn missing_file_is_named() {
         let err = Config::from_path(Path::new("/nonexistent/Keep.toml")).unwrap_err();
         assert!(
