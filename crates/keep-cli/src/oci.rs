@@ -196,7 +196,11 @@ fn package_of(
     if recipients.is_empty() {
         return Ok((package, read, parsed));
     }
-    if parsed.as_ref().and_then(|c| c.package.as_ref()).is_none() {
+    if parsed
+        .as_ref()
+        .and_then(|c| c.package.as_ref()?.key.as_ref())
+        .is_none()
+    {
         bail!(
             "--encrypt: the Keep.toml (-c) must name the Steward secret that holds the private \
              key in `[package] key`: without it no Keep could decrypt the program"
@@ -269,7 +273,7 @@ pub fn push(args: PushArgs) -> anyhow::Result<u8> {
 
 pub fn pull(args: PullArgs) -> anyhow::Result<u8> {
     let reference = PackageRef::parse(&args.reference)?;
-    let keys = args.signatures.keys()?;
+    let keys = args.signatures.keys(None)?;
     let (stored, signer, _) = pull_into_store(&reference, &args.registry, &keys, None)?;
     let (program, config) = runnable(&reference, stored.package)?;
     println!("pulled {reference}@{}", stored.digest);
@@ -297,14 +301,22 @@ pub struct SignatureArgs {
 type Keys = Vec<(PathBuf, p256::ecdsa::VerifyingKey)>;
 
 impl SignatureArgs {
-    fn keys(&self) -> anyhow::Result<Keys> {
-        self.verify_key
-            .iter()
-            .map(|path| {
+    /// The keys of `--verify-key` and of `config`'s `[package] signers` (the Keep.toml given
+    /// with -c).
+    fn keys(&self, config: Option<&Config>) -> anyhow::Result<Keys> {
+        let given = self.verify_key.iter().map(|path| (path, "--verify-key"));
+        let configured = config
+            .and_then(|c| c.package.as_ref())
+            .into_iter()
+            .flat_map(|p| &p.signers)
+            .map(|path| (path, "[package] signers"));
+        given
+            .chain(configured)
+            .map(|(path, what)| {
                 let pem = std::fs::read_to_string(path)
-                    .with_context(|| format!("--verify-key {}", path.display()))?;
+                    .with_context(|| format!("{what}: {}", path.display()))?;
                 let key = keep_oci::signing_key::verifying_key(&pem)
-                    .with_context(|| format!("--verify-key {}", path.display()))?;
+                    .with_context(|| format!("{what}: {}", path.display()))?;
                 Ok((path.clone(), key))
             })
             .collect()
@@ -420,6 +432,16 @@ fn runnable(
             )?)
         })
         .transpose()?;
+    if config
+        .as_ref()
+        .and_then(|c| c.package.as_ref())
+        .is_some_and(|p| !p.signers.is_empty())
+    {
+        bail!(
+            "the Keep.toml of {reference} names `[package] signers`: a package cannot vouch for \
+             itself; give them in the Keep.toml given with -c, or with --verify-key"
+        );
+    }
     let program = match package
         .encryption
         .as_ref()
@@ -458,7 +480,7 @@ pub fn fetch_for_run(
     config: Option<&Config>,
 ) -> anyhow::Result<Fetched> {
     let reference = PackageRef::parse(text)?;
-    let keys = signatures.keys()?;
+    let keys = signatures.keys(config)?;
     let store = store()?;
     let fetch_signatures = |digest: &keep_oci::Digest| -> anyhow::Result<Vec<Signed>> {
         let client = Registry::new(&reference, &registry.options(&reference, config)?);

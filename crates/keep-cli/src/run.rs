@@ -125,7 +125,7 @@ fn decrypt_after_attestation(
     let (Some(config), Some(steward), Some(key)) = (
         config,
         config.and_then(|c| c.steward.as_ref()),
-        config.and_then(|c| c.package.as_ref()),
+        config.and_then(|c| c.package.as_ref()?.key.as_ref()),
     ) else {
         bail!(
             "{reference} is encrypted: only a Keep its Steward certified gets the key, so its \
@@ -141,21 +141,16 @@ fn decrypt_after_attestation(
     let released = attested
         .secrets()
         .iter()
-        .find(|secret| secret.reference.name == key.key)
-        .with_context(|| {
-            format!(
-                "the Steward released no secret `{}` (the package key)",
-                key.key
-            )
-        })?;
+        .find(|secret| secret.reference.name == *key)
+        .with_context(|| format!("the Steward released no secret `{}` (the package key)", key))?;
     let private = std::str::from_utf8(&released.value)
         .map_err(|e| e.to_string())
         .and_then(keep_oci::encryption::private_key)
-        .map_err(|e| anyhow::anyhow!("the secret `{}` (the package key): {e}", key.key))?;
+        .map_err(|e| anyhow::anyhow!("the secret `{}` (the package key): {e}", key))?;
     let package = encrypted.package.decrypt(&private).with_context(|| {
         format!(
             "cannot decrypt {reference} with the key in secret `{}`",
-            key.key
+            key
         )
     })?;
     let program = Program::from_bytes(encrypted.name, package.program)?;

@@ -4,7 +4,8 @@
 //! full, so a new field does not compile until it is decided here whether it counts), as
 //! compact JSON with keys sorted:
 //!
-//! - left out: `steward` (which attestation service is asked), `[[dirs]] host` (where the
+//! - left out: `steward` (which attestation service is asked), `[package] signers` (whether
+//!   a package may run; what runs counts), `[[dirs]] host` (where the
 //!   guest's directory lives on this host), `[tls] cert` and `key` (the Keep's identity,
 //!   which the Steward issues), `[http] addr`, `port` and `admin` (where `keep serve`
 //!   listens on this host, which `--addr` may change too);
@@ -80,9 +81,13 @@ impl Config {
         if let (Some(http), Some(object)) = (http, value.as_object_mut()) {
             object.insert("http".to_owned(), self::http(http));
         }
-        // Which secret decrypts the program; left out when absent, as `http`.
-        if let (Some(package), Some(object)) = (package, value.as_object_mut()) {
-            object.insert("package".to_owned(), json!({ "key": package.key }));
+        // Which secret decrypts the program; left out when absent, as `http`. The signers
+        // decide whether a package runs, not what runs (its program and Keep.toml count).
+        if let (Some(key), Some(object)) = (
+            package.as_ref().and_then(|p| p.key.as_ref()),
+            value.as_object_mut(),
+        ) {
+            object.insert("package".to_owned(), json!({ "key": key }));
         }
         let mut out = String::new();
         write_sorted(&value, &mut out);

@@ -110,19 +110,25 @@ pub struct Config {
     /// How `keep serve` serves a `wasi:http` component; `None` when the table is absent.
     #[serde(default)]
     pub http: Option<Http>,
-    /// How a Keep opens the package this Keep.toml travels in; `None` when absent.
+    /// What a package run with this Keep.toml must satisfy, and what opens it; `None` when
+    /// absent.
     #[serde(default)]
-    pub package: Option<PackageKey>,
+    pub package: Option<PackageRules>,
 }
 
-/// `[package]`: what opens an encrypted package.
+/// `[package]`: who must have signed a package, and what decrypts it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PackageKey {
+pub struct PackageRules {
     /// The name of the Steward secret whose value is the private key (PEM, P-256) that
     /// decrypts the package's program. The Keep asks for it with its certificate and never
     /// gives it to the guest.
-    pub key: String,
+    #[serde(default)]
+    pub key: Option<String>,
+    /// Cosign public keys (PEM files, relative to the Keep.toml) one of which must have
+    /// signed the package `keep run oci://` runs with this Keep.toml (as `--verify-key`).
+    #[serde(default)]
+    pub signers: Vec<std::path::PathBuf>,
 }
 
 impl Config {
@@ -175,6 +181,9 @@ impl Config {
             dir.resolve_against(base);
         }
         config.tls.resolve_against(base);
+        for signer in config.package.iter_mut().flat_map(|p| &mut p.signers) {
+            *signer = base.join(&*signer);
+        }
         if let Some(http) = &mut config.http {
             http.resolve_against(base);
         }
@@ -235,11 +244,19 @@ impl Config {
                 "[[secrets]] come from a Steward after attestation: set `steward`",
             ));
         }
-        if config.package.is_some() && config.steward.is_none() {
-            return Err(ConfigError::whole_file(
-                path,
-                "[package] key comes from a Steward after attestation: set `steward`",
-            ));
+        if let Some(package) = &config.package {
+            if package.key.is_none() && package.signers.is_empty() {
+                return Err(ConfigError::whole_file(
+                    path,
+                    "[package] gives neither `key` nor `signers`",
+                ));
+            }
+            if package.key.is_some() && config.steward.is_none() {
+                return Err(ConfigError::whole_file(
+                    path,
+                    "[package] key comes from a Steward after attestation: set `steward`",
+                ));
+            }
         }
         secrets::validate(
             &config.secrets,
@@ -623,7 +640,14 @@ mod tests {
         let with = Config::parse(&format!("{steward}[package]\nkey = \"k\"\n"), name).unwrap();
         let other = Config::parse(&format!("{steward}[package]\nkey = \"j\"\n"), name).unwrap();
         let without = Config::parse(steward, name).unwrap();
-        assert_eq!(with.package.as_ref().unwrap().key, "k");
+        assert_eq!(with.package.as_ref().unwrap().key.as_deref(), Some("k"));
+        let err = Config::parse("[package]\n", name).unwrap_err();
+        assert!(
+            err.to_string().contains("neither `key` nor `signers`"),
+            "{err}"
+        );
+        let signed = Config::parse("[package]\nsigners = [\"ops.pub\"]\n", name).unwrap();
+        assert_eq!(signed.canonical(), Config::default().canonical());
         assert_ne!(with.canonical(), other.canonical());
         assert!(!without.canonical().contains("package"));
     }

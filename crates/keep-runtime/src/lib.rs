@@ -377,13 +377,18 @@ pub fn steward_source(
     digest: WorkloadDigest,
     platform: Option<PlatformEvidence>,
 ) -> StewardSource {
-    let package_key = config.package.iter().map(|package| keep_config::SecretRef {
-        name: package.key.clone(),
-        env: None,
-        file: None,
-        config: None,
-        optional: false,
-    });
+    let package_key =
+        config
+            .package
+            .iter()
+            .flat_map(|p| &p.key)
+            .map(|key| keep_config::SecretRef {
+                name: key.clone(),
+                env: None,
+                file: None,
+                config: None,
+                optional: false,
+            });
     StewardSource {
         url: steward.clone(),
         names: config.tls.names.clone(),

@@ -517,6 +517,25 @@ fn a_package_runs_only_when_signed_by_a_key_given() {
         "a package that failed its signature check was stored"
     );
 
+    // The keys can be in the Keep.toml given with -c (`[package] signers`, relative to it).
+    let with_signers = |name: &str, key: &str| {
+        write_config(&keys, name, &format!("[package]\nsigners = [\"{key}\"]\n"))
+    };
+    let trusting = with_signers("Trusting.toml", "signer.pub");
+    let wary = with_signers("Wary.toml", "other.pub");
+    let run_with = |store: &Path, config: &Path| {
+        keep(store)
+            .args(["run", "-q", "--registry-plain-http", "-c"])
+            .arg_path(config)
+            .arg(&format!("oci://{signed}"))
+            .finish()
+    };
+    expect_hello(&run_with(&tmp.path().join("by-config"), &trusting));
+    let done = run_with(&tmp.path().join("by-config-wary"), &wary);
+    done.expect_code(KEEP_ERROR)
+        .expect_stderr_contains("signature(s) is a valid signature");
+    assert!(done.stdout.is_empty());
+
     // The signatures checked are kept: with the registry gone, the run is checked again.
     drop(registry);
     let done = run(&store, &signed, "signer.pub");
