@@ -1,9 +1,14 @@
-//! Package manifests from registries and layouts, package references, public keys and
-//! signatures: any bytes give a package whose every blob matched its digest (or a key, or a
-//! verdict), or an error, never a panic.
+//! Package manifests from registries and layouts, package references, public keys,
+//! signatures and encrypted layers: any bytes give a package whose every blob matched its
+//! digest (or a key, a verdict, a plaintext), or an error, never a panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+
+/// A key no fuzz input is encrypted to.
+fn key() -> p256::SecretKey {
+    p256::SecretKey::from_bytes(&[3u8; 32].into()).unwrap()
+}
 
 fuzz_target!(|data: &[u8]| {
     // The manifest, then (after a NUL) the bytes every blob fetch returns.
@@ -17,6 +22,10 @@ fuzz_target!(|data: &[u8]| {
             for stored in blobs {
                 assert_eq!(keep_oci::Digest::of(&stored.bytes), stored.digest);
             }
+            // An encrypted program: decrypting it with a key nobody encrypted to fails.
+            if package.encryption.is_some() {
+                assert!(package.decrypt(&key()).is_err());
+            }
         }
         Err(error) => {
             let _ = error.to_string();
@@ -27,6 +36,16 @@ fuzz_target!(|data: &[u8]| {
             let _ = (reference.to_string(), reference.is_loopback(), reference.digest());
         }
         let _ = keep_oci::signing_key::verifying_key(text);
+        let _ = keep_oci::encryption::public_key(text);
+        let _ = keep_oci::encryption::private_key(text);
+    }
+    // ocicrypt annotations (a JSON object of strings) over the blob.
+    if let Ok(annotations) = serde_json::from_slice(manifest) {
+        let layer = keep_oci::encryption::EncryptedLayer {
+            bytes: blob.to_vec(),
+            annotations,
+        };
+        assert!(keep_oci::encryption::decrypt(&layer, &key()).is_err());
     }
     // A signature payload and a signature: never valid for a key nobody has.
     let signed = keep_oci::signature::Signed {
