@@ -37,7 +37,7 @@ fuzz_target!(|data: &[u8]| {
         }
         let _ = keep_oci::signing_key::verifying_key(text);
         let _ = keep_oci::encryption::public_key(text);
-        let _ = keep_oci::encryption::private_key(text);
+        let _ = keep_oci::encryption::private_key(text.as_bytes());
     }
     // ocicrypt annotations (a JSON object of strings) over the blob.
     if let Ok(annotations) = serde_json::from_slice(manifest) {

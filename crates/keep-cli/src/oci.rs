@@ -386,14 +386,14 @@ fn pull_into_store(
 pub enum PackagedProgram {
     /// In the clear.
     Plain(Program),
-    /// Encrypted: the package, to decrypt once the Steward released its key.
+    /// Encrypted: to decrypt once the Steward released its key.
     Encrypted {
         /// The name the program is reported under.
         name: PathBuf,
-        /// The digest of the program the package states, which decryption checks.
-        program_digest: keep_oci::Digest,
-        /// The package, its program encrypted.
-        package: Package,
+        /// The program layer.
+        ciphertext: Vec<u8>,
+        /// How it is encrypted, and the digest of the program it holds.
+        encryption: keep_oci::Encryption,
     },
 }
 
@@ -403,8 +403,8 @@ impl PackagedProgram {
     pub fn workload_digest(&self, config: Option<&Config>) -> keep_runtime::WorkloadDigest {
         match self {
             Self::Plain(program) => keep_runtime::workload_digest(program, config),
-            Self::Encrypted { program_digest, .. } => {
-                keep_runtime::workload_digest_of(&program_digest.bytes(), config)
+            Self::Encrypted { encryption, .. } => {
+                keep_runtime::workload_digest_of(&encryption.program_digest.bytes(), config)
             }
         }
     }
@@ -442,15 +442,11 @@ fn runnable(
              itself; give them in the Keep.toml given with -c, or with --verify-key"
         );
     }
-    let program = match package
-        .encryption
-        .as_ref()
-        .map(|e| e.program_digest.clone())
-    {
-        Some(program_digest) => PackagedProgram::Encrypted {
+    let program = match package.encryption {
+        Some(encryption) => PackagedProgram::Encrypted {
             name,
-            program_digest,
-            package,
+            ciphertext: package.program,
+            encryption,
         },
         None => PackagedProgram::Plain(Program::from_bytes(&name, package.program)?),
     };

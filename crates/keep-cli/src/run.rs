@@ -49,21 +49,21 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
                     PackagedProgram::Plain(program) => program,
                     PackagedProgram::Encrypted {
                         name,
-                        program_digest,
-                        package,
+                        ciphertext,
+                        encryption,
                     } => {
-                        let encrypted = Encrypted {
-                            reference,
+                        let sealed = keep_runtime::SealedProgram {
                             name: &name,
-                            program_digest: &program_digest,
-                            package,
+                            sha256: encryption.program_digest.bytes(),
+                            package: fetched.package.clone().map(Box::new),
                         };
                         let (program, identity) = decrypt_after_attestation(
                             &args,
                             &backend,
                             config.as_ref(),
-                            encrypted,
-                            fetched.package.clone(),
+                            sealed,
+                            ciphertext,
+                            &encryption,
                         )?;
                         attested = Some(identity);
                         program
@@ -102,62 +102,22 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     Ok(outcome.exit_code())
 }
 
-/// An encrypted package `keep run` was given.
-struct Encrypted<'a> {
-    reference: &'a str,
-    name: &'a std::path::Path,
-    program_digest: &'a keep_oci::Digest,
-    package: keep_oci::Package,
-}
-
-/// The program of an encrypted package: the Keep attests first, with the workload digest of
-/// the program its package states and its Keep.toml (`config`), then decrypts the program
-/// with the key its Steward released (the secret `[package] key` names) and checks it
-/// against that digest. Returns the program and the Keep's identity, for the run.
+/// The program of an encrypted package (`reference`), decrypted with the key the Keep's
+/// Steward released after attestation, and the Keep's identity.
 fn decrypt_after_attestation(
     args: &RunArgs,
     backend: &Chosen,
     config: Option<&Config>,
-    encrypted: Encrypted<'_>,
-    statement: Option<keep_attest::request::PackageStatement>,
+    sealed: keep_runtime::SealedProgram<'_>,
+    ciphertext: Vec<u8>,
+    encryption: &keep_oci::Encryption,
 ) -> anyhow::Result<(Program, keep_identity::AttestedIdentity)> {
-    let reference = encrypted.reference;
-    let (Some(config), Some(steward), Some(key)) = (
-        config,
-        config.and_then(|c| c.steward.as_ref()),
-        config.and_then(|c| c.package.as_ref()?.key.as_ref()),
-    ) else {
-        bail!(
-            "{reference} is encrypted: only a Keep its Steward certified gets the key, so its \
-             Keep.toml must name a `steward` and, in `[package] key`, the secret that holds it"
-        );
-    };
     refuse_additions(args)?;
-    let digest = keep_runtime::workload_digest_of(&encrypted.program_digest.bytes(), Some(config));
-    let mut source = steward_source(config, steward, digest, backend);
-    source.package = statement.map(Box::new);
     let events = event_printer(args.quiet, args.listen_print);
-    let attested = keep_runtime::attest(&source, &config.tls, &events)?;
-    let released = attested
-        .secrets()
-        .iter()
-        .find(|secret| secret.reference.name == *key)
-        .with_context(|| format!("the Steward released no secret `{}` (the package key)", key))?;
-    let private = std::str::from_utf8(&released.value)
-        .map_err(|e| e.to_string())
-        .and_then(keep_oci::encryption::private_key)
-        .map_err(|e| anyhow::anyhow!("the secret `{}` (the package key): {e}", key))?;
-    let package = encrypted.package.decrypt(&private).with_context(|| {
-        format!(
-            "cannot decrypt {reference} with the key in secret `{}`",
-            key
-        )
-    })?;
-    let program = Program::from_bytes(encrypted.name, package.program)?;
-    if keep_runtime::workload_digest(&program, Some(config)) != digest {
-        bail!("{reference}: the decrypted program is not the one its workload digest names");
-    }
-    Ok((program, attested))
+    keep_runtime::open_after_attestation(sealed, config, backend.evidence(), &events, |key| {
+        let key = keep_oci::encryption::private_key(key).map_err(anyhow::Error::msg)?;
+        Ok(encryption.decrypt(ciphertext, &key)?)
+    })
 }
 
 /// The start-up note on what `backend` protects.

@@ -224,10 +224,13 @@ pub fn public_key(pem: &str) -> Result<p256::PublicKey, String> {
         .map_err(|e| format!("not a PEM `PUBLIC KEY` for P-256: {e}"))
 }
 
-/// A recipient's private key: PEM `PRIVATE KEY` (PKCS#8) or `EC PRIVATE KEY` (SEC1), P-256.
-pub fn private_key(pem: &str) -> Result<p256::SecretKey, String> {
+/// A recipient's private key: PEM `PRIVATE KEY` (PKCS#8) or `EC PRIVATE KEY` (SEC1), P-256
+/// (a file's bytes, or a secret's value).
+pub fn private_key(pem: &[u8]) -> Result<p256::SecretKey, String> {
     use p256::pkcs8::DecodePrivateKey as _;
-    let pem = pem.trim();
+    let pem = std::str::from_utf8(pem)
+        .map_err(|_| "not a PEM private key (not UTF-8)".to_owned())?
+        .trim();
     p256::SecretKey::from_pkcs8_pem(pem)
         .or_else(|_| p256::SecretKey::from_sec1_pem(pem))
         .map_err(|e| format!("not a PEM `PRIVATE KEY` or `EC PRIVATE KEY` for P-256: {e}"))

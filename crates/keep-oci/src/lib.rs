@@ -27,7 +27,7 @@ pub mod signing_key;
 pub mod store;
 
 pub use digest::{Digest, DigestError};
-pub use package::{Blob, Built, Descriptor, Format, Package, PackageError, Platform};
+pub use package::{Blob, Built, Descriptor, Encryption, Format, Package, PackageError, Platform};
 pub use reference::PackageRef;
 pub use registry::{Registry, RegistryOptions};
 pub use store::Store;

@@ -37,6 +37,53 @@ pub struct Encryption {
     pub os: String,
 }
 
+impl Encryption {
+    /// What an encrypted program layer's annotations say (its title aside), for a package
+    /// whose config states `os`.
+    pub fn from_annotations(
+        mut annotations: BTreeMap<String, String>,
+        os: &str,
+    ) -> Result<Self, PackageError> {
+        annotations.remove(TITLE);
+        let digest = annotations.remove(media::PROGRAM_DIGEST).ok_or_else(|| {
+            PackageError::Layers(format!(
+                "the encrypted program layer has no `{}` annotation (the digest of the program, \
+                 which the workload digest covers)",
+                media::PROGRAM_DIGEST
+            ))
+        })?;
+        let program_digest = Digest::parse(&digest).map_err(|error| PackageError::Fetch {
+            what: format!("`{}` annotation", media::PROGRAM_DIGEST),
+            error: error.into(),
+        })?;
+        Ok(Self {
+            annotations,
+            program_digest,
+            os: os.to_owned(),
+        })
+    }
+
+    /// The program in `ciphertext` (this layer's bytes), decrypted with `key` and checked
+    /// against the digest the package states for it.
+    pub fn decrypt(
+        &self,
+        ciphertext: Vec<u8>,
+        key: &p256::SecretKey,
+    ) -> Result<Vec<u8>, EncryptionError> {
+        let plain = encryption::decrypt(
+            &EncryptedLayer {
+                bytes: ciphertext,
+                annotations: self.annotations.clone(),
+            },
+            key,
+        )?;
+        if Digest::of(&plain) != self.program_digest {
+            return Err(EncryptionError::Tampered("program digest"));
+        }
+        Ok(plain)
+    }
+}
+
 /// The type of a package's config: the one thing that differs between what Wasm tools and
 /// what containerd accept. The layers (program, Keep.toml) are the same in both.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -239,18 +286,8 @@ impl Package {
         let Some(encryption) = self.encryption else {
             return Ok(self);
         };
-        let plain = encryption::decrypt(
-            &EncryptedLayer {
-                bytes: self.program,
-                annotations: encryption.annotations,
-            },
-            key,
-        )?;
-        if Digest::of(&plain) != encryption.program_digest {
-            return Err(EncryptionError::Tampered("program digest"));
-        }
         Ok(Self {
-            program: plain,
+            program: encryption.decrypt(self.program, key)?,
             encryption: None,
             ..self
         })
@@ -411,7 +448,8 @@ impl Package {
             let slot = match layer.media_type.as_str() {
                 media::WASM => &mut program,
                 media::WASM_ENCRYPTED => {
-                    encryption = Some(encryption_of(layer, &config.os)?);
+                    let annotations = layer.annotations.clone().unwrap_or_default();
+                    encryption = Some(Encryption::from_annotations(annotations, &config.os)?);
                     &mut program
                 }
                 media::KEEP_TOML => &mut keep_toml,
@@ -482,29 +520,6 @@ impl Package {
             blobs,
         ))
     }
-}
-
-/// What an encrypted program layer's descriptor says: ocicrypt's annotations and the
-/// program's digest.
-fn encryption_of(layer: &Descriptor, os: &str) -> Result<Encryption, PackageError> {
-    let mut annotations = layer.annotations.clone().unwrap_or_default();
-    annotations.remove(TITLE);
-    let digest = annotations.remove(media::PROGRAM_DIGEST).ok_or_else(|| {
-        PackageError::Layers(format!(
-            "the encrypted program layer has no `{}` annotation (the digest of the program, \
-             which the workload digest covers)",
-            media::PROGRAM_DIGEST
-        ))
-    })?;
-    let program_digest = Digest::parse(&digest).map_err(|error| PackageError::Fetch {
-        what: format!("`{}` annotation", media::PROGRAM_DIGEST),
-        error: error.into(),
-    })?;
-    Ok(Encryption {
-        annotations,
-        program_digest,
-        os: os.to_owned(),
-    })
 }
 
 /// The manifest of the Wasm platform among an index's entries, if `manifest` is an index.

@@ -404,6 +404,57 @@ pub fn steward_source(
     }
 }
 
+/// A program known by its digest before its bytes: an encrypted package's.
+pub struct SealedProgram<'a> {
+    /// The name it is reported under.
+    pub name: &'a std::path::Path,
+    /// The SHA-256 of the program, as its package states it.
+    pub sha256: [u8; 32],
+    /// The package it came from, stated to the Steward.
+    pub package: Option<Box<keep_attest::request::PackageStatement>>,
+}
+
+/// Opens `sealed` with `config` (its Keep.toml, naming a Steward and, in `[package] key`, the
+/// secret that opens it): attests with the workload digest of the stated program and
+/// `config` (evidence from `platform`, events to `events`), then `decrypt`s with the
+/// secret's value and checks the program against the attested digest. Returns the program
+/// and the Keep's identity for [`run_attested`].
+pub fn open_after_attestation(
+    sealed: SealedProgram<'_>,
+    config: Option<&keep_config::Config>,
+    platform: Option<PlatformEvidence>,
+    events: &EventSink,
+    decrypt: impl FnOnce(&[u8]) -> anyhow::Result<Vec<u8>>,
+) -> anyhow::Result<(Program, AttestedIdentity)> {
+    let name = sealed.name.display();
+    let (Some(config), Some(steward), Some(key)) = (
+        config,
+        config.and_then(|c| c.steward.as_ref()),
+        config.and_then(|c| c.package.as_ref()?.key.as_ref()),
+    ) else {
+        bail!(
+            "{name} is encrypted: only a Keep its Steward certified gets the key, so its \
+             Keep.toml must name a `steward` and, in `[package] key`, the secret that holds it"
+        );
+    };
+    let digest = workload_digest_of(&sealed.sha256, Some(config));
+    let mut source = steward_source(config, steward, digest, platform);
+    source.package = sealed.package;
+    let attested = attest(&source, &config.tls, events)?;
+    let released = attested
+        .secrets()
+        .iter()
+        .find(|secret| secret.reference.name == *key)
+        .with_context(|| format!("the Steward released no secret `{key}` (the package key)"))?;
+    let plain = decrypt(&released.value)
+        .with_context(|| format!("cannot decrypt {name} with the key in secret `{key}`"))?;
+    let program = Program::from_bytes(sealed.name, plain)?;
+    if workload_digest(&program, Some(config)) != digest {
+        bail!("{name}: the decrypted program is not the one its workload digest names");
+    }
+    Ok((program, attested))
+}
+
 /// Obtains the Keep's certificate from the Steward of `source` (trusted through `tls`) and
 /// reports it to `events` ([`Event::Attested`]).
 pub fn attest(
