@@ -20,7 +20,7 @@ use containerd_shim_wasm::shim::Compiler;
 use keep_config::Config;
 use keep_runtime::Program;
 
-use crate::workload::{is_keep_toml, is_program};
+use crate::workload::{is_compiled, is_keep_toml};
 
 const MAGIC: &[u8] = b"KEEPCW-C1";
 
@@ -90,9 +90,11 @@ impl Compiler for KeepCompiler {
                     layers
                         .iter()
                         .map(|layer| {
-                            if !is_program(layer) {
+                            if !is_compiled(layer) {
                                 // Stored too (with no code): runwasi compiles an image again
-                                // on every start while any of its layers has no entry.
+                                // on every start while any of its layers has no entry. An
+                                // encrypted program is never compiled here: its code would
+                                // be the program, in the clear, on the host's disk.
                                 return Ok(Some(Precompiled::encode(&layer.layer, &[])));
                             }
                             let program = Program::from_bytes(

@@ -4,7 +4,7 @@ use containerd_shim_wasm::sandbox::Sandbox;
 use containerd_shim_wasm::sandbox::context::RuntimeContext;
 use keep_runtime::{Event, EventSink, IdentitySource, Outcome, RunSpec, exit_code};
 
-use crate::workload::Workload;
+use crate::workload::{Workload, WorkloadProgram};
 
 /// The image layers the shim reads from containerd: a program (either Wasm media type the
 /// field uses), Keep's Keep.toml and the CA files it names.
@@ -13,6 +13,7 @@ pub const LAYER_TYPES: &[&str] = &[
     "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm",
     keep_oci::media::KEEP_TOML,
     keep_oci::media::KEEP_CA,
+    keep_oci::media::WASM_ENCRYPTED,
 ];
 
 /// Runs one container's Keep.
@@ -58,31 +59,65 @@ fn stop_on_termination_signals() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs `workload` to its end.
+/// Runs `workload` to its end; an encrypted program once the Steward released its key.
 fn run(workload: Workload) -> anyhow::Result<Outcome> {
-    let spec = run_spec(workload)?;
-    // The runtime drives its own event loop; runwasi calls this from within its tokio runtime,
-    // where another cannot start: the run gets a thread of its own.
+    // The runtime (and the attestation) drive their own event loops; runwasi calls this from
+    // within its tokio runtime, where another cannot start: the run gets a thread of its own.
     std::thread::scope(|scope| {
         scope
-            .spawn(|| keep_runtime::run(&spec))
+            .spawn(|| {
+                let config = crate::defaults::apply(workload.config);
+                let (program, attested) = match workload.program {
+                    WorkloadProgram::Plain(program) => (program, None),
+                    WorkloadProgram::Encrypted {
+                        ciphertext,
+                        encryption,
+                    } => {
+                        let sealed = keep_runtime::SealedProgram {
+                            name: std::path::Path::new("program.wasm"),
+                            sha256: encryption.program_digest.bytes(),
+                            package: None,
+                        };
+                        let (program, attested) = keep_runtime::open_after_attestation(
+                            sealed,
+                            config.as_ref(),
+                            None,
+                            &events(),
+                            |key| {
+                                let key = keep_oci::encryption::private_key(key)
+                                    .map_err(anyhow::Error::msg)?;
+                                Ok(encryption.decrypt(ciphertext, &key)?)
+                            },
+                        )?;
+                        (program, Some(attested))
+                    }
+                };
+                let parts = (config, workload.args, workload.env, workload.precompiled);
+                let spec = run_spec(program, parts)?;
+                match attested {
+                    Some(attested) => keep_runtime::run_attested(&spec, attested),
+                    None => keep_runtime::run(&spec),
+                }
+            })
             .join()
             .map_err(|_| anyhow::anyhow!("the runtime's thread panicked"))?
     })
 }
 
-/// The run specification of `workload`: its Keep.toml (or the shim's Steward), then the
-/// container's arguments and environment, except under a Steward, whose certificate names
-/// exactly the program and Keep.toml.
-fn run_spec(workload: Workload) -> anyhow::Result<RunSpec> {
-    let Workload {
-        program,
-        config,
-        args,
-        env,
-        precompiled,
-    } = workload;
-    let config = crate::defaults::apply(config);
+/// A container's Keep.toml (the shim's Steward applied), arguments, environment and
+/// compiled code.
+type Parts = (
+    Option<keep_config::Config>,
+    Vec<String>,
+    Vec<String>,
+    Option<Vec<u8>>,
+);
+
+/// The run specification of `program` with `parts`: its Keep.toml (or the shim's Steward),
+/// then the container's arguments and environment, except under a Steward, whose
+/// certificate names exactly the program and Keep.toml.
+fn run_spec(program: keep_runtime::Program, parts: Parts) -> anyhow::Result<RunSpec> {
+    let (config, args, env, precompiled) = parts;
     let identity = keep_runtime::identity_source(config.as_ref(), &program, None)?;
     if let IdentitySource::Steward(source) = &identity {
         eprintln!(

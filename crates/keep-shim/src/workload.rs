@@ -18,8 +18,8 @@ const PACKAGED_PROGRAM: &str = "program.wasm";
 
 /// A container's program and configuration, read once.
 pub struct Workload {
-    /// The program's bytes: those the workload digest is taken of and that run.
-    pub program: Program,
+    /// The program: its bytes are those the workload digest is taken of and that run.
+    pub program: WorkloadProgram,
     /// Its Keep.toml, if it has one.
     pub config: Option<Config>,
     /// The container's process arguments (`argv[0]` first), if any.
@@ -41,7 +41,7 @@ impl Workload {
             Source::Oci(layers) => from_layers(layers)?,
             Source::File(path) => {
                 let (program, config) = from_file(&path)?;
-                (program, config, None)
+                (WorkloadProgram::Plain(program), config, None)
             }
         };
         Ok(Self {
@@ -54,10 +54,30 @@ impl Workload {
     }
 }
 
-/// Whether `layer` is a program (not a Keep.toml or a CA file).
-pub fn is_program(layer: &WasmLayer) -> bool {
+/// A container's program.
+pub enum WorkloadProgram {
+    /// In the clear.
+    Plain(Program),
+    /// Encrypted (a package made with `keep package --encrypt`): decrypted only with the key
+    /// the Steward releases after attestation.
+    Encrypted {
+        /// The program layer.
+        ciphertext: Vec<u8>,
+        /// How it is encrypted, and the digest of the program it holds.
+        encryption: keep_oci::Encryption,
+    },
+}
+
+/// Whether `layer` is a program in the clear, which runwasi has the shim compile (not a
+/// Keep.toml, a CA file or an encrypted program).
+pub fn is_compiled(layer: &WasmLayer) -> bool {
     let media_type = layer.config.media_type().to_string();
-    media_type != keep_oci::media::KEEP_TOML && media_type != keep_oci::media::KEEP_CA
+    ![
+        keep_oci::media::KEEP_TOML,
+        keep_oci::media::KEEP_CA,
+        keep_oci::media::WASM_ENCRYPTED,
+    ]
+    .contains(&media_type.as_str())
 }
 
 /// Whether `layer` is a Keep.toml.
@@ -66,18 +86,19 @@ pub fn is_keep_toml(layer: &WasmLayer) -> bool {
 }
 
 /// The program, Keep.toml and compiled code among an image's layers.
-type FromLayers = (Program, Option<Config>, Option<Vec<u8>>);
+type FromLayers = (WorkloadProgram, Option<Config>, Option<Vec<u8>>);
 
 fn from_layers(layers: &[WasmLayer]) -> anyhow::Result<FromLayers> {
     let mut program = None;
     let mut keep_toml = None;
     let mut ca_files = BTreeMap::new();
     let mut precompiled = None;
+    let mut encryption = None;
     for layer in layers {
         let media_type = layer.config.media_type().to_string();
         let content = if layer.precompiled {
             let stored = Precompiled::parse(&layer.layer)?;
-            if is_program(layer) {
+            if is_compiled(layer) {
                 precompiled = Some(stored.artifact.to_vec());
             }
             stored.program
@@ -107,6 +128,14 @@ fn from_layers(layers: &[WasmLayer]) -> anyhow::Result<FromLayers> {
             ca_files.insert(title.clone(), content.to_vec());
             continue;
         }
+        if media_type == keep_oci::media::WASM_ENCRYPTED {
+            let annotations = layer.config.annotations().clone().unwrap_or_default();
+            // The os only names the config's platform; the shim reads none.
+            encryption = Some(keep_oci::Encryption::from_annotations(
+                annotations.into_iter().collect(),
+                "",
+            )?);
+        }
         let slot = if is_keep_toml(layer) {
             &mut keep_toml
         } else {
@@ -117,7 +146,16 @@ fn from_layers(layers: &[WasmLayer]) -> anyhow::Result<FromLayers> {
         }
     }
     let program = program.context("the image has no Wasm layer")?;
-    let program = Program::from_bytes(Path::new(PACKAGED_PROGRAM), program.to_vec())?;
+    let program = match encryption {
+        Some(encryption) => WorkloadProgram::Encrypted {
+            ciphertext: program.to_vec(),
+            encryption,
+        },
+        None => WorkloadProgram::Plain(Program::from_bytes(
+            Path::new(PACKAGED_PROGRAM),
+            program.to_vec(),
+        )?),
+    };
     let config = keep_toml
         .map(|bytes| {
             let text = std::str::from_utf8(bytes).context("the image's Keep.toml is not UTF-8")?;

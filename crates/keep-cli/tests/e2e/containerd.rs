@@ -549,3 +549,117 @@ fn write_filesystem_image(rootfs: &Path, layout: &Path, tag: &str, entrypoint: &
     )
     .unwrap();
 }
+
+#[test]
+fn an_encrypted_package_runs_under_containerd_once_its_steward_releases_the_key() {
+    use p256::pkcs8::{EncodePrivateKey as _, EncodePublicKey as _, LineEnding};
+    let tmp = tempfile::tempdir().unwrap();
+    let ca_dir = tmp.path().join("ca");
+    let ca = steward_ca(&ca_dir);
+    let program = GUESTS.module("hello");
+    let keys = tmp.path().join("keys");
+    std::fs::create_dir(&keys).unwrap();
+    let public_key = |name: &str, byte: u8| {
+        let key = p256::SecretKey::from_bytes(&[byte; 32].into()).unwrap();
+        std::fs::write(
+            keys.join(format!("{name}.pem")),
+            key.to_pkcs8_pem(LineEnding::LF).unwrap().as_bytes(),
+        )
+        .unwrap();
+        let public = keys.join(format!("{name}.pub"));
+        std::fs::write(
+            &public,
+            key.public_key().to_public_key_pem(LineEnding::LF).unwrap(),
+        )
+        .unwrap();
+        public
+    };
+    let recipient = public_key("package", 21);
+    let stranger = public_key("stranger", 22);
+
+    // The package's Keep.toml names its Steward, its CA (carried in the package) and the
+    // secret that holds the key.
+    let source = tmp.path().join("source");
+    std::fs::create_dir_all(&source).unwrap();
+    std::fs::copy(&ca, source.join("ca.pem")).unwrap();
+    let config = write_config(
+        &source,
+        "Keep.toml",
+        &format!(
+            "{PLACEHOLDER}\n{STDIO}[package]\nkey = \"package-key\"\n[tls]\nca = [\"ca.pem\"]\n"
+        ),
+    );
+    let workload = digest(&program, &config);
+    let secrets = write_config(
+        tmp.path(),
+        "secrets.toml",
+        &format!(
+            "[[secret]]\nname = \"package-key\"\nfile = \"{}\"\n[[release]]\n\
+             secrets = [\"package-key\"]\nworkloads = [\"{workload}\"]\n",
+            keys.join("package.pem").display()
+        ),
+    );
+    let steward = StewardProcess::with_secrets(&ca_dir, &secrets, &[]);
+    crate::common::steward::point_to(&config, &steward);
+    let containerd = Containerd::start(tmp.path(), None);
+    for (name, key) in [("sealed", &recipient), ("misaddressed", &stranger)] {
+        Keep::with_cache(&tmp.path().join("cache"))
+            .args(["package", "--format", "image", "--tag"])
+            .arg(&format!("keep.test/{name}:v1"))
+            .arg("--encrypt")
+            .arg_path(key)
+            .arg("-c")
+            .arg_path(&config)
+            .arg("-o")
+            .arg_path(&tmp.path().join(name))
+            .arg_path(&program)
+            .finish()
+            .expect_code(0);
+        containerd.import(&tmp.path().join(name));
+    }
+
+    // Attested, given the key, decrypted, run; started again (containerd's stored entry
+    // for the encrypted layer holds no compiled code, so nothing of the program in the
+    // clear reaches the host's disk).
+    for id in ["sealed-1", "sealed-2"] {
+        let ran = containerd.run(&["--net-host"], "keep.test/sealed:v1", id, &[]);
+        ran.expect(0, "Hello from a Keep!\n");
+        assert!(
+            ran.stderr.contains("attested by the Steward"),
+            "{}",
+            ran.stderr
+        );
+    }
+    let plain = std::fs::read(&program).unwrap();
+    let head = &plain[..plain.len().min(64)];
+    let blobs = tmp
+        .path()
+        .join("root/io.containerd.content.v1.content/blobs/sha256");
+    for entry in std::fs::read_dir(&blobs).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(
+            !bytes.windows(head.len()).any(|window| window == head),
+            "containerd's content store holds the program in the clear"
+        );
+    }
+
+    // Encrypted to another key: the released key does not open it, nothing runs.
+    let refused = containerd.run(
+        &["--net-host"],
+        "keep.test/misaddressed:v1",
+        "stranger",
+        &[],
+    );
+    assert_eq!(
+        refused.status.code(),
+        Some(KEEP_ERROR),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(refused.stdout, "", "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("is not encrypted to this key"),
+        "{}",
+        refused.stderr
+    );
+}
