@@ -11,7 +11,9 @@ use sha2::{Digest as _, Sha256};
 
 use crate::common::child::{ChildLog, wait_with_deadline};
 use crate::common::net::*;
-use crate::common::steward::{PLACEHOLDER, StewardProcess, digest, policy, steward_ca};
+use crate::common::steward::{
+    PLACEHOLDER, StewardProcess, digest, package_key_pair, package_key_secrets, policy, steward_ca,
+};
 use crate::common::{GUESTS, KEEP_ERROR, Keep, repo_root};
 
 const RUNTIME: &str = "io.containerd.keep.v1";
@@ -552,30 +554,13 @@ fn write_filesystem_image(rootfs: &Path, layout: &Path, tag: &str, entrypoint: &
 
 #[test]
 fn an_encrypted_package_runs_under_containerd_once_its_steward_releases_the_key() {
-    use p256::pkcs8::{EncodePrivateKey as _, EncodePublicKey as _, LineEnding};
     let tmp = tempfile::tempdir().unwrap();
     let ca_dir = tmp.path().join("ca");
     let ca = steward_ca(&ca_dir);
     let program = GUESTS.module("hello");
     let keys = tmp.path().join("keys");
-    std::fs::create_dir(&keys).unwrap();
-    let public_key = |name: &str, byte: u8| {
-        let key = p256::SecretKey::from_bytes(&[byte; 32].into()).unwrap();
-        std::fs::write(
-            keys.join(format!("{name}.pem")),
-            key.to_pkcs8_pem(LineEnding::LF).unwrap().as_bytes(),
-        )
-        .unwrap();
-        let public = keys.join(format!("{name}.pub"));
-        std::fs::write(
-            &public,
-            key.public_key().to_public_key_pem(LineEnding::LF).unwrap(),
-        )
-        .unwrap();
-        public
-    };
-    let recipient = public_key("package", 21);
-    let stranger = public_key("stranger", 22);
+    let (private, recipient) = package_key_pair(&keys, "package", 21);
+    let (_, stranger) = package_key_pair(&keys, "stranger", 22);
 
     // The package's Keep.toml names its Steward, its CA (carried in the package) and the
     // secret that holds the key.
@@ -590,15 +575,7 @@ fn an_encrypted_package_runs_under_containerd_once_its_steward_releases_the_key(
         ),
     );
     let workload = digest(&program, &config);
-    let secrets = write_config(
-        tmp.path(),
-        "secrets.toml",
-        &format!(
-            "[[secret]]\nname = \"package-key\"\nfile = \"{}\"\n[[release]]\n\
-             secrets = [\"package-key\"]\nworkloads = [\"{workload}\"]\n",
-            keys.join("package.pem").display()
-        ),
-    );
+    let secrets = package_key_secrets(tmp.path(), "secrets.toml", &private, &workload);
     let steward = StewardProcess::with_secrets(&ca_dir, &secrets, &[]);
     crate::common::steward::point_to(&config, &steward);
     let containerd = Containerd::start(tmp.path(), None);

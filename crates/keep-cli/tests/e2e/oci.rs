@@ -777,8 +777,10 @@ fn a_steward_certifies_a_package_by_its_signer_and_the_certificate_says_so() {
 
 #[test]
 fn an_encrypted_package_runs_only_in_a_keep_its_steward_gives_the_key() {
-    use crate::common::steward::{PLACEHOLDER, StewardProcess, digest, point_to, steward_ca};
-    use p256::pkcs8::{EncodePrivateKey as _, EncodePublicKey as _, LineEnding};
+    use crate::common::steward::{
+        PLACEHOLDER, StewardProcess, digest, package_key_pair, package_key_secrets, point_to,
+        steward_ca,
+    };
     let tmp = tempfile::tempdir().unwrap();
     let registry = RegistryProcess::start(tmp.path(), "", "");
     let cache = tmp.path().join("cache");
@@ -788,25 +790,8 @@ fn an_encrypted_package_runs_only_in_a_keep_its_steward_gives_the_key() {
     // The recipient's key pair: the public half encrypts, the private half is the Steward's
     // secret `package-key`.
     let keys = tmp.path().join("keys");
-    std::fs::create_dir(&keys).unwrap();
-    let write_key = |name: &str, byte: u8| {
-        let key = p256::SecretKey::from_bytes(&[byte; 32].into()).unwrap();
-        let private = keys.join(format!("{name}.pem"));
-        std::fs::write(
-            &private,
-            key.to_pkcs8_pem(LineEnding::LF).unwrap().as_bytes(),
-        )
-        .unwrap();
-        let public = keys.join(format!("{name}.pub"));
-        std::fs::write(
-            &public,
-            key.public_key().to_public_key_pem(LineEnding::LF).unwrap(),
-        )
-        .unwrap();
-        (private, public)
-    };
-    let (private, public) = write_key("package", 11);
-    let (_, stranger) = write_key("stranger", 12);
+    let (private, public) = package_key_pair(&keys, "package", 11);
+    let (_, stranger) = package_key_pair(&keys, "stranger", 12);
 
     let source = tmp.path().join("source");
     std::fs::create_dir_all(source.join("ca")).unwrap();
@@ -820,17 +805,8 @@ fn an_encrypted_package_runs_only_in_a_keep_its_steward_gives_the_key() {
         ),
     );
     let workload = digest(&program, &config);
-    let release_to = |name: &str, workload: &str| {
-        write_config(
-            tmp.path(),
-            name,
-            &format!(
-                "[[secret]]\nname = \"package-key\"\nfile = \"{}\"\n[[release]]\n\
-                 secrets = [\"package-key\"]\nworkloads = [\"{workload}\"]\n",
-                private.display()
-            ),
-        )
-    };
+    let release_to =
+        |name: &str, workload: &str| package_key_secrets(tmp.path(), name, &private, workload);
     let secrets = release_to("secrets.toml", &workload);
     let steward = StewardProcess::with_secrets(&tmp.path().join("ca"), &secrets, &[]);
     point_to(&config, &steward);

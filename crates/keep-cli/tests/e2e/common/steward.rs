@@ -280,3 +280,38 @@ pub fn keep_verify(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+
+/// A P-256 key pair for encrypted packages, `DIR/NAME.pem` (PKCS#8) and `DIR/NAME.pub`, made
+/// from `byte` (tests only); (private, public).
+pub fn package_key_pair(dir: &Path, name: &str, byte: u8) -> (PathBuf, PathBuf) {
+    use p256::pkcs8::{EncodePrivateKey as _, EncodePublicKey as _, LineEnding};
+    std::fs::create_dir_all(dir).unwrap();
+    let key = p256::SecretKey::from_bytes(&[byte; 32].into()).unwrap();
+    let private = dir.join(format!("{name}.pem"));
+    std::fs::write(
+        &private,
+        key.to_pkcs8_pem(LineEnding::LF).unwrap().as_bytes(),
+    )
+    .unwrap();
+    let public = dir.join(format!("{name}.pub"));
+    std::fs::write(
+        &public,
+        key.public_key().to_public_key_pem(LineEnding::LF).unwrap(),
+    )
+    .unwrap();
+    (private, public)
+}
+
+/// A Steward secrets file `dir/NAME` releasing the secret `package-key` (the file `private`)
+/// to `workload`.
+pub fn package_key_secrets(dir: &Path, name: &str, private: &Path, workload: &str) -> PathBuf {
+    write_config(
+        dir,
+        name,
+        &format!(
+            "[[secret]]\nname = \"package-key\"\nfile = \"{}\"\n[[release]]\n\
+             secrets = [\"package-key\"]\nworkloads = [\"{workload}\"]\n",
+            private.display()
+        ),
+    )
+}
