@@ -55,8 +55,14 @@ directory (oci-layout, index.json, blobs/) that `keep push` and skopeo (oci:DIR:
 The layout is the Wasm OCI artifact's: an image manifest whose config is \
 application/vnd.wasm.config.v0+json and whose program is an application/wasm layer, so that \
 other Wasm tooling can pull it; Keep.toml is a layer of its own, \
-application/vnd.keep.config.v1+toml. The same program and Keep.toml always make the same \
-package (same manifest digest), and its workload digest is `keep digest`'s of the two.
+application/vnd.keep.config.v1+toml, and so is each CA file it names \
+(application/vnd.keep.ca.v1+pem), so that the package's digest and signature cover every \
+trust anchor. The same program and Keep.toml always make the same package (same manifest \
+digest; not with --encrypt, whose keys are fresh each time), and its workload digest is `keep digest`'s of the two.
+
+With --encrypt, the program layer is encrypted (ocicrypt's format, \
+application/wasm+encrypted): the registry and the host see only ciphertext, and only a Keep \
+its Steward certified gets the key (`[package] key` in Keep.toml). See docs/oci.md.
 
 Prints the manifest digest and the workload digest.";
 
