@@ -386,6 +386,8 @@ mod jwe {
             (None, None) => return Err(malformed("JWE", "no recipient")),
         };
         let shared = [jwe.unprotected.as_ref(), jwe.header.as_ref()];
+        let mut unsupported = Vec::new();
+        let count = recipients.len();
         for (header, encrypted_key) in recipients {
             let pick = |field: fn(&Header) -> Option<&String>| {
                 std::iter::once(&protected)
@@ -397,9 +399,10 @@ mod jwe {
             let alg = pick(|h| h.alg.as_ref()).unwrap_or_default();
             let enc = pick(|h| h.enc.as_ref()).unwrap_or_default();
             if alg != ALG || enc != ENC {
-                return Err(EncryptionError::Unsupported(format!(
-                    "a JWE recipient of `{alg}` with `{enc}`"
-                )));
+                // Wrapped for a kind of key Keep does not hold (an RSA key, say): another
+                // recipient may be this key.
+                unsupported.push(format!("`{alg}` with `{enc}`"));
+                continue;
             }
             let epk = std::iter::once(&protected)
                 .chain(shared.into_iter().flatten())
@@ -445,6 +448,12 @@ mod jwe {
                 )
                 .map_err(|_| EncryptionError::Tampered("JWE tag"))?;
             return Ok(Some(Zeroizing::new(plain)));
+        }
+        if unsupported.len() == count {
+            return Err(EncryptionError::Unsupported(format!(
+                "JWE recipients of {}",
+                unsupported.join(", ")
+            )));
         }
         Ok(None)
     }
@@ -558,6 +567,31 @@ mod tests {
             encrypt(&plain, &[]),
             Err(EncryptionError::NoRecipient)
         ));
+    }
+
+    #[test]
+    fn a_recipient_of_another_kind_is_passed_over_for_this_key() {
+        let layer = encrypt(b"x", &[key(1).public_key(), key(2).public_key()]).unwrap();
+        let jwe = STANDARD.decode(&layer.annotations[ANNOTATION_JWE]).unwrap();
+        let mut jwe: serde_json::Value = serde_json::from_slice(&jwe).unwrap();
+        jwe["recipients"][0]["header"]["alg"] = "RSA-OAEP".into();
+        let mut mixed = layer.clone();
+        mixed.annotations.insert(
+            ANNOTATION_JWE.to_owned(),
+            STANDARD.encode(serde_json::to_vec(&jwe).unwrap()),
+        );
+        assert_eq!(decrypt(&mixed, &key(2)).unwrap(), b"x");
+        assert!(matches!(
+            decrypt(&mixed, &key(1)),
+            Err(EncryptionError::NotARecipient(1))
+        ));
+        jwe["recipients"][1]["header"]["alg"] = "RSA-OAEP".into();
+        mixed.annotations.insert(
+            ANNOTATION_JWE.to_owned(),
+            STANDARD.encode(serde_json::to_vec(&jwe).unwrap()),
+        );
+        let err = decrypt(&mixed, &key(2)).unwrap_err().to_string();
+        assert!(err.contains("RSA-OAEP"), "{err}");
     }
 
     #[test]
