@@ -92,8 +92,13 @@ fn run(workload: Workload) -> anyhow::Result<Outcome> {
                         (program, Some(attested))
                     }
                 };
-                let parts = (config, workload.args, workload.env, workload.precompiled);
-                let spec = run_spec(program, parts)?;
+                let spec = run_spec(
+                    program,
+                    config,
+                    workload.args,
+                    workload.env,
+                    workload.precompiled,
+                )?;
                 match attested {
                     Some(attested) => keep_runtime::run_attested(&spec, attested),
                     None => keep_runtime::run(&spec),
@@ -104,20 +109,16 @@ fn run(workload: Workload) -> anyhow::Result<Outcome> {
     })
 }
 
-/// A container's Keep.toml (the shim's Steward applied), arguments, environment and
-/// compiled code.
-type Parts = (
-    Option<keep_config::Config>,
-    Vec<String>,
-    Vec<String>,
-    Option<Vec<u8>>,
-);
-
-/// The run specification of `program` with `parts`: its Keep.toml (or the shim's Steward),
-/// then the container's arguments and environment, except under a Steward, whose
-/// certificate names exactly the program and Keep.toml.
-fn run_spec(program: keep_runtime::Program, parts: Parts) -> anyhow::Result<RunSpec> {
-    let (config, args, env, precompiled) = parts;
+/// The run specification of `program`: its Keep.toml `config` (the shim's Steward applied),
+/// then the container's `args` and `env`, except under a Steward, whose certificate names
+/// exactly the program and Keep.toml; with the `precompiled` code containerd kept.
+fn run_spec(
+    program: keep_runtime::Program,
+    config: Option<keep_config::Config>,
+    args: Vec<String>,
+    env: Vec<String>,
+    precompiled: Option<Vec<u8>>,
+) -> anyhow::Result<RunSpec> {
     let identity = keep_runtime::identity_source(config.as_ref(), &program, None)?;
     if let IdentitySource::Steward(source) = &identity {
         eprintln!(
