@@ -51,6 +51,12 @@ pub struct AttestedClaims {
     /// The package the Keep states its workload came from, and who signed it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub package: Option<PackageClaims>,
+    /// The package (`HOST[:PORT]/REPOSITORY[:TAG|@DIGEST]`) a Keep that has not fetched its
+    /// workload yet was certified to fetch. Such a certificate names no running workload
+    /// (its digest is [`crate::request::fetch_digest`] of the reference), is for TLS client
+    /// authentication only, and no [`Expectations`] accept it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetch: Option<String>,
 }
 
 /// What a certificate states about the package a Keep's workload came from.
@@ -81,6 +87,7 @@ impl AttestedClaims {
             advisories: claims.advisories.clone(),
             insecure_test_root: claims.insecure_test_root,
             package: None,
+            fetch: None,
         }
     }
 
@@ -158,6 +165,12 @@ impl Expectations {
     /// Every expectation `claims` fail, described; empty when all hold.
     pub fn unmet(&self, claims: &AttestedClaims) -> Vec<String> {
         let mut unmet = Vec::new();
+        if let Some(reference) = &claims.fetch {
+            unmet.push(format!(
+                "the certificate is for a Keep about to fetch {reference}, not one running a \
+                 workload"
+            ));
+        }
         if let Some(expected) = &self.workload_digest {
             let expected = expected.to_ascii_lowercase();
             let expected = expected.strip_prefix("sha256:").unwrap_or(&expected);

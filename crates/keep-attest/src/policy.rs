@@ -28,7 +28,17 @@
 //! signers = ["keys/release.pub"]  # cosign public keys, relative to the policy file
 //! repository = "registry.example/team/api"   # optional: signed for this repository
 //! names = ["api.example.com"]
+//!
+//! [[fetch]]                       # Keeps that attest before fetching may fetch from here
+//! repository = "registry.example/team/api"
+//! manifests = ["sha256:3c9a..."]  # optional: only a reference pinned to one of these
 //! ```
+//!
+//! A `[[fetch]]` lets a Keep that has not fetched its workload yet be certified to fetch it
+//! (`keep run --fetch-steward`): its certificate states the package it is about to fetch and
+//! no workload, carries no names, and serves only to obtain the registry credentials that
+//! `[[release]]` rules give to that repository. Without `[[fetch]]`, such requests are
+//! refused. The TEE tables apply to them as to every request.
 //!
 //! A `[[workload]]` accepts a workload when all it gives holds: its `digest`, a valid
 //! signature of the workload's package by one of its `signers`, its `repository`.
@@ -67,6 +77,32 @@ pub struct Policy {
     /// workload, under no name.
     #[serde(default, rename = "workload")]
     pub workloads: Vec<WorkloadRule>,
+    /// The packages Keeps may be certified to fetch before they know their workload.
+    /// Empty: none.
+    #[serde(default, rename = "fetch")]
+    pub fetches: Vec<FetchRule>,
+}
+
+/// A repository Keeps may fetch from after attestation (`[[fetch]]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FetchRule {
+    /// The repository, `HOST[:PORT]/REPOSITORY`.
+    pub repository: String,
+    /// Manifest digests (`sha256:<hex>`) a reference must be pinned to; empty: any
+    /// reference to the repository, tags included.
+    #[serde(default)]
+    pub manifests: Vec<String>,
+}
+
+impl FetchRule {
+    /// Whether this rule lets a Keep fetch `pinned` (a manifest digest, if the reference
+    /// names one) from `repository`.
+    fn accepts(&self, repository: &str, pinned: Option<&str>) -> bool {
+        self.repository == repository
+            && (self.manifests.is_empty()
+                || pinned.is_some_and(|p| self.manifests.iter().any(|m| m.eq_ignore_ascii_case(p))))
+    }
 }
 
 /// A workload the policy accepts (`[[workload]]`): all it gives must hold.
@@ -239,8 +275,7 @@ impl Policy {
                 ConfigError::whole_file(path, format!("[[workload]] {}: {what}", i + 1))
             };
             if let Some(digest) = &workload.digest {
-                let hex_part = digest.strip_prefix("sha256:").unwrap_or_default();
-                if hex_part.len() != 64 || hex::decode(hex_part).is_err() {
+                if !is_sha256(digest) {
                     return Err(at(format!(
                         "digest `{digest}` is not sha256:<64 hex digits> (what `keep digest` \
                          prints)"
@@ -265,7 +300,64 @@ impl Policy {
                 })
                 .collect::<Result<_, _>>()?;
         }
+        for (i, fetch) in policy.fetches.iter().enumerate() {
+            let at = |what: String| {
+                ConfigError::whole_file(path, format!("[[fetch]] {}: {what}", i + 1))
+            };
+            if !fetch.repository.contains('/') || fetch.repository.contains(['@', ' ']) {
+                return Err(at(format!(
+                    "repository `{}` is not HOST[:PORT]/REPOSITORY",
+                    fetch.repository
+                )));
+            }
+            if let Some(bad) = fetch.manifests.iter().find(|m| !is_sha256(m)) {
+                return Err(at(format!(
+                    "manifest `{bad}` is not sha256:<64 hex digits>"
+                )));
+            }
+        }
         Ok(policy)
+    }
+
+    /// Judges a Keep that asks to fetch `pinned` (the manifest digest its reference names,
+    /// if any) from `repository` before it knows its workload, under `names`: a `[[fetch]]`
+    /// must accept it, and it may have no names (it runs nothing yet).
+    pub fn evaluate_fetch(
+        &self,
+        repository: &str,
+        pinned: Option<&str>,
+        names: &[String],
+    ) -> Result<(), Rejection> {
+        let mut violations = Vec::new();
+        if !self.fetches.iter().any(|f| f.accepts(repository, pinned)) {
+            violations.push(Violation {
+                rule: "[[fetch]]".into(),
+                reason: match pinned {
+                    _ if self.fetches.is_empty() => {
+                        "the policy lets no Keep fetch after attestation".to_owned()
+                    }
+                    Some(digest) => format!("fetching {repository}@{digest} is not in the policy"),
+                    None => format!(
+                        "fetching from {repository} by tag is not in the policy (its \
+                         `[[fetch]]` rules need a reference pinned to a manifest digest, or \
+                         the repository is not listed)"
+                    ),
+                },
+            });
+        }
+        if let Some(name) = names.first() {
+            violations.push(Violation {
+                rule: "[[fetch]]".into(),
+                reason: format!(
+                    "a Keep about to fetch its workload is certified under no name, not `{name}`"
+                ),
+            });
+        }
+        if violations.is_empty() {
+            Ok(())
+        } else {
+            Err(Rejection(violations))
+        }
     }
 
     /// Every signer key the policy names (each once), to check a package's signatures with.
@@ -454,6 +546,12 @@ impl Policy {
 }
 
 /// The SEV-SNP rules on the report's privilege level and the guest policy bits.
+/// Whether `text` is `sha256:` and 64 hex digits.
+fn is_sha256(text: &str) -> bool {
+    text.strip_prefix("sha256:")
+        .is_some_and(|hex_part| hex_part.len() == 64 && hex::decode(hex_part).is_ok())
+}
+
 fn snp_guest_rules(rules: &TeeRules, claims: &Claims, fail: &mut impl FnMut(String, String)) {
     let detail = |name: &str| {
         let text = claims.details.get(name)?;

@@ -14,9 +14,15 @@
 //! | `package` | `application/vnd.oci.image.manifest.v1+json` | the OCI manifest of the package the workload came from (program, Keep.toml, CA files) |
 //! | `package.repository` | `application/x.keep.oci-repository` | the repository it was pulled from (`HOST/REPO`, UTF-8) |
 //! | `package.signature.N` | `application/x.keep.cosign-signature+json` | a cosign signature found for it: `{"payload": base64, "signature": base64}` |
+//! | `fetch` | `application/x.keep.oci-reference` | the package the Keep is about to fetch (`HOST/REPO:TAG` or `HOST/REPO@sha256:…`, UTF-8): a request to fetch after attestation |
 //!
 //! The `package` records are there only when the whole workload (program and configuration)
 //! came from one package: they let the Steward judge the workload by who signed it.
+//!
+//! A `fetch` request comes from a Keep that has not fetched its workload yet: it asks for a
+//! certificate with which to obtain what the fetch needs (registry credentials), and its
+//! workload digest must be [`fetch_digest`] of the reference, so that no workload digest
+//! can be claimed by it. It carries no `package` records.
 //!
 //! The report data inside the evidence must equal [`crate::collect::report_data`] of the
 //! request's key and the workload digest: that binds the certificate the Steward issues to
@@ -54,8 +60,23 @@ pub const MEDIA_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const MEDIA_REPOSITORY: &str = "application/x.keep.oci-repository";
 /// Media type of a cosign signature of a package.
 pub const MEDIA_COSIGN_SIGNATURE: &str = "application/x.keep.cosign-signature+json";
+/// Media type of the package a Keep is about to fetch.
+pub const MEDIA_FETCH: &str = "application/x.keep.oci-reference";
 /// The most signatures a request may carry for its package.
 pub const MAX_PACKAGE_SIGNATURES: usize = 16;
+/// The longest package reference a `fetch` request may state.
+pub const MAX_FETCH_REFERENCE: usize = 1024;
+
+/// The workload digest of a Keep about to fetch `reference`: SHA-256 of a label and the
+/// reference, so that it can never be the digest of a program and configuration
+/// (`keep digest` hashes a different structure).
+pub fn fetch_digest(reference: &str) -> [u8; 32] {
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(b"keep fetch-after-attestation v1\0");
+    hasher.update(reference.as_bytes());
+    hasher.finalize().into()
+}
 
 /// The evidence a Keep presents.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,6 +141,8 @@ pub struct AttestationRequest {
     pub crls: Vec<Vec<u8>>,
     /// The package the whole workload came from, if it did.
     pub package: Option<PackageStatement>,
+    /// The package the Keep is about to fetch, if it asks to fetch after attestation.
+    pub fetch: Option<String>,
 }
 
 /// What a Keep states about the package its workload (program and configuration, CA files
@@ -193,6 +216,14 @@ impl AttestationRequest {
             let record = Record::new(MEDIA_CRL, crl.clone(), cmw::IND_ENDORSEMENTS);
             collection.push(format!("crl.{i}"), record);
         }
+        if let Some(reference) = &self.fetch {
+            let record = Record {
+                media_type: MEDIA_FETCH.into(),
+                value: reference.clone().into_bytes(),
+                ind: None,
+            };
+            collection.push("fetch", record);
+        }
         if let Some(package) = &self.package {
             let record = |media_type: &str, value: Vec<u8>| Record {
                 media_type: media_type.into(),
@@ -247,7 +278,15 @@ impl AttestationRequest {
                 (&mut crls, MEDIA_CRL)
             } else if label.starts_with("package.signature.") {
                 (&mut signatures, MEDIA_COSIGN_SIGNATURE)
-            } else if ["evidence", "workload", "package", "package.repository"].contains(&label) {
+            } else if [
+                "evidence",
+                "workload",
+                "package",
+                "package.repository",
+                "fetch",
+            ]
+            .contains(&label)
+            {
                 continue;
             } else {
                 return Err(malformed(format!("unknown record `{label}`")));
@@ -260,12 +299,40 @@ impl AttestationRequest {
             }
             list.push(record.value.clone());
         }
+        let package = package_from_collection(collection, signatures)?;
+        let fetch = collection
+            .get("fetch")
+            .map(|record| {
+                if record.media_type != MEDIA_FETCH {
+                    return Err(malformed(format!(
+                        "the `fetch` record is `{}`, not `{MEDIA_FETCH}`",
+                        record.media_type
+                    )));
+                }
+                if record.value.is_empty() || record.value.len() > MAX_FETCH_REFERENCE {
+                    return Err(malformed(format!(
+                        "the `fetch` reference is {} bytes (1 to {MAX_FETCH_REFERENCE})",
+                        record.value.len()
+                    )));
+                }
+                String::from_utf8(record.value.clone())
+                    .map_err(|_| malformed("the `fetch` reference is not UTF-8".into()))
+            })
+            .transpose()?;
+        if fetch.is_some() && package.is_some() {
+            return Err(malformed(
+                "a request states either the package it came from or the one it is about to \
+                 fetch, not both"
+                    .into(),
+            ));
+        }
         Ok(Self {
             evidence: Evidence::from_record(evidence)?,
             workload_digest,
             certificates,
             crls,
-            package: package_from_collection(collection, signatures)?,
+            package,
+            fetch,
         })
     }
 }
@@ -345,6 +412,12 @@ impl std::fmt::Display for SubjectName {
 pub enum Workload {
     /// A Keep request: the workload digest, bound into the evidence with the key.
     Digest([u8; 32]),
+    /// A Keep about to fetch its workload (the package `reference`): the evidence binds the
+    /// key and [`fetch_digest`] of the reference.
+    Fetch {
+        /// The package, `HOST[:PORT]/REPOSITORY[:TAG|@DIGEST]`.
+        reference: String,
+    },
     /// A legacy Enarx request: its evidence binds only the key, never a workload.
     EnarxLegacy,
 }
@@ -410,9 +483,21 @@ pub fn verify(
             hex::encode(expected)
         )));
     }
+    let workload = match content.fetch {
+        Some(reference) if fetch_digest(&reference) != content.workload_digest => {
+            return Err(Error::Binding(format!(
+                "a request to fetch {reference} must bind sha256:{} as its workload digest, \
+                 not sha256:{}",
+                hex::encode(fetch_digest(&reference)),
+                hex::encode(content.workload_digest)
+            )));
+        }
+        Some(reference) => Workload::Fetch { reference },
+        None => Workload::Digest(content.workload_digest),
+    };
     Ok(VerifiedRequest {
         claims,
-        workload: Workload::Digest(content.workload_digest),
+        workload,
         public_key,
         names,
         package: content.package,
@@ -543,6 +628,7 @@ mod tests {
             certificates: vec![b"cert".to_vec()],
             crls: Vec::new(),
             package,
+            fetch: None,
         }
     }
 
@@ -591,5 +677,38 @@ mod tests {
         bad.push("package.signature.1", record(MEDIA_COSIGN_SIGNATURE, b"[]"));
         let err = AttestationRequest::from_collection(&bad).unwrap_err();
         assert!(err.to_string().contains("package signature 1"), "{err}");
+    }
+
+    #[test]
+    fn a_fetch_statement_reads_back_alone_and_bounded() {
+        let fetch = AttestationRequest {
+            fetch: Some("registry.example/team/api@sha256:00".into()),
+            ..request(None)
+        };
+        assert_eq!(
+            AttestationRequest::from_collection(&fetch.to_collection()).unwrap(),
+            fetch
+        );
+
+        // With a package too, of another media type, empty, or too long: refused.
+        let mut both = fetch.to_collection();
+        both.push("package", record(MEDIA_MANIFEST, b"{}"));
+        both.push("package.repository", record(MEDIA_REPOSITORY, b"r/r"));
+        let err = AttestationRequest::from_collection(&both).unwrap_err();
+        assert!(err.to_string().contains("not both"), "{err}");
+        for (media_type, value) in [
+            (MEDIA_REPOSITORY, b"r/r".to_vec()),
+            (MEDIA_FETCH, Vec::new()),
+            (MEDIA_FETCH, vec![b'a'; MAX_FETCH_REFERENCE + 1]),
+            (MEDIA_FETCH, vec![0xff]),
+        ] {
+            let mut bad = request(None).to_collection();
+            bad.push("fetch", record(media_type, &value));
+            let err = AttestationRequest::from_collection(&bad).unwrap_err();
+            assert!(err.to_string().contains("fetch"), "{err}");
+        }
+
+        // The digest of a fetch is not that of another reference.
+        assert_ne!(fetch_digest("r/a:1"), fetch_digest("r/a:2"));
     }
 }

@@ -326,6 +326,7 @@ fn request(
         certificates,
         crls: Vec::new(),
         package: source.package.as_deref().cloned(),
+        fetch: source.fetch.clone(),
     };
     let csr = steward::certificate_request(&key, &source.names, &content)?;
     let chain_pem = steward::request_certificate(url, &csr, client.clone())?;

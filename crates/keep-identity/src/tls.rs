@@ -50,6 +50,9 @@ pub struct StewardSource {
     /// The package the whole workload came from, stated to the Steward so that its policy
     /// can judge the workload by who signed it.
     pub package: Option<Box<keep_attest::request::PackageStatement>>,
+    /// The package this Keep is about to fetch, when it attests before fetching (its
+    /// workload digest is then [`keep_attest::request::fetch_digest`] of it).
+    pub fetch: Option<String>,
 }
 
 /// The attestation interface of a confidential VM.

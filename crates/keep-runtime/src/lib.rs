@@ -401,6 +401,7 @@ pub fn steward_source(
             .unwrap_or_else(|| keep_config::DEFAULT_SECRETS_DIR.to_owned()),
         // Stated by whoever read the workload from a package.
         package: None,
+        fetch: None,
     }
 }
 

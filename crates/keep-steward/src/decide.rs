@@ -173,12 +173,16 @@ impl Steward {
             }
             e => Refusal::Evidence(e),
         })?;
-        let Workload::Digest(digest) = verified.workload else {
-            return Err(Refusal::NoWorkload);
-        };
         if verified.claims.tee == TeeKind::None && !self.accept_none {
             return Err(Refusal::InsecureNone);
         }
+        let digest = match &verified.workload {
+            Workload::Digest(digest) => *digest,
+            Workload::Fetch { reference } => {
+                return self.decide_fetch(&verified, reference, now);
+            }
+            Workload::EnarxLegacy => return Err(Refusal::NoWorkload),
+        };
         self.policy
             .evaluate(&verified.claims, None)
             .map_err(Refusal::Policy)?;
@@ -203,7 +207,45 @@ impl Steward {
             manifest_digest,
             signers: signed_by,
         });
-        self.issue(&verified, &digest, package, names, now)
+        let claims = AttestedClaims {
+            package,
+            ..AttestedClaims::new(&verified.claims, &digest)
+        };
+        self.issue(&verified, claims, names, now)
+            .map_err(Refusal::Internal)
+    }
+
+    /// Decides on a request from a Keep about to fetch `reference`: the TEE's rules and a
+    /// `[[fetch]]` must accept it; its certificate states the reference and serves only as a
+    /// client identity towards the Steward.
+    fn decide_fetch(
+        &self,
+        verified: &VerifiedRequest,
+        reference: &str,
+        now: SystemTime,
+    ) -> Result<Issued, Refusal> {
+        let parsed = keep_oci::PackageRef::parse(reference).map_err(|e| {
+            Refusal::Unreadable(keep_attest::Error::Malformed {
+                what: "attestation request",
+                reason: format!("the `fetch` reference: {e:#}"),
+            })
+        })?;
+        self.policy
+            .evaluate(&verified.claims, None)
+            .map_err(Refusal::Policy)?;
+        let names: Vec<String> = verified.names.iter().map(ToString::to_string).collect();
+        let pinned = parsed.digest().map(|d| d.to_string());
+        self.policy
+            .evaluate_fetch(&parsed.repository(), pinned.as_deref(), &names)
+            .map_err(Refusal::Policy)?;
+        let claims = AttestedClaims {
+            fetch: Some(reference.to_owned()),
+            ..AttestedClaims::new(
+                &verified.claims,
+                &keep_attest::request::fetch_digest(reference),
+            )
+        };
+        self.issue(verified, claims, names, now)
             .map_err(Refusal::Internal)
     }
 
@@ -299,27 +341,27 @@ impl Steward {
         verified
     }
 
+    /// The certificate stating `claims` for the key of `verified`, under `names`.
     fn issue(
         &self,
         verified: &VerifiedRequest,
-        digest: &[u8; 32],
-        package: Option<PackageClaims>,
+        claims: AttestedClaims,
         names: Vec<String>,
         now: SystemTime,
     ) -> anyhow::Result<Issued> {
         let key = rcgen::SubjectPublicKeyInfo::from_der(&verified.public_key)
             .context("the request's key")?;
-        let claims = AttestedClaims {
-            package,
-            ..AttestedClaims::new(&verified.claims, digest)
-        };
         let serial = self.serial(&verified.public_key, now);
         let mut params = CertificateParams::default();
         let mut subject = DistinguishedName::new();
         // A common name of at most 64 characters: the full digest is in the extension.
         subject.push(
             DnType::CommonName,
-            format!("Keep {} sha256:{}", claims.tee, &hex::encode(digest)[..16]),
+            format!(
+                "Keep {} {}",
+                claims.tee,
+                claims.workload_digest.get(..23).unwrap_or_default()
+            ),
         );
         params.distinguished_name = subject;
         params.subject_alt_names = verified
@@ -338,10 +380,15 @@ impl Steward {
         params.not_after = now + self.validity;
         params.serial_number = Some(SerialNumber::from_slice(&serial));
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
+        // A Keep about to fetch presents its certificate only to the Steward, as a client.
+        params.extended_key_usages = if claims.fetch.is_some() {
+            vec![ExtendedKeyUsagePurpose::ClientAuth]
+        } else {
+            vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ]
+        };
         params.use_authority_key_identifier_extension = true;
         let cmw_arcs: Vec<u64> = ID_PE_CMW.arcs().map(u64::from).collect();
         params.custom_extensions = vec![CustomExtension::from_oid_content(

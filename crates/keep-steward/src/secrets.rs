@@ -13,11 +13,16 @@
 //! secrets = ["db-password"]
 //! workloads = ["sha256:6b1f..."]   # the certificate's workload digest is one of these, and/or
 //! names = ["api.example.com"]      # the certificate carries one of these names
+//! repositories = ["registry.example/team/api"]  # or: a Keep certified to fetch from here
 //! tee = ["sev-snp", "tdx"]         # optional: the TEE the certificate states
 //! measurement = ["…"]              # optional: its launch measurement
 //! signer = ["…"]                   # optional: a signer it states (SNP ID/author key digest, …)
 //! min_tcb = { snp = 23 }           # optional: each component at least this
 //! ```
+//!
+//! A certificate issued to a Keep about to fetch its workload (`[[fetch]]` in the policy)
+//! qualifies only through `repositories`, and only such certificates do: registry
+//! credentials go to Keeps about to fetch, workload secrets to Keeps that run.
 //!
 //! Values are read when the file is loaded (values up to 1 MiB, any bytes), held in memory
 //! that is zeroed when dropped, and never logged: errors and log lines name secrets only.
@@ -76,6 +81,10 @@ pub struct Release {
     /// Names (DNS names, URIs) a certificate must carry one of.
     #[serde(default)]
     pub names: Vec<String>,
+    /// Repositories (`HOST[:PORT]/REPOSITORY`) it releases them to Keeps about to fetch
+    /// from (certified under a `[[fetch]]` rule): registry credentials.
+    #[serde(default)]
+    pub repositories: Vec<String>,
     /// TEEs it releases them in (`sev-snp`, `tdx`, `sgx`, `none`); empty: any.
     #[serde(default)]
     pub tee: Vec<TeeKind>,
@@ -262,9 +271,13 @@ impl Secrets {
                     index + 1
                 )));
             }
-            if release.workloads.is_empty() && release.names.is_empty() {
+            if release.workloads.is_empty()
+                && release.names.is_empty()
+                && release.repositories.is_empty()
+            {
                 return Err(error(format!(
-                    "[[release]] {}: name the workloads (digests) or the names it releases to",
+                    "[[release]] {}: name the workloads (digests), the names or the \
+                     repositories it releases to",
                     index + 1
                 )));
             }
@@ -332,13 +345,25 @@ impl Release {
     /// What the requester lacks for this rule, or `None` when it qualifies.
     fn lacks(&self, requester: &Requester) -> Option<String> {
         let claims = &requester.claims;
-        let workload_ok = self
-            .workloads
-            .iter()
-            .any(|w| w.eq_ignore_ascii_case(&claims.workload_digest));
-        let name_ok = self.names.iter().any(|n| requester.names.contains(n));
-        if !workload_ok && !name_ok {
-            return Some("the rule is for other workloads and names".to_owned());
+        if let Some(reference) = &claims.fetch {
+            let repository = keep_oci::PackageRef::parse(reference)
+                .map(|r| r.repository())
+                .unwrap_or_default();
+            if !self.repositories.contains(&repository) {
+                return Some(format!(
+                    "the Keep is about to fetch from {repository}, and the rule is not for \
+                     that repository"
+                ));
+            }
+        } else {
+            let workload_ok = self
+                .workloads
+                .iter()
+                .any(|w| w.eq_ignore_ascii_case(&claims.workload_digest));
+            let name_ok = self.names.iter().any(|n| requester.names.contains(n));
+            if !workload_ok && !name_ok {
+                return Some("the rule is for other workloads and names".to_owned());
+            }
         }
         if !self.tee.is_empty() && !self.tee.contains(&claims.tee) {
             return Some(format!(
@@ -553,6 +578,50 @@ mod tests {
                 .to_string()
                 .contains("the rule wants signer B2 or A1, the Keep states none"),
             "{refused}"
+        );
+    }
+
+    #[test]
+    fn registry_credentials_go_only_to_keeps_about_to_fetch_from_that_repository() {
+        let secrets = load(
+            "[[secret]]\nname = \"registry\"\nenv = \"API_KEY\"\n[[release]]\n\
+             secrets = [\"registry\"]\nrepositories = [\"r.test:5000/team/api\"]\n\
+             tee = [\"sev-snp\"]\n[[release]]\nsecrets = [\"registry\"]\nworkloads = [\"sha256:aa\"]\n\
+             names = [\"api.example.com\"]\n",
+        )
+        .unwrap();
+        let wanted = ["registry".to_owned()];
+        let fetching = |reference: &str| {
+            let mut keep = requester("sha256:ff", TeeKind::SevSnp, &[]);
+            keep.claims.fetch = Some(reference.to_owned());
+            keep
+        };
+        assert!(
+            secrets
+                .release(&fetching("r.test:5000/team/api:v2"), &wanted)
+                .is_ok()
+        );
+        let refused = secrets
+            .release(&fetching("r.test:5000/team/other:v2"), &wanted)
+            .unwrap_err();
+        assert!(
+            refused
+                .to_string()
+                .contains("about to fetch from r.test:5000/team/other"),
+            "{refused}"
+        );
+        // A certificate for fetching qualifies by nothing else, even with the workload digest
+        // or the name another rule names; a running workload not by a repository.
+        let mut disguised = fetching("r.test:5000/team/other:v2");
+        disguised.claims.workload_digest = "sha256:aa".into();
+        disguised.names = vec!["api.example.com".into()];
+        assert!(secrets.release(&disguised, &wanted).is_err());
+        let running = requester("sha256:bb", TeeKind::SevSnp, &[]);
+        assert!(secrets.release(&running, &wanted).is_err());
+        assert!(
+            load("[[secret]]\nname = \"a\"\nenv = \"API_KEY\"\n[[release]]\nsecrets = [\"a\"]\nrepositories = [\"r/a\"]\n")
+                .is_ok(),
+            "a rule may name only repositories"
         );
     }
 

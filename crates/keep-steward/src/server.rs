@@ -168,10 +168,13 @@ async fn attest(
     };
     let response = match decided {
         Ok(Ok(issued)) => {
+            let subject = match &issued.claims.fetch {
+                Some(reference) => format!("fetch {reference}"),
+                None => format!("workload {}", issued.claims.workload_digest),
+            };
             tracing::info!(
-                "issued: tee {} workload {}{} names [{}] tcb {} serial {}",
+                "issued: tee {} {subject}{} names [{}] tcb {} serial {}",
                 issued.claims.tee,
-                issued.claims.workload_digest,
                 issued
                     .claims
                     .package

@@ -48,6 +48,7 @@ fn keep_request_from(
         certificates,
         crls: Vec::new(),
         package,
+        fetch: None,
     };
     let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
     certificate_request(&key, &names, &content).unwrap()
@@ -348,6 +349,7 @@ fn malformed_requests_are_refused_by_name() {
         certificates: Vec::new(),
         crls: Vec::new(),
         package: None,
+        fetch: None,
     };
     let extension = rcgen::CustomExtension::from_oid_content(
         &[1, 3, 6, 1, 5, 5, 7, 1, 35],
@@ -769,4 +771,117 @@ fn a_policy_of_signers_certifies_packages_they_signed_and_states_the_signer() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("it needs `signers`"), "{err}");
+}
+
+/// A request from a Keep about to fetch `reference`, binding `digest` as its workload.
+fn fetch_request(reference: &str, digest: [u8; 32], names: &[&str]) -> Vec<u8> {
+    let key = KeyPair::generate().unwrap();
+    let content = AttestationRequest {
+        evidence: Evidence::None {
+            report_data: collect::report_data(&key.subject_public_key_info(), &digest),
+        },
+        workload_digest: digest,
+        certificates: Vec::new(),
+        crls: Vec::new(),
+        package: None,
+        fetch: Some(reference.to_owned()),
+    };
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    certificate_request(&key, &names, &content).unwrap()
+}
+
+#[test]
+fn a_keep_about_to_fetch_is_certified_for_that_alone_and_only_under_a_fetch_rule() {
+    use keep_attest::request::fetch_digest;
+    let pinned = format!("sha256:{}", "ab".repeat(32));
+    let policy = format!(
+        "[none]\n[[fetch]]\nrepository = \"registry.test:5000/team/api\"\n\
+         [[fetch]]\nrepository = \"registry.test:5000/team/pinned\"\nmanifests = [\"{pinned}\"]\n"
+    );
+    let steward = |text: &str| {
+        let (dir, ca) = new_ca();
+        std::mem::forget(dir);
+        Steward::builder()
+            .insecure_accept_none(true)
+            .policy(Policy::parse(text, std::path::Path::new("policy.toml")).unwrap())
+            .build(ca)
+    };
+    let with_rules = steward(&policy);
+    let request = |reference: &str| fetch_request(reference, fetch_digest(reference), &[]);
+
+    // Certified: the reference stated, the digest of the fetch, for client auth alone.
+    let reference = "registry.test:5000/team/api:v1";
+    let issued = with_rules
+        .decide(&request(reference), SystemTime::now())
+        .unwrap();
+    assert_eq!(issued.claims.fetch.as_deref(), Some(reference));
+    assert_eq!(
+        issued.claims.workload_digest,
+        format!("sha256:{}", hex::encode(fetch_digest(reference)))
+    );
+    let chain: Vec<CertificateDer> = CertificateDer::pem_slice_iter(issued.chain_pem.as_bytes())
+        .map(Result::unwrap)
+        .collect();
+    let anchors: Vec<CertificateDer> =
+        CertificateDer::pem_slice_iter(with_rules.ca_pem().as_bytes())
+            .map(Result::unwrap)
+            .collect();
+    let err = verify_certificate(&chain, &anchors, SystemTime::now()).unwrap_err();
+    assert!(err.to_string().contains("Eku"), "not a server: {err}");
+    let claims = AttestedClaims::from_certificate(&chain[0]).unwrap();
+    let unmet = Expectations::default().unmet(&claims);
+    assert!(unmet[0].contains("about to fetch"), "{unmet:?}");
+    let pinned_reference = format!("registry.test:5000/team/pinned@{pinned}");
+    assert!(
+        with_rules
+            .decide(&request(&pinned_reference), SystemTime::now())
+            .is_ok()
+    );
+
+    // Refused: no [[fetch]] at all, another repository, a tag where a pin is required, a
+    // pin to another manifest, names, a digest that is not the fetch's, a bad reference.
+    let other_pin = format!("registry.test:5000/team/pinned@sha256:{}", "cd".repeat(32));
+    for (steward, der, expected) in [
+        (
+            &steward("[none]\n"),
+            request(reference),
+            "lets no Keep fetch after attestation",
+        ),
+        (
+            &with_rules,
+            request("registry.test:5000/team/other:v1"),
+            "registry.test:5000/team/other by tag is not in the policy",
+        ),
+        (
+            &with_rules,
+            request("registry.test:5000/team/pinned:v1"),
+            "by tag is not in the policy",
+        ),
+        (&with_rules, request(&other_pin), "is not in the policy"),
+        (
+            &with_rules,
+            fetch_request(reference, fetch_digest(reference), &["api.example.com"]),
+            "certified under no name",
+        ),
+        (
+            &with_rules,
+            fetch_request(reference, DIGEST, &[]),
+            "must bind sha256:",
+        ),
+        (
+            &with_rules,
+            request("not a reference"),
+            "the `fetch` reference",
+        ),
+    ] {
+        let refused = refusal(steward, &der, SystemTime::now());
+        assert!(refused.to_string().contains(expected), "{refused}");
+    }
+    for bad in [
+        "[[fetch]]\nrepository = \"no-slash\"\n",
+        "[[fetch]]\nrepository = \"r.test/a\"\nmanifests = [\"sha256:00\"]\n",
+        "[[fetch]]\nrepository = \"r.test/a\"\nsigners = []\n",
+    ] {
+        assert!(Policy::parse(bad, std::path::Path::new("policy.toml")).is_err());
+    }
 }

@@ -112,6 +112,7 @@ fn keep_request(workload: [u8; 32]) -> (Vec<u8>, PrivateKeyDer<'static>) {
         certificates: Vec::new(),
         crls: Vec::new(),
         package: None,
+        fetch: None,
     };
     let csr = certificate_request(&key, &[], &content).unwrap();
     (csr, PrivateKeyDer::Pkcs8(key.serialize_der().into()))

@@ -170,6 +170,7 @@ fn request(kind: &str, kind_args: &[String]) -> anyhow::Result<Bytes> {
         certificates,
         crls: Vec::new(),
         package: None,
+        fetch: None,
     };
     Ok(keep_identity::steward::certificate_request(&key, &[], &content)?.into())
 }
