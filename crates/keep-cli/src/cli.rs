@@ -504,6 +504,10 @@ pub struct RunArgs {
     #[command(flatten)]
     pub registry: crate::oci::RegistryArgs,
 
+    /// Attesting before fetching an `oci://` program.
+    #[command(flatten)]
+    pub fetch: crate::oci::FetchArgs,
+
     /// The keys an `oci://` program must be signed by.
     #[command(flatten)]
     pub signatures: crate::oci::SignatureArgs,

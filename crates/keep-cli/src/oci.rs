@@ -484,7 +484,7 @@ pub fn fetch_for_run(
         store.save_signatures(digest, &signed)?;
         Ok(signed)
     };
-    let (stored, mut signed) = match store.load(&reference)? {
+    let (stored, signed) = match store.load(&reference)? {
         Some(stored) => {
             let mut signed = store.signatures(&stored.digest)?;
             if !keys.is_empty() {
@@ -505,11 +505,24 @@ pub fn fetch_for_run(
     let Stored {
         package, manifest, ..
     } = stored;
+    fetched(&reference, package, manifest, signed, fetch_signatures)
+}
+
+/// What runs of `package` (its `manifest` as pulled), from `reference`: its program and
+/// Keep.toml, and, when that Keep.toml names a Steward, the statement of the package with
+/// its signatures (`signed` when known, or else from `fetch_signatures`).
+fn fetched(
+    reference: &PackageRef,
+    package: Package,
+    manifest: Vec<u8>,
+    signed: Option<Vec<Signed>>,
+    fetch_signatures: impl FnOnce(&keep_oci::Digest) -> anyhow::Result<Vec<Signed>>,
+) -> anyhow::Result<Fetched> {
     let digest = keep_oci::Digest::of(&manifest);
-    let (program, config) = runnable(&reference, package)?;
+    let (program, config) = runnable(reference, package)?;
     let package = match config.as_ref().and_then(|c| c.steward.as_ref()) {
         Some(steward) => {
-            let signed = match signed.take() {
+            let signed = match signed {
                 Some(signed) => signed,
                 None => fetch_signatures(&digest).with_context(|| {
                     format!("the signatures of {reference}, which its Steward ({steward}) judges")
@@ -535,6 +548,128 @@ pub fn fetch_for_run(
         config,
         package,
     })
+}
+
+/// Attesting before fetching an `oci://` program (`keep run --fetch-steward`).
+#[derive(Debug, Args, Default, Clone)]
+pub struct FetchArgs {
+    /// Attest to the Steward at URL before fetching the oci:// program, and pull it with the
+    /// registry credentials that Steward then releases (see --registry-secret): this host
+    /// needs none. The package stays in memory: nothing of it, compiled or not, is written
+    /// to this host's disk. Its Keep.toml, if it names a Steward, is attested to afterwards
+    /// as with any package.
+    #[arg(long, value_name = "URL", conflicts_with = "registry_user")]
+    pub fetch_steward: Option<keep_config::StewardUrl>,
+    /// Trust this CA (PEM) for the certificate of the --fetch-steward Steward. Repeatable.
+    #[arg(long, value_name = "FILE", requires = "fetch_steward")]
+    pub fetch_steward_ca: Vec<PathBuf>,
+    /// The secret, released by the --fetch-steward Steward, that holds the registry
+    /// credentials as `USER:PASSWORD`.
+    #[arg(long, value_name = "NAME", default_value = "registry")]
+    pub registry_secret: String,
+}
+
+/// The program and Keep.toml of `oci://REFERENCE`, pulled into memory with the registry
+/// credentials the Steward at `fetch.fetch_steward` releases to this Keep once it has
+/// attested, on `platform`, that it is about to fetch `reference`. With `--verify-key` (or
+/// `[package] signers` in `config`, the Keep.toml given with -c), only a package signed by
+/// one of the keys runs.
+pub fn fetch_after_attestation(
+    text: &str,
+    steward: &keep_config::StewardUrl,
+    fetch: &FetchArgs,
+    registry: &RegistryArgs,
+    signatures: &SignatureArgs,
+    config: Option<&Config>,
+    platform: Option<keep_runtime::PlatformEvidence>,
+    quiet: bool,
+) -> anyhow::Result<Fetched> {
+    let reference = PackageRef::parse(text)?;
+    let keys = signatures.keys(config)?;
+    let stated = reference.to_string();
+    let secret = keep_config::SecretRef {
+        name: fetch.registry_secret.clone(),
+        env: None,
+        file: None,
+        config: None,
+        optional: false,
+    };
+    let source = keep_identity::StewardSource {
+        url: steward.clone(),
+        names: Vec::new(),
+        workload_digest: keep_attest::request::fetch_digest(&stated),
+        platform,
+        secrets: vec![secret],
+        secrets_dir: keep_config::DEFAULT_SECRETS_DIR.to_owned(),
+        package: None,
+        fetch: Some(stated),
+    };
+    let tls = keep_config::Tls {
+        ca: fetch
+            .fetch_steward_ca
+            .iter()
+            .map(|path| {
+                let mut ca = keep_config::CaFile::new(path);
+                ca.pem = std::fs::read(path)
+                    .with_context(|| format!("--fetch-steward-ca {}", path.display()))?;
+                Ok(ca)
+            })
+            .collect::<anyhow::Result<_>>()?,
+        ..keep_config::Tls::default()
+    };
+    let attested = keep_identity::attested::attest(&source, &tls)
+        .with_context(|| format!("attestation to fetch {reference}"))?;
+    if !quiet {
+        eprintln!(
+            "keep: attested by the Steward at {steward} in TEE {}: fetching {reference} with \
+             the registry credentials it released",
+            attested.statement().tee
+        );
+    }
+    let value = attested
+        .secrets()
+        .iter()
+        .find(|s| s.reference.name == fetch.registry_secret)
+        .map(|s| &s.value)
+        .with_context(|| {
+            format!(
+                "the Steward at {steward} released no secret `{}` (the registry credentials)",
+                fetch.registry_secret
+            )
+        })?;
+    // oci-client takes the credentials as plain strings; they live as long as this pull.
+    let credentials = std::str::from_utf8(value)
+        .ok()
+        .and_then(|text| text.trim_end().split_once(':'))
+        .map(|(user, password)| (user.to_owned(), password.to_owned()))
+        .with_context(|| {
+            format!(
+                "secret `{}` holds no registry credentials: it must be USER:PASSWORD (UTF-8)",
+                fetch.registry_secret
+            )
+        })?;
+    let mut options = registry.options(&reference, config)?;
+    options.credentials = Some(credentials);
+    let client = Registry::new(&reference, &options);
+    let runtime = runtime()?;
+    let (package, built) = runtime.block_on(client.pull(&reference))?;
+    let fetch_signatures = |digest: &keep_oci::Digest| -> anyhow::Result<Vec<Signed>> {
+        runtime.block_on(client.signatures(&reference, digest))
+    };
+    let signed = if keys.is_empty() {
+        None
+    } else {
+        let signed = fetch_signatures(&built.digest)?;
+        check_signatures(&reference, &built.digest, &signed, &keys)?;
+        Some(signed)
+    };
+    fetched(
+        &reference,
+        package,
+        built.manifest,
+        signed,
+        fetch_signatures,
+    )
 }
 
 /// `keep sign`.

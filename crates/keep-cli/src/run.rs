@@ -17,11 +17,14 @@ use crate::attest::platform_root;
 use crate::cli::{Backend, RunArgs};
 use crate::oci::PackagedProgram;
 
-pub fn run(args: RunArgs) -> anyhow::Result<u8> {
+pub fn run(mut args: RunArgs) -> anyhow::Result<u8> {
     let backend = choose_backend(
         args.backend,
         &keep_attest::platform::detect(&platform_root()),
     )?;
+    // What is fetched after attestation is not the host's: nothing compiled from it goes to
+    // the host's disk either.
+    args.no_cache |= args.fetch.fetch_steward.is_some();
     let config = match &args.config {
         Some(path) => Some(Config::from_path(path)?),
         None => None,
@@ -32,12 +35,33 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     let (program, config, package) =
         match args.program().to_str().filter(|p| p.starts_with("oci://")) {
             Some(reference) => {
-                let fetched = crate::oci::fetch_for_run(
-                    reference,
-                    &args.registry,
-                    &args.signatures,
-                    config.as_ref(),
-                )?;
+                let fetched = match &args.fetch.fetch_steward {
+                    Some(steward) => {
+                        if matches!(backend, Chosen::Process { .. }) {
+                            eprintln!(
+                                "keep: warning: backend `process`: the host can read this \
+                                 Keep's memory, and with it the registry credentials and the \
+                                 package it fetches"
+                            );
+                        }
+                        crate::oci::fetch_after_attestation(
+                            reference,
+                            steward,
+                            &args.fetch,
+                            &args.registry,
+                            &args.signatures,
+                            config.as_ref(),
+                            backend.evidence(),
+                            args.quiet,
+                        )?
+                    }
+                    None => crate::oci::fetch_for_run(
+                        reference,
+                        &args.registry,
+                        &args.signatures,
+                        config.as_ref(),
+                    )?,
+                };
                 if config.is_some() && fetched.config.is_some() {
                     bail!(
                         "{reference} carries its own Keep.toml (its workload digest covers \
@@ -70,6 +94,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
                     }
                 };
                 (program, config, fetched.package)
+            }
+            None if args.fetch.fetch_steward.is_some() => {
+                bail!("--fetch-steward fetches an oci:// program; this one is a file")
             }
             None => (Program::read(args.program())?, config, None),
         };

@@ -79,6 +79,21 @@ impl Drop for RegistryProcess {
     }
 }
 
+/// The `auth:` section of a registry configuration that lets in user `keeper` with password
+/// `s3cret-pass` (an htpasswd file in `dir`).
+fn basic_auth(dir: &Path) -> String {
+    let htpasswd = dir.join("htpasswd");
+    let output = Command::new("htpasswd")
+        .args(["-Bbn", "keeper", "s3cret-pass"])
+        .output()
+        .expect("run htpasswd (Debian package apache2-utils)");
+    std::fs::write(&htpasswd, &output.stdout).unwrap();
+    format!(
+        "auth:\n  htpasswd:\n    realm: keep-test\n    path: {}\n",
+        htpasswd.display()
+    )
+}
+
 /// The value of the line `NAME VALUE` in `output`.
 fn line_value(output: &str, name: &str) -> String {
     output
@@ -335,12 +350,6 @@ fn a_registry_with_tls_and_basic_auth_needs_its_ca_and_credentials() {
     let tmp = tempfile::tempdir().unwrap();
     let ca = Ca::new(tmp.path(), "registry-ca");
     let (cert, key) = ca.issue(tmp.path(), "registry");
-    let htpasswd = tmp.path().join("htpasswd");
-    let output = Command::new("htpasswd")
-        .args(["-Bbn", "keeper", "s3cret-pass"])
-        .output()
-        .expect("run htpasswd (Debian package apache2-utils)");
-    std::fs::write(&htpasswd, &output.stdout).unwrap();
     let registry = RegistryProcess::start(
         tmp.path(),
         &format!(
@@ -348,10 +357,7 @@ fn a_registry_with_tls_and_basic_auth_needs_its_ca_and_credentials() {
             cert.display(),
             key.display()
         ),
-        &format!(
-            "auth:\n  htpasswd:\n    realm: keep-test\n    path: {}\n",
-            htpasswd.display()
-        ),
+        &basic_auth(tmp.path()),
     );
     let cache = tmp.path().join("cache");
     let reference = format!("{}/keep/hello:v1", registry.host);
@@ -899,4 +905,166 @@ fn an_encrypted_package_runs_only_in_a_keep_its_steward_gives_the_key() {
     done.expect_code(KEEP_ERROR)
         .expect_stderr_contains("secret `package-key` is not released to workload");
     assert!(done.stdout.is_empty());
+}
+
+/// Whether any file under `dir` holds `needle`.
+fn any_file_holds(dir: &Path, needle: &[u8]) -> bool {
+    let mut dirs = vec![dir.to_owned()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if std::fs::read(&path)
+                .unwrap()
+                .windows(needle.len())
+                .any(|window| window == needle)
+            {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+#[test]
+fn a_keep_attests_first_and_fetches_with_the_credentials_its_steward_releases() {
+    use crate::common::steward::{StewardProcess, digest, steward_ca};
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = RegistryProcess::start(tmp.path(), "", &basic_auth(tmp.path()));
+    let cache = tmp.path().join("cache");
+    let repository = format!("{}/keep/hello", registry.host);
+    let unreleased = format!("{}/keep/unreleased", registry.host);
+
+    // The Steward lets Keeps fetch from two repositories, and releases the registry login
+    // to those fetching from one of them.
+    let ca = steward_ca(&tmp.path().join("ca"));
+    let policy = write_config(
+        tmp.path(),
+        "policy.toml",
+        &format!(
+            "[none]\n[[fetch]]\nrepository = \"{repository}\"\n\
+             [[fetch]]\nrepository = \"{unreleased}\"\n"
+        ),
+    );
+    std::fs::write(tmp.path().join("login"), "keeper:s3cret-pass\n").unwrap();
+    let secrets = write_config(
+        tmp.path(),
+        "secrets.toml",
+        &format!(
+            "[[secret]]\nname = \"registry\"\nfile = \"{}\"\n[[release]]\n\
+             secrets = [\"registry\"]\nrepositories = [\"{repository}\"]\n",
+            tmp.path().join("login").display()
+        ),
+    );
+    let steward = StewardProcess::with_secrets(
+        &tmp.path().join("ca"),
+        &secrets,
+        &["--policy", policy.to_str().unwrap()],
+    );
+
+    // The package's Keep.toml names the same Steward: once fetched, the workload attests
+    // with its own digest.
+    let source = tmp.path().join("source");
+    std::fs::create_dir_all(source.join("ca")).unwrap();
+    std::fs::copy(&ca, source.join("ca/ca.pem")).unwrap();
+    let config = write_config(
+        &source,
+        "Keep.toml",
+        &format!(
+            "steward = \"{}\"\n{STDIO}[tls]\nca = [\"ca/ca.pem\"]\n",
+            steward.url()
+        ),
+    );
+    let program = GUESTS.component("hello");
+    let push = |reference: &str| {
+        keep(&cache)
+            .args(["push", "--registry-plain-http", "--registry-user", "keeper"])
+            .args(["--registry-password-stdin", "-c"])
+            .arg_path(&config)
+            .arg_path(&program)
+            .arg(reference)
+            .stdin(b"s3cret-pass\n")
+            .finish()
+            .expect_code(0);
+    };
+    push(&format!("{repository}:v1"));
+    push(&format!("{unreleased}:v1"));
+
+    // This host has no registry credentials: it cannot pull.
+    let docker = tmp.path().join("docker");
+    std::fs::create_dir(&docker).unwrap();
+    let store = tmp.path().join("store");
+    let run = |reference: &str, extra: &[&str]| {
+        keep(&store)
+            .env("DOCKER_CONFIG", docker.to_str().unwrap())
+            .args(["run", "--registry-plain-http"])
+            .args(extra)
+            .arg(&format!("oci://{reference}"))
+            .finish()
+    };
+    run(&format!("{repository}:v1"), &["-q"])
+        .expect_code(KEEP_ERROR)
+        .expect_stderr_contains("Not authorized");
+
+    // Attesting first, it can: certified to fetch, then certified for its workload.
+    let fetching = [
+        "--fetch-steward",
+        &steward.url(),
+        "--fetch-steward-ca",
+        ca.to_str().unwrap(),
+    ];
+    let done = run(&format!("{repository}:v1"), &fetching);
+    done.expect_code(0);
+    assert_eq!(
+        done.stdout_text(),
+        "Hello from a Keep!\n",
+        "{}",
+        done.stderr
+    );
+    for said in [
+        "fetching",
+        "with the registry credentials it released",
+        "the registry credentials and the package it fetches",
+    ] {
+        assert!(done.stderr.contains(said), "{said}: {}", done.stderr);
+    }
+    let issued = format!("issued: tee none fetch {repository}:v1");
+    assert!(steward.log_with(&issued).contains(&issued));
+    steward.expect_issued("none", &digest(&program, &config));
+    // Nothing of the package reached this host's disk: no store, no compiled code.
+    let head = &std::fs::read(&program).unwrap()[..64];
+    assert!(
+        !any_file_holds(&store, head),
+        "the program was written to disk"
+    );
+    assert!(
+        !any_file_holds(&store, b"Hello from a Keep"),
+        "code compiled from it was written to disk"
+    );
+
+    // A repository whose credentials the Steward keeps to itself, and one it does not let
+    // Keeps fetch from: refused, named, nothing run.
+    let done = run(&format!("{unreleased}:v1"), &fetching);
+    done.expect_code(KEEP_ERROR)
+        .expect_stderr_contains("secret `registry` is not released")
+        .expect_stderr_contains(&format!("about to fetch from {unreleased}"));
+    assert!(done.stdout.is_empty());
+    let done = run(&format!("{}/keep/elsewhere:v1", registry.host), &fetching);
+    done.expect_code(KEEP_ERROR)
+        .expect_stderr_contains("[[fetch]]")
+        .expect_stderr_contains("is not in the policy");
+    assert!(done.stdout.is_empty());
+
+    // --fetch-steward is for oci:// programs.
+    keep(&store)
+        .args(["run"])
+        .args(fetching)
+        .arg_path(&program)
+        .finish()
+        .expect_code(KEEP_ERROR)
+        .expect_stderr_contains("fetches an oci:// program");
 }
