@@ -1,5 +1,5 @@
 //! Attestation policies: any text gives a policy or a positioned error; a parsed policy
-//! judges claims without panicking.
+//! judges claims, workloads and fetches without panicking.
 #![no_main]
 
 use std::collections::BTreeMap;
@@ -38,6 +38,11 @@ fuzz_target!(|data: &[u8]| {
     };
     for package in [None, Some(&package)] {
         if let Err(rejection) = policy.evaluate_workload(&[7; 32], &["a.example".to_owned()], package) {
+            assert!(!rejection.0.is_empty());
+        }
+    }
+    for pinned in [None, Some("sha256:00")] {
+        if let Err(rejection) = policy.evaluate_fetch("registry.example/app", pinned, &[]) {
             assert!(!rejection.0.is_empty());
         }
     }

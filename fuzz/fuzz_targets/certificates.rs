@@ -10,7 +10,7 @@ fuzz_target!(|data: &[u8]| {
     };
     for cert in &certs {
         if let Ok(vek) = keep_attest::snp::Vek::from_certificate(cert.clone()) {
-            let _ = vek.verifying_key();
+            let _ = vek.verifies(data, &[0; 96]);
         }
         let _ = keep_attest::snp::issued_by_amd_root(cert);
         let _ = keep_attest::snp::verify_chain(cert, &certs, std::time::SystemTime::now());

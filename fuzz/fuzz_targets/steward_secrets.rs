@@ -21,7 +21,20 @@ fuzz_target!(|data: &[u8]| {
     ) {
         Ok(secrets) => {
             assert!(!format!("{secrets:?}").contains("fuzz-secret-value"));
-            let _ = secrets.names().count();
+            let names: Vec<String> = secrets.names().map(str::to_owned).collect();
+            // A running workload and a Keep about to fetch ask for every secret.
+            for fetch in ["", r#","fetch":"registry.example/app:v1""#] {
+                let claims = format!(
+                    r#"{{"tee":"none","workload_digest":"sha256:00","tcb_status":"not-evaluated","debug":false{fetch}}}"#
+                );
+                let requester = keep_steward::secrets::Requester {
+                    claims: serde_json::from_str(&claims).unwrap(),
+                    names: vec!["a.example".to_owned()],
+                };
+                if let Err(refused) = secrets.release(&requester, &names) {
+                    assert!(!refused.to_string().contains("fuzz-secret-value"));
+                }
+            }
         }
         Err(error) => {
             let message = error.to_string();

@@ -274,13 +274,12 @@ impl Policy {
             let at = |what: String| {
                 ConfigError::whole_file(path, format!("[[workload]] {}: {what}", i + 1))
             };
-            if let Some(digest) = &workload.digest {
-                if !is_sha256(digest) {
-                    return Err(at(format!(
-                        "digest `{digest}` is not sha256:<64 hex digits> (what `keep digest` \
-                         prints)"
-                    )));
-                }
+            if let Some(digest) = &workload.digest
+                && !is_sha256(digest)
+            {
+                return Err(at(format!(
+                    "digest `{digest}` is not sha256:<64 hex digits> (what `keep digest` prints)"
+                )));
             }
             if workload.digest.is_none() && workload.signer_files.is_empty() {
                 return Err(at(

@@ -570,22 +570,20 @@ pub struct FetchArgs {
 }
 
 /// The program and Keep.toml of `oci://REFERENCE`, pulled into memory with the registry
-/// credentials the Steward at `fetch.fetch_steward` releases to this Keep once it has
+/// credentials the Steward at `steward` releases to this Keep once it has
 /// attested, on `platform`, that it is about to fetch `reference`. With `--verify-key` (or
 /// `[package] signers` in `config`, the Keep.toml given with -c), only a package signed by
 /// one of the keys runs.
 pub fn fetch_after_attestation(
     text: &str,
     steward: &keep_config::StewardUrl,
-    fetch: &FetchArgs,
-    registry: &RegistryArgs,
-    signatures: &SignatureArgs,
+    args: &crate::cli::RunArgs,
     config: Option<&Config>,
     platform: Option<keep_runtime::PlatformEvidence>,
-    quiet: bool,
 ) -> anyhow::Result<Fetched> {
+    let fetch = &args.fetch;
     let reference = PackageRef::parse(text)?;
-    let keys = signatures.keys(config)?;
+    let keys = args.signatures.keys(config)?;
     let stated = reference.to_string();
     let secret = keep_config::SecretRef {
         name: fetch.registry_secret.clone(),
@@ -619,7 +617,7 @@ pub fn fetch_after_attestation(
     };
     let attested = keep_identity::attested::attest(&source, &tls)
         .with_context(|| format!("attestation to fetch {reference}"))?;
-    if !quiet {
+    if !args.quiet {
         eprintln!(
             "keep: attested by the Steward at {steward} in TEE {}: fetching {reference} with \
              the registry credentials it released",
@@ -648,7 +646,7 @@ pub fn fetch_after_attestation(
                 fetch.registry_secret
             )
         })?;
-    let mut options = registry.options(&reference, config)?;
+    let mut options = args.registry.options(&reference, config)?;
     options.credentials = Some(credentials);
     let client = Registry::new(&reference, &options);
     let runtime = runtime()?;

@@ -47,12 +47,9 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<u8> {
                         crate::oci::fetch_after_attestation(
                             reference,
                             steward,
-                            &args.fetch,
-                            &args.registry,
-                            &args.signatures,
+                            &args,
                             config.as_ref(),
                             backend.evidence(),
-                            args.quiet,
                         )?
                     }
                     None => crate::oci::fetch_for_run(
