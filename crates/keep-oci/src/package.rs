@@ -149,7 +149,7 @@ pub enum PackageError {
     )]
     NotWasm(String),
     /// The config names another platform.
-    #[error("the package is for {architecture}/{os}, not for wasm")]
+    #[error("the package is for {os}/{architecture}, not for wasm")]
     Platform { architecture: String, os: String },
     /// The layers are not a program and at most one Keep.toml.
     #[error("{0}")]
@@ -207,6 +207,8 @@ struct Manifest {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct WasmConfig {
+    /// Optional in an OCI image config.
+    #[serde(default)]
     created: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     author: Option<String>,
@@ -227,8 +229,9 @@ struct WasmConfig {
 /// The `config` (process) of an OCI image config.
 #[derive(Debug, Serialize, Deserialize)]
 struct Process {
-    #[serde(rename = "Entrypoint")]
-    entrypoint: Vec<String>,
+    /// Optional, and `null` in many images' configs.
+    #[serde(default, rename = "Entrypoint", skip_serializing_if = "Option::is_none")]
+    entrypoint: Option<Vec<String>>,
 }
 
 /// The `rootfs` of an OCI image config.
@@ -332,7 +335,7 @@ impl Package {
                 diff_ids: Vec::new(),
             }),
             process: (self.format == Format::Image).then(|| Process {
-                entrypoint: vec![PROGRAM_TITLE.to_owned()],
+                entrypoint: Some(vec![PROGRAM_TITLE.to_owned()]),
             }),
         };
         let config_type = match self.format {
@@ -537,7 +540,8 @@ pub(crate) fn wasm_entry(manifest: &[u8]) -> Result<Option<Descriptor>, PackageE
         .iter()
         .map(|m| {
             m.platform.as_ref().map_or("unknown".to_owned(), |p| {
-                format!("{}/{}", p.architecture, p.os)
+                // As docker and the OCI spec write platforms: OS/ARCHITECTURE.
+                format!("{}/{}", p.os, p.architecture)
             })
         })
         .collect();
@@ -792,7 +796,7 @@ mod tests {
             .unwrap();
         assert_eq!(entry.digest, format!("sha256:{:064x}", 1));
         let error = wasm_entry(index(&[("amd64", "linux")]).as_bytes()).unwrap_err();
-        assert!(error.to_string().contains("amd64/linux"), "{error}");
+        assert!(error.to_string().contains("linux/amd64"), "{error}");
         let manifest = Package {
             program: MODULE.to_vec(),
             encryption: None,
@@ -807,7 +811,8 @@ mod tests {
 
     #[test]
     fn a_config_for_another_architecture_is_refused() {
-        let config = br#"{"created":"1970-01-01T00:00:00Z","architecture":"amd64","os":"linux"}"#;
+        // As many Linux images write it: no `created`, a null entrypoint.
+        let config = br#"{"architecture":"amd64","os":"linux","config":{"Entrypoint":null}}"#;
         let config_digest = Digest::of(config);
         let manifest = format!(
             r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"{}","digest":"{}","size":{}}},"layers":[]}}"#,
@@ -821,7 +826,7 @@ mod tests {
         assert!(matches!(error, PackageError::Platform { .. }), "{error}");
         assert_eq!(
             error.to_string(),
-            "the package is for amd64/linux, not for wasm"
+            "the package is for linux/amd64, not for wasm"
         );
     }
 

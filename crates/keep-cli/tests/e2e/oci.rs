@@ -454,6 +454,106 @@ fn tampered_content_and_a_missing_registry_are_refused_with_nothing_stored() {
         .expect_stderr_contains(&format!("cannot fetch the manifest of {reference}"));
 }
 
+/// A Linux image (no Wasm in it) that skopeo pushed, as an index of two platforms and as
+/// the single manifest skopeo picks for this host: refused by what it is, nothing run,
+/// nothing stored.
+#[test]
+fn a_manifest_for_another_platform_is_refused_with_nothing_stored() {
+    use sha2::Digest as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = RegistryProcess::start(tmp.path(), "", "");
+    let layout = tmp.path().join("linux-image");
+    let blobs = layout.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let blob = |bytes: &[u8]| {
+        let hex = hex::encode(sha2::Sha256::digest(bytes));
+        std::fs::write(blobs.join(&hex), bytes).unwrap();
+        format!(r#""digest":"sha256:{hex}","size":{}"#, bytes.len())
+    };
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let layer = tmp.path().join("layer.tar.gz");
+    let status = Command::new("tar")
+        .arg("czf")
+        .arg(&layer)
+        .arg("-C")
+        .arg(&empty)
+        .arg(".")
+        .status()
+        .expect("run tar");
+    assert!(status.success());
+    let layer = blob(&std::fs::read(&layer).unwrap());
+    let config = blob(
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},"config":{}}"#,
+    );
+    let manifest = blob(
+        format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json",{config}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip",{layer}}}]}}"#
+        )
+        .as_bytes(),
+    );
+    let index = blob(
+        format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json",{manifest},"platform":{{"architecture":"amd64","os":"linux"}}}},{{"mediaType":"application/vnd.oci.image.manifest.v1+json",{manifest},"platform":{{"architecture":"arm64","os":"linux"}}}}]}}"#
+        )
+        .as_bytes(),
+    );
+    std::fs::write(
+        layout.join("index.json"),
+        format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.index.v1+json",{index},"annotations":{{"org.opencontainers.image.ref.name":"v1"}}}}]}}"#
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    let push = |args: &[&str], reference: &str| {
+        let output = Command::new("skopeo")
+            .args([
+                "copy",
+                "--dest-tls-verify=false",
+                "--override-arch",
+                "amd64",
+            ])
+            .args(["--override-os", "linux"])
+            .args(args)
+            .arg(format!("oci:{}:v1", layout.display()))
+            .arg(format!("docker://{reference}"))
+            .output()
+            .expect("run skopeo (Debian package skopeo)");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let indexed = format!("{}/linux/indexed:v1", registry.host);
+    let single = format!("{}/linux/single:v1", registry.host);
+    push(&["--all"], &indexed);
+    push(&[], &single);
+
+    let store = tmp.path().join("store");
+    for (reference, expected) in [
+        (
+            &indexed,
+            "no manifest for the Wasm platform (platforms: linux/amd64, linux/arm64)",
+        ),
+        (&single, "the package is for linux/amd64, not for wasm"),
+    ] {
+        let done = run_plain(&store, reference, &[]);
+        done.expect_code(KEEP_ERROR)
+            .expect_stderr_contains(expected);
+        assert!(done.stdout.is_empty(), "nothing ran");
+    }
+    assert!(
+        !any_file_holds(&store, b"amd64"),
+        "something of the image was stored"
+    );
+}
+
 /// Signatures in cosign's format: `keep generate-key-pair`, `keep sign` (also with a key
 /// cosign made), and `--verify-key` on `keep pull` and `keep run`: a package runs only if
 /// one of the keys signed it; unsigned or signed by another key, nothing runs and nothing
