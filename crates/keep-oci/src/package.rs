@@ -230,7 +230,11 @@ struct WasmConfig {
 #[derive(Debug, Serialize, Deserialize)]
 struct Process {
     /// Optional, and `null` in many images' configs.
-    #[serde(default, rename = "Entrypoint", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "Entrypoint",
+        skip_serializing_if = "Option::is_none"
+    )]
     entrypoint: Option<Vec<String>>,
 }
 
