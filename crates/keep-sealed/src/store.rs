@@ -1,0 +1,795 @@
+//! An open sealed store: the tree in memory, chunks written but not yet sealed, and the
+//! log they are appended to.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs::File;
+use std::os::unix::fs::FileExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use ring::aead::{Aad, Nonce};
+use ring::rand::SecureRandom as _;
+use rustix::io::Errno;
+
+use crate::codec::{Reader, Writer};
+use crate::error::SealedError;
+use crate::format::{
+    CHUNK, CHUNK_FRAME, COMMIT_PAD, FRAME_HEAD, HEADER_LEN, Header, KIND_CHUNK, KIND_COMMIT,
+    MAX_COMMIT, NONCE, TAG, chunk_aad, commit_aad,
+};
+use crate::key::{DerivedKeys, StoreKey};
+use crate::tree::{ChunkRef, Op, Tree, check_name};
+pub use crate::tree::{FileKind, Ino, ROOT};
+
+/// The log's file name in the store's directory.
+const LOG: &str = "keep-sealed.log";
+/// The lock's file name in the store's directory.
+const LOCK: &str = "keep-sealed.lock";
+/// Unsealed chunks kept in memory before they are sealed into the log (without a commit).
+const MAX_DIRTY_CHUNKS: usize = 8192;
+/// Frames gathered before they are written.
+const WRITE_BUFFER: usize = 1024 * 1024;
+
+/// Who holds the versions of sealed stores (the Steward): an old copy of a store is one
+/// whose version is below the witness's.
+pub trait Witness: Send + Sync {
+    /// The version held for store `id`; `None` when the witness knows no such store.
+    fn current(&self, id: &[u8; 16]) -> Result<Option<u64>, String>;
+    /// Records that store `id` reached `version`: a version below one already recorded
+    /// changes nothing.
+    fn advance(&self, id: &[u8; 16], version: u64) -> Result<(), String>;
+}
+
+/// What `stat` says of an inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attributes {
+    /// The inode.
+    pub ino: Ino,
+    /// File or directory.
+    pub kind: FileKind,
+    /// Bytes (files) or entries (directories).
+    pub size: u64,
+    /// Last modification, nanoseconds since the Unix epoch.
+    pub mtime_ns: i64,
+}
+
+/// One directory entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    /// Its name.
+    pub name: Vec<u8>,
+    /// Its inode.
+    pub ino: Ino,
+    /// What it is.
+    pub kind: FileKind,
+}
+
+/// Why a file operation failed: an errno for the guest, or a sealed-store error (the guest
+/// gets `EIO`; the error says what failed, for Keep's stderr).
+#[derive(Debug)]
+pub enum FsError {
+    /// The operation does not apply (`ENOENT`, `EEXIST`, `ENOTEMPTY`, ...).
+    Errno(Errno),
+    /// Content failed to authenticate, or the log could not be read or written.
+    Sealed(SealedError),
+}
+
+impl From<Errno> for FsError {
+    fn from(errno: Errno) -> Self {
+        Self::Errno(errno)
+    }
+}
+
+impl From<SealedError> for FsError {
+    fn from(error: SealedError) -> Self {
+        Self::Sealed(error)
+    }
+}
+
+/// An open sealed store.
+pub struct Store {
+    log_path: PathBuf,
+    log: File,
+    _lock: File,
+    keys: DerivedKeys,
+    store_id: [u8; 16],
+    tree: Tree,
+    version: u64,
+    last_commit: [u8; 32],
+    /// Bytes written to the log file.
+    written: u64,
+    /// Frames not written yet; they go at `written`.
+    buffer: Vec<u8>,
+    /// Operations since the last commit.
+    pending: Vec<Op>,
+    /// Chunks written by the guest and not sealed yet.
+    dirty: HashMap<(Ino, u64), Box<[u8; CHUNK]>>,
+    /// Files whose size or time changed since the last commit.
+    touched: BTreeSet<Ino>,
+    witness: Arc<dyn Witness>,
+    random: ring::rand::SystemRandom,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("log", &self.log_path)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The identifier of the store `name` sealed with `key`: the same key and name always
+/// give the same store, so that a witness knows it even if the host deletes it.
+fn store_id(key: &StoreKey, name: &str) -> [u8; 16] {
+    let derived = key.derive(&[0; 16]);
+    let tag = ring::hmac::sign(
+        &derived.check,
+        &[b"keep-sealed store id\0".as_slice(), name.as_bytes()].concat(),
+    );
+    let mut id = [0; 16];
+    id.copy_from_slice(&tag.as_ref()[..16]);
+    id
+}
+
+/// Creates the log of a new store: its header written to a temporary file, synced, then
+/// renamed into place, so that a crash leaves either no log or a whole header.
+fn create_log(dir: &Path, log_path: &Path, header: &Header) -> Result<File, SealedError> {
+    let temporary = dir.join(format!("{LOG}.new"));
+    let file = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&temporary)
+        .map_err(SealedError::io(&temporary))?;
+    file.write_all_at(&header.to_bytes(), 0)
+        .and_then(|()| file.sync_all())
+        .map_err(SealedError::io(&temporary))?;
+    std::fs::rename(&temporary, log_path).map_err(SealedError::io(log_path))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(SealedError::io(dir))?;
+    Ok(file)
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+impl Store {
+    /// Opens (creating it when `dir` holds none) the store `name` sealed with `key` in the
+    /// host directory `dir`, whose versions `witness` holds. Nothing on disk changes unless
+    /// the store opens.
+    pub fn open(
+        dir: &Path,
+        name: &str,
+        key: &StoreKey,
+        witness: Arc<dyn Witness>,
+    ) -> Result<Self, SealedError> {
+        std::fs::create_dir_all(dir).map_err(SealedError::io(dir))?;
+        let lock_path = dir.join(LOCK);
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(SealedError::io(&lock_path))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+            .map_err(|_| SealedError::Locked(dir.to_owned()))?;
+        let log_path = dir.join(LOG);
+        let store_id = store_id(key, name);
+        let keys = key.derive(&store_id);
+        let expected = witness.current(&store_id).map_err(SealedError::Witness)?;
+        let existing = match File::options().read(true).write(true).open(&log_path) {
+            Ok(log) => Some(log),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(SealedError::io(&log_path)(e)),
+        };
+        let len = match &existing {
+            Some(log) => log.metadata().map_err(SealedError::io(&log_path))?.len(),
+            None => 0,
+        };
+        if len == 0
+            && let Some(expected) = expected.filter(|v| *v > 0)
+        {
+            return Err(SealedError::Rollback {
+                path: log_path,
+                expected,
+                found: 0,
+            });
+        }
+        let log = match existing {
+            Some(log) => log,
+            None => create_log(dir, &log_path, &Header::new(store_id, &keys.check))?,
+        };
+        let mut store = Self {
+            log_path: log_path.clone(),
+            log,
+            _lock: lock,
+            keys,
+            store_id,
+            tree: Tree::new(),
+            version: 0,
+            last_commit: [0; 32],
+            written: len,
+            buffer: Vec::new(),
+            pending: Vec::new(),
+            dirty: HashMap::new(),
+            touched: BTreeSet::new(),
+            witness,
+            random: ring::rand::SystemRandom::new(),
+        };
+        if len == 0 {
+            // A new store, or one whose creation a crash cut short (a log without header).
+            if store
+                .log
+                .metadata()
+                .map_err(SealedError::io(&log_path))?
+                .len()
+                == 0
+            {
+                store
+                    .log
+                    .write_all_at(&Header::new(store_id, &store.keys.check).to_bytes(), 0)
+                    .and_then(|()| store.log.sync_all())
+                    .map_err(SealedError::io(&log_path))?;
+            }
+            store.written = HEADER_LEN as u64;
+            if expected.is_none() {
+                store
+                    .witness
+                    .advance(&store.store_id, 0)
+                    .map_err(SealedError::Witness)?;
+            }
+            return Ok(store);
+        }
+        let good_end = store.replay(len)?;
+        if let Some(expected) = expected.filter(|v| *v > store.version) {
+            return Err(SealedError::Rollback {
+                path: log_path,
+                expected,
+                found: store.version,
+            });
+        }
+        if good_end < len {
+            // What a crash left after the last commit: never synced, never acknowledged.
+            store
+                .log
+                .set_len(good_end)
+                .and_then(|()| store.log.sync_all())
+                .map_err(SealedError::io(&log_path))?;
+            store.written = good_end;
+        }
+        if expected != Some(store.version) {
+            store
+                .witness
+                .advance(&store.store_id, store.version)
+                .map_err(SealedError::Witness)?;
+        }
+        Ok(store)
+    }
+
+    /// Reads the header and replays every commit of a log of `len` bytes; returns where the
+    /// last good commit ends.
+    fn replay(&mut self, len: u64) -> Result<u64, SealedError> {
+        let path = self.log_path.clone();
+        let mut header = [0; HEADER_LEN];
+        self.log
+            .read_exact_at(&mut header, 0)
+            .map_err(|_| SealedError::NotAStore {
+                path: path.clone(),
+                reason: format!("{len} bytes, shorter than a header"),
+            })?;
+        let header = Header::parse(&header).map_err(|reason| SealedError::NotAStore {
+            path: path.clone(),
+            reason,
+        })?;
+        if header.store_id != self.store_id || !header.verifies(&self.keys.check) {
+            return Err(SealedError::WrongKey(path));
+        }
+        let mut offset = HEADER_LEN as u64;
+        let mut good_end = offset;
+        while offset + FRAME_HEAD as u64 <= len {
+            let mut head = [0; FRAME_HEAD];
+            self.log
+                .read_exact_at(&mut head, offset)
+                .map_err(SealedError::io(&path))?;
+            let frame_len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as u64;
+            let end = offset + FRAME_HEAD as u64 + frame_len;
+            if end > len {
+                break;
+            }
+            match head[0] {
+                KIND_CHUNK if frame_len == (CHUNK + TAG) as u64 => {}
+                KIND_COMMIT
+                    if frame_len >= (NONCE + TAG) as u64 && frame_len <= MAX_COMMIT as u64 =>
+                {
+                    let mut frame = vec![0; (end - offset) as usize];
+                    self.log
+                        .read_exact_at(&mut frame, offset)
+                        .map_err(SealedError::io(&path))?;
+                    let Some(commit) = self.open_commit(&frame, offset) else {
+                        break;
+                    };
+                    self.apply_commit(&commit)
+                        .map_err(|reason| SealedError::Integrity {
+                            path: path.clone(),
+                            reason: format!("the commit at offset {offset}: {reason}"),
+                        })?;
+                    self.last_commit = ring::digest::digest(&ring::digest::SHA256, &frame)
+                        .as_ref()
+                        .try_into()
+                        .unwrap_or([0; 32]);
+                    good_end = end;
+                }
+                _ => break,
+            }
+            offset = end;
+        }
+        Ok(good_end)
+    }
+
+    /// The plaintext of the commit `frame` at `offset`, if it authenticates.
+    fn open_commit(&self, frame: &[u8], offset: u64) -> Option<Vec<u8>> {
+        let nonce: [u8; NONCE] = frame.get(FRAME_HEAD..FRAME_HEAD + NONCE)?.try_into().ok()?;
+        let mut sealed = frame.get(FRAME_HEAD + NONCE..)?.to_vec();
+        let plain = self
+            .keys
+            .data
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(commit_aad(&self.store_id, offset)),
+                &mut sealed,
+            )
+            .ok()?;
+        Some(plain.to_vec())
+    }
+
+    /// Applies a commit's plaintext: the next version, chained to the last commit.
+    fn apply_commit(&mut self, plain: &[u8]) -> Result<(), String> {
+        let truncated = |_| "it is cut short".to_owned();
+        let mut input = Reader::new(plain);
+        let version = input.u64().map_err(truncated)?;
+        let previous: [u8; 32] = input.array().map_err(truncated)?;
+        let next_ino = input.u64().map_err(truncated)?;
+        let count = input.u64().map_err(truncated)?;
+        if version != self.version + 1 {
+            return Err(format!(
+                "version {version} follows version {}",
+                self.version
+            ));
+        }
+        if previous != self.last_commit {
+            return Err("it does not follow the commit before it".into());
+        }
+        for _ in 0..count {
+            let op = Op::decode(&mut input)?;
+            self.tree.apply(&op)?;
+        }
+        self.tree.next_ino = self.tree.next_ino.max(next_ino);
+        self.version = version;
+        Ok(())
+    }
+
+    /// The version of the last commit.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The store's identifier (what its witness knows it by).
+    pub fn id(&self) -> [u8; 16] {
+        self.store_id
+    }
+
+    /// The attributes of `ino`.
+    pub fn getattr(&self, ino: Ino) -> Result<Attributes, FsError> {
+        let inode = self.tree.get(ino).ok_or(Errno::NOENT)?;
+        Ok(Attributes {
+            ino,
+            kind: inode.kind,
+            size: inode.size,
+            mtime_ns: inode.mtime_ns,
+        })
+    }
+
+    /// The entry `name` of the directory `parent`.
+    pub fn lookup(&self, parent: Ino, name: &[u8]) -> Result<Attributes, FsError> {
+        let dir = self.tree.get(parent).ok_or(Errno::NOENT)?;
+        if dir.kind != FileKind::Dir {
+            return Err(Errno::NOTDIR.into());
+        }
+        let ino = *dir.entries.get(name).ok_or(Errno::NOENT)?;
+        self.getattr(ino)
+    }
+
+    /// The entries of the directory `ino` (without `.` and `..`), in name order.
+    pub fn readdir(&self, ino: Ino) -> Result<Vec<DirEntry>, FsError> {
+        let dir = self.tree.get(ino).ok_or(Errno::NOENT)?;
+        if dir.kind != FileKind::Dir {
+            return Err(Errno::NOTDIR.into());
+        }
+        Ok(dir
+            .entries
+            .iter()
+            .filter_map(|(name, child)| {
+                Some(DirEntry {
+                    name: name.clone(),
+                    ino: *child,
+                    kind: self.tree.get(*child)?.kind,
+                })
+            })
+            .collect())
+    }
+
+    /// The parent directory of `ino` (the root's is the root).
+    pub fn parent(&self, ino: Ino) -> Result<Ino, FsError> {
+        Ok(self.tree.get(ino).ok_or(Errno::NOENT)?.parent)
+    }
+
+    /// Applies a live operation, which was checked to fit.
+    fn change(&mut self, op: Op) -> Result<(), FsError> {
+        self.tree.apply(&op).map_err(|reason| {
+            FsError::Sealed(SealedError::Integrity {
+                path: self.log_path.clone(),
+                reason: format!("internal: {reason}"),
+            })
+        })?;
+        self.pending.push(op);
+        Ok(())
+    }
+
+    /// Creates an empty file or directory `name` in `parent`.
+    pub fn create(
+        &mut self,
+        parent: Ino,
+        name: &[u8],
+        kind: FileKind,
+    ) -> Result<Attributes, FsError> {
+        let dir = self.tree.get(parent).ok_or(Errno::NOENT)?;
+        if dir.kind != FileKind::Dir {
+            return Err(Errno::NOTDIR.into());
+        }
+        if name.len() > crate::tree::MAX_NAME {
+            return Err(Errno::NAMETOOLONG.into());
+        }
+        check_name(name).map_err(|_| Errno::INVAL)?;
+        if dir.entries.contains_key(name) {
+            return Err(Errno::EXIST.into());
+        }
+        let ino = self.tree.next_ino;
+        self.change(Op::Create {
+            parent,
+            name: name.to_vec(),
+            ino,
+            kind,
+            mtime_ns: now_ns(),
+        })?;
+        self.getattr(ino)
+    }
+
+    /// Removes the file (`kind` File) or empty directory (`kind` Dir) `name` of `parent`.
+    pub fn remove(&mut self, parent: Ino, name: &[u8], kind: FileKind) -> Result<(), FsError> {
+        let found = self.lookup(parent, name)?;
+        match (kind, found.kind) {
+            (FileKind::File, FileKind::Dir) => return Err(Errno::ISDIR.into()),
+            (FileKind::Dir, FileKind::File) => return Err(Errno::NOTDIR.into()),
+            (FileKind::Dir, FileKind::Dir) if found.size > 0 => {
+                return Err(Errno::NOTEMPTY.into());
+            }
+            _ => {}
+        }
+        self.forget_data(found.ino);
+        self.change(Op::Remove {
+            parent,
+            name: name.to_vec(),
+        })
+    }
+
+    /// Moves `from_name` of `from_parent` to `to_name` of `to_parent`, replacing a file by
+    /// a file or an empty directory by a directory.
+    pub fn rename(
+        &mut self,
+        from_parent: Ino,
+        from_name: &[u8],
+        to_parent: Ino,
+        to_name: &[u8],
+    ) -> Result<(), FsError> {
+        let moving = self.lookup(from_parent, from_name)?;
+        let target_dir = self.tree.get(to_parent).ok_or(Errno::NOENT)?;
+        if target_dir.kind != FileKind::Dir {
+            return Err(Errno::NOTDIR.into());
+        }
+        check_name(to_name).map_err(|_| Errno::INVAL)?;
+        if self.tree.is_within(to_parent, moving.ino) {
+            return Err(Errno::INVAL.into());
+        }
+        if let Ok(replaced) = self.lookup(to_parent, to_name) {
+            if replaced.ino == moving.ino {
+                return Ok(());
+            }
+            match (moving.kind, replaced.kind) {
+                (FileKind::File, FileKind::Dir) => return Err(Errno::ISDIR.into()),
+                (FileKind::Dir, FileKind::File) => return Err(Errno::NOTDIR.into()),
+                (FileKind::Dir, FileKind::Dir) if replaced.size > 0 => {
+                    return Err(Errno::NOTEMPTY.into());
+                }
+                _ => {}
+            }
+            self.forget_data(replaced.ino);
+        }
+        self.change(Op::Rename {
+            from_parent,
+            from_name: from_name.to_vec(),
+            to_parent,
+            to_name: to_name.to_vec(),
+        })
+    }
+
+    /// Drops what is kept in memory for a file about to go.
+    fn forget_data(&mut self, ino: Ino) {
+        self.dirty.retain(|(i, _), _| *i != ino);
+        self.touched.remove(&ino);
+    }
+
+    /// The file `ino`, if it is one.
+    fn file(&self, ino: Ino) -> Result<&crate::tree::Inode, FsError> {
+        match self.tree.get(ino) {
+            Some(inode) if inode.kind == FileKind::File => Ok(inode),
+            Some(_) => Err(Errno::ISDIR.into()),
+            None => Err(Errno::NOENT.into()),
+        }
+    }
+
+    /// The content of chunk `index` of `ino`: unsealed, sealed in the log, or zeros.
+    fn chunk(&mut self, ino: Ino, index: u64) -> Result<Box<[u8; CHUNK]>, FsError> {
+        if let Some(dirty) = self.dirty.get(&(ino, index)) {
+            return Ok(dirty.clone());
+        }
+        let Some(chunk) = self.file(ino)?.chunks.get(&index).copied() else {
+            return Ok(Box::new([0; CHUNK]));
+        };
+        if chunk.offset + CHUNK_FRAME as u64 > self.written {
+            self.write_buffer()?;
+        }
+        let mut frame = vec![0; CHUNK_FRAME];
+        let integrity = |store: &Self, what: String| {
+            FsError::Sealed(SealedError::Integrity {
+                path: store.log_path.clone(),
+                reason: format!(
+                    "file {}: chunk {index} (bytes from {}): {what}",
+                    store.tree.path_of(ino),
+                    index * CHUNK as u64
+                ),
+            })
+        };
+        if let Err(e) = self.log.read_exact_at(&mut frame, chunk.offset) {
+            return Err(integrity(self, format!("cannot be read ({e})")));
+        }
+        if frame[0] != KIND_CHUNK {
+            return Err(integrity(self, "its frame was replaced".into()));
+        }
+        let aad = chunk_aad(&self.store_id, ino, index, chunk.offset);
+        let opened = self.keys.data.open_in_place(
+            Nonce::assume_unique_for_key(chunk.nonce),
+            Aad::from(aad),
+            &mut frame[FRAME_HEAD..],
+        );
+        match opened {
+            Ok(plain) if plain.len() == CHUNK => {
+                let mut out = Box::new([0; CHUNK]);
+                out.copy_from_slice(plain);
+                Ok(out)
+            }
+            _ => Err(integrity(self, "it does not authenticate".into())),
+        }
+    }
+
+    /// Reads up to `size` bytes of `ino` from `offset`.
+    pub fn read(&mut self, ino: Ino, offset: u64, size: usize) -> Result<Vec<u8>, FsError> {
+        let file_size = self.file(ino)?.size;
+        let end = file_size.min(offset.saturating_add(size as u64));
+        let mut out = Vec::with_capacity(end.saturating_sub(offset) as usize);
+        let mut at = offset;
+        while at < end {
+            let index = at / CHUNK as u64;
+            let within = (at % CHUNK as u64) as usize;
+            let take = ((end - at) as usize).min(CHUNK - within);
+            let chunk = self.chunk(ino, index)?;
+            out.extend_from_slice(&chunk[within..within + take]);
+            at += take as u64;
+        }
+        Ok(out)
+    }
+
+    /// Writes `data` to `ino` at `offset`; returns how many bytes were written (all).
+    pub fn write(&mut self, ino: Ino, offset: u64, data: &[u8]) -> Result<usize, FsError> {
+        self.file(ino)?;
+        let end = offset.checked_add(data.len() as u64).ok_or(Errno::FBIG)?;
+        let mut at = offset;
+        while at < end {
+            let index = at / CHUNK as u64;
+            let within = (at % CHUNK as u64) as usize;
+            let take = ((end - at) as usize).min(CHUNK - within);
+            let source = &data[(at - offset) as usize..(at - offset) as usize + take];
+            let mut chunk = if take == CHUNK {
+                Box::new([0; CHUNK])
+            } else {
+                self.chunk(ino, index)?
+            };
+            chunk[within..within + take].copy_from_slice(source);
+            self.dirty.insert((ino, index), chunk);
+            at += take as u64;
+        }
+        let inode = self.tree.inodes.get_mut(&ino).ok_or(Errno::NOENT)?;
+        inode.size = inode.size.max(end);
+        inode.mtime_ns = now_ns();
+        self.touched.insert(ino);
+        if self.dirty.len() > MAX_DIRTY_CHUNKS {
+            self.seal_dirty()?;
+        }
+        Ok(data.len())
+    }
+
+    /// Sets the size of `ino`: past the end reads as zeros, what is cut is gone.
+    pub fn set_size(&mut self, ino: Ino, size: u64) -> Result<(), FsError> {
+        let old = self.file(ino)?.size;
+        if size < old {
+            // The bytes of the last chunk past the new end must read as zeros if the file
+            // grows again.
+            let within = (size % CHUNK as u64) as usize;
+            let index = size / CHUNK as u64;
+            if within != 0 {
+                let mut chunk = self.chunk(ino, index)?;
+                chunk[within..].fill(0);
+                self.dirty.insert((ino, index), chunk);
+            }
+            let first_gone = size.div_ceil(CHUNK as u64);
+            self.dirty
+                .retain(|(i, chunk), _| *i != ino || *chunk < first_gone);
+            self.change(Op::SetAttr {
+                ino,
+                size,
+                mtime_ns: now_ns(),
+            })?;
+        } else if let Some(inode) = self.tree.inodes.get_mut(&ino) {
+            inode.size = size;
+            inode.mtime_ns = now_ns();
+        }
+        self.touched.insert(ino);
+        Ok(())
+    }
+
+    /// Sets the modification time of `ino`.
+    pub fn set_mtime(&mut self, ino: Ino, mtime_ns: i64) -> Result<(), FsError> {
+        let inode = self.tree.inodes.get_mut(&ino).ok_or(Errno::NOENT)?;
+        inode.mtime_ns = mtime_ns;
+        if inode.kind == FileKind::File {
+            self.touched.insert(ino);
+        }
+        Ok(())
+    }
+
+    /// Seals every unsealed chunk into the log (without a commit).
+    fn seal_dirty(&mut self) -> Result<(), FsError> {
+        let mut dirty: Vec<_> = self.dirty.drain().collect();
+        dirty.sort_by_key(|(key, _): &((Ino, u64), _)| *key);
+        for ((ino, index), chunk) in dirty {
+            let offset = self.written + self.buffer.len() as u64;
+            let mut nonce = [0; NONCE];
+            self.random
+                .fill(&mut nonce)
+                .map_err(|_| self.io_error("no randomness for a nonce"))?;
+            let mut sealed = chunk.to_vec();
+            let tag = self
+                .keys
+                .data
+                .seal_in_place_separate_tag(
+                    Nonce::assume_unique_for_key(nonce),
+                    Aad::from(chunk_aad(&self.store_id, ino, index, offset)),
+                    &mut sealed,
+                )
+                .map_err(|_| self.io_error("sealing a chunk failed"))?;
+            self.buffer.push(KIND_CHUNK);
+            self.buffer
+                .extend_from_slice(&((CHUNK + TAG) as u32).to_le_bytes());
+            self.buffer.extend_from_slice(&sealed);
+            self.buffer.extend_from_slice(tag.as_ref());
+            self.change(Op::SetChunk {
+                ino,
+                index,
+                chunk: ChunkRef { offset, nonce },
+            })?;
+            if self.buffer.len() >= WRITE_BUFFER {
+                self.write_buffer()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn io_error(&self, what: &str) -> FsError {
+        FsError::Sealed(SealedError::Io {
+            path: self.log_path.clone(),
+            source: std::io::Error::other(what.to_owned()),
+        })
+    }
+
+    /// Writes the gathered frames to the log.
+    fn write_buffer(&mut self) -> Result<(), FsError> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        self.log
+            .write_all_at(&self.buffer, self.written)
+            .map_err(SealedError::io(&self.log_path))?;
+        self.written += self.buffer.len() as u64;
+        self.buffer.clear();
+        Ok(())
+    }
+
+    /// Makes every change so far durable: seals what is unsealed, appends a commit, syncs
+    /// the log, and has the witness record the new version. Nothing to commit: nothing
+    /// happens.
+    pub fn commit(&mut self) -> Result<(), FsError> {
+        self.seal_dirty()?;
+        for ino in std::mem::take(&mut self.touched) {
+            if let Some(inode) = self.tree.get(ino).filter(|i| i.kind == FileKind::File) {
+                let op = Op::SetAttr {
+                    ino,
+                    size: inode.size,
+                    mtime_ns: inode.mtime_ns,
+                };
+                self.change(op)?;
+            }
+        }
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let version = self.version + 1;
+        let mut plain = Writer::default();
+        plain.u64(version);
+        plain.array(&self.last_commit);
+        plain.u64(self.tree.next_ino);
+        plain.u64(self.pending.len() as u64);
+        for op in &self.pending {
+            op.encode(&mut plain);
+        }
+        let mut plain = plain.0;
+        plain.resize(plain.len().next_multiple_of(COMMIT_PAD), 0);
+        let offset = self.written + self.buffer.len() as u64;
+        let mut nonce = [0; NONCE];
+        self.random
+            .fill(&mut nonce)
+            .map_err(|_| self.io_error("no randomness for a nonce"))?;
+        let tag = self
+            .keys
+            .data
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(commit_aad(&self.store_id, offset)),
+                &mut plain,
+            )
+            .map_err(|_| self.io_error("sealing a commit failed"))?;
+        let start = self.buffer.len();
+        self.buffer.push(KIND_COMMIT);
+        self.buffer
+            .extend_from_slice(&((NONCE + plain.len() + TAG) as u32).to_le_bytes());
+        self.buffer.extend_from_slice(&nonce);
+        self.buffer.extend_from_slice(&plain);
+        self.buffer.extend_from_slice(tag.as_ref());
+        let digest = ring::digest::digest(&ring::digest::SHA256, &self.buffer[start..]);
+        self.write_buffer()?;
+        self.log
+            .sync_data()
+            .map_err(SealedError::io(&self.log_path))?;
+        self.pending.clear();
+        self.version = version;
+        self.last_commit = digest.as_ref().try_into().unwrap_or([0; 32]);
+        self.witness
+            .advance(&self.store_id, version)
+            .map_err(|e| FsError::Sealed(SealedError::Witness(e)))
+    }
+}

@@ -1,0 +1,205 @@
+//! A sealed store on a real directory: what is committed reads back after reopening, and
+//! every change the host makes to the log is refused or detected.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use keep_sealed::format::{CHUNK, HEADER_LEN};
+use keep_sealed::{FileKind, ROOT, SealedError, Store, StoreKey, Witness};
+
+/// A witness in memory, as the Steward holds versions.
+#[derive(Default)]
+struct Versions(Mutex<HashMap<[u8; 16], u64>>);
+
+impl Witness for Versions {
+    fn current(&self, id: &[u8; 16]) -> Result<Option<u64>, String> {
+        Ok(self.0.lock().unwrap().get(id).copied())
+    }
+    fn advance(&self, id: &[u8; 16], version: u64) -> Result<(), String> {
+        let mut versions = self.0.lock().unwrap();
+        let held = versions.entry(*id).or_insert(0);
+        *held = (*held).max(version);
+        Ok(())
+    }
+}
+
+fn key(byte: u8) -> StoreKey {
+    StoreKey::from_bytes(&[byte; 32]).unwrap()
+}
+
+fn open(dir: &Path, witness: &Arc<Versions>) -> Result<Store, SealedError> {
+    Store::open(dir, "/data", &key(1), witness.clone())
+}
+
+fn log(dir: &Path) -> std::path::PathBuf {
+    dir.join("keep-sealed.log")
+}
+
+/// A store with `/docs/a.txt` (two and a half chunks of a pattern) and `/empty/`.
+fn populated(dir: &Path, witness: &Arc<Versions>) -> Vec<u8> {
+    let mut store = open(dir, witness).unwrap();
+    let docs = store.create(ROOT, b"docs", FileKind::Dir).unwrap();
+    store.create(ROOT, b"empty", FileKind::Dir).unwrap();
+    let file = store.create(docs.ino, b"a.txt", FileKind::File).unwrap();
+    let content: Vec<u8> = (0..CHUNK * 5 / 2).map(|i| (i % 251) as u8).collect();
+    store.write(file.ino, 0, &content).unwrap();
+    store.commit().unwrap();
+    content
+}
+
+#[test]
+fn what_is_committed_reads_back_and_the_host_sees_neither_names_nor_content() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let witness = Arc::new(Versions::default());
+    let content = populated(&dir, &witness);
+
+    let mut store = open(&dir, &witness).unwrap();
+    assert_eq!(store.version(), 1);
+    let docs = store.lookup(ROOT, b"docs").unwrap();
+    let file = store.lookup(docs.ino, b"a.txt").unwrap();
+    assert_eq!(file.size, content.len() as u64);
+    assert_eq!(store.read(file.ino, 0, content.len()).unwrap(), content);
+    assert_eq!(
+        store.read(file.ino, 4000, 200).unwrap(),
+        content[4000..4200]
+    );
+    let names: Vec<Vec<u8>> = store
+        .readdir(ROOT)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(names, [b"docs".to_vec(), b"empty".to_vec()]);
+
+    // Overwrite in the middle, truncate into a chunk and grow again: zeros past the cut.
+    store.write(file.ino, 5000, b"XYZ").unwrap();
+    store.set_size(file.ino, 5001).unwrap();
+    store.set_size(file.ino, 6000).unwrap();
+    store.rename(docs.ino, b"a.txt", ROOT, b"b.txt").unwrap();
+    store.remove(ROOT, b"empty", FileKind::Dir).unwrap();
+    store.commit().unwrap();
+    drop(store);
+
+    let mut store = open(&dir, &witness).unwrap();
+    assert_eq!(store.version(), 2);
+    let file = store.lookup(ROOT, b"b.txt").unwrap();
+    let read = store.read(file.ino, 0, 10_000).unwrap();
+    assert_eq!(read.len(), 6000);
+    assert_eq!(read[..5000], content[..5000]);
+    assert_eq!(read[5000], b'X');
+    assert!(read[5001..].iter().all(|b| *b == 0));
+    assert!(store.lookup(ROOT, b"empty").is_err());
+    drop(store);
+
+    let raw = std::fs::read(log(&dir)).unwrap();
+    for needle in [&b"docs"[..], b"a.txt", b"b.txt", &content[..64]] {
+        assert!(
+            !raw.windows(needle.len()).any(|w| w == needle),
+            "the log holds {needle:?} in the clear"
+        );
+    }
+}
+
+#[test]
+fn a_wrong_key_a_second_opener_and_a_foreign_file_are_refused_and_nothing_changes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let witness = Arc::new(Versions::default());
+    populated(&dir, &witness);
+    let before = std::fs::read(log(&dir)).unwrap();
+
+    let err = Store::open(&dir, "/data", &key(2), witness.clone()).unwrap_err();
+    assert!(matches!(err, SealedError::WrongKey(_)), "{err}");
+    assert!(err.to_string().contains("the key does not open"), "{err}");
+    assert_eq!(std::fs::read(log(&dir)).unwrap(), before);
+
+    let first = open(&dir, &witness).unwrap();
+    let err = open(&dir, &witness).unwrap_err();
+    assert!(err.to_string().contains("open in another Keep"), "{err}");
+    drop(first);
+
+    std::fs::write(
+        log(&dir),
+        b"not a store at all, but long enough to hold a header of 64 bytes",
+    )
+    .unwrap();
+    let err = open(&dir, &witness).unwrap_err();
+    assert!(err.to_string().contains("not a sealed store"), "{err}");
+}
+
+#[test]
+fn a_changed_chunk_is_detected_when_read_and_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let witness = Arc::new(Versions::default());
+    populated(&dir, &witness);
+    // The second chunk frame: flip one byte of its ciphertext.
+    let mut raw = std::fs::read(log(&dir)).unwrap();
+    let frame = HEADER_LEN + (5 + CHUNK + 16);
+    raw[frame + 100] ^= 1;
+    std::fs::write(log(&dir), &raw).unwrap();
+
+    let mut store = open(&dir, &witness).unwrap();
+    let docs = store.lookup(ROOT, b"docs").unwrap();
+    let file = store.lookup(docs.ino, b"a.txt").unwrap();
+    assert!(
+        store.read(file.ino, 0, 100).is_ok(),
+        "the first chunk is intact"
+    );
+    let err = store.read(file.ino, CHUNK as u64, 100).unwrap_err();
+    let message = format!("{err:?}");
+    assert!(message.contains("/docs/a.txt"), "{message}");
+    assert!(message.contains("chunk 1"), "{message}");
+}
+
+#[test]
+fn an_old_copy_is_refused_with_both_versions_and_a_torn_tail_is_cut() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let witness = Arc::new(Versions::default());
+    populated(&dir, &witness);
+    let version_one = std::fs::read(log(&dir)).unwrap();
+
+    let mut store = open(&dir, &witness).unwrap();
+    let file = store.create(ROOT, b"new", FileKind::File).unwrap();
+    store.write(file.ino, 0, b"second").unwrap();
+    store.commit().unwrap();
+    drop(store);
+
+    // The host puts back version 1.
+    let version_two = std::fs::read(log(&dir)).unwrap();
+    std::fs::write(log(&dir), &version_one).unwrap();
+    let err = open(&dir, &witness).unwrap_err();
+    assert!(
+        err.to_string().contains(
+            "the Steward expects version 2 of this sealed store, the disk holds version 1"
+        ),
+        "{err}"
+    );
+    // ... or deletes the store.
+    std::fs::remove_file(log(&dir)).unwrap();
+    let err = open(&dir, &witness).unwrap_err();
+    assert!(err.to_string().contains("holds version 0"), "{err}");
+    assert!(!log(&dir).exists(), "nothing written");
+
+    // A crash in the middle of appending: the torn tail is cut, the commits stay.
+    let mut torn = version_two.clone();
+    torn.extend_from_slice(&[1, 0x10, 0x10, 0, 0, 7, 7, 7]);
+    std::fs::write(log(&dir), &torn).unwrap();
+    let mut store = open(&dir, &witness).unwrap();
+    assert_eq!(store.version(), 2);
+    let file = store.lookup(ROOT, b"new").unwrap();
+    assert_eq!(store.read(file.ino, 0, 100).unwrap(), b"second");
+    drop(store);
+    assert_eq!(std::fs::read(log(&dir)).unwrap(), version_two);
+
+    // A commit whose acknowledgement was lost (the witness one behind) opens, and the
+    // witness catches up.
+    let behind = Arc::new(Versions::default());
+    let id = open(&dir, &witness).unwrap().id();
+    behind.advance(&id, 1).unwrap();
+    assert_eq!(open(&dir, &behind).unwrap().version(), 2);
+    assert_eq!(behind.current(&id).unwrap(), Some(2));
+}
