@@ -31,9 +31,10 @@ mod codec;
 mod error;
 pub mod format;
 mod key;
+pub mod mount;
 mod store;
 mod tree;
 
 pub use error::SealedError;
 pub use key::StoreKey;
-pub use store::{Attributes, DirEntry, FileKind, Ino, ROOT, Store, Witness};
+pub use store::{Attributes, DirEntry, FileKind, FsError, Ino, ROOT, Store, Witness};
