@@ -58,6 +58,7 @@ fn a_mounted_store_behaves_as_a_directory_and_keeps_what_was_synced() {
     std::fs::write(root.join("sub/big.bin"), &big).unwrap();
     let mut file = std::fs::OpenOptions::new()
         .create(true)
+        .truncate(true)
         .read(true)
         .write(true)
         .open(root.join("notes.txt"))
