@@ -287,6 +287,10 @@ pub(crate) fn event_printer(quiet: bool, listen_print: bool) -> EventSink {
              self-signed certificate (SHA-256 {fingerprint}) that clients cannot verify"
         ),
         Event::Confined(report) if !quiet => eprintln!("keep: confined: {}", report.summary()),
+        // Even quiet: the guest saw only EIO.
+        Event::SealedFailure { dir, error } => {
+            eprintln!("keep: error: sealed directory {dir}: {error}");
+        }
         Event::Unresponsive { timeout } => {
             // The guest is blocked in the host (reading an idle stdin, say) where the
             // interruption cannot reach it: end the process as a timeout.

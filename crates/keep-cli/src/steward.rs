@@ -100,6 +100,11 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         watched = Some(secrets.sources().clone());
         builder = builder.secrets(secrets);
     }
+    if let Some(path) = &args.sealed_versions {
+        let versions = keep_steward::versions::SealedVersions::load(path)
+            .map_err(|e| anyhow!("--sealed-versions: {e}"))?;
+        builder = builder.sealed_versions(versions);
+    }
     let steward = Arc::new(builder.build(ca));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -190,8 +190,16 @@ fn dir(dir: &DirGrant) -> Value {
         host: _, // where the directory lives on this host
         guest,
         read_only,
+        sealed,
     } = dir;
-    json!({ "guest": guest, "read_only": read_only })
+    match sealed {
+        // Left out when plain, so that configurations without sealed directories keep
+        // their digests.
+        None => json!({ "guest": guest, "read_only": read_only }),
+        Some(key) => {
+            json!({ "guest": guest, "read_only": read_only, "sealed": { "key": key.secret } })
+        }
+    }
 }
 
 fn limits(limits: &Limits) -> Value {

@@ -1,4 +1,5 @@
-//! `[[dirs]]` and `--dir`: host directories preopened for the guest.
+//! `[[dirs]]` and `--dir`: host directories preopened for the guest, and sealed stores
+//! (`sealed = true`) that the guest sees as directories.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -15,6 +16,18 @@ pub struct DirGrant {
     pub guest: String,
     /// Refuse every write (create, write, rename, delete) when set.
     pub read_only: bool,
+    /// A sealed store: the host directory holds only its encrypted log, and the guest sees
+    /// the tree sealed in it, under the key of this Steward secret.
+    pub sealed: Option<SealedKey>,
+}
+
+/// Where a sealed directory's key comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedKey {
+    /// The Steward secret the store's key is derived from (at least 16 bytes); the
+    /// Steward's `[[release]]` rules decide which Keeps get it, and so what the store is
+    /// sealed to (a workload digest, or names a new version keeps).
+    pub secret: String,
 }
 
 #[derive(Deserialize)]
@@ -24,13 +37,32 @@ struct RawDir {
     guest: Option<String>,
     #[serde(default)]
     read_only: bool,
+    #[serde(default)]
+    sealed: bool,
+    key: Option<String>,
 }
 
 impl TryFrom<RawDir> for DirGrant {
     type Error = String;
 
     fn try_from(raw: RawDir) -> Result<Self, String> {
-        Self::new(raw.host, raw.guest, raw.read_only)
+        let mut grant = Self::new(raw.host, raw.guest, raw.read_only)?;
+        grant.sealed = match (raw.sealed, raw.key) {
+            (true, Some(secret)) if !secret.is_empty() => Some(SealedKey { secret }),
+            (true, _) => {
+                return Err(
+                    "a sealed directory needs `key`, the Steward secret its key comes from".into(),
+                );
+            }
+            (false, Some(_)) => {
+                return Err("`key` is for sealed directories (sealed = true)".into());
+            }
+            (false, None) => None,
+        };
+        if grant.sealed.is_some() && grant.read_only {
+            return Err("a sealed directory is read-write: leave out `read_only`".into());
+        }
+        Ok(grant)
     }
 }
 
@@ -55,6 +87,7 @@ impl DirGrant {
             host,
             guest,
             read_only,
+            sealed: None,
         })
     }
 
@@ -107,5 +140,36 @@ mod tests {
         );
         assert!("::/x".parse::<DirGrant>().is_err());
         assert!("x::".parse::<DirGrant>().is_err());
+    }
+
+    #[test]
+    fn a_sealed_dir_names_its_key_and_is_read_write() {
+        let parse = |text: &str| -> Result<DirGrant, String> {
+            #[derive(Deserialize)]
+            struct Holder {
+                dirs: Vec<DirGrant>,
+            }
+            toml::from_str::<Holder>(text)
+                .map(|mut h| h.dirs.remove(0))
+                .map_err(|e| e.to_string())
+        };
+        let sealed =
+            parse("[[dirs]]\nhost = \"s\"\nguest = \"/data\"\nsealed = true\nkey = \"k\"\n")
+                .unwrap();
+        assert_eq!(sealed.sealed, Some(SealedKey { secret: "k".into() }));
+        for (text, message) in [
+            ("[[dirs]]\nhost = \"s\"\nsealed = true\n", "needs `key`"),
+            (
+                "[[dirs]]\nhost = \"s\"\nkey = \"k\"\n",
+                "for sealed directories",
+            ),
+            (
+                "[[dirs]]\nhost = \"s\"\nsealed = true\nkey = \"k\"\nread_only = true\n",
+                "read-write",
+            ),
+        ] {
+            let err = parse(text).unwrap_err();
+            assert!(err.contains(message), "{err}");
+        }
     }
 }

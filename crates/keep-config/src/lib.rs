@@ -59,7 +59,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-pub use dirs::DirGrant;
+pub use dirs::{DirGrant, SealedKey};
 pub use error::ConfigError;
 pub use files::{DEFAULT_LISTEN_ADDR, DEFAULT_PORT, File, FileKind, Protocol};
 pub use http::{DEFAULT_HTTP_ADDR, DEFAULT_HTTP_PORT, Http};
@@ -242,6 +242,13 @@ impl Config {
             return Err(ConfigError::whole_file(
                 path,
                 "[[secrets]] come from a Steward after attestation: set `steward`",
+            ));
+        }
+        if config.dirs.iter().any(|d| d.sealed.is_some()) && config.steward.is_none() {
+            return Err(ConfigError::whole_file(
+                path,
+                "[[dirs]] sealed: the key comes from a Steward after attestation, and the \
+                 Steward witnesses the store's versions: set `steward`",
             ));
         }
         if let Some(package) = &config.package {

@@ -20,7 +20,10 @@
 //!
 //! Capabilities, no-new-privs and Landlock act on the calling thread and the threads it starts
 //! later; seccomp is synchronised to every thread. The runtime therefore confines itself while
-//! it has a single thread (the [`Report`] says how many there were).
+//! it has a single thread (the [`Report`] says how many there were), except for helper
+//! threads that must run before (a sealed directory's file system serves the preopen that
+//! set-up opens): each confines itself first with [`confine_helper`], to what it needs,
+//! which is never more than the runtime's.
 //!
 //! A kernel lacking a feature is not an error: the [`Report`] says what is active, what is
 //! unavailable and why, and the caller shows it.
@@ -128,10 +131,31 @@ impl fmt::Display for Report {
     }
 }
 
+/// Threads that confined themselves with [`confine_helper`] (with those they started).
+static CONFINED_HELPERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Confines the calling thread, a helper started before [`confine`], to `grants` (without
+/// seccomp, which [`confine`] later synchronises to every thread): capabilities dropped,
+/// no-new-privs, Landlock. `threads` is how many threads it accounts for, itself and those
+/// it starts afterwards (which inherit all three): unless one failed, [`confine`] does not
+/// count them as escaping. Returns what became of each.
+pub fn confine_helper(grants: &Grants, threads: usize) -> Vec<Item> {
+    let items = vec![
+        capabilities::drop_all(),
+        no_new_privs(),
+        landlock::apply(grants),
+    ];
+    if !items.iter().any(|i| i.status == Status::Failed) {
+        CONFINED_HELPERS.fetch_add(threads, std::sync::atomic::Ordering::SeqCst);
+    }
+    items
+}
+
 /// Confines the calling process; see the crate documentation. Never fails: what could not be
 /// applied is reported.
 pub fn confine(grants: &Grants) -> Report {
-    let threads = thread_count();
+    let threads = thread_count()
+        .map(|n| n.saturating_sub(CONFINED_HELPERS.load(std::sync::atomic::Ordering::SeqCst)));
     let mut items = vec![
         rlimits::apply(grants.max_open_files),
         capabilities::drop_all(),

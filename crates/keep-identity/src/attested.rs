@@ -193,6 +193,18 @@ enum Stage {
 }
 
 impl AttestedIdentity {
+    /// A client configuration for this Keep's Steward that presents the Keep's current
+    /// certificate (renewals included).
+    pub fn steward_client(&self) -> anyhow::Result<Arc<ClientConfig>> {
+        Ok(Arc::new(
+            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .context("TLS versions")?
+                .with_root_certificates(trusted_roots(&self.tls)?)
+                .with_client_cert_resolver(self.identity.clone()),
+        ))
+    }
+
     /// When the first certificate expires.
     pub fn not_after(&self) -> SystemTime {
         self.expires

@@ -97,6 +97,36 @@ pub fn request_secret(
         .map_err(|_| malformed("is not base64"))
 }
 
+/// Asks the Steward at `url` for the version of the sealed store `store` whose key comes
+/// from `secret`, after recording `advance` if given, presenting the Keep's certificate
+/// (the client identity of `tls`). `None`: the Steward has recorded no version of it.
+pub fn sealed_version(
+    url: &StewardUrl,
+    secret: &str,
+    store: &[u8; 16],
+    advance: Option<u64>,
+    tls: Arc<ClientConfig>,
+) -> Result<Option<u64>, RequestError> {
+    let asked = serde_json::json!({
+        "secret": secret,
+        "store": hex::encode(store),
+        "advance": advance,
+    })
+    .to_string();
+    let body = exchange(url, "/v1/sealed", "application/json", asked.as_bytes(), tls)?;
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        version: Option<u64>,
+    }
+    serde_json::from_slice::<Answer>(&body)
+        .map(|answer| answer.version)
+        .map_err(|_| {
+            RequestError::Exchange(anyhow::anyhow!(
+                "the Steward's answer for a sealed store's version is not {{\"version\": N}}"
+            ))
+        })
+}
+
 /// POSTs `body` to `path` at the Steward and returns the answer of a 200.
 fn exchange(
     url: &StewardUrl,

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use keep_config::DirGrant;
 use keep_confine::{Grants, Report};
 
 use crate::RunSpec;
@@ -16,14 +17,14 @@ pub const NAME_RESOLUTION: &[&str] = &[
     "/etc/gai.conf",
 ];
 
-/// What a Keep run with `spec` still needs once set up: its preopened directories, the
+/// What a Keep run with `spec` still needs once set up: its preopened directories (`dirs`,
+/// as opened: sealed ones at their mounts), the
 /// in-memory directory where Keep replaces secrets at renewal (`secrets_dir`, if any), and
 /// the network when `[network]` grants anything or a Steward renews its certificate.
-pub fn grants(spec: &RunSpec, secrets_dir: Option<PathBuf>) -> Grants {
+pub fn grants(spec: &RunSpec, dirs: &[DirGrant], secrets_dir: Option<PathBuf>) -> Grants {
     let sockets =
         !spec.network.is_deny_all() || matches!(spec.identity, crate::IdentitySource::Steward(_));
-    let (read_only, read_write): (Vec<_>, Vec<_>) =
-        spec.dirs.iter().partition(|grant| grant.read_only);
+    let (read_only, read_write): (Vec<_>, Vec<_>) = dirs.iter().partition(|grant| grant.read_only);
     Grants {
         read_write_dirs: read_write
             .into_iter()
@@ -50,13 +51,13 @@ pub fn open_files(spec: &RunSpec) -> u64 {
 
 /// Confines the process for `spec` and `secrets_dir` (see [`grants`]) (or, with confinement off, applies the limits only) and
 /// reports what it did ([`crate::Event::Confined`]).
-pub fn enter(spec: &RunSpec, secrets_dir: Option<PathBuf>) -> Option<Report> {
+pub fn enter(spec: &RunSpec, dirs: &[DirGrant], secrets_dir: Option<PathBuf>) -> Option<Report> {
     if !spec.confine {
         let limits = keep_confine::rlimits::apply(open_files(spec));
         tracing::info!("confinement off; {}", limits.detail);
         return None;
     }
-    let report = keep_confine::confine(&grants(spec, secrets_dir));
+    let report = keep_confine::confine(&grants(spec, dirs, secrets_dir));
     spec.events.report(crate::Event::Confined(&report));
     if !report.is_complete() {
         tracing::warn!("confinement is not complete:\n{report}");

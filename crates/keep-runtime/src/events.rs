@@ -55,6 +55,15 @@ pub enum Event<'a> {
     },
     /// The process confined itself before the guest's first instruction.
     Confined(&'a keep_confine::Report),
+    /// A sealed directory failed an operation of the guest, which got `EIO`: content that
+    /// does not authenticate (changed by the host), a log that cannot be written, or a
+    /// Steward that did not record a commit.
+    SealedFailure {
+        /// The directory, as the guest sees it.
+        dir: &'a str,
+        /// What failed.
+        error: &'a keep_sealed::SealedError,
+    },
     /// The guest ran past its timeout and, blocked in a host call, could not be interrupted
     /// within a grace period. The run cannot end on its own: the caller should end the
     /// process (the `keep` binary exits with the timeout status).

@@ -18,6 +18,7 @@ mod outcome;
 mod output;
 mod p1;
 mod program;
+mod sealed;
 pub mod secrets;
 mod thread;
 mod wasi;
@@ -162,12 +163,14 @@ fn run_with(spec: &RunSpec, attested: Option<AttestedIdentity>) -> anyhow::Resul
             noswap,
         });
     }
-    // The guest's directories: the spec's, then the secrets' (after them, so that the
-    // spec's keep their descriptor numbers).
-    let dirs: Vec<DirGrant> = spec
-        .dirs
-        .iter()
-        .cloned()
+    // Sealed directories are opened (with keys only attestation gives) and mounted before
+    // any other descriptor.
+    let sealed = sealed::SealedDirs::open(&spec.dirs, attested.as_ref(), &spec.events)?;
+    // The guest's directories: the spec's (sealed ones at their mounts), then the secrets'
+    // (after them, so that the spec's keep their descriptor numbers).
+    let dirs: Vec<DirGrant> = sealed
+        .grants(&spec.dirs)
+        .into_iter()
         .chain(delivery.as_ref().and_then(|d| d.dir_grant()))
         .collect();
     let mut wasi = wasi::builder(spec, &dirs, is_component, output.as_ref())?;
@@ -201,7 +204,13 @@ fn run_with(spec: &RunSpec, attested: Option<AttestedIdentity>) -> anyhow::Resul
             };
             let mut store = new_store(&engine, host, fuel, timeout)?;
             let start = prepare_module(&compiler, &module, &mut store, spec)?;
-            run_guest(compiler, spec, attested.as_ref(), delivery, store, start)?
+            let guest = Guest {
+                spec,
+                dirs: &dirs,
+                attested: attested.as_ref(),
+                delivery,
+            };
+            run_guest(compiler, guest, store, start)?
         }
         Compiled::Component(component) => {
             let (tls, http_hooks) = component_network(&engine, &component, spec, identity)?;
@@ -219,9 +228,18 @@ fn run_with(spec: &RunSpec, attested: Option<AttestedIdentity>) -> anyhow::Resul
             };
             let store = new_store(&engine, host, fuel, timeout)?;
             let run = prepare_component(&engine, &component, spec, output.clone())?;
-            run_guest(compiler, spec, attested.as_ref(), delivery, store, run)?
+            let guest = Guest {
+                spec,
+                dirs: &dirs,
+                attested: attested.as_ref(),
+                delivery,
+            };
+            run_guest(compiler, guest, store, run)?
         }
     };
+    // The guest's descriptors are closed (its store is gone): what it left unsynced in
+    // sealed directories is committed now.
+    sealed.close()?;
     match result {
         Ok(()) => Ok(Outcome::Exited(0)),
         Err(error) => Outcome::from_error(&error, &spec.program.bytes, timeout, fuel)
@@ -246,21 +264,34 @@ impl HasLimiter for ComponentHost {
     }
 }
 
+/// What a guest runs with, besides its store.
+struct Guest<'a> {
+    spec: &'a RunSpec,
+    /// Its preopened directories, as opened (sealed ones at their mounts).
+    dirs: &'a [DirGrant],
+    attested: Option<&'a AttestedIdentity>,
+    delivery: Option<Arc<SecretDelivery>>,
+}
+
 /// The end of set-up, the same for modules and components: the compiler threads are joined,
 /// the process confines itself while it has a single thread, then starts the threads that
 /// run beside the guest (certificate renewal, the timeout watchdog), then runs `entry`. The
 /// helper threads are stopped and joined when the guest ends.
 fn run_guest<T: HasLimiter>(
     compiler: Compiler,
-    spec: &RunSpec,
-    attested: Option<&AttestedIdentity>,
-    delivery: Option<Arc<SecretDelivery>>,
+    guest: Guest<'_>,
     mut store: Store<T>,
     entry: Entry<T>,
 ) -> anyhow::Result<wasmtime::Result<()>> {
+    let Guest {
+        spec,
+        dirs,
+        attested,
+        delivery,
+    } = guest;
     let engine = compiler.engine().clone();
     compiler.finish();
-    confinement::enter(spec, delivery.as_ref().and_then(|d| d.writable_dir()));
+    confinement::enter(spec, dirs, delivery.as_ref().and_then(|d| d.writable_dir()));
     let _renewal = attested
         .map(|attested| {
             let events = spec.events.clone();
@@ -377,24 +408,31 @@ pub fn steward_source(
     digest: WorkloadDigest,
     platform: Option<PlatformEvidence>,
 ) -> StewardSource {
-    let package_key =
-        config
-            .package
-            .iter()
-            .flat_map(|p| &p.key)
-            .map(|key| keep_config::SecretRef {
-                name: key.clone(),
-                env: None,
-                file: None,
-                config: None,
-                optional: false,
-            });
+    // Keys the Keep uses itself and never hands to the guest: the package's, and those of
+    // sealed directories.
+    let own_keys = config
+        .package
+        .iter()
+        .flat_map(|p| &p.key)
+        .chain(
+            config
+                .dirs
+                .iter()
+                .filter_map(|d| Some(&d.sealed.as_ref()?.secret)),
+        )
+        .map(|key| keep_config::SecretRef {
+            name: key.clone(),
+            env: None,
+            file: None,
+            config: None,
+            optional: false,
+        });
     StewardSource {
         url: steward.clone(),
         names: config.tls.names.clone(),
         workload_digest: digest.0,
         platform,
-        secrets: config.secrets.iter().cloned().chain(package_key).collect(),
+        secrets: config.secrets.iter().cloned().chain(own_keys).collect(),
         secrets_dir: config
             .secrets_dir
             .clone()

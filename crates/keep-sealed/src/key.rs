@@ -19,6 +19,23 @@ impl StoreKey {
         Some(Self(Zeroizing::new(array)))
     }
 
+    /// The least a secret must hold to key a store.
+    pub const MIN_SECRET: usize = 16;
+
+    /// The key derived from a Steward secret's value (HKDF-SHA256 extraction, so that any
+    /// secret of at least [`Self::MIN_SECRET`] bytes serves).
+    pub fn from_secret(secret: &[u8]) -> Option<Self> {
+        if secret.len() < Self::MIN_SECRET {
+            return None;
+        }
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"keep-sealed v1 store key").extract(secret);
+        let mut key = Zeroizing::new([0u8; 32]);
+        prk.expand(&[b"store key"], hkdf::HKDF_SHA256)
+            .and_then(|okm| okm.fill(&mut *key))
+            .ok()?;
+        Some(Self(key))
+    }
+
     /// The keys of the store `store_id`.
     pub(crate) fn derive(&self, store_id: &[u8; 16]) -> DerivedKeys {
         let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, store_id).extract(&*self.0);

@@ -38,10 +38,14 @@ struct Served {
 
 /// A mounted sealed store.
 pub struct Mounted {
-    session: Option<fuser::BackgroundSession>,
+    serving: Option<std::thread::JoinHandle<std::io::Result<()>>>,
     root: Option<File>,
     store: Arc<Mutex<Store>>,
 }
+
+/// Run on the thread that serves the store, before it serves anything and before it starts
+/// the worker thread (which inherits what it does): where the caller confines them.
+pub type BeforeServing = Box<dyn FnOnce() + Send>;
 
 impl std::fmt::Debug for Mounted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -52,8 +56,15 @@ impl std::fmt::Debug for Mounted {
 }
 
 /// Serves `store` through FUSE; `scratch` is an empty directory of this process's to mount
-/// on for a moment (it is left empty). Failures the guest sees as `EIO` go to `report`.
-pub fn mount(store: Store, scratch: &Path, report: ErrorReport) -> Result<Mounted, SealedError> {
+/// on for a moment (it is left empty). Failures the guest sees as `EIO` go to `report`. The
+/// store is served by two threads: one that runs `before_serving`, then starts the other
+/// and waits for it.
+pub fn mount(
+    store: Store,
+    scratch: &Path,
+    report: ErrorReport,
+    before_serving: BeforeServing,
+) -> Result<Mounted, SealedError> {
     let store = Arc::new(Mutex::new(store));
     let served = Served {
         store: store.clone(),
@@ -69,13 +80,21 @@ pub fn mount(store: Store, scratch: &Path, report: ErrorReport) -> Result<Mounte
         fuser::MountOption::NoSuid,
         fuser::MountOption::NoExec,
     ];
-    let session = fuser::spawn_mount(served, scratch, &config).map_err(SealedError::io(scratch))?;
+    let session =
+        fuser::Session::new(served, scratch, &config).map_err(SealedError::io(scratch))?;
+    let serving = std::thread::Builder::new()
+        .name("keep-sealed".into())
+        .spawn(move || {
+            before_serving();
+            session.run()
+        })
+        .map_err(SealedError::io(scratch))?;
     let root = File::open(scratch).map_err(SealedError::io(scratch));
     // Detached: no path leads to it any more; the descriptor does, until it closes.
     let detached = rustix::mount::unmount(scratch, rustix::mount::UnmountFlags::DETACH)
         .map_err(|e| SealedError::io(scratch)(e.into()));
     let mounted = Mounted {
-        session: Some(session),
+        serving: Some(serving),
         root: root.ok(),
         store,
     };
@@ -109,9 +128,9 @@ impl Mounted {
             },
         });
         self.root = None;
-        if let Some(session) = self.session.take() {
-            // The mount was detached: its thread ends when the kernel lets it go.
-            let _ = session.join();
+        if let Some(serving) = self.serving.take() {
+            // The mount was detached: its threads end when the kernel lets it go.
+            let _ = serving.join();
         }
         committed
     }
@@ -432,6 +451,22 @@ impl Filesystem for Served {
     ) {
         let result = lock(&self.store).commit();
         self.empty(result, reply);
+    }
+
+    fn getxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _size: u32,
+        reply: fuser::ReplyXattr,
+    ) {
+        // No extended attributes: the kernel's capability check on every write asks.
+        reply.error(Errno::ENODATA);
+    }
+
+    fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: fuser::ReplyXattr) {
+        reply.size(0);
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {

@@ -46,7 +46,7 @@ fn a_mounted_store_behaves_as_a_directory_and_keeps_what_was_synced() {
     std::fs::create_dir(&scratch).unwrap();
     let witness = Arc::new(Versions::default());
 
-    let mounted = mount(open(&dir, &witness), &scratch, no_report()).unwrap();
+    let mounted = mount(open(&dir, &witness), &scratch, no_report(), Box::new(|| ())).unwrap();
     assert_eq!(
         std::fs::read_dir(&scratch).unwrap().count(),
         0,

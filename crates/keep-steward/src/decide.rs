@@ -114,6 +114,7 @@ pub struct Steward {
     // Replaced whole when the secrets file is reloaded; a release in progress keeps the
     // set it started with.
     secrets: std::sync::RwLock<Option<Arc<crate::secrets::Secrets>>>,
+    versions: Option<crate::versions::SealedVersions>,
     issued: AtomicU64,
 }
 
@@ -126,6 +127,7 @@ pub struct StewardBuilder {
     kds: Option<Kds>,
     pcs: Option<Pcs>,
     secrets: Option<crate::secrets::Secrets>,
+    versions: Option<crate::versions::SealedVersions>,
 }
 
 impl Steward {
@@ -141,7 +143,13 @@ impl Steward {
             kds: None,
             pcs: None,
             secrets: None,
+            versions: None,
         }
+    }
+
+    /// The versions of sealed stores it witnesses, if it was given a file for them.
+    pub fn sealed_versions(&self) -> Option<&crate::versions::SealedVersions> {
+        self.versions.as_ref()
     }
 
     /// The CA certificate (PEM).
@@ -471,6 +479,12 @@ impl StewardBuilder {
         self
     }
 
+    /// Witnesses the versions of sealed stores in `versions`.
+    pub fn sealed_versions(mut self, versions: crate::versions::SealedVersions) -> Self {
+        self.versions = Some(versions);
+        self
+    }
+
     /// The Steward, signing with `ca`.
     pub fn build(self, ca: CertificateAuthority) -> Steward {
         let mut policy = self.policy.unwrap_or_else(|| Policy {
@@ -491,6 +505,7 @@ impl StewardBuilder {
             kds: self.kds,
             pcs: self.pcs,
             secrets: std::sync::RwLock::new(self.secrets.map(Arc::new)),
+            versions: self.versions,
             issued: AtomicU64::new(0),
         }
     }

@@ -7,7 +7,8 @@
 //! - [`server`]: the HTTPS endpoints;
 //! - [`kds`]: the VCEKs requests lack, from AMD's Key Distribution Service;
 //! - [`pcs`]: Intel's TCB collateral for quotes, from Intel's PCS or a PCCS;
-//! - [`metrics`]: Prometheus counters.
+//! - [`metrics`]: Prometheus counters;
+//! - [`versions`]: the versions of sealed stores, witnessed against rollback.
 //!
 //! The request format is [`keep_attest::request`]; what certificates state is
 //! [`keep_attest::certificate`]; the client side of the protocol is `keep_identity::steward`.
@@ -23,6 +24,7 @@ pub mod pcs;
 mod pool;
 pub mod secrets;
 pub mod server;
+pub mod versions;
 
 pub use ca::CertificateAuthority;
 pub use decide::{Issued, Refusal, Steward, StewardBuilder};

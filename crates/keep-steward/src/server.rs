@@ -127,19 +127,24 @@ async fn route(
             "/v1/secrets",
             release_secrets(request, &steward, metrics, peer).await,
         ),
-        (_, "/healthz" | "/metrics" | "/v1/attest" | "/v1/secrets") => (
+        (&Method::POST, "/v1/sealed") => (
+            "/v1/sealed",
+            sealed_version(request, &steward, metrics, peer).await,
+        ),
+        (_, "/healthz" | "/metrics" | "/v1/attest" | "/v1/secrets" | "/v1/sealed") => (
             "other",
             text(
                 StatusCode::METHOD_NOT_ALLOWED,
-                "use POST for /v1/attest and /v1/secrets, GET for /healthz and /metrics\n",
+                "use POST for /v1/attest, /v1/secrets and /v1/sealed, GET for /healthz and \
+                 /metrics\n",
             ),
         ),
         _ => (
             "other",
             text(
                 StatusCode::NOT_FOUND,
-                "no such endpoint: the Steward serves POST /v1/attest, POST /v1/secrets, GET \
-                 /healthz and GET /metrics\n",
+                "no such endpoint: the Steward serves POST /v1/attest, POST /v1/secrets, POST \
+                 /v1/sealed, GET /healthz and GET /metrics\n",
             ),
         ),
     };
@@ -214,59 +219,23 @@ async fn release_secrets(
     struct Wanted {
         secrets: Vec<String>,
     }
+    let (secrets, requester, wanted) = match keep_request::<Wanted>(
+        request,
+        steward,
+        metrics,
+        peer,
+        "secrets",
+        "{\"secrets\": [\"name\", ...]}",
+    )
+    .await
+    {
+        Ok(parts) => parts,
+        Err(response) => return response,
+    };
     let refuse = |status: StatusCode, reason: &'static str, message: String| {
         tracing::warn!("secrets refused ({reason}): {message}");
         metrics.rejected(reason);
         text(status, message + "\n")
-    };
-    let Some(secrets) = steward.secrets() else {
-        return refuse(
-            StatusCode::NOT_FOUND,
-            "no-secrets",
-            "this Steward releases no secrets (start it with --secrets FILE)".to_owned(),
-        );
-    };
-    let Some(leaf) = peer.as_ref().and_then(|chain| chain.first()) else {
-        return refuse(
-            StatusCode::UNAUTHORIZED,
-            "no-client-certificate",
-            "secrets are released only over mTLS: present the certificate this Steward issued \
-             to the Keep"
-                .to_owned(),
-        );
-    };
-    let requester = match crate::secrets::Requester::from_certificate(leaf) {
-        Ok(requester) => requester,
-        Err(e) => {
-            return refuse(
-                StatusCode::FORBIDDEN,
-                "malformed",
-                format!("the client certificate: {e}"),
-            );
-        }
-    };
-    let body = match Limited::new(request.into_body(), MAX_SECRETS_REQUEST)
-        .collect()
-        .await
-    {
-        Ok(body) => body.to_bytes(),
-        Err(e) => {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                "malformed",
-                format!("reading the request (at most {MAX_SECRETS_REQUEST} bytes): {e}"),
-            );
-        }
-    };
-    let wanted: Wanted = match serde_json::from_slice(&body) {
-        Ok(wanted) => wanted,
-        Err(e) => {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                "malformed",
-                format!("the request is not {{\"secrets\": [\"name\", ...]}}: {e}"),
-            );
-        }
     };
     match secrets.release(&requester, &wanted.secrets) {
         Ok(released) => {
@@ -301,6 +270,165 @@ async fn release_secrets(
             refused.to_string(),
         ),
     }
+}
+
+/// What the mTLS endpoints share: the secrets the Steward holds, the Keep presenting the
+/// certificate this Steward issued it, and its JSON request `T` (`shape` in errors); or the
+/// response refusing it.
+async fn keep_request<T: serde::de::DeserializeOwned>(
+    request: Request<Incoming>,
+    steward: &Steward,
+    metrics: &Metrics,
+    peer: &PeerChain,
+    what: &'static str,
+    shape: &'static str,
+) -> Result<(Arc<crate::secrets::Secrets>, crate::secrets::Requester, T), Response<Full<Bytes>>> {
+    let refuse = |status: StatusCode, reason: &'static str, message: String| {
+        tracing::warn!("{what} refused ({reason}): {message}");
+        metrics.rejected(reason);
+        text(status, message + "\n")
+    };
+    let Some(secrets) = steward.secrets() else {
+        return Err(refuse(
+            StatusCode::NOT_FOUND,
+            "no-secrets",
+            "this Steward releases no secrets (start it with --secrets FILE)".to_owned(),
+        ));
+    };
+    let Some(leaf) = peer.as_ref().and_then(|chain| chain.first()) else {
+        return Err(refuse(
+            StatusCode::UNAUTHORIZED,
+            "no-client-certificate",
+            format!(
+                "{what} are released only over mTLS: present the certificate this Steward \
+                 issued to the Keep"
+            ),
+        ));
+    };
+    let requester = crate::secrets::Requester::from_certificate(leaf).map_err(|e| {
+        refuse(
+            StatusCode::FORBIDDEN,
+            "malformed",
+            format!("the client certificate: {e}"),
+        )
+    })?;
+    let body = Limited::new(request.into_body(), MAX_SECRETS_REQUEST)
+        .collect()
+        .await
+        .map_err(|e| {
+            refuse(
+                StatusCode::BAD_REQUEST,
+                "malformed",
+                format!("reading the request (at most {MAX_SECRETS_REQUEST} bytes): {e}"),
+            )
+        })?
+        .to_bytes();
+    let wanted = serde_json::from_slice(&body).map_err(|e| {
+        refuse(
+            StatusCode::BAD_REQUEST,
+            "malformed",
+            format!("the request is not {shape}: {e}"),
+        )
+    })?;
+    Ok((secrets, requester, wanted))
+}
+
+/// `POST /v1/sealed`: `{"secret": NAME, "store": HEX, "advance": VERSION}` (`advance`
+/// optional) from a Keep presenting, as its TLS client certificate, one this Steward
+/// issued, to which `secret` is released: the version of the store sealed with that
+/// secret, after recording `advance` if given. Answers `{"version": N}` (`null`: none
+/// recorded yet).
+async fn sealed_version(
+    request: Request<Incoming>,
+    steward: &Steward,
+    metrics: &Metrics,
+    peer: &PeerChain,
+) -> Response<Full<Bytes>> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Asked {
+        secret: String,
+        store: String,
+        #[serde(default)]
+        advance: Option<u64>,
+    }
+    let shape = "{\"secret\": \"name\", \"store\": \"32 hex digits\", \"advance\": N}";
+    let (secrets, requester, asked) = match keep_request::<Asked>(
+        request,
+        steward,
+        metrics,
+        peer,
+        "sealed-store versions",
+        shape,
+    )
+    .await
+    {
+        Ok(parts) => parts,
+        Err(response) => return response,
+    };
+    let refuse = |status: StatusCode, reason: &'static str, message: String| {
+        tracing::warn!("sealed-store version refused ({reason}): {message}");
+        metrics.rejected(reason);
+        text(status, message + "\n")
+    };
+    let Some(versions) = steward.sealed_versions() else {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "no-sealed-versions",
+            "this Steward witnesses no sealed stores (start it with --sealed-versions FILE)"
+                .to_owned(),
+        );
+    };
+    let store: [u8; 16] = match hex::decode(&asked.store)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+    {
+        Some(store) => store,
+        None => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "malformed",
+                format!("the store `{}` is not 32 hex digits", asked.store),
+            );
+        }
+    };
+    // Only a Keep that may have the store's key may read or advance its version.
+    if let Err(refused) = secrets.release(&requester, std::slice::from_ref(&asked.secret)) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "secret-not-released",
+            refused.to_string(),
+        );
+    }
+    let version = match asked.advance {
+        Some(version) => match versions.advance(&asked.secret, &store, version) {
+            Ok(held) => {
+                tracing::info!(
+                    "sealed store {} of secret `{}`: version {held} (workload {})",
+                    asked.store,
+                    asked.secret,
+                    requester.claims.workload_digest
+                );
+                Some(held)
+            }
+            Err(e) => {
+                tracing::error!("sealed-store versions: {e}");
+                return refuse(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    format!("the Steward cannot record the version: {e}"),
+                );
+            }
+        },
+        None => versions.current(&asked.secret, &store),
+    };
+    with_type(
+        text(
+            StatusCode::OK,
+            serde_json::json!({ "version": version }).to_string(),
+        ),
+        JSON,
+    )
 }
 
 fn refuse(refusal: &Refusal, metrics: &Metrics) -> Response<Full<Bytes>> {

@@ -64,6 +64,7 @@ impl SecretDelivery {
             host: dir.guest_path(),
             guest: guest.clone(),
             read_only: true,
+            sealed: None,
         })
     }
 

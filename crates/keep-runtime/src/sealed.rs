@@ -1,0 +1,175 @@
+//! Sealed directories (`[[dirs]] sealed = true`): each store opened with the key its
+//! Steward released after attestation, its versions witnessed by that Steward, served to
+//! the guest as an ordinary preopened directory, and committed when the guest ends.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use keep_config::{DirGrant, StewardUrl};
+use keep_identity::AttestedIdentity;
+use keep_sealed::mount::Mounted;
+use keep_sealed::{Store, StoreKey, Witness};
+use rustls::ClientConfig;
+
+use crate::{Event, EventSink};
+
+/// The Steward, as the witness of a store's versions: asked over mTLS with the Keep's
+/// current certificate, for the store sealed with `secret`.
+struct StewardWitness {
+    url: StewardUrl,
+    secret: String,
+    client: Arc<ClientConfig>,
+}
+
+impl Witness for StewardWitness {
+    fn current(&self, id: &[u8; 16]) -> Result<Option<u64>, String> {
+        keep_identity::steward::sealed_version(
+            &self.url,
+            &self.secret,
+            id,
+            None,
+            self.client.clone(),
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    fn advance(&self, id: &[u8; 16], version: u64) -> Result<(), String> {
+        match keep_identity::steward::sealed_version(
+            &self.url,
+            &self.secret,
+            id,
+            Some(version),
+            self.client.clone(),
+        ) {
+            Ok(Some(held)) if held >= version => Ok(()),
+            Ok(held) => Err(format!(
+                "the Steward holds version {held:?} after being told of version {version}"
+            )),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// The sealed directories of a run, mounted.
+#[derive(Default)]
+pub struct SealedDirs {
+    mounted: Vec<(String, Mounted)>,
+}
+
+impl SealedDirs {
+    /// Opens and mounts every sealed directory of `dirs`, with the keys `attested` holds;
+    /// failures the guest sees as `EIO` are reported to `events`.
+    pub fn open(
+        dirs: &[DirGrant],
+        attested: Option<&AttestedIdentity>,
+        events: &EventSink,
+    ) -> anyhow::Result<Self> {
+        let mut sealed = Self::default();
+        for grant in dirs {
+            let Some(key) = &grant.sealed else { continue };
+            let guest = &grant.guest;
+            let attested = attested.with_context(|| {
+                format!("sealed directory {guest}: its key comes from a Steward (set `steward`)")
+            })?;
+            let secret = attested
+                .secrets()
+                .iter()
+                .find(|s| s.reference.name == key.secret)
+                .with_context(|| {
+                    format!(
+                        "sealed directory {guest}: the Steward released no secret `{}` (its key)",
+                        key.secret
+                    )
+                })?;
+            let store_key = StoreKey::from_secret(&secret.value).with_context(|| {
+                format!(
+                    "sealed directory {guest}: secret `{}` holds {} bytes; a store's key needs \
+                     at least {}",
+                    key.secret,
+                    secret.value.len(),
+                    StoreKey::MIN_SECRET
+                )
+            })?;
+            let witness = Arc::new(StewardWitness {
+                url: attested.steward().clone(),
+                secret: key.secret.clone(),
+                client: attested.steward_client()?,
+            });
+            let store = Store::open(&grant.host, guest, &store_key, witness)
+                .with_context(|| format!("sealed directory {guest}"))?;
+            // Mounted for a moment on an empty directory of its own, then detached.
+            let scratch = tempfile::Builder::new()
+                .prefix("keep-sealed-")
+                .tempdir()
+                .context("a scratch directory to mount a sealed store on")?;
+            let (events, dir) = (events.clone(), guest.clone());
+            let report = Arc::new(move |error: &keep_sealed::SealedError| {
+                events.report(Event::SealedFailure { dir: &dir, error });
+            });
+            let mounted = keep_sealed::mount::mount(
+                store,
+                scratch.path(),
+                report,
+                Box::new(confine_serving_threads),
+            )
+            .with_context(|| format!("sealed directory {guest}: mounting it"))?;
+            sealed.mounted.push((guest.clone(), mounted));
+        }
+        Ok(sealed)
+    }
+
+    /// `dirs` with each sealed directory's host path replaced by its mount.
+    pub fn grants(&self, dirs: &[DirGrant]) -> Vec<DirGrant> {
+        dirs.iter()
+            .map(|grant| {
+                let mount = self
+                    .mounted
+                    .iter()
+                    .find(|(guest, _)| grant.sealed.is_some() && *guest == grant.guest)
+                    .and_then(|(_, mounted)| mounted.root_path());
+                match mount {
+                    Some(root) => DirGrant {
+                        host: root,
+                        ..grant.clone()
+                    },
+                    None => grant.clone(),
+                }
+            })
+            .collect()
+    }
+
+    /// Commits what the guest left unsynced and unmounts; the guest's descriptors must be
+    /// closed.
+    pub fn close(self) -> anyhow::Result<()> {
+        let mut failed = Vec::new();
+        for (guest, mounted) in self.mounted {
+            if let Err(e) = mounted.close() {
+                failed.push(format!("sealed directory {guest}: its last changes: {e}"));
+            }
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            anyhow::bail!("{}", failed.join("; "))
+        }
+    }
+}
+
+/// Confines the two threads that serve a sealed directory (they start before the runtime
+/// confines itself): no file to open (they hold the log's descriptor), sockets for the
+/// Steward.
+fn confine_serving_threads() {
+    let grants = keep_confine::Grants {
+        read_only_paths: crate::confinement::NAME_RESOLUTION
+            .iter()
+            .map(std::path::PathBuf::from)
+            .collect(),
+        sockets: true,
+        ..keep_confine::Grants::default()
+    };
+    for item in keep_confine::confine_helper(&grants, 2) {
+        if item.status == keep_confine::Status::Failed {
+            tracing::warn!("sealed directory threads: {}: {}", item.name, item.detail);
+        }
+    }
+}
