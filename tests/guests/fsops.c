@@ -36,6 +36,9 @@ int main(int argc, char **argv) {
         while ((n = fread(buffer, 1, sizeof buffer, f)) > 0) {
             fwrite(buffer, 1, n, stdout);
         }
+        if (ferror(f)) {
+            return fail(op, path);
+        }
         fclose(f);
         return 0;
     }

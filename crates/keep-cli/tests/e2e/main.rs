@@ -14,6 +14,7 @@ mod inputs;
 mod network;
 mod oci;
 mod run;
+mod sealed;
 mod secrets;
 mod serve;
 mod steward;

@@ -1,0 +1,279 @@
+//! Sealed directories (`[[dirs]] sealed = true`) with a Steward releasing the key and
+//! witnessing versions: files persist across runs of a preview-1 module and a component;
+//! the host sees only ciphertext; a changed byte, an old copy, a wrong key and a second Keep
+//! are each refused with a clear message.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::common::child::ChildLog;
+use crate::common::net::*;
+use crate::common::steward::{StewardProcess, digest, keep_config, point_to, steward_ca};
+use crate::common::{GUESTS, KEEP_ERROR, Keep, keep_command};
+
+/// A guest program and a Keep.toml running it with `args` on the sealed directory `/data`.
+struct Workload {
+    program: PathBuf,
+    config: PathBuf,
+    digest: String,
+}
+
+/// Sealed-store runs against one Steward.
+struct Sealed {
+    dir: PathBuf,
+    ca: PathBuf,
+    store: PathBuf,
+    workloads: Vec<Workload>,
+}
+
+impl Sealed {
+    fn new(dir: &Path) -> Self {
+        let ca = steward_ca(&dir.join("ca"));
+        Self {
+            dir: dir.to_owned(),
+            ca,
+            store: dir.join("store"),
+            workloads: Vec::new(),
+        }
+    }
+
+    /// A workload running `program` with `args` on the store; returns its index.
+    fn workload(&mut self, name: &str, program: PathBuf, args: &[&str]) -> usize {
+        let args: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
+        let config = keep_config(
+            &self.dir,
+            &format!("{name}.toml"),
+            &self.ca,
+            &format!("args = [{}]\n", args.join(", ")),
+            &format!(
+                "[[dirs]]\nhost = \"{}\"\nguest = \"/data\"\nsealed = true\nkey = \"state-key\"\n",
+                self.store.display()
+            ),
+            "",
+        );
+        let digest = digest(&program, &config);
+        self.workloads.push(Workload {
+            program,
+            config,
+            digest,
+        });
+        self.workloads.len() - 1
+    }
+
+    /// A Steward releasing `key` (as `state-key`) to every workload, and witnessing
+    /// versions in `versions`; the workloads point at it.
+    fn steward(&self, key: &[u8], versions: &str) -> StewardProcess {
+        let key_file = self.dir.join(format!("{versions}.key"));
+        std::fs::write(&key_file, key).unwrap();
+        let digests: Vec<String> = self
+            .workloads
+            .iter()
+            .map(|w| format!("{:?}", w.digest))
+            .collect();
+        let secrets = write_config(
+            &self.dir,
+            &format!("{versions}-secrets.toml"),
+            &format!(
+                "[[secret]]\nname = \"state-key\"\nfile = \"{}\"\n[[release]]\n\
+                 secrets = [\"state-key\"]\nworkloads = [{}]\n",
+                key_file.display(),
+                digests.join(", ")
+            ),
+        );
+        let versions = self.dir.join(format!("{versions}.json"));
+        let steward = StewardProcess::with_secrets(
+            &self.dir.join("ca"),
+            &secrets,
+            &["--sealed-versions", versions.to_str().unwrap()],
+        );
+        for workload in &self.workloads {
+            point_to(&workload.config, &steward);
+        }
+        steward
+    }
+
+    /// `keep run -q` of workload `index` to its end.
+    fn run(&self, index: usize) -> crate::common::Finished {
+        let workload = &self.workloads[index];
+        Keep::new()
+            .args(["run", "-q", "-c"])
+            .arg_path(&workload.config)
+            .arg_path(&workload.program)
+            .finish()
+    }
+
+    fn log(&self) -> PathBuf {
+        self.store.join("keep-sealed.log")
+    }
+}
+
+#[test]
+fn a_sealed_directory_keeps_its_files_from_the_host_and_refuses_what_the_host_changed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut sealed = Sealed::new(tmp.path());
+    let write = sealed.workload(
+        "write",
+        GUESTS.module("fsops"),
+        &["write", "/data/notes.txt", "sealed notes"],
+    );
+    let mkdir = sealed.workload("mkdir", GUESTS.module("fsops"), &["mkdir", "/data/sub"]);
+    let read = sealed.workload(
+        "read",
+        GUESTS.component("fsops"),
+        &["read", "/data/notes.txt"],
+    );
+    let list = sealed.workload("list", GUESTS.component("fsops"), &["list", "/data"]);
+    let append = sealed.workload(
+        "append",
+        GUESTS.module("fsops"),
+        &["append", "/data/notes.txt", ", and more"],
+    );
+    let key: Vec<u8> = (0..32).collect();
+    let steward = sealed.steward(&key, "versions");
+
+    // Written by a preview-1 module, read and listed by a component.
+    sealed.run(write).expect_code(0);
+    sealed.run(mkdir).expect_code(0);
+    let done = sealed.run(read);
+    done.expect_code(0);
+    assert_eq!(done.stdout_text(), "sealed notes", "{}", done.stderr);
+    let done = sealed.run(list);
+    done.expect_code(0);
+    let mut listed: Vec<String> = done.stdout_text().lines().map(str::to_owned).collect();
+    listed.sort();
+    assert_eq!(listed, ["notes.txt", "sub"]);
+
+    // The host sees a lock and a log, and neither names nor contents in them.
+    let mut entries: Vec<String> = std::fs::read_dir(&sealed.store)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    entries.sort();
+    assert_eq!(entries, ["keep-sealed.lock", "keep-sealed.log"]);
+    let log = std::fs::read(sealed.log()).unwrap();
+    for needle in ["notes.txt", "sealed notes", "sub"] {
+        assert!(
+            !log.windows(needle.len()).any(|w| w == needle.as_bytes()),
+            "the log holds `{needle}` in the clear"
+        );
+    }
+    assert!(
+        steward
+            .log_with("sealed store")
+            .contains("of secret `state-key`: version"),
+        "the Steward witnessed the commits"
+    );
+
+    // A byte the host changed: the guest's read fails, and Keep names the file.
+    let mut changed = log.clone();
+    changed[64 + 5 + 3] ^= 1; // in the first chunk's ciphertext
+    std::fs::write(sealed.log(), &changed).unwrap();
+    let done = sealed.run(read);
+    done.expect_code(1)
+        .expect_stderr_contains("error: read /data/notes.txt")
+        .expect_stderr_contains("sealed directory /data")
+        .expect_stderr_contains("integrity: file /notes.txt: chunk 0");
+    assert!(done.stdout.is_empty());
+    std::fs::write(sealed.log(), &log).unwrap();
+
+    // An old copy put back: refused at open, with both versions, before the guest runs.
+    sealed.run(append).expect_code(0);
+    let done = sealed.run(read);
+    assert_eq!(done.stdout_text(), "sealed notes, and more");
+    let newer = std::fs::read(sealed.log()).unwrap();
+    std::fs::write(sealed.log(), &log).unwrap();
+    let done = sealed.run(read);
+    done.expect_code(KEEP_ERROR)
+        .expect_stderr_contains("rollback: the Steward expects version")
+        .expect_stderr_contains("the disk holds version");
+    assert!(done.stdout.is_empty());
+    // ... and the whole store deleted: refused too.
+    std::fs::remove_dir_all(&sealed.store).unwrap();
+    sealed
+        .run(read)
+        .expect_code(KEEP_ERROR)
+        .expect_stderr_contains("the disk holds version 0");
+    std::fs::create_dir_all(&sealed.store).unwrap();
+    std::fs::write(sealed.log(), &newer).unwrap();
+    sealed.run(read).expect_code(0);
+    drop(steward);
+
+    // Another key for the same secret name: refused by what it is, nothing changed.
+    let _other = sealed.steward(&[9; 32], "other-versions");
+    let done = sealed.run(read);
+    done.expect_code(KEEP_ERROR)
+        .expect_stderr_contains("the key does not open this sealed store");
+    assert_eq!(std::fs::read(sealed.log()).unwrap(), newer);
+}
+
+#[test]
+fn a_second_keep_on_an_open_store_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut sealed = Sealed::new(tmp.path());
+    // `cat` holds the store open while it waits for stdin.
+    let holder = sealed.workload("hold", GUESTS.module("cat"), &[]);
+    let read = sealed.workload("read", GUESTS.module("fsops"), &["list", "/data"]);
+    let _steward = sealed.steward(&[7; 32], "versions");
+
+    let workload = &sealed.workloads[holder];
+    let mut child = keep_command()
+        .env("XDG_CACHE_HOME", tmp.path().join("cache"))
+        .args(["run", "-c"])
+        .arg(&workload.config)
+        .arg(&workload.program)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (ready, confined) = mpsc::channel();
+    let log = ChildLog::start(child.stderr.take().unwrap(), move |line| {
+        if line.starts_with("keep: confined") {
+            let _ = ready.send(());
+        }
+    });
+    confined
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("the first Keep did not start:\n{}", log.text()));
+
+    sealed
+        .run(read)
+        .expect_code(KEEP_ERROR)
+        .expect_stderr_contains("the sealed store is open in another Keep");
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success(), "{}", log.text());
+    drop(log);
+    sealed.run(read).expect_code(0);
+}
+
+/// `keep run` with a sealed directory and no Steward is refused by the configuration.
+#[test]
+fn a_sealed_directory_needs_a_steward_and_a_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = write_config(
+        tmp.path(),
+        "Keep.toml",
+        "[[dirs]]\nhost = \"s\"\nguest = \"/data\"\nsealed = true\nkey = \"k\"\n",
+    );
+    Keep::new()
+        .args(["run", "-c"])
+        .arg_path(&config)
+        .arg_path(&GUESTS.module("hello"))
+        .finish()
+        .expect_code(KEEP_ERROR)
+        .expect_stderr_contains("set `steward`");
+    let config = write_config(
+        tmp.path(),
+        "Keyless.toml",
+        "steward = \"https://127.0.0.1:1\"\n[[dirs]]\nhost = \"s\"\nsealed = true\n",
+    );
+    Keep::new()
+        .args(["run", "-c"])
+        .arg_path(&config)
+        .arg_path(&GUESTS.module("hello"))
+        .finish()
+        .expect_code(KEEP_ERROR)
+        .expect_stderr_contains("needs `key`");
+}
