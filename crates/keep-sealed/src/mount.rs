@@ -5,6 +5,7 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
+use std::os::fd::AsFd as _;
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::io::AsRawFd as _;
 use std::path::{Path, PathBuf};
@@ -82,13 +83,34 @@ pub fn mount(
     ];
     let session =
         fuser::Session::new(served, scratch, &config).map_err(SealedError::io(scratch))?;
+    let channel = session.as_fd().as_raw_fd();
+    let (unshared, wait_unshared) = std::sync::mpsc::channel();
     let serving = std::thread::Builder::new()
         .name("keep-sealed".into())
         .spawn(move || {
+            // The serving threads get a descriptor table of their own. A process that serves
+            // FUSE to itself deadlocks when killed: its last thread, closing the guest's
+            // files, waits for an answer from serving threads already gone, while the FUSE
+            // channel, which would abort the wait once closed, stays open in the very
+            // table being torn down. With the channel only in this table, their exit
+            // closes it and the kernel aborts the connection.
+            // SAFETY: from here on, these threads use only the descriptors they hold (the
+            // FUSE channel, the store's log and lock, the sockets they open themselves);
+            // none crosses to or from another thread.
+            let result =
+                unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::FILES) };
+            // Without a table of its own (an unlikely kernel refusal) it still serves, and
+            // only a killed Keep risks the deadlock.
+            let _ = unshared.send(result.is_ok());
             before_serving();
             session.run()
         })
         .map_err(SealedError::io(scratch))?;
+    if wait_unshared.recv() == Ok(true) {
+        // SAFETY: the channel's number in this thread's table is closed once, here; the
+        // serving threads hold it in theirs, and nothing in this table uses it.
+        unsafe { rustix::io::close(channel) };
+    }
     let root = File::open(scratch).map_err(SealedError::io(scratch));
     // Detached: no path leads to it any more; the descriptor does, until it closes.
     let detached = rustix::mount::unmount(scratch, rustix::mount::UnmountFlags::DETACH)
