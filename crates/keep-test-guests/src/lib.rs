@@ -72,7 +72,7 @@ impl Guests {
             let bindings = match &kind {
                 CGuest::WasiHttp => Some(self.bindings("wit", "http-service")?),
                 CGuest::WasiP3 { world } => Some(self.bindings("wit-p3", world)?),
-                CGuest::Command | CGuest::Reactor => None,
+                CGuest::Command | CGuest::Reactor | CGuest::Sqlite => None,
             };
             let tmp = self.temp_path(&out);
             let mut clang = Command::new("clang");
@@ -83,8 +83,34 @@ impl Guests {
                 "-Wall",
                 "-Werror",
             ]);
-            if kind != CGuest::Command {
+            if !matches!(kind, CGuest::Command | CGuest::Sqlite) {
                 clang.arg("-mexec-model=reactor");
+            }
+            if kind == CGuest::Sqlite {
+                let dir = Path::new(env!("KEEP_SQLITE_AMALGAMATION"));
+                // SQLite's code is not ours: its warnings are not gates.
+                clang
+                    .arg("-I")
+                    .arg(dir)
+                    .arg("-Wno-error")
+                    .args([
+                        "-DSQLITE_THREADSAFE=0",
+                        "-DSQLITE_OMIT_WAL",
+                        "-DSQLITE_OMIT_LOAD_EXTENSION",
+                        "-DSQLITE_TEMP_STORE=3",
+                        "-DLONGDOUBLE_TYPE=double",
+                        "-D_WASI_EMULATED_MMAN",
+                        "-D_WASI_EMULATED_GETPID",
+                        "-D_WASI_EMULATED_SIGNAL",
+                        "-D_WASI_EMULATED_PROCESS_CLOCKS",
+                    ])
+                    .arg(dir.join("sqlite3.c"))
+                    .args([
+                        "-lwasi-emulated-mman",
+                        "-lwasi-emulated-getpid",
+                        "-lwasi-emulated-signal",
+                        "-lwasi-emulated-process-clocks",
+                    ]);
             }
             if let Some(bindings) = &bindings {
                 // The generated C is wit-bindgen's, not ours: its warnings are not gates.
@@ -137,7 +163,9 @@ impl Guests {
         if c.exists() {
             use wasi_preview1_component_adapter_provider as adapters;
             let adapter = match CGuest::of(&c) {
-                CGuest::Command => Some(adapters::WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER),
+                CGuest::Command | CGuest::Sqlite => {
+                    Some(adapters::WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER)
+                }
                 CGuest::Reactor | CGuest::WasiHttp => {
                     Some(adapters::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER)
                 }
@@ -208,6 +236,11 @@ enum CGuest {
     /// bindings (async ABI) that calls no preview-1 function, so its component is WASI 0.3
     /// alone.
     WasiP3 { world: String },
+    /// `sqlite`: a command linked with SQLite (the amalgamation libsqlite3-sys ships, built
+    /// with the flags libsqlite3-sys uses for WASI targets, and without WAL, which needs
+    /// shared memory). WASI has no file locks: the guest opens its database with SQLite's
+    /// `unix-none` file system layer.
+    Sqlite,
 }
 
 impl CGuest {
@@ -219,6 +252,7 @@ impl CGuest {
         {
             Some("reactor") => Self::Reactor,
             Some("wasi-http") => Self::WasiHttp,
+            Some("sqlite") => Self::Sqlite,
             Some(marker) if marker.starts_with("wasi-p3 ") => Self::WasiP3 {
                 world: marker["wasi-p3 ".len()..].trim().to_owned(),
             },
