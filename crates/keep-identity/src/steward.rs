@@ -97,15 +97,15 @@ pub fn request_secret(
         .map_err(|_| malformed("is not base64"))
 }
 
-/// Asks the Steward at `url` for the version of the sealed store `store` whose key comes
-/// from `secret`, after recording `advance` if given, presenting the Keep's certificate
-/// (the client identity of `tls`). `None`: the Steward has recorded no version of it.
+/// Asks the Steward of `session` for the version of the sealed store `store` whose key
+/// comes from `secret`, after recording `advance` if given, presenting the Keep's
+/// certificate (the client identity of the session's TLS configuration). `None`: the
+/// Steward has recorded no version of it.
 pub fn sealed_version(
-    url: &StewardUrl,
+    session: &mut StewardSession,
     secret: &str,
     store: &[u8; 16],
     advance: Option<u64>,
-    tls: Arc<ClientConfig>,
 ) -> Result<Option<u64>, RequestError> {
     let asked = serde_json::json!({
         "secret": secret,
@@ -113,7 +113,7 @@ pub fn sealed_version(
         "advance": advance,
     })
     .to_string();
-    let body = exchange(url, "/v1/sealed", "application/json", asked.as_bytes(), tls)?;
+    let body = session.post("/v1/sealed", "application/json", asked.as_bytes())?;
     #[derive(serde::Deserialize)]
     struct Answer {
         version: Option<u64>,
@@ -157,6 +157,15 @@ async fn post(
     payload: &[u8],
     tls: Arc<ClientConfig>,
 ) -> Result<Vec<u8>, RequestError> {
+    let mut sender = connect(url, tls).await?;
+    send(&mut sender, url, path, content_type, payload).await
+}
+
+/// An HTTP/1.1 connection to the Steward at `url` over TLS (`tls`).
+async fn connect(
+    url: &StewardUrl,
+    tls: Arc<ClientConfig>,
+) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, RequestError> {
     let exchange = |e: anyhow::Error| RequestError::Exchange(e);
     let name = ServerName::try_from(url.host().to_owned())
         .map_err(|e| exchange(anyhow::anyhow!("steward host `{}`: {e}", url.host())))?;
@@ -175,11 +184,23 @@ async fn post(
         .await
         .with_context(|| format!("TLS with the Steward at {}:{}", url.host(), url.port()))
         .map_err(exchange)?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .context("HTTP with the Steward")
         .map_err(exchange)?;
     tokio::spawn(connection);
+    Ok(sender)
+}
+
+/// POSTs `payload` to `path` on the connection `sender`; the answer of a 200.
+async fn send(
+    sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    url: &StewardUrl,
+    path: &str,
+    content_type: &'static str,
+    payload: &[u8],
+) -> Result<Vec<u8>, RequestError> {
+    let exchange = |e: anyhow::Error| RequestError::Exchange(e);
     let request = Request::builder()
         .method(Method::POST)
         .uri(format!("{}{path}", url.base_path()))
@@ -206,6 +227,67 @@ async fn post(
         });
     }
     Ok(body.to_vec())
+}
+
+/// A connection to the Steward kept open across requests (a sealed store asks at every
+/// commit): reopened when the Steward closed it.
+pub struct StewardSession {
+    url: StewardUrl,
+    tls: Arc<ClientConfig>,
+    runtime: tokio::runtime::Runtime,
+    sender: Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>>,
+}
+
+impl StewardSession {
+    /// A session with the Steward at `url`, trusting and presenting what `tls` says.
+    pub fn new(url: &StewardUrl, tls: Arc<ClientConfig>) -> anyhow::Result<Self> {
+        Ok(Self {
+            url: url.clone(),
+            tls,
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the Steward session's runtime")?,
+            sender: None,
+        })
+    }
+
+    /// POSTs `payload` to `path`; the answer of a 200. A connection the Steward closed is
+    /// opened again, once.
+    fn post(
+        &mut self,
+        path: &str,
+        content_type: &'static str,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, RequestError> {
+        let Self {
+            url,
+            tls,
+            runtime,
+            sender,
+        } = self;
+        runtime.block_on(async {
+            tokio::time::timeout(EXCHANGE_TIMEOUT, async {
+                if let Some(open) = sender.as_mut().filter(|s| !s.is_closed()) {
+                    match send(open, url, path, content_type, payload).await {
+                        Err(RequestError::Exchange(_)) => {}
+                        answer => return answer,
+                    }
+                }
+                *sender = None;
+                let mut fresh = connect(url, tls.clone()).await?;
+                let answer = send(&mut fresh, url, path, content_type, payload).await;
+                *sender = Some(fresh);
+                answer
+            })
+            .await
+            .unwrap_or_else(|_| {
+                Err(RequestError::Exchange(anyhow::anyhow!(
+                    "no answer within {EXCHANGE_TIMEOUT:?}"
+                )))
+            })
+        })
+    }
 }
 
 /// A Keep's PKCS#10 request, signed by `key`: the names asked for (DNS names, and URIs,

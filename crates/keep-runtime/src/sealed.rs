@@ -2,50 +2,43 @@
 //! Steward released after attestation, its versions witnessed by that Steward, served to
 //! the guest as an ordinary preopened directory, and committed when the guest ends.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
-use keep_config::{DirGrant, StewardUrl};
+use keep_config::DirGrant;
 use keep_identity::AttestedIdentity;
+use keep_identity::steward::StewardSession;
 use keep_sealed::mount::Mounted;
 use keep_sealed::{Store, StoreKey, Witness};
-use rustls::ClientConfig;
 
 use crate::{Event, EventSink};
 
 /// The Steward, as the witness of a store's versions: asked over mTLS with the Keep's
-/// current certificate, for the store sealed with `secret`.
+/// current certificate, for the store sealed with `secret`, on a connection kept open.
 struct StewardWitness {
-    url: StewardUrl,
     secret: String,
-    client: Arc<ClientConfig>,
+    session: Mutex<StewardSession>,
+}
+
+impl StewardWitness {
+    fn ask(&self, id: &[u8; 16], advance: Option<u64>) -> Result<Option<u64>, String> {
+        let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
+        keep_identity::steward::sealed_version(&mut session, &self.secret, id, advance)
+            .map_err(|e| e.to_string())
+    }
 }
 
 impl Witness for StewardWitness {
     fn current(&self, id: &[u8; 16]) -> Result<Option<u64>, String> {
-        keep_identity::steward::sealed_version(
-            &self.url,
-            &self.secret,
-            id,
-            None,
-            self.client.clone(),
-        )
-        .map_err(|e| e.to_string())
+        self.ask(id, None)
     }
 
     fn advance(&self, id: &[u8; 16], version: u64) -> Result<(), String> {
-        match keep_identity::steward::sealed_version(
-            &self.url,
-            &self.secret,
-            id,
-            Some(version),
-            self.client.clone(),
-        ) {
-            Ok(Some(held)) if held >= version => Ok(()),
-            Ok(held) => Err(format!(
+        match self.ask(id, Some(version))? {
+            Some(held) if held >= version => Ok(()),
+            held => Err(format!(
                 "the Steward holds version {held:?} after being told of version {version}"
             )),
-            Err(e) => Err(e.to_string()),
         }
     }
 }
@@ -91,9 +84,11 @@ impl SealedDirs {
                 )
             })?;
             let witness = Arc::new(StewardWitness {
-                url: attested.steward().clone(),
                 secret: key.secret.clone(),
-                client: attested.steward_client()?,
+                session: Mutex::new(StewardSession::new(
+                    attested.steward(),
+                    attested.steward_client()?,
+                )?),
             });
             let store = Store::open(&grant.host, guest, &store_key, witness)
                 .with_context(|| format!("sealed directory {guest}"))?;

@@ -552,40 +552,83 @@ impl Store {
         let Some(chunk) = self.file(ino)?.chunks.get(&index).copied() else {
             return Ok(Box::new([0; CHUNK]));
         };
-        if chunk.offset + CHUNK_FRAME as u64 > self.written {
+        let mut frame = self.read_frames(chunk.offset, 1, ino, index)?;
+        let mut out = Box::new([0; CHUNK]);
+        out.copy_from_slice(self.open_chunk(ino, index, chunk, &mut frame)?);
+        Ok(out)
+    }
+
+    /// `count` consecutive chunk frames from `offset` of the log (those of `ino` from chunk
+    /// `index`, for messages).
+    fn read_frames(
+        &mut self,
+        offset: u64,
+        count: usize,
+        ino: Ino,
+        index: u64,
+    ) -> Result<Vec<u8>, FsError> {
+        if offset + (count * CHUNK_FRAME) as u64 > self.written {
             self.write_buffer()?;
         }
-        let mut frame = vec![0; CHUNK_FRAME];
-        let integrity = |store: &Self, what: String| {
-            FsError::Sealed(SealedError::Integrity {
-                path: store.log_path.clone(),
-                reason: format!(
-                    "file {}: chunk {index} (bytes from {}): {what}",
-                    store.tree.path_of(ino),
-                    index * CHUNK as u64
-                ),
-            })
-        };
-        if let Err(e) = self.log.read_exact_at(&mut frame, chunk.offset) {
-            return Err(integrity(self, format!("cannot be read ({e})")));
+        let mut frames = vec![0; count * CHUNK_FRAME];
+        if let Err(e) = self.log.read_exact_at(&mut frames, offset) {
+            return Err(self.integrity(ino, index, format!("cannot be read ({e})")));
         }
+        Ok(frames)
+    }
+
+    /// The plaintext of chunk `index` of `ino` from its `frame` (decrypted in place).
+    fn open_chunk<'f>(
+        &self,
+        ino: Ino,
+        index: u64,
+        chunk: ChunkRef,
+        frame: &'f mut [u8],
+    ) -> Result<&'f [u8], FsError> {
         if frame[0] != KIND_CHUNK {
-            return Err(integrity(self, "its frame was replaced".into()));
+            return Err(self.integrity(ino, index, "its frame was replaced".into()));
         }
         let aad = chunk_aad(&self.store_id, ino, index, chunk.offset);
-        let opened = self.keys.data.open_in_place(
+        match self.keys.data.open_in_place(
             Nonce::assume_unique_for_key(chunk.nonce),
             Aad::from(aad),
             &mut frame[FRAME_HEAD..],
-        );
-        match opened {
-            Ok(plain) if plain.len() == CHUNK => {
-                let mut out = Box::new([0; CHUNK]);
-                out.copy_from_slice(plain);
-                Ok(out)
-            }
-            _ => Err(integrity(self, "it does not authenticate".into())),
+        ) {
+            Ok(plain) if plain.len() == CHUNK => Ok(plain),
+            _ => Err(self.integrity(ino, index, "it does not authenticate".into())),
         }
+    }
+
+    /// The integrity error of chunk `index` of `ino`.
+    fn integrity(&self, ino: Ino, index: u64, what: String) -> FsError {
+        FsError::Sealed(SealedError::Integrity {
+            path: self.log_path.clone(),
+            reason: format!(
+                "file {}: chunk {index} (bytes from {}): {what}",
+                self.tree.path_of(ino),
+                index * CHUNK as u64
+            ),
+        })
+    }
+
+    /// How many chunks of `ino` from `index` (up to `last`, at most 256) are sealed, not
+    /// rewritten since, and in consecutive frames: read with one system call.
+    fn sealed_run(&self, ino: Ino, index: u64, last: u64) -> Vec<ChunkRef> {
+        let Some(inode) = self.tree.get(ino) else {
+            return Vec::new();
+        };
+        let mut run: Vec<ChunkRef> = Vec::new();
+        for i in index..=last.min(index + 255) {
+            let Some(chunk) = inode.chunks.get(&i) else { break };
+            let follows = run
+                .last()
+                .is_none_or(|prev| prev.offset + CHUNK_FRAME as u64 == chunk.offset);
+            if self.dirty.contains_key(&(ino, i)) || !follows {
+                break;
+            }
+            run.push(*chunk);
+        }
+        run
     }
 
     /// Reads up to `size` bytes of `ino` from `offset`.
@@ -596,11 +639,27 @@ impl Store {
         let mut at = offset;
         while at < end {
             let index = at / CHUNK as u64;
-            let within = (at % CHUNK as u64) as usize;
-            let take = ((end - at) as usize).min(CHUNK - within);
-            let chunk = self.chunk(ino, index)?;
-            out.extend_from_slice(&chunk[within..within + take]);
-            at += take as u64;
+            let run = self.sealed_run(ino, index, (end - 1) / CHUNK as u64);
+            if run.is_empty() {
+                let within = (at % CHUNK as u64) as usize;
+                let take = ((end - at) as usize).min(CHUNK - within);
+                let chunk = self.chunk(ino, index)?;
+                out.extend_from_slice(&chunk[within..within + take]);
+                at += take as u64;
+                continue;
+            }
+            let mut frames = self.read_frames(run[0].offset, run.len(), ino, index)?;
+            for (k, (chunk, frame)) in run
+                .iter()
+                .zip(frames.chunks_exact_mut(CHUNK_FRAME))
+                .enumerate()
+            {
+                let plain = self.open_chunk(ino, index + k as u64, *chunk, frame)?;
+                let within = (at % CHUNK as u64) as usize;
+                let take = ((end - at) as usize).min(CHUNK - within);
+                out.extend_from_slice(&plain[within..within + take]);
+                at += take as u64;
+            }
         }
         Ok(out)
     }
@@ -683,20 +742,21 @@ impl Store {
             self.random
                 .fill(&mut nonce)
                 .map_err(|_| self.io_error("no randomness for a nonce"))?;
-            let mut sealed = chunk.to_vec();
+            // Encrypted where it lands in the buffer: no copy of its own.
+            self.buffer.push(KIND_CHUNK);
+            self.buffer
+                .extend_from_slice(&((CHUNK + TAG) as u32).to_le_bytes());
+            let start = self.buffer.len();
+            self.buffer.extend_from_slice(&chunk[..]);
             let tag = self
                 .keys
                 .data
                 .seal_in_place_separate_tag(
                     Nonce::assume_unique_for_key(nonce),
                     Aad::from(chunk_aad(&self.store_id, ino, index, offset)),
-                    &mut sealed,
+                    &mut self.buffer[start..],
                 )
                 .map_err(|_| self.io_error("sealing a chunk failed"))?;
-            self.buffer.push(KIND_CHUNK);
-            self.buffer
-                .extend_from_slice(&((CHUNK + TAG) as u32).to_le_bytes());
-            self.buffer.extend_from_slice(&sealed);
             self.buffer.extend_from_slice(tag.as_ref());
             self.change(Op::SetChunk {
                 ino,
