@@ -108,6 +108,24 @@ impl Header {
     }
 }
 
+/// Decodes a commit's plaintext and applies its operations to an empty tree, as opening a
+/// store does (the first commit of a store): the number of operations, or what is wrong.
+/// For tools and fuzzing: in a store, a commit is read only once it authenticated.
+pub fn check_commit(plain: &[u8]) -> Result<u64, String> {
+    let truncated = |_| "it is cut short".to_owned();
+    let mut input = crate::codec::Reader::new(plain);
+    let _version = input.u64().map_err(truncated)?;
+    let _previous: [u8; 32] = input.array().map_err(truncated)?;
+    let _next_ino = input.u64().map_err(truncated)?;
+    let count = input.u64().map_err(truncated)?;
+    let mut tree = crate::tree::Tree::new();
+    for _ in 0..count {
+        let op = crate::tree::Op::decode(&mut input)?;
+        tree.apply(&op)?;
+    }
+    Ok(count)
+}
+
 /// The additional data of a chunk frame.
 pub(crate) fn chunk_aad(store_id: &[u8; 16], ino: u64, index: u64, offset: u64) -> Vec<u8> {
     let mut aad = b"keep-sealed chunk".to_vec();

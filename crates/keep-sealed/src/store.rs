@@ -619,7 +619,9 @@ impl Store {
         };
         let mut run: Vec<ChunkRef> = Vec::new();
         for i in index..=last.min(index + 255) {
-            let Some(chunk) = inode.chunks.get(&i) else { break };
+            let Some(chunk) = inode.chunks.get(&i) else {
+                break;
+            };
             let follows = run
                 .last()
                 .is_none_or(|prev| prev.offset + CHUNK_FRAME as u64 == chunk.offset);
