@@ -222,9 +222,9 @@ pub struct ServeArgs {
     /// secrets, revoked rules).
     #[arg(long, value_name = "FILE")]
     pub secrets: Option<PathBuf>,
-    /// Witness the versions of sealed stores (`[[dirs]] sealed = true`) in FILE (JSON,
-    /// created when missing): a Keep opening a store older than the version recorded here
-    /// refuses it. Keeps read and advance versions at POST /v1/sealed over mTLS, for stores
+    /// Witness the versions of sealed stores (`[[dirs]] sealed = true`) in FILE (a journal
+    /// of JSON lines, created when missing, each version synced before it is acknowledged):
+    /// a Keep opening a store older than the version recorded here refuses it. Keeps read and advance versions at POST /v1/sealed over mTLS, for stores
     /// whose key secret is released to them. Keep FILE where Keeps' hosts cannot write it.
     #[arg(long, value_name = "FILE", requires = "secrets")]
     pub sealed_versions: Option<PathBuf>,

@@ -4,32 +4,43 @@
 //! refused, because its version is below the one held here.
 //!
 //! Versions are kept per Steward secret (the one the store's key comes from) and store
-//! identifier, only ever increase, and are written to the file (atomically: a new file,
-//! synced, renamed over the old) before the Keep is answered. The file is what protects
-//! against rollback: keep it where the Keeps' hosts cannot write it, and back it up with
-//! the Steward's CA.
+//! identifier, and only ever increase. The file is a journal of JSON lines,
+//! `{"store": "SECRET/STORE-ID-HEX", "version": N}`: each new version is appended and synced
+//! (`fdatasync`) before the Keep is answered, so a commit costs the Steward one sync. At
+//! start the journal is read (the highest version of each store counts; a line cut short by
+//! a crash, the last, is dropped) and rewritten with one line per store. The file is what
+//! protects against rollback: keep it where the Keeps' hosts cannot write it, and back it up
+//! with the Steward's CA.
 
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-/// The file as written.
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+/// One line of the journal.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct VersionsFile {
-    /// `SECRET/STORE-ID-HEX` to the version.
-    versions: BTreeMap<String, u64>,
+struct Entry {
+    /// `SECRET/STORE-ID-HEX`.
+    store: String,
+    version: u64,
 }
 
-/// The versions, and the file they live in.
+/// The versions, and the journal they are appended to.
 #[derive(Debug)]
 pub struct SealedVersions {
     path: PathBuf,
-    versions: Mutex<BTreeMap<String, u64>>,
+    state: Mutex<State>,
 }
 
-/// Why a version could not be recorded.
+#[derive(Debug)]
+struct State {
+    versions: BTreeMap<String, u64>,
+    journal: File,
+}
+
+/// Why the versions could not be read or a version recorded.
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {source}")]
 pub struct VersionsError {
@@ -41,31 +52,73 @@ fn key(secret: &str, store: &[u8; 16]) -> String {
     format!("{secret}/{}", hex::encode(store))
 }
 
+fn line(store: &str, version: u64) -> Vec<u8> {
+    let entry = Entry {
+        store: store.to_owned(),
+        version,
+    };
+    // A string and a number always serialise.
+    let mut bytes = serde_json::to_vec(&entry).unwrap_or_default();
+    bytes.push(b'\n');
+    bytes
+}
+
 impl SealedVersions {
-    /// The versions in `path` (none yet when it does not exist).
+    /// The versions in the journal `path` (none yet when it does not exist), which is then
+    /// rewritten with one line per store.
     pub fn load(path: &Path) -> Result<Self, VersionsError> {
         let error = |source| VersionsError {
             path: path.to_owned(),
             source,
         };
-        let versions = match std::fs::read(path) {
+        let mut versions = BTreeMap::new();
+        match std::fs::read(path) {
             Ok(bytes) => {
-                let file: VersionsFile = serde_json::from_slice(&bytes)
-                    .map_err(|e| error(std::io::Error::other(e.to_string())))?;
-                file.versions
+                let lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
+                for (number, text) in lines.iter().enumerate() {
+                    if text.is_empty() {
+                        continue;
+                    }
+                    match serde_json::from_slice::<Entry>(text) {
+                        Ok(entry) => {
+                            let held = versions.entry(entry.store).or_insert(0);
+                            *held = entry.version.max(*held);
+                        }
+                        // The last line, cut short by a crash while it was appended.
+                        Err(_) if number == lines.len() - 1 => {}
+                        Err(e) => {
+                            return Err(error(std::io::Error::other(format!(
+                                "line {}: {e}",
+                                number + 1
+                            ))));
+                        }
+                    }
+                }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(error(e)),
-        };
+        }
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let mut compacted = tempfile::NamedTempFile::new_in(dir).map_err(error)?;
+        for (store, version) in &versions {
+            compacted.write_all(&line(store, *version)).map_err(error)?;
+        }
+        compacted.as_file().sync_all().map_err(error)?;
+        compacted.persist(path).map_err(|e| error(e.error))?;
+        File::open(dir).and_then(|d| d.sync_all()).map_err(error)?;
+        let journal = File::options().append(true).open(path).map_err(error)?;
         Ok(Self {
             path: path.to_owned(),
-            versions: Mutex::new(versions),
+            state: Mutex::new(State { versions, journal }),
         })
     }
 
     /// The version of `store` sealed under `secret`, if any was recorded.
     pub fn current(&self, secret: &str, store: &[u8; 16]) -> Option<u64> {
-        self.lock().get(&key(secret, store)).copied()
+        self.lock().versions.get(&key(secret, store)).copied()
     }
 
     /// Records that `store` reached `version` (a lower one changes nothing); returns the
@@ -76,46 +129,26 @@ impl SealedVersions {
         store: &[u8; 16],
         version: u64,
     ) -> Result<u64, VersionsError> {
-        let mut versions = self.lock();
-        let held = versions.get(&key(secret, store)).copied();
-        if held.is_some_and(|held| held >= version) {
-            return Ok(held.unwrap_or(version));
+        let mut state = self.lock();
+        let store = key(secret, store);
+        if let Some(held) = state.versions.get(&store).copied().filter(|h| *h >= version) {
+            return Ok(held);
         }
-        let mut next = versions.clone();
-        next.insert(key(secret, store), version);
-        self.write(&next)?;
-        *versions = next;
-        Ok(version)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, u64>> {
-        self.versions.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Replaces the file with `versions`: a new file, synced, renamed over the old one, and
-    /// the directory synced.
-    fn write(&self, versions: &BTreeMap<String, u64>) -> Result<(), VersionsError> {
         let error = |source| VersionsError {
             path: self.path.clone(),
             source,
         };
-        let dir = self
-            .path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let mut temporary = tempfile::NamedTempFile::new_in(dir).map_err(error)?;
-        let file = VersionsFile {
-            versions: versions.clone(),
-        };
-        let bytes = serde_json::to_vec_pretty(&file)
-            .map_err(|e| error(std::io::Error::other(e.to_string())))?;
-        temporary.write_all(&bytes).map_err(error)?;
-        temporary.as_file().sync_all().map_err(error)?;
-        temporary.persist(&self.path).map_err(|e| error(e.error))?;
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(error)
+        state
+            .journal
+            .write_all(&line(&store, version))
+            .and_then(|()| state.journal.sync_data())
+            .map_err(error)?;
+        state.versions.insert(store, version);
+        Ok(version)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -124,18 +157,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn versions_only_increase_and_survive_a_restart() {
+    fn versions_only_increase_and_survive_a_restart_and_a_torn_line() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("versions.json");
+        let path = dir.path().join("versions.jsonl");
         let versions = SealedVersions::load(&path).unwrap();
         assert_eq!(versions.current("k", &[1; 16]), None);
         assert_eq!(versions.advance("k", &[1; 16], 3).unwrap(), 3);
         assert_eq!(versions.advance("k", &[1; 16], 2).unwrap(), 3);
+        assert_eq!(versions.advance("k", &[1; 16], 4).unwrap(), 4);
         assert_eq!(versions.advance("other", &[1; 16], 1).unwrap(), 1);
+        drop(versions);
+        // A crash in the middle of an append leaves half a line.
+        let mut file = File::options().append(true).open(&path).unwrap();
+        file.write_all(b"{\"store\":\"k/01").unwrap();
         let again = SealedVersions::load(&path).unwrap();
-        assert_eq!(again.current("k", &[1; 16]), Some(3));
+        assert_eq!(again.current("k", &[1; 16]), Some(4));
         assert_eq!(again.current("other", &[1; 16]), Some(1));
-        std::fs::write(&path, "not json").unwrap();
-        assert!(SealedVersions::load(&path).is_err());
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap().lines().count(),
+            2,
+            "rewritten with one line per store"
+        );
+        std::fs::write(&path, "not json\n{}\n").unwrap();
+        let err = SealedVersions::load(&path).unwrap_err();
+        assert!(err.to_string().contains("line 1"), "{err}");
     }
 }
