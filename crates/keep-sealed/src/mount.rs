@@ -221,6 +221,12 @@ impl Served {
         }
     }
 
+    /// `fsync` of a file or a directory: every change so far, committed.
+    fn commit(&self, reply: ReplyEmpty) {
+        let result = lock(&self.store).commit();
+        self.empty(result, reply);
+    }
+
     fn empty(&self, result: Result<(), FsError>, reply: ReplyEmpty) {
         match result {
             Ok(()) => reply.ok(),
@@ -415,8 +421,7 @@ impl Filesystem for Served {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let result = lock(&self.store).commit();
-        self.empty(result, reply);
+        self.commit(reply);
     }
 
     fn readdir(
@@ -471,8 +476,7 @@ impl Filesystem for Served {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let result = lock(&self.store).commit();
-        self.empty(result, reply);
+        self.commit(reply);
     }
 
     fn getxattr(

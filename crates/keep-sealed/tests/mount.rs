@@ -1,28 +1,15 @@
 //! A sealed store mounted through FUSE and used with ordinary file operations, as the
 //! guest's WASI calls reach it. Needs /dev/fuse and the right to mount (root).
 
-use std::collections::HashMap;
+mod common;
+
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use common::Versions;
 use keep_sealed::mount::{ErrorReport, mount};
-use keep_sealed::{ROOT, SealedError, Store, StoreKey, Witness};
-
-#[derive(Default)]
-struct Versions(Mutex<HashMap<[u8; 16], u64>>);
-
-impl Witness for Versions {
-    fn current(&self, id: &[u8; 16]) -> Result<Option<u64>, String> {
-        Ok(self.0.lock().unwrap().get(id).copied())
-    }
-    fn advance(&self, id: &[u8; 16], version: u64) -> Result<(), String> {
-        let mut versions = self.0.lock().unwrap();
-        let held = versions.entry(*id).or_insert(0);
-        *held = (*held).max(version);
-        Ok(())
-    }
-}
+use keep_sealed::{ROOT, SealedError, Store, StoreKey};
 
 fn open(dir: &Path, witness: &Arc<Versions>) -> Store {
     Store::open(

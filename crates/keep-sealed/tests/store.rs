@@ -1,28 +1,14 @@
 //! A sealed store on a real directory: what is committed reads back after reopening, and
 //! every change the host makes to the log is refused or detected.
 
-use std::collections::HashMap;
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+mod common;
 
+use std::path::Path;
+use std::sync::Arc;
+
+use common::Versions;
 use keep_sealed::format::{CHUNK, HEADER_LEN};
 use keep_sealed::{FileKind, ROOT, SealedError, Store, StoreKey, Witness};
-
-/// A witness in memory, as the Steward holds versions.
-#[derive(Default)]
-struct Versions(Mutex<HashMap<[u8; 16], u64>>);
-
-impl Witness for Versions {
-    fn current(&self, id: &[u8; 16]) -> Result<Option<u64>, String> {
-        Ok(self.0.lock().unwrap().get(id).copied())
-    }
-    fn advance(&self, id: &[u8; 16], version: u64) -> Result<(), String> {
-        let mut versions = self.0.lock().unwrap();
-        let held = versions.entry(*id).or_insert(0);
-        *held = (*held).max(version);
-        Ok(())
-    }
-}
 
 fn key(byte: u8) -> StoreKey {
     StoreKey::from_bytes(&[byte; 32]).unwrap()

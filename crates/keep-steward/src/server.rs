@@ -232,11 +232,7 @@ async fn release_secrets(
         Ok(parts) => parts,
         Err(response) => return response,
     };
-    let refuse = |status: StatusCode, reason: &'static str, message: String| {
-        tracing::warn!("secrets refused ({reason}): {message}");
-        metrics.rejected(reason);
-        text(status, message + "\n")
-    };
+    let refuse = |status, reason, message| refused(metrics, "secrets", status, reason, message);
     match secrets.release(&requester, &wanted.secrets) {
         Ok(released) => {
             use base64::Engine as _;
@@ -283,11 +279,7 @@ async fn keep_request<T: serde::de::DeserializeOwned>(
     what: &'static str,
     shape: &'static str,
 ) -> Result<(Arc<crate::secrets::Secrets>, crate::secrets::Requester, T), Response<Full<Bytes>>> {
-    let refuse = |status: StatusCode, reason: &'static str, message: String| {
-        tracing::warn!("{what} refused ({reason}): {message}");
-        metrics.rejected(reason);
-        text(status, message + "\n")
-    };
+    let refuse = |status, reason, message| refused(metrics, what, status, reason, message);
     let Some(secrets) = steward.secrets() else {
         return Err(refuse(
             StatusCode::NOT_FOUND,
@@ -366,11 +358,8 @@ async fn sealed_version(
         Ok(parts) => parts,
         Err(response) => return response,
     };
-    let refuse = |status: StatusCode, reason: &'static str, message: String| {
-        tracing::warn!("sealed-store version refused ({reason}): {message}");
-        metrics.rejected(reason);
-        text(status, message + "\n")
-    };
+    let refuse =
+        |status, reason, message| refused(metrics, "sealed-store version", status, reason, message);
     let Some(versions) = steward.sealed_versions() else {
         return refuse(
             StatusCode::NOT_FOUND,
@@ -429,6 +418,20 @@ async fn sealed_version(
         ),
         JSON,
     )
+}
+
+/// A refusal of an mTLS endpoint (`what`): logged, counted under `reason`, and answered
+/// with `status` and `message`.
+fn refused(
+    metrics: &Metrics,
+    what: &str,
+    status: StatusCode,
+    reason: &'static str,
+    message: String,
+) -> Response<Full<Bytes>> {
+    tracing::warn!("{what} refused ({reason}): {message}");
+    metrics.rejected(reason);
+    text(status, message + "\n")
 }
 
 fn refuse(refusal: &Refusal, metrics: &Metrics) -> Response<Full<Bytes>> {

@@ -131,7 +131,12 @@ impl SealedVersions {
     ) -> Result<u64, VersionsError> {
         let mut state = self.lock();
         let store = key(secret, store);
-        if let Some(held) = state.versions.get(&store).copied().filter(|h| *h >= version) {
+        if let Some(held) = state
+            .versions
+            .get(&store)
+            .copied()
+            .filter(|h| *h >= version)
+        {
             return Ok(held);
         }
         let error = |source| VersionsError {

@@ -252,30 +252,27 @@ fn a_second_keep_on_an_open_store_is_refused() {
 #[test]
 fn a_sealed_directory_needs_a_steward_and_a_key() {
     let tmp = tempfile::tempdir().unwrap();
-    let config = write_config(
-        tmp.path(),
-        "Keep.toml",
-        "[[dirs]]\nhost = \"s\"\nguest = \"/data\"\nsealed = true\nkey = \"k\"\n",
-    );
-    Keep::new()
-        .args(["run", "-c"])
-        .arg_path(&config)
-        .arg_path(&GUESTS.module("hello"))
-        .finish()
-        .expect_code(KEEP_ERROR)
-        .expect_stderr_contains("set `steward`");
-    let config = write_config(
-        tmp.path(),
-        "Keyless.toml",
-        "steward = \"https://127.0.0.1:1\"\n[[dirs]]\nhost = \"s\"\nsealed = true\n",
-    );
-    Keep::new()
-        .args(["run", "-c"])
-        .arg_path(&config)
-        .arg_path(&GUESTS.module("hello"))
-        .finish()
-        .expect_code(KEEP_ERROR)
-        .expect_stderr_contains("needs `key`");
+    for (name, text, message) in [
+        (
+            "Keep.toml",
+            "[[dirs]]\nhost = \"s\"\nguest = \"/data\"\nsealed = true\nkey = \"k\"\n",
+            "set `steward`",
+        ),
+        (
+            "Keyless.toml",
+            "steward = \"https://127.0.0.1:1\"\n[[dirs]]\nhost = \"s\"\nsealed = true\n",
+            "needs `key`",
+        ),
+    ] {
+        let config = write_config(tmp.path(), name, text);
+        Keep::new()
+            .args(["run", "-c"])
+            .arg_path(&config)
+            .arg_path(&GUESTS.module("hello"))
+            .finish()
+            .expect_code(KEEP_ERROR)
+            .expect_stderr_contains(message);
+    }
 }
 
 /// `kill -9` at points chosen at random while a guest appends records and syncs each: every
