@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Sealed directories against plain preopened directories: the same guest
 (bench/kernels/disk.c), the same `keep run` (release, confined, attested to the same
-Steward), one run. Sequential write and read of 256 MiB, and random 4 KiB reads and writes
-with an fsync every 64 writes, each timed by the guest itself (start-up and attestation are
+Steward), one run. Sequential write and read of 256 MiB, random 4 KiB reads and writes
+with an fsync every 64 writes, and a SQLite database, each timed by the guest itself (start-up and attestation are
 not counted). Writes the sealed section of docs/benchmarks.md."""
 
+import json
 import subprocess
 import sys
 import tempfile
@@ -19,6 +20,27 @@ QUICK = "--quick" in sys.argv
 MIB = 64 if QUICK else 256
 RANDOM_OPS = 4000 if QUICK else 20000
 RUNS = 1 if QUICK else 3
+SQL_ROWS = 2000 if QUICK else 20000
+
+
+def build_sqlite():
+    """The SQLite guest (tests/guests/sqlite.c), built as the test suite builds it: from the
+    amalgamation libsqlite3-sys ships, with the flags it uses for WASI targets."""
+    metadata = json.loads(subprocess.run(
+        ["cargo", "metadata", "--format-version", "1", "--locked"], cwd=ROOT, check=True,
+        capture_output=True, text=True).stdout)
+    crate = next(p for p in metadata["packages"] if p["name"] == "libsqlite3-sys")
+    amalgamation = Path(crate["manifest_path"]).parent / "sqlite3"
+    out = ROOT / ".bench" / "bin" / "sqlite.wasm"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sh("clang", "--target=wasm32-wasi", "--sysroot=/usr", "-O2", "-I", str(amalgamation),
+       "-DSQLITE_THREADSAFE=0", "-DSQLITE_OMIT_WAL", "-DSQLITE_OMIT_LOAD_EXTENSION",
+       "-DSQLITE_TEMP_STORE=3", "-DLONGDOUBLE_TYPE=double", "-D_WASI_EMULATED_MMAN",
+       "-D_WASI_EMULATED_GETPID", "-D_WASI_EMULATED_SIGNAL", "-D_WASI_EMULATED_PROCESS_CLOCKS",
+       "-o", str(out), str(ROOT / "tests" / "guests" / "sqlite.c"), str(amalgamation / "sqlite3.c"),
+       "-lwasi-emulated-mman", "-lwasi-emulated-getpid", "-lwasi-emulated-signal",
+       "-lwasi-emulated-process-clocks")
+    return out
 
 
 def steward(keep, ca_dir, extra):
@@ -52,6 +74,7 @@ def main():
     sh("cargo", "build", "--release", "--locked", "-p", "keep-cli", cwd=ROOT)
     keep = ROOT / "target" / "release" / "keep"
     disk = build_c("disk", ROOT / "bench" / "kernels" / "disk.c")[1]
+    sqlite = build_sqlite()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         # The CA first: configurations name it, and their digests cover it.
@@ -64,19 +87,20 @@ def main():
         }
         (tmp / "plain").mkdir()
         ops = {
-            "write": ["write", "/data/big", str(MIB)],
-            "read": ["read", "/data/big"],
-            "random": ["random", "/data/big", str(RANDOM_OPS)],
+            "write": (disk, ["write", "/data/big", str(MIB)]),
+            "read": (disk, ["read", "/data/big"]),
+            "random": (disk, ["random", "/data/big", str(RANDOM_OPS)]),
+            "database": (sqlite, ["/data/bench.db", "bench", str(SQL_ROWS)]),
         }
         placeholder = "https://127.0.0.1:1"
         configs = {
             (kind, op): config(tmp, f"{kind}-{op}", placeholder, args, dirs[kind])
-            for kind in dirs for op, args in ops.items()
+            for kind in dirs for op, (_, args) in ops.items()
         }
         digests = [
-            subprocess.run([keep, "digest", disk, "-c", path], check=True, capture_output=True,
-                           text=True).stdout.strip()
-            for (kind, _), path in configs.items() if kind == "sealed"
+            subprocess.run([keep, "digest", ops[op][0], "-c", path], check=True,
+                           capture_output=True, text=True).stdout.strip()
+            for (kind, op), path in configs.items() if kind == "sealed"
         ]
         (tmp / "bench.key").write_bytes(bytes(range(32)))
         secrets = tmp / "secrets.toml"
@@ -95,7 +119,7 @@ def main():
                 for op in ops:
                     for kind in dirs:
                         out = subprocess.run(
-                            [keep, "run", "-q", "-c", configs[(kind, op)], disk],
+                            [keep, "run", "-q", "-c", configs[(kind, op)], ops[op][0]],
                             check=True, capture_output=True, text=True,
                         ).stdout
                         seconds = float(out.strip())
@@ -115,6 +139,9 @@ def write_report(best, log_size):
         "read": (f"sequential read of {MIB} MiB (1 MiB reads)", MIB, "MiB/s"),
         "random": (f"random 4 KiB reads and writes, {RANDOM_OPS} operations, fsync every 64 "
                    "writes", RANDOM_OPS, "ops/s"),
+        "database": (f"SQLite (`tests/guests/sqlite.c bench`): {SQL_ROWS} inserts in "
+                     "transactions of 100, 1000 point queries, a full scan", SQL_ROWS,
+                     "rows/s"),
     }
     rows = ""
     missed = []
