@@ -43,6 +43,29 @@ impl RegistryArgs {
         reference: &PackageRef,
         config: Option<&Config>,
     ) -> anyhow::Result<RegistryOptions> {
+        let credentials = match &self.registry_user {
+            Some(user) => {
+                let mut password = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut password)
+                    .context("--registry-password-stdin: cannot read stdin")?;
+                let password = password.lines().next().unwrap_or_default().to_owned();
+                Some((user.clone(), password))
+            }
+            None => keep_oci::auth::stored_credentials(reference.registry())?,
+        };
+        Ok(RegistryOptions {
+            credentials,
+            ..self.transport(reference, config)?
+        })
+    }
+
+    /// How to reach `reference`'s registry, without credentials.
+    fn transport(
+        &self,
+        reference: &PackageRef,
+        config: Option<&Config>,
+    ) -> anyhow::Result<RegistryOptions> {
         if self.registry_plain_http && !reference.is_loopback() {
             eprintln!(
                 "keep: warning: --registry-plain-http: {} is not on this machine, and plain \
@@ -62,21 +85,10 @@ impl RegistryArgs {
                 .into_iter()
                 .flat_map(|config| config.tls.ca.iter().map(|ca| ca.pem.clone())),
         );
-        let credentials = match &self.registry_user {
-            Some(user) => {
-                let mut password = String::new();
-                std::io::stdin()
-                    .read_to_string(&mut password)
-                    .context("--registry-password-stdin: cannot read stdin")?;
-                let password = password.lines().next().unwrap_or_default().to_owned();
-                Some((user.clone(), password))
-            }
-            None => keep_oci::auth::stored_credentials(reference.registry())?,
-        };
         Ok(RegistryOptions {
             plain_http: self.registry_plain_http,
             ca_pems,
-            credentials,
+            credentials: None,
         })
     }
 }
@@ -646,8 +658,11 @@ pub fn fetch_after_attestation(
                 fetch.registry_secret
             )
         })?;
-    let mut options = args.registry.options(&reference, config)?;
-    options.credentials = Some(credentials);
+    // The Steward's credentials, not this host's (docker's and podman's are not read).
+    let options = RegistryOptions {
+        credentials: Some(credentials),
+        ..args.registry.transport(&reference, config)?
+    };
     let client = Registry::new(&reference, &options);
     let runtime = runtime()?;
     let (package, built) = runtime.block_on(client.pull(&reference))?;

@@ -214,6 +214,13 @@ impl Served {
         }
     }
 
+    fn attributes(&self, result: Result<Attributes, FsError>, reply: ReplyAttr) {
+        match result {
+            Ok(attributes) => reply.attr(&TTL, &self.attr(&attributes)),
+            Err(error) => reply.error(self.errno(error)),
+        }
+    }
+
     fn entry(&self, result: Result<Attributes, FsError>, reply: ReplyEntry) {
         match result {
             Ok(attributes) => reply.entry(&TTL, &self.attr(&attributes), Generation(0)),
@@ -249,10 +256,8 @@ impl Filesystem for Served {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match lock(&self.store).getattr(ino.0) {
-            Ok(attributes) => reply.attr(&TTL, &self.attr(&attributes)),
-            Err(error) => reply.error(self.errno(error)),
-        }
+        let result = lock(&self.store).getattr(ino.0);
+        self.attributes(result, reply);
     }
 
     fn setattr(
@@ -288,10 +293,7 @@ impl Filesystem for Served {
             store.getattr(ino.0)
         })();
         drop(store);
-        match result {
-            Ok(attributes) => reply.attr(&TTL, &self.attr(&attributes)),
-            Err(error) => reply.error(self.errno(error)),
-        }
+        self.attributes(result, reply);
     }
 
     fn mknod(

@@ -94,6 +94,20 @@ impl Sealed {
         steward
     }
 
+    /// `keep run FLAGS -c CONFIG PROGRAM` of workload `index`, to start in the background.
+    fn command(&self, index: usize, flags: &[&str]) -> std::process::Command {
+        let workload = &self.workloads[index];
+        let mut command = keep_command();
+        command
+            .env("XDG_CACHE_HOME", self.dir.join("cache"))
+            .arg("run")
+            .args(flags)
+            .arg("-c")
+            .arg(&workload.config)
+            .arg(&workload.program);
+        command
+    }
+
     /// `keep run -q` of workload `index` to its end.
     fn run(&self, index: usize) -> crate::common::Finished {
         let workload = &self.workloads[index];
@@ -217,12 +231,8 @@ fn a_second_keep_on_an_open_store_is_refused() {
     let read = sealed.workload("read", GUESTS.module("fsops"), &["list", "/data"]);
     let _steward = sealed.steward(&[7; 32], "versions");
 
-    let workload = &sealed.workloads[holder];
-    let mut child = keep_command()
-        .env("XDG_CACHE_HOME", tmp.path().join("cache"))
-        .args(["run", "-c"])
-        .arg(&workload.config)
-        .arg(&workload.program)
+    let mut child = sealed
+        .command(holder, &[])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -310,12 +320,8 @@ fn a_keep_killed_while_writing_leaves_a_store_that_opens_with_everything_it_sync
     };
     let mut synced_so_far = 0u64;
     for round in 0..12 {
-        let workload = &sealed.workloads[append];
-        let mut child = keep_command()
-            .env("XDG_CACHE_HOME", tmp.path().join("cache"))
-            .args(["run", "-q", "-c"])
-            .arg(&workload.config)
-            .arg(&workload.program)
+        let mut child = sealed
+            .command(append, &["-q"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -373,12 +379,8 @@ fn a_sqlite_database_on_a_sealed_directory_keeps_every_committed_row_through_kil
 
     let mut committed = 0u64;
     for round in 0..6u64 {
-        let workload = &sealed.workloads[insert];
-        let mut child = keep_command()
-            .env("XDG_CACHE_HOME", tmp.path().join("cache"))
-            .args(["run", "-q", "-c"])
-            .arg(&workload.config)
-            .arg(&workload.program)
+        let mut child = sealed
+            .command(insert, &["-q"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(tmp.path().join(format!("insert-{round}.err"))).unwrap())
