@@ -489,8 +489,9 @@ impl Filesystem for Served {
         _size: u32,
         reply: fuser::ReplyXattr,
     ) {
-        // No extended attributes: the kernel's capability check on every write asks.
-        reply.error(Errno::ENODATA);
+        // No extended attributes. ENOSYS, not ENODATA: the kernel then stops asking, where
+        // otherwise its capability check costs a round trip on every write.
+        reply.error(Errno::ENOSYS);
     }
 
     fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: fuser::ReplyXattr) {

@@ -258,8 +258,10 @@ impl Tree {
                 let inode = self.file_mut(*ino)?;
                 inode.size = *size;
                 inode.mtime_ns = *mtime_ns;
+                // Cut at the first chunk past the end: logarithmic, where a scan of every
+                // chunk would make each commit of a large file cost its size.
                 let first_gone = size.div_ceil(crate::format::CHUNK as u64);
-                inode.chunks.retain(|index, _| *index < first_gone);
+                drop(inode.chunks.split_off(&first_gone));
             }
             Op::SetChunk { ino, index, chunk } => {
                 self.file_mut(*ino)?.chunks.insert(*index, *chunk);
