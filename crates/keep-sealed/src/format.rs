@@ -10,9 +10,16 @@
 //!                     additional data: "keep-sealed commit" | store id | offset u64
 //! commit (plaintext)  version u64 | SHA-256 of the previous commit frame [32] | next inode u64
 //!                     | operation count u64 | operations | zeros to a multiple of 4096
+//! snapshot frame      kind u8 = 3 | as a commit frame, with additional data
+//!                     "keep-sealed snapshot" | store id | offset u64
+//! snapshot (plaintext) as a commit, previous = zeros: operations that build the whole
+//!                     tree from an empty root
 //! ```
 //!
-//! Integers are little-endian; `offset` is the frame's position in the log.
+//! Integers are little-endian; `offset` is the frame's position in the log. A snapshot is
+//! the first commit of a compacted log (and only there): its version continues the log it
+//! replaced, and its operations rebuild that log's tree, chunks copied into the frames
+//! before it.
 
 use ring::hmac;
 
@@ -34,6 +41,8 @@ pub const NONCE: usize = 12;
 pub const KIND_CHUNK: u8 = 1;
 /// A commit frame's kind.
 pub const KIND_COMMIT: u8 = 2;
+/// A snapshot frame's kind.
+pub const KIND_SNAPSHOT: u8 = 3;
 /// A whole chunk frame.
 pub const CHUNK_FRAME: usize = FRAME_HEAD + CHUNK + TAG;
 /// Commits are padded to a multiple of this, so that their size says little about what
@@ -136,9 +145,14 @@ pub(crate) fn chunk_aad(store_id: &[u8; 16], ino: u64, index: u64, offset: u64) 
     aad
 }
 
-/// The additional data of a commit frame.
-pub(crate) fn commit_aad(store_id: &[u8; 16], offset: u64) -> Vec<u8> {
-    let mut aad = b"keep-sealed commit".to_vec();
+/// The additional data of a commit frame, or of a snapshot frame: the label differs, so
+/// that the host cannot pass one for the other.
+pub(crate) fn commit_aad(store_id: &[u8; 16], offset: u64, snapshot: bool) -> Vec<u8> {
+    let mut aad = if snapshot {
+        b"keep-sealed snapshot".to_vec()
+    } else {
+        b"keep-sealed commit".to_vec()
+    };
     aad.extend_from_slice(store_id);
     aad.extend_from_slice(&offset.to_le_bytes());
     aad

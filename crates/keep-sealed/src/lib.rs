@@ -22,6 +22,10 @@
 //! store, or one more (a commit made durable whose acknowledgement was lost to a crash);
 //! anything older is an old copy, refused with both versions named.
 //!
+//! A log that is mostly garbage (chunks rewritten since, old commits) is compacted when the
+//! store opens: rewritten with only its live chunks and one *snapshot* frame that rebuilds
+//! the tree at the next version (see `store/compact.rs`).
+//!
 //! Keys: the store key (32 bytes the Steward releases) is never used directly; HKDF-SHA256
 //! with the store's identifier as salt derives a data key (AES-256-GCM) and a check key
 //! (HMAC-SHA256 over the header), so a wrong key is named as such at open, before anything

@@ -16,11 +16,13 @@ use crate::codec::{Reader, Writer};
 use crate::error::SealedError;
 use crate::format::{
     CHUNK, CHUNK_FRAME, COMMIT_PAD, FRAME_HEAD, HEADER_LEN, Header, KIND_CHUNK, KIND_COMMIT,
-    MAX_COMMIT, NONCE, TAG, chunk_aad, commit_aad,
+    KIND_SNAPSHOT, MAX_COMMIT, NONCE, TAG, chunk_aad, commit_aad,
 };
 use crate::key::{DerivedKeys, StoreKey};
 use crate::tree::{ChunkRef, Op, Tree, check_name};
 pub use crate::tree::{FileKind, Ino, ROOT};
+
+mod compact;
 
 /// The log's file name in the store's directory.
 const LOG: &str = "keep-sealed.log";
@@ -105,7 +107,7 @@ pub struct Store {
     pending: Vec<Op>,
     /// Chunks written by the guest and not sealed yet.
     dirty: HashMap<(Ino, u64), Box<[u8; CHUNK]>>,
-    /// Files whose size or time changed since the last commit.
+    /// Files and directories whose size or time changed since the last commit.
     touched: BTreeSet<Ino>,
     witness: Arc<dyn Witness>,
     random: ring::rand::SystemRandom,
@@ -270,6 +272,7 @@ impl Store {
                 .advance(&store.store_id, store.version)
                 .map_err(SealedError::Witness)?;
         }
+        store.compact_if_worthwhile()?;
         Ok(store)
     }
 
@@ -305,21 +308,27 @@ impl Store {
             }
             match head[0] {
                 KIND_CHUNK if frame_len == (CHUNK + TAG) as u64 => {}
-                KIND_COMMIT
+                kind @ (KIND_COMMIT | KIND_SNAPSHOT)
                     if frame_len >= (NONCE + TAG) as u64 && frame_len <= MAX_COMMIT as u64 =>
                 {
+                    let snapshot = kind == KIND_SNAPSHOT;
+                    // A snapshot only begins a log; anywhere else, the log ends before it.
+                    if snapshot && good_end != HEADER_LEN as u64 {
+                        break;
+                    }
                     let mut frame = vec![0; (end - offset) as usize];
                     self.log
                         .read_exact_at(&mut frame, offset)
                         .map_err(SealedError::io(&path))?;
-                    let Some(commit) = self.open_commit(&frame, offset) else {
+                    let Some(commit) = self.open_commit(&frame, offset, snapshot) else {
                         break;
                     };
-                    self.apply_commit(&commit)
-                        .map_err(|reason| SealedError::Integrity {
+                    self.apply_commit(&commit, snapshot).map_err(|reason| {
+                        SealedError::Integrity {
                             path: path.clone(),
                             reason: format!("the commit at offset {offset}: {reason}"),
-                        })?;
+                        }
+                    })?;
                     self.last_commit = ring::digest::digest(&ring::digest::SHA256, &frame)
                         .as_ref()
                         .try_into()
@@ -333,8 +342,8 @@ impl Store {
         Ok(good_end)
     }
 
-    /// The plaintext of the commit `frame` at `offset`, if it authenticates.
-    fn open_commit(&self, frame: &[u8], offset: u64) -> Option<Vec<u8>> {
+    /// The plaintext of the commit (or snapshot) `frame` at `offset`, if it authenticates.
+    fn open_commit(&self, frame: &[u8], offset: u64, snapshot: bool) -> Option<Vec<u8>> {
         let nonce: [u8; NONCE] = frame.get(FRAME_HEAD..FRAME_HEAD + NONCE)?.try_into().ok()?;
         let mut sealed = frame.get(FRAME_HEAD + NONCE..)?.to_vec();
         let plain = self
@@ -342,21 +351,25 @@ impl Store {
             .data
             .open_in_place(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(commit_aad(&self.store_id, offset)),
+                Aad::from(commit_aad(&self.store_id, offset, snapshot)),
                 &mut sealed,
             )
             .ok()?;
         Some(plain.to_vec())
     }
 
-    /// Applies a commit's plaintext: the next version, chained to the last commit.
-    fn apply_commit(&mut self, plain: &[u8]) -> Result<(), String> {
+    /// Applies a commit's plaintext: the next version, chained to the last commit. A
+    /// snapshot (the first commit of a compacted log) may start at any version.
+    fn apply_commit(&mut self, plain: &[u8], snapshot: bool) -> Result<(), String> {
         let truncated = |_| "it is cut short".to_owned();
         let mut input = Reader::new(plain);
         let version = input.u64().map_err(truncated)?;
         let previous: [u8; 32] = input.array().map_err(truncated)?;
         let next_ino = input.u64().map_err(truncated)?;
         let count = input.u64().map_err(truncated)?;
+        if snapshot {
+            self.version = version.checked_sub(1).ok_or("a snapshot of version 0")?;
+        }
         if version != self.version + 1 {
             return Err(format!(
                 "version {version} follows version {}",
@@ -728,9 +741,7 @@ impl Store {
     pub fn set_mtime(&mut self, ino: Ino, mtime_ns: i64) -> Result<(), FsError> {
         let inode = self.tree.inodes.get_mut(&ino).ok_or(Errno::NOENT)?;
         inode.mtime_ns = mtime_ns;
-        if inode.kind == FileKind::File {
-            self.touched.insert(ino);
-        }
+        self.touched.insert(ino);
         Ok(())
     }
 
@@ -739,37 +750,101 @@ impl Store {
         let mut dirty: Vec<_> = self.dirty.drain().collect();
         dirty.sort_by_key(|(key, _): &((Ino, u64), _)| *key);
         for ((ino, index), chunk) in dirty {
-            let offset = self.written + self.buffer.len() as u64;
-            let mut nonce = [0; NONCE];
-            self.random
-                .fill(&mut nonce)
-                .map_err(|_| self.io_error("no randomness for a nonce"))?;
-            // Encrypted where it lands in the buffer: no copy of its own.
-            self.buffer.push(KIND_CHUNK);
-            self.buffer
-                .extend_from_slice(&((CHUNK + TAG) as u32).to_le_bytes());
-            let start = self.buffer.len();
-            self.buffer.extend_from_slice(&chunk[..]);
-            let tag = self
-                .keys
-                .data
-                .seal_in_place_separate_tag(
-                    Nonce::assume_unique_for_key(nonce),
-                    Aad::from(chunk_aad(&self.store_id, ino, index, offset)),
-                    &mut self.buffer[start..],
-                )
-                .map_err(|_| self.io_error("sealing a chunk failed"))?;
-            self.buffer.extend_from_slice(tag.as_ref());
+            let mut frames = std::mem::take(&mut self.buffer);
+            let sealed = self.seal_chunk(&mut frames, self.written, ino, index, &chunk[..]);
+            self.buffer = frames;
             self.change(Op::SetChunk {
                 ino,
                 index,
-                chunk: ChunkRef { offset, nonce },
+                chunk: sealed?,
             })?;
             if self.buffer.len() >= WRITE_BUFFER {
                 self.write_buffer()?;
             }
         }
         Ok(())
+    }
+
+    /// Appends to `frames` (which go at `base` in the log) the frame of chunk `index` of
+    /// `ino` holding `plain`; returns where it is and its nonce.
+    fn seal_chunk(
+        &self,
+        frames: &mut Vec<u8>,
+        base: u64,
+        ino: Ino,
+        index: u64,
+        plain: &[u8],
+    ) -> Result<ChunkRef, FsError> {
+        let offset = base + frames.len() as u64;
+        let mut nonce = [0; NONCE];
+        self.random
+            .fill(&mut nonce)
+            .map_err(|_| self.io_error("no randomness for a nonce"))?;
+        // Encrypted where it lands in the buffer: no copy of its own.
+        frames.push(KIND_CHUNK);
+        frames.extend_from_slice(&((CHUNK + TAG) as u32).to_le_bytes());
+        let start = frames.len();
+        frames.extend_from_slice(plain);
+        let tag = self
+            .keys
+            .data
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(chunk_aad(&self.store_id, ino, index, offset)),
+                &mut frames[start..],
+            )
+            .map_err(|_| self.io_error("sealing a chunk failed"))?;
+        frames.extend_from_slice(tag.as_ref());
+        Ok(ChunkRef { offset, nonce })
+    }
+
+    /// Appends to `frames` (which go at `base` in the log) a commit (or snapshot) frame of
+    /// `version` listing `ops`, chained to `previous`; returns the frame's SHA-256.
+    fn seal_commit(
+        &self,
+        frames: &mut Vec<u8>,
+        base: u64,
+        (version, previous): (u64, &[u8; 32]),
+        ops: &[Op],
+        snapshot: bool,
+    ) -> Result<[u8; 32], FsError> {
+        let mut plain = Writer::default();
+        plain.u64(version);
+        plain.array(previous);
+        plain.u64(self.tree.next_ino);
+        plain.u64(ops.len() as u64);
+        for op in ops {
+            op.encode(&mut plain);
+        }
+        let mut plain = plain.0;
+        plain.resize(plain.len().next_multiple_of(COMMIT_PAD), 0);
+        if NONCE + plain.len() + TAG > MAX_COMMIT {
+            return Err(self.io_error("a commit would exceed the longest a log may hold"));
+        }
+        let offset = base + frames.len() as u64;
+        let mut nonce = [0; NONCE];
+        self.random
+            .fill(&mut nonce)
+            .map_err(|_| self.io_error("no randomness for a nonce"))?;
+        let tag = self
+            .keys
+            .data
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(commit_aad(&self.store_id, offset, snapshot)),
+                &mut plain,
+            )
+            .map_err(|_| self.io_error("sealing a commit failed"))?;
+        let start = frames.len();
+        frames.push(if snapshot { KIND_SNAPSHOT } else { KIND_COMMIT });
+        frames.extend_from_slice(&((NONCE + plain.len() + TAG) as u32).to_le_bytes());
+        frames.extend_from_slice(&nonce);
+        frames.extend_from_slice(&plain);
+        frames.extend_from_slice(tag.as_ref());
+        let digest = ring::digest::digest(&ring::digest::SHA256, &frames[start..]);
+        let mut out = [0; 32];
+        out.copy_from_slice(digest.as_ref());
+        Ok(out)
     }
 
     fn io_error(&self, what: &str) -> FsError {
@@ -798,10 +873,14 @@ impl Store {
     pub fn commit(&mut self) -> Result<(), FsError> {
         self.seal_dirty()?;
         for ino in std::mem::take(&mut self.touched) {
-            if let Some(inode) = self.tree.get(ino).filter(|i| i.kind == FileKind::File) {
+            if let Some(inode) = self.tree.get(ino) {
+                let size = match inode.kind {
+                    FileKind::File => inode.size,
+                    FileKind::Dir => inode.entries.len() as u64,
+                };
                 let op = Op::SetAttr {
                     ino,
-                    size: inode.size,
+                    size,
                     mtime_ns: inode.mtime_ns,
                 };
                 self.change(op)?;
@@ -811,45 +890,23 @@ impl Store {
             return Ok(());
         }
         let version = self.version + 1;
-        let mut plain = Writer::default();
-        plain.u64(version);
-        plain.array(&self.last_commit);
-        plain.u64(self.tree.next_ino);
-        plain.u64(self.pending.len() as u64);
-        for op in &self.pending {
-            op.encode(&mut plain);
-        }
-        let mut plain = plain.0;
-        plain.resize(plain.len().next_multiple_of(COMMIT_PAD), 0);
-        let offset = self.written + self.buffer.len() as u64;
-        let mut nonce = [0; NONCE];
-        self.random
-            .fill(&mut nonce)
-            .map_err(|_| self.io_error("no randomness for a nonce"))?;
-        let tag = self
-            .keys
-            .data
-            .seal_in_place_separate_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(commit_aad(&self.store_id, offset)),
-                &mut plain,
-            )
-            .map_err(|_| self.io_error("sealing a commit failed"))?;
-        let start = self.buffer.len();
-        self.buffer.push(KIND_COMMIT);
-        self.buffer
-            .extend_from_slice(&((NONCE + plain.len() + TAG) as u32).to_le_bytes());
-        self.buffer.extend_from_slice(&nonce);
-        self.buffer.extend_from_slice(&plain);
-        self.buffer.extend_from_slice(tag.as_ref());
-        let digest = ring::digest::digest(&ring::digest::SHA256, &self.buffer[start..]);
+        let mut frames = std::mem::take(&mut self.buffer);
+        let sealed = self.seal_commit(
+            &mut frames,
+            self.written,
+            (version, &self.last_commit),
+            &self.pending,
+            false,
+        );
+        self.buffer = frames;
+        let digest = sealed?;
         self.write_buffer()?;
         self.log
             .sync_data()
             .map_err(SealedError::io(&self.log_path))?;
         self.pending.clear();
         self.version = version;
-        self.last_commit = digest.as_ref().try_into().unwrap_or([0; 32]);
+        self.last_commit = digest;
         self.witness
             .advance(&self.store_id, version)
             .map_err(|e| FsError::Sealed(SealedError::Witness(e)))

@@ -34,7 +34,7 @@ pub struct ChunkRef {
 }
 
 /// One file or directory.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inode {
     pub kind: FileKind,
     /// Bytes (files); entries (directories, for `stat`).
@@ -69,7 +69,8 @@ pub enum Op {
         to_parent: Ino,
         to_name: Vec<u8>,
     },
-    /// A file's size and modification time; chunks past the size are dropped.
+    /// A file's size and modification time; chunks past the size are dropped. For a
+    /// directory, its modification time (the size must be its number of entries).
     SetAttr { ino: Ino, size: u64, mtime_ns: i64 },
     /// A chunk of a file written.
     SetChunk {
@@ -80,7 +81,7 @@ pub enum Op {
 }
 
 /// The whole tree.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tree {
     pub inodes: HashMap<Ino, Inode>,
     /// The next inode number to give.
@@ -255,7 +256,20 @@ impl Tree {
                 size,
                 mtime_ns,
             } => {
-                let inode = self.file_mut(*ino)?;
+                let inode = self
+                    .inodes
+                    .get_mut(ino)
+                    .ok_or_else(|| format!("no inode {ino}"))?;
+                if inode.kind == FileKind::Dir {
+                    if *size != inode.entries.len() as u64 {
+                        return Err(format!(
+                            "directory {ino} has {} entries, not {size}",
+                            inode.entries.len()
+                        ));
+                    }
+                    inode.mtime_ns = *mtime_ns;
+                    return Ok(());
+                }
                 inode.size = *size;
                 inode.mtime_ns = *mtime_ns;
                 // Cut at the first chunk past the end: logarithmic, where a scan of every
@@ -268,6 +282,54 @@ impl Tree {
             }
         }
         Ok(())
+    }
+
+    /// Operations that build this tree from an empty one: every entry created, parents
+    /// first, then every chunk, then every size and time (a snapshot's content).
+    pub fn snapshot_ops(&self) -> Vec<Op> {
+        let mut ops = Vec::new();
+        let mut attributes = Vec::new();
+        let mut dirs = std::collections::VecDeque::from([ROOT]);
+        while let Some(dir) = dirs.pop_front() {
+            let Some(inode) = self.inodes.get(&dir) else {
+                continue;
+            };
+            attributes.push(Op::SetAttr {
+                ino: dir,
+                size: inode.entries.len() as u64,
+                mtime_ns: inode.mtime_ns,
+            });
+            for (name, &child) in &inode.entries {
+                let Some(entry) = self.inodes.get(&child) else {
+                    continue;
+                };
+                ops.push(Op::Create {
+                    parent: dir,
+                    name: name.clone(),
+                    ino: child,
+                    kind: entry.kind,
+                    mtime_ns: entry.mtime_ns,
+                });
+                match entry.kind {
+                    FileKind::Dir => dirs.push_back(child),
+                    FileKind::File => {
+                        attributes.push(Op::SetAttr {
+                            ino: child,
+                            size: entry.size,
+                            mtime_ns: entry.mtime_ns,
+                        });
+                        ops.extend(entry.chunks.iter().map(|(&index, &chunk)| Op::SetChunk {
+                            ino: child,
+                            index,
+                            chunk,
+                        }));
+                    }
+                }
+            }
+        }
+        // Sizes and times last: creating an entry sets its directory's time.
+        ops.extend(attributes);
+        ops
     }
 
     fn dir_mut(&mut self, ino: Ino) -> Result<&mut Inode, String> {
@@ -519,5 +581,55 @@ mod tests {
         })
         .unwrap();
         assert_eq!(tree.get(4).unwrap().chunks.len(), 2);
+        // A directory's size is its number of entries.
+        for (size, fits) in [(1, true), (2, false)] {
+            let op = Op::SetAttr {
+                ino: 2,
+                size,
+                mtime_ns: 7,
+            };
+            assert_eq!(tree.apply(&op).is_ok(), fits, "{op:?}");
+        }
+        assert_eq!(tree.get(2).unwrap().mtime_ns, 7);
+    }
+    #[test]
+    fn a_snapshot_rebuilds_the_tree_from_an_empty_one() {
+        let mut tree = Tree::new();
+        for op in [
+            create(ROOT, "d", 2, FileKind::Dir),
+            create(2, "e", 3, FileKind::Dir),
+            create(3, "f", 4, FileKind::File),
+            create(ROOT, "g", 5, FileKind::File),
+            Op::SetChunk {
+                ino: 4,
+                index: 9,
+                chunk: ChunkRef {
+                    offset: 64,
+                    nonce: [1; 12],
+                },
+            },
+            Op::SetAttr {
+                ino: 4,
+                size: 10 * crate::format::CHUNK as u64 - 3,
+                mtime_ns: 11,
+            },
+            Op::SetAttr {
+                ino: 2,
+                size: 1,
+                mtime_ns: -4,
+            },
+            Op::Remove {
+                parent: ROOT,
+                name: b"g".to_vec(),
+            },
+        ] {
+            tree.apply(&op).unwrap();
+        }
+        let mut rebuilt = Tree::new();
+        for op in tree.snapshot_ops() {
+            rebuilt.apply(&op).unwrap();
+        }
+        rebuilt.next_ino = tree.next_ino;
+        assert_eq!(rebuilt, tree);
     }
 }

@@ -189,3 +189,90 @@ fn an_old_copy_is_refused_with_both_versions_and_a_torn_tail_is_cut() {
     assert_eq!(open(&dir, &behind).unwrap().version(), 2);
     assert_eq!(behind.current(&id).unwrap(), Some(2));
 }
+
+#[test]
+fn a_log_mostly_garbage_is_compacted_at_open_and_the_old_log_is_then_an_old_copy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let witness = Arc::new(Versions::default());
+    let content = populated(&dir, &witness);
+    // 1 MiB rewritten 12 times, each committed: 11 MiB of frames no file uses any more.
+    let mut store = open(&dir, &witness).unwrap();
+    let logs = store.create(ROOT, b"logs", FileKind::Dir).unwrap();
+    let big = store.create(logs.ino, b"big", FileKind::File).unwrap();
+    for round in 0..12u8 {
+        store.write(big.ino, 0, &vec![round; 1 << 20]).unwrap();
+        store.commit().unwrap();
+    }
+    store.set_mtime(logs.ino, 1_000_000_007).unwrap();
+    store.commit().unwrap();
+    let version = store.version();
+    drop(store);
+    let uncompacted = std::fs::read(log(&dir)).unwrap();
+    assert!(uncompacted.len() > 12 << 20, "{}", uncompacted.len());
+
+    let mut store = open(&dir, &witness).unwrap();
+    let compacted = std::fs::metadata(log(&dir)).unwrap().len();
+    assert!(
+        compacted < 2 << 20,
+        "{compacted} bytes after compaction, {} before",
+        uncompacted.len()
+    );
+    assert_eq!(store.version(), version + 1);
+    let docs = store.lookup(ROOT, b"docs").unwrap();
+    let file = store.lookup(docs.ino, b"a.txt").unwrap();
+    assert_eq!(store.read(file.ino, 0, 1 << 20).unwrap(), content);
+    let logs = store.lookup(ROOT, b"logs").unwrap();
+    assert_eq!(logs.mtime_ns, 1_000_000_007, "a directory keeps its time");
+    let big = store.lookup(logs.ino, b"big").unwrap();
+    assert_eq!(
+        store.read(big.ino, 0, 2 << 20).unwrap(),
+        vec![11u8; 1 << 20]
+    );
+    // It goes on as any log: a change after the snapshot reads back.
+    store.write(file.ino, 0, b"after").unwrap();
+    store.commit().unwrap();
+    drop(store);
+    let mut store = open(&dir, &witness).unwrap();
+    assert_eq!(store.version(), version + 2);
+    assert_eq!(store.read(file.ino, 0, 5).unwrap(), b"after");
+    drop(store);
+    assert!(!dir.join("keep-sealed.log.new").exists());
+
+    // The log before compaction is now an old copy.
+    std::fs::write(log(&dir), &uncompacted).unwrap();
+    let err = open(&dir, &witness).unwrap_err();
+    assert!(
+        err.to_string().contains(&format!(
+            "expects version {} of this sealed store, the disk holds version {version}",
+            version + 2
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_log_whose_live_chunk_was_changed_is_not_compacted_and_the_change_stays_detected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let witness = Arc::new(Versions::default());
+    populated(&dir, &witness);
+    let mut store = open(&dir, &witness).unwrap();
+    let scratch = store.create(ROOT, b"scratch", FileKind::File).unwrap();
+    for round in 0..10u8 {
+        store.write(scratch.ino, 0, &vec![round; 1 << 20]).unwrap();
+        store.commit().unwrap();
+    }
+    drop(store);
+    // The first chunk frame (of /docs/a.txt, never rewritten): one byte flipped.
+    let mut raw = std::fs::read(log(&dir)).unwrap();
+    raw[HEADER_LEN + 100] ^= 1;
+    std::fs::write(log(&dir), &raw).unwrap();
+
+    let mut store = open(&dir, &witness).unwrap();
+    assert_eq!(std::fs::read(log(&dir)).unwrap(), raw, "left as it was");
+    let docs = store.lookup(ROOT, b"docs").unwrap();
+    let file = store.lookup(docs.ino, b"a.txt").unwrap();
+    let err = store.read(file.ino, 0, 100).unwrap_err();
+    assert!(format!("{err:?}").contains("/docs/a.txt"), "{err:?}");
+}

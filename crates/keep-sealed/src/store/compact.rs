@@ -1,0 +1,134 @@
+//! Compaction: the log rewritten with only what the tree still uses.
+//!
+//! The log only grows: a rewritten chunk leaves its old frame behind, and every commit
+//! stays. When most of a log is such garbage, opening the store rewrites it: the live
+//! chunks, re-sealed at their new places, then one snapshot frame whose operations rebuild
+//! the tree, at the next version. The new log is written beside the old one, synced, and
+//! renamed over it, so a crash leaves one or the other whole; the witness then records the
+//! new version, so putting the old log back is refused as an old copy.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt as _;
+
+use super::{LOG, Store, WRITE_BUFFER};
+use crate::error::SealedError;
+use crate::format::{CHUNK_FRAME, HEADER_LEN, Header};
+use crate::store::FsError;
+
+/// Garbage below this is left alone: rewriting a log costs a read and a write of what is
+/// live.
+const MIN_GARBAGE: u64 = 8 * 1024 * 1024;
+
+/// A log rewritten beside the one in use, not yet in its place.
+struct Rewritten {
+    file: File,
+    len: u64,
+    tree: crate::tree::Tree,
+    last_commit: [u8; 32],
+}
+
+impl Store {
+    /// Bytes of the log that no chunk in the tree uses (commits count as garbage: one
+    /// snapshot replaces them all).
+    fn garbage(&self) -> u64 {
+        let live: u64 = self
+            .tree
+            .inodes
+            .values()
+            .map(|inode| inode.chunks.len() as u64 * CHUNK_FRAME as u64)
+            .sum();
+        self.written.saturating_sub(HEADER_LEN as u64 + live)
+    }
+
+    /// Compacts the log if at least [`MIN_GARBAGE`] of it is garbage, and more garbage than
+    /// live data. Called at open, with nothing pending. If the new log cannot be written
+    /// (a chunk that does not authenticate, a full disk), the store goes on with the old
+    /// one, unchanged; an error is returned only once the new log has replaced the old.
+    pub(super) fn compact_if_worthwhile(&mut self) -> Result<(), SealedError> {
+        let garbage = self.garbage();
+        let live = self.written - garbage;
+        if garbage < MIN_GARBAGE || garbage <= live {
+            return Ok(());
+        }
+        let dir = self.log_path.parent().unwrap_or(std::path::Path::new("."));
+        let temporary = dir.join(format!("{LOG}.new"));
+        let rewritten = match self.rewrite(&temporary) {
+            Ok(rewritten) => rewritten,
+            Err(_) => {
+                let _ = std::fs::remove_file(&temporary);
+                return Ok(());
+            }
+        };
+        // From the rename on, the new log is the store: the old one's descriptor must not
+        // be written again.
+        if std::fs::rename(&temporary, &self.log_path).is_err() {
+            let _ = std::fs::remove_file(&temporary);
+            return Ok(());
+        }
+        self.log = rewritten.file;
+        self.written = rewritten.len;
+        self.tree = rewritten.tree;
+        self.version += 1;
+        self.last_commit = rewritten.last_commit;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(SealedError::io(dir))?;
+        self.witness
+            .advance(&self.store_id, self.version)
+            .map_err(SealedError::Witness)
+    }
+
+    /// Writes the compacted log to `path`, synced.
+    fn rewrite(&self, path: &std::path::Path) -> Result<Rewritten, FsError> {
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .map_err(SealedError::io(path))?;
+        let header = Header::new(self.store_id, &self.keys.check);
+        let mut frames = header.to_bytes().to_vec();
+        let mut written = 0;
+        let mut tree = self.tree.clone();
+        let mut inos: Vec<_> = tree.inodes.keys().copied().collect();
+        inos.sort_unstable();
+        for ino in inos {
+            let Some(inode) = tree.inodes.get_mut(&ino) else {
+                continue;
+            };
+            for (&index, chunk) in inode.chunks.iter_mut() {
+                let mut frame = vec![0; CHUNK_FRAME];
+                self.log
+                    .read_exact_at(&mut frame, chunk.offset)
+                    .map_err(SealedError::io(&self.log_path))?;
+                let plain = self.open_chunk(ino, index, *chunk, &mut frame)?;
+                *chunk = self.seal_chunk(&mut frames, written, ino, index, plain)?;
+                if frames.len() >= WRITE_BUFFER {
+                    file.write_all_at(&frames, written)
+                        .map_err(SealedError::io(path))?;
+                    written += frames.len() as u64;
+                    frames.clear();
+                }
+            }
+        }
+        let ops = tree.snapshot_ops();
+        let last_commit = self.seal_commit(
+            &mut frames,
+            written,
+            (self.version + 1, &[0; 32]),
+            &ops,
+            true,
+        )?;
+        file.write_all_at(&frames, written)
+            .and_then(|()| file.sync_all())
+            .map_err(SealedError::io(path))?;
+        written += frames.len() as u64;
+        Ok(Rewritten {
+            file,
+            len: written,
+            tree,
+            last_commit,
+        })
+    }
+}
