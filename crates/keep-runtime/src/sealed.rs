@@ -150,7 +150,7 @@ impl SealedDirs {
     }
 }
 
-/// Confines the two threads that serve a sealed directory (they start before the runtime
+/// Confines the three threads that serve a sealed directory (they start before the runtime
 /// confines itself): no file to open (they hold the log's descriptor), sockets for the
 /// Steward.
 fn confine_serving_threads() {
@@ -162,7 +162,7 @@ fn confine_serving_threads() {
         sockets: true,
         ..keep_confine::Grants::default()
     };
-    for item in keep_confine::confine_helper(&grants, 2) {
+    for item in keep_confine::confine_helper(&grants, keep_sealed::mount::SERVING_THREADS) {
         if item.status == keep_confine::Status::Failed {
             tracing::warn!("sealed directory threads: {}: {}", item.name, item.detail);
         }

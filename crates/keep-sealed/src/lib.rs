@@ -41,4 +41,7 @@ mod tree;
 
 pub use error::SealedError;
 pub use key::StoreKey;
-pub use store::{Attributes, DirEntry, FileKind, FsError, Ino, ROOT, Store, Witness};
+pub use store::{
+    Attributes, ChunkReader, DirEntry, FailedRead, FileKind, FsError, Ino, PlannedRead, ROOT,
+    Store, Witness,
+};

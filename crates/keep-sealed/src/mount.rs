@@ -20,7 +20,7 @@ use fuser::{
 
 use crate::error::SealedError;
 use crate::format::CHUNK;
-use crate::store::{Attributes, FileKind, FsError, Store};
+use crate::store::{Attributes, ChunkReader, FileKind, FsError, Store};
 
 /// How long the kernel may keep names and attributes: everything changes through it.
 const TTL: Duration = Duration::from_secs(60);
@@ -32,6 +32,9 @@ pub type ErrorReport = Arc<dyn Fn(&SealedError) + Send + Sync>;
 /// The file system the kernel asks.
 struct Served {
     store: Arc<Mutex<Store>>,
+    /// Sealed chunks are read and decrypted with it outside the store's lock, so that the
+    /// two serving threads decrypt side by side.
+    reader: ChunkReader,
     report: ErrorReport,
     uid: u32,
     gid: u32,
@@ -44,8 +47,12 @@ pub struct Mounted {
     store: Arc<Mutex<Store>>,
 }
 
+/// How many threads serve a store: the one that starts the others, and two that take the
+/// kernel's requests.
+pub const SERVING_THREADS: usize = 3;
+
 /// Run on the thread that serves the store, before it serves anything and before it starts
-/// the worker thread (which inherits what it does): where the caller confines them.
+/// the worker threads (which inherit what it does): where the caller confines them.
 pub type BeforeServing = Box<dyn FnOnce() + Send>;
 
 impl std::fmt::Debug for Mounted {
@@ -58,22 +65,27 @@ impl std::fmt::Debug for Mounted {
 
 /// Serves `store` through FUSE; `scratch` is an empty directory of this process's to mount
 /// on for a moment (it is left empty). Failures the guest sees as `EIO` go to `report`. The
-/// store is served by two threads: one that runs `before_serving`, then starts the other
-/// and waits for it.
+/// store is served by [`SERVING_THREADS`] threads: one that runs `before_serving`, then
+/// starts the others, which take the kernel's requests, and waits for them.
 pub fn mount(
     store: Store,
     scratch: &Path,
     report: ErrorReport,
     before_serving: BeforeServing,
 ) -> Result<Mounted, SealedError> {
+    let reader = store.chunk_reader();
     let store = Arc::new(Mutex::new(store));
     let served = Served {
         store: store.clone(),
+        reader,
         report,
         uid: rustix::process::getuid().as_raw(),
         gid: rustix::process::getgid().as_raw(),
     };
     let mut config = fuser::Config::default();
+    // Two threads take the kernel's requests: one reads the next while the other answers
+    // (measured: random 4 KiB operations about 1.5 times as fast as with one).
+    config.n_threads = Some(SERVING_THREADS - 1);
     config.mount_options = vec![
         fuser::MountOption::FSName("keep-sealed".into()),
         fuser::MountOption::Subtype("keep-sealed".into()),
@@ -379,7 +391,13 @@ impl Filesystem for Served {
         _lock_owner: Option<fuser::LockOwner>,
         reply: ReplyData,
     ) {
-        match lock(&self.store).read(ino.0, offset, size as usize) {
+        let planned = lock(&self.store).plan_read(ino.0, offset, size as usize);
+        let read = planned.and_then(|planned| {
+            self.reader
+                .finish(planned)
+                .map_err(|failed| lock(&self.store).failed_read(failed))
+        });
+        match read {
             Ok(data) => reply.data(&data),
             Err(error) => reply.error(self.errno(error)),
         }

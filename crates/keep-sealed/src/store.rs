@@ -92,7 +92,8 @@ impl From<SealedError> for FsError {
 /// An open sealed store.
 pub struct Store {
     log_path: PathBuf,
-    log: File,
+    /// Shared with [`ChunkReader`]s: frames never move while a store is open.
+    log: Arc<File>,
     _lock: File,
     keys: DerivedKeys,
     store_id: [u8; 16],
@@ -162,6 +163,120 @@ fn now_ns() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
+/// A read planned by [`Store::plan_read`].
+#[derive(Debug)]
+pub struct PlannedRead {
+    ino: Ino,
+    len: usize,
+    parts: Vec<Part>,
+}
+
+/// A stretch of a planned read.
+#[derive(Debug)]
+enum Part {
+    /// Bytes taken from the store (unsealed, or zeros).
+    Plain(Vec<u8>),
+    /// `len` bytes from `skip` into chunk `index`, in the consecutive frames `run`.
+    Sealed {
+        index: u64,
+        run: Vec<ChunkRef>,
+        skip: usize,
+        len: usize,
+    },
+}
+
+/// Why a [`ChunkReader`] could not finish a read: [`Store::failed_read`] names the file.
+#[derive(Debug)]
+pub struct FailedRead {
+    ino: Ino,
+    index: u64,
+    what: String,
+}
+
+/// Reads and opens sealed chunks without the store, for the threads that serve it.
+#[derive(Clone)]
+pub struct ChunkReader {
+    log: Arc<File>,
+    data: ring::aead::LessSafeKey,
+    store_id: [u8; 16],
+}
+
+impl std::fmt::Debug for ChunkReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChunkReader").finish_non_exhaustive()
+    }
+}
+
+impl ChunkReader {
+    /// The bytes of a planned read, each sealed chunk read from the log and authenticated.
+    pub fn finish(&self, planned: PlannedRead) -> Result<Vec<u8>, FailedRead> {
+        let mut out = Vec::with_capacity(planned.len);
+        let ino = planned.ino;
+        for part in planned.parts {
+            let (index, run, mut skip, mut len) = match part {
+                Part::Plain(bytes) => {
+                    out.extend_from_slice(&bytes);
+                    continue;
+                }
+                Part::Sealed {
+                    index,
+                    run,
+                    skip,
+                    len,
+                } => (index, run, skip, len),
+            };
+            let mut frames = vec![0; run.len() * CHUNK_FRAME];
+            self.log
+                .read_exact_at(&mut frames, run[0].offset)
+                .map_err(|e| FailedRead {
+                    ino,
+                    index,
+                    what: format!("cannot be read ({e})"),
+                })?;
+            for (k, (chunk, frame)) in run
+                .iter()
+                .zip(frames.chunks_exact_mut(CHUNK_FRAME))
+                .enumerate()
+            {
+                let index = index + k as u64;
+                let plain = open_frame(&self.data, &self.store_id, (ino, index, *chunk), frame)
+                    .map_err(|what| FailedRead {
+                        ino,
+                        index,
+                        what: what.into(),
+                    })?;
+                let take = len.min(CHUNK - skip);
+                out.extend_from_slice(&plain[skip..skip + take]);
+                len -= take;
+                skip = 0;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The plaintext of chunk `index` of `ino`, whose sealed `frame` (decrypted in place) is
+/// at `chunk`; or what is wrong with it.
+fn open_frame<'f>(
+    key: &ring::aead::LessSafeKey,
+    store_id: &[u8; 16],
+    (ino, index, chunk): (Ino, u64, ChunkRef),
+    frame: &'f mut [u8],
+) -> Result<&'f [u8], &'static str> {
+    if frame[0] != KIND_CHUNK {
+        return Err("its frame was replaced");
+    }
+    let aad = chunk_aad(store_id, ino, index, chunk.offset);
+    match key.open_in_place(
+        Nonce::assume_unique_for_key(chunk.nonce),
+        Aad::from(aad),
+        &mut frame[FRAME_HEAD..],
+    ) {
+        Ok(plain) if plain.len() == CHUNK => Ok(plain),
+        _ => Err("it does not authenticate"),
+    }
+}
+
 impl Store {
     /// Opens (creating it when `dir` holds none) the store `name` sealed with `key` in the
     /// host directory `dir`, whose versions `witness` holds. Nothing on disk changes unless
@@ -210,7 +325,7 @@ impl Store {
         };
         let mut store = Self {
             log_path: log_path.clone(),
-            log,
+            log: Arc::new(log),
             _lock: lock,
             keys,
             store_id,
@@ -598,18 +713,8 @@ impl Store {
         chunk: ChunkRef,
         frame: &'f mut [u8],
     ) -> Result<&'f [u8], FsError> {
-        if frame[0] != KIND_CHUNK {
-            return Err(self.integrity(ino, index, "its frame was replaced".into()));
-        }
-        let aad = chunk_aad(&self.store_id, ino, index, chunk.offset);
-        match self.keys.data.open_in_place(
-            Nonce::assume_unique_for_key(chunk.nonce),
-            Aad::from(aad),
-            &mut frame[FRAME_HEAD..],
-        ) {
-            Ok(plain) if plain.len() == CHUNK => Ok(plain),
-            _ => Err(self.integrity(ino, index, "it does not authenticate".into())),
-        }
+        open_frame(&self.keys.data, &self.store_id, (ino, index, chunk), frame)
+            .map_err(|what| self.integrity(ino, index, what.into()))
     }
 
     /// The integrity error of chunk `index` of `ino`.
@@ -648,35 +753,69 @@ impl Store {
 
     /// Reads up to `size` bytes of `ino` from `offset`.
     pub fn read(&mut self, ino: Ino, offset: u64, size: usize) -> Result<Vec<u8>, FsError> {
+        let planned = self.plan_read(ino, offset, size)?;
+        self.chunk_reader()
+            .finish(planned)
+            .map_err(|failed| self.failed_read(failed))
+    }
+
+    /// What a read of up to `size` bytes of `ino` from `offset` needs, taken from the
+    /// store (the bytes not sealed yet, where the sealed ones are), so that a
+    /// [`ChunkReader`] can finish it without the store: the decryption, the longest part,
+    /// then runs on the thread that asked, beside others.
+    pub fn plan_read(
+        &mut self,
+        ino: Ino,
+        offset: u64,
+        size: usize,
+    ) -> Result<PlannedRead, FsError> {
         let file_size = self.file(ino)?.size;
         let end = file_size.min(offset.saturating_add(size as u64));
-        let mut out = Vec::with_capacity(end.saturating_sub(offset) as usize);
+        let mut parts = Vec::new();
         let mut at = offset;
         while at < end {
             let index = at / CHUNK as u64;
+            let within = (at % CHUNK as u64) as usize;
             let run = self.sealed_run(ino, index, (end - 1) / CHUNK as u64);
-            if run.is_empty() {
-                let within = (at % CHUNK as u64) as usize;
+            let Some(last) = run.last() else {
+                // Not sealed yet, or never written (zeros).
                 let take = ((end - at) as usize).min(CHUNK - within);
                 let chunk = self.chunk(ino, index)?;
-                out.extend_from_slice(&chunk[within..within + take]);
+                parts.push(Part::Plain(chunk[within..within + take].to_vec()));
                 at += take as u64;
                 continue;
+            };
+            if last.offset + CHUNK_FRAME as u64 > self.written {
+                self.write_buffer()?;
             }
-            let mut frames = self.read_frames(run[0].offset, run.len(), ino, index)?;
-            for (k, (chunk, frame)) in run
-                .iter()
-                .zip(frames.chunks_exact_mut(CHUNK_FRAME))
-                .enumerate()
-            {
-                let plain = self.open_chunk(ino, index + k as u64, *chunk, frame)?;
-                let within = (at % CHUNK as u64) as usize;
-                let take = ((end - at) as usize).min(CHUNK - within);
-                out.extend_from_slice(&plain[within..within + take]);
-                at += take as u64;
-            }
+            let run_end = end.min((index + run.len() as u64) * CHUNK as u64);
+            parts.push(Part::Sealed {
+                index,
+                run,
+                skip: within,
+                len: (run_end - at) as usize,
+            });
+            at = run_end;
         }
-        Ok(out)
+        Ok(PlannedRead {
+            ino,
+            len: end.saturating_sub(offset) as usize,
+            parts,
+        })
+    }
+
+    /// A reader of this store's sealed chunks, for [`Store::plan_read`]'s plans.
+    pub fn chunk_reader(&self) -> ChunkReader {
+        ChunkReader {
+            log: self.log.clone(),
+            data: self.keys.data.clone(),
+            store_id: self.store_id,
+        }
+    }
+
+    /// The error of a read a [`ChunkReader`] could not finish, naming the file.
+    pub fn failed_read(&self, failed: FailedRead) -> FsError {
+        self.integrity(failed.ino, failed.index, failed.what)
     }
 
     /// Writes `data` to `ino` at `offset`; returns how many bytes were written (all).

@@ -65,7 +65,7 @@ impl Store {
             let _ = std::fs::remove_file(&temporary);
             return Ok(());
         }
-        self.log = rewritten.file;
+        self.log = std::sync::Arc::new(rewritten.file);
         self.written = rewritten.len;
         self.tree = rewritten.tree;
         self.version += 1;
