@@ -778,10 +778,12 @@ impl Store {
             let within = (at % CHUNK as u64) as usize;
             let run = self.sealed_run(ino, index, (end - 1) / CHUNK as u64);
             let Some(last) = run.last() else {
-                // Not sealed yet, or never written (zeros).
+                // Not sealed yet, or never written (zeros): one copy, of what is asked.
                 let take = ((end - at) as usize).min(CHUNK - within);
-                let chunk = self.chunk(ino, index)?;
-                parts.push(Part::Plain(chunk[within..within + take].to_vec()));
+                parts.push(Part::Plain(match self.dirty.get(&(ino, index)) {
+                    Some(dirty) => dirty[within..within + take].to_vec(),
+                    None => vec![0; take],
+                }));
                 at += take as u64;
                 continue;
             };

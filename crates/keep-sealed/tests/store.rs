@@ -231,6 +231,16 @@ fn a_log_mostly_garbage_is_compacted_at_open_and_the_old_log_is_then_an_old_copy
     );
     // It goes on as any log: a change after the snapshot reads back.
     store.write(file.ino, 0, b"after").unwrap();
+    // Before it is sealed, it reads back from memory, and past the end of what was ever
+    // written a grown file reads as zeros.
+    assert_eq!(store.read(file.ino, 0, 5).unwrap(), b"after");
+    let sparse = store.create(ROOT, b"sparse", FileKind::File).unwrap();
+    store.set_size(sparse.ino, 3 * CHUNK as u64).unwrap();
+    store.write(sparse.ino, CHUNK as u64 + 10, b"x").unwrap();
+    let read = store.read(sparse.ino, 0, 3 * CHUNK).unwrap();
+    assert_eq!(read.len(), 3 * CHUNK);
+    assert_eq!(read[CHUNK + 10], b'x');
+    assert_eq!(read.iter().filter(|b| **b != 0).count(), 1);
     store.commit().unwrap();
     drop(store);
     let mut store = open(&dir, &witness).unwrap();
