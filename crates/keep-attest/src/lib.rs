@@ -13,6 +13,7 @@ pub mod claims;
 pub mod cmw;
 pub mod collect;
 pub mod csr;
+pub mod derived_key;
 pub mod enarx;
 mod error;
 pub mod evidence;

@@ -214,6 +214,7 @@ pub(crate) fn choose_backend(asked: Backend, platform: &Platform) -> anyhow::Res
         evidence: PlatformEvidence {
             tsm_root: platform_root().join("sys/kernel/config/tsm/report"),
             provider,
+            sev_guest: platform_root().join("dev/sev-guest"),
         },
     });
     Ok(match (asked, cvm_here) {

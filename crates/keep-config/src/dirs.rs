@@ -21,13 +21,36 @@ pub struct DirGrant {
     pub sealed: Option<SealedKey>,
 }
 
-/// Where a sealed directory's key comes from.
+/// Where a sealed directory's key comes from: a Steward secret, a key the TEE derives, or
+/// both.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SealedKey {
     /// The Steward secret the store's key is derived from (at least 16 bytes); the
     /// Steward's `[[release]]` rules decide which Keeps get it, and so what the store is
-    /// sealed to (a workload digest, or names a new version keeps).
-    pub secret: String,
+    /// sealed to (a workload digest, or names a new version keeps). The Steward keeps the
+    /// store's versions under this name.
+    pub secret: Option<String>,
+    /// A key the TEE derives, mixed in: the store then opens only on this chip, in a VM
+    /// launched as this one was. Without `secret`, the workload digest is mixed in too, and
+    /// the Steward keeps the store's versions under the workload digest.
+    pub hardware: Option<HardwareKey>,
+}
+
+/// A key the TEE derives for the VM it runs (`hardware_key`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum HardwareKey {
+    /// `sev-snp`: AMD SEV-SNP's MSG_KEY_REQ, from the chip's VCEK, mixing in the VM's launch
+    /// measurement and guest policy.
+    #[serde(rename = "sev-snp")]
+    SevSnp,
+}
+
+impl std::fmt::Display for HardwareKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::SevSnp => "sev-snp",
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -40,6 +63,7 @@ struct RawDir {
     #[serde(default)]
     sealed: bool,
     key: Option<String>,
+    hardware_key: Option<HardwareKey>,
 }
 
 impl TryFrom<RawDir> for DirGrant {
@@ -47,17 +71,24 @@ impl TryFrom<RawDir> for DirGrant {
 
     fn try_from(raw: RawDir) -> Result<Self, String> {
         let mut grant = Self::new(raw.host, raw.guest, raw.read_only)?;
-        grant.sealed = match (raw.sealed, raw.key) {
-            (true, Some(secret)) if !secret.is_empty() => Some(SealedKey { secret }),
-            (true, _) => {
+        if raw.key.as_deref() == Some("") {
+            return Err("`key` must name a Steward secret".into());
+        }
+        grant.sealed = match (raw.sealed, raw.key, raw.hardware_key) {
+            (true, None, None) => {
                 return Err(
-                    "a sealed directory needs `key`, the Steward secret its key comes from".into(),
+                    "a sealed directory needs `key`, the Steward secret its key comes \
+                            from, or `hardware_key`, or both"
+                        .into(),
                 );
             }
-            (false, Some(_)) => {
-                return Err("`key` is for sealed directories (sealed = true)".into());
+            (true, secret, hardware) => Some(SealedKey { secret, hardware }),
+            (false, None, None) => None,
+            (false, _, _) => {
+                return Err(
+                    "`key` and `hardware_key` are for sealed directories (sealed = true)".into(),
+                );
             }
-            (false, None) => None,
         };
         if grant.sealed.is_some() && grant.read_only {
             return Err("a sealed directory is read-write: leave out `read_only`".into());
@@ -156,9 +187,36 @@ mod tests {
         let sealed =
             parse("[[dirs]]\nhost = \"s\"\nguest = \"/data\"\nsealed = true\nkey = \"k\"\n")
                 .unwrap();
-        assert_eq!(sealed.sealed, Some(SealedKey { secret: "k".into() }));
+        assert_eq!(
+            sealed.sealed,
+            Some(SealedKey {
+                secret: Some("k".into()),
+                hardware: None
+            })
+        );
+        let hardware =
+            parse("[[dirs]]\nhost = \"s\"\nsealed = true\nhardware_key = \"sev-snp\"\n").unwrap();
+        assert_eq!(
+            hardware.sealed,
+            Some(SealedKey {
+                secret: None,
+                hardware: Some(HardwareKey::SevSnp)
+            })
+        );
         for (text, message) in [
             ("[[dirs]]\nhost = \"s\"\nsealed = true\n", "needs `key`"),
+            (
+                "[[dirs]]\nhost = \"s\"\nsealed = true\nkey = \"\"\n",
+                "must name a Steward secret",
+            ),
+            (
+                "[[dirs]]\nhost = \"s\"\nsealed = true\nhardware_key = \"tdx\"\n",
+                "unknown variant `tdx`",
+            ),
+            (
+                "[[dirs]]\nhost = \"s\"\nhardware_key = \"sev-snp\"\n",
+                "for sealed directories",
+            ),
             (
                 "[[dirs]]\nhost = \"s\"\nkey = \"k\"\n",
                 "for sealed directories",

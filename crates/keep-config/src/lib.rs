@@ -59,7 +59,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-pub use dirs::{DirGrant, SealedKey};
+pub use dirs::{DirGrant, HardwareKey, SealedKey};
 pub use error::ConfigError;
 pub use files::{DEFAULT_LISTEN_ADDR, DEFAULT_PORT, File, FileKind, Protocol};
 pub use http::{DEFAULT_HTTP_ADDR, DEFAULT_HTTP_PORT, Http};
@@ -247,8 +247,8 @@ impl Config {
         if config.dirs.iter().any(|d| d.sealed.is_some()) && config.steward.is_none() {
             return Err(ConfigError::whole_file(
                 path,
-                "[[dirs]] sealed: the key comes from a Steward after attestation, and the \
-                 Steward witnesses the store's versions: set `steward`",
+                "[[dirs]] sealed: the Steward witnesses the store's versions (and releases its \
+                 key, with `key`) after attestation: set `steward`",
             ));
         }
         if let Some(package) = &config.package {

@@ -226,6 +226,16 @@ impl AttestedIdentity {
         &self.secrets
     }
 
+    /// Where the evidence came from (`None`: the process backend, which has no TEE).
+    pub fn platform(&self) -> Option<&crate::PlatformEvidence> {
+        self.source.platform.as_ref()
+    }
+
+    /// The workload digest the evidence bound.
+    pub fn workload_digest(&self) -> &[u8; 32] {
+        &self.source.workload_digest
+    }
+
     /// A renewal loop to run on a thread of the caller's (started once the process is
     /// confined, so that it is confined too): it renews the certificate before it expires,
     /// asks for the secrets again with the new certificate and hands them to `deliver`

@@ -98,12 +98,12 @@ pub fn request_secret(
 }
 
 /// Asks the Steward of `session` for the version of the sealed store `store` whose key
-/// comes from `secret`, after recording `advance` if given, presenting the Keep's
-/// certificate (the client identity of the session's TLS configuration). `None`: the
-/// Steward has recorded no version of it.
+/// comes from `secret` (`None`: from the TEE alone; the store is then the workload's), after
+/// recording `advance` if given, presenting the Keep's certificate (the client identity of
+/// the session's TLS configuration). `None`: the Steward has recorded no version of it.
 pub fn sealed_version(
     session: &mut StewardSession,
-    secret: &str,
+    secret: Option<&str>,
     store: &[u8; 16],
     advance: Option<u64>,
 ) -> Result<Option<u64>, RequestError> {

@@ -28,7 +28,7 @@ pub enum IdentitySource {
     /// Certificate chain and key files supplied by the operator (`[tls] cert`, `key`).
     Files(IdentityFiles),
     /// A certificate the Keep's Steward issues after attestation (`steward` in Keep.toml).
-    Steward(StewardSource),
+    Steward(Box<StewardSource>),
 }
 
 /// What the Keep tells its Steward.
@@ -63,6 +63,8 @@ pub struct PlatformEvidence {
     pub tsm_root: std::path::PathBuf,
     /// The TEE that must answer.
     pub provider: keep_attest::collect::Provider,
+    /// The SEV-SNP guest device (`/dev/sev-guest`), for keys the firmware derives.
+    pub sev_guest: std::path::PathBuf,
 }
 
 impl PlatformEvidence {

@@ -390,12 +390,12 @@ pub fn identity_source(
              issues the Keep's certificate, remove one of them"
         );
     }
-    Ok(IdentitySource::Steward(steward_source(
+    Ok(IdentitySource::Steward(Box::new(steward_source(
         config,
         steward,
         workload_digest(program, Some(config)),
         platform,
-    )))
+    ))))
 }
 
 /// What a Keep running the workload `digest` with `config` tells its Steward (at
@@ -418,7 +418,7 @@ pub fn steward_source(
             config
                 .dirs
                 .iter()
-                .filter_map(|d| Some(&d.sealed.as_ref()?.secret)),
+                .filter_map(|d| d.sealed.as_ref()?.secret.as_ref()),
         )
         .map(|key| keep_config::SecretRef {
             name: key.clone(),

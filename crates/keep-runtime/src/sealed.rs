@@ -1,11 +1,14 @@
 //! Sealed directories (`[[dirs]] sealed = true`): each store opened with the key its
-//! Steward released after attestation, its versions witnessed by that Steward, served to
-//! the guest as an ordinary preopened directory, and committed when the guest ends.
+//! Steward released after attestation, or the key its TEE derived, or both; its versions
+//! witnessed by that Steward; served to the guest as an ordinary preopened directory, and
+//! committed when the guest ends.
 
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
-use keep_config::DirGrant;
+use keep_attest::collect::Provider;
+use keep_attest::derived_key::{self, DerivedKeyError, Fields, KeyRequest, RootKey};
+use keep_config::{DirGrant, HardwareKey, SealedKey};
 use keep_identity::AttestedIdentity;
 use keep_identity::steward::StewardSession;
 use keep_sealed::mount::Mounted;
@@ -14,16 +17,17 @@ use keep_sealed::{Store, StoreKey, Witness};
 use crate::{Event, EventSink};
 
 /// The Steward, as the witness of a store's versions: asked over mTLS with the Keep's
-/// current certificate, for the store sealed with `secret`, on a connection kept open.
+/// current certificate, for the store sealed with `secret` (`None`: the workload's own
+/// store), on a connection kept open.
 struct StewardWitness {
-    secret: String,
+    secret: Option<String>,
     session: Mutex<StewardSession>,
 }
 
 impl StewardWitness {
     fn ask(&self, id: &[u8; 16], advance: Option<u64>) -> Result<Option<u64>, String> {
         let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
-        keep_identity::steward::sealed_version(&mut session, &self.secret, id, advance)
+        keep_identity::steward::sealed_version(&mut session, self.secret.as_deref(), id, advance)
             .map_err(|e| e.to_string())
     }
 }
@@ -62,27 +66,11 @@ impl SealedDirs {
             let Some(key) = &grant.sealed else { continue };
             let guest = &grant.guest;
             let attested = attested.with_context(|| {
-                format!("sealed directory {guest}: its key comes from a Steward (set `steward`)")
-            })?;
-            let secret = attested
-                .secrets()
-                .iter()
-                .find(|s| s.reference.name == key.secret)
-                .with_context(|| {
-                    format!(
-                        "sealed directory {guest}: the Steward released no secret `{}` (its key)",
-                        key.secret
-                    )
-                })?;
-            let store_key = StoreKey::from_secret(&secret.value).with_context(|| {
                 format!(
-                    "sealed directory {guest}: secret `{}` holds {} bytes; a store's key needs \
-                     at least {}",
-                    key.secret,
-                    secret.value.len(),
-                    StoreKey::MIN_SECRET
+                    "sealed directory {guest}: a Steward witnesses its versions (set `steward`)"
                 )
             })?;
+            let store_key = store_key(guest, key, attested)?;
             let witness = Arc::new(StewardWitness {
                 secret: key.secret.clone(),
                 session: Mutex::new(StewardSession::new(
@@ -146,6 +134,95 @@ impl SealedDirs {
             Ok(())
         } else {
             anyhow::bail!("{}", failed.join("; "))
+        }
+    }
+}
+
+/// The key of the sealed directory `guest`: the Steward secret's, the TEE's, or both mixed.
+fn store_key(
+    guest: &str,
+    key: &SealedKey,
+    attested: &AttestedIdentity,
+) -> anyhow::Result<StoreKey> {
+    let from_secret = match &key.secret {
+        Some(name) => {
+            let secret = attested
+                .secrets()
+                .iter()
+                .find(|s| s.reference.name == *name)
+                .with_context(|| {
+                    format!(
+                        "sealed directory {guest}: the Steward released no secret `{name}` (its key)"
+                    )
+                })?;
+            Some(StoreKey::from_secret(&secret.value).with_context(|| {
+                format!(
+                    "sealed directory {guest}: secret `{name}` holds {} bytes; a store's key needs \
+                     at least {}",
+                    secret.value.len(),
+                    StoreKey::MIN_SECRET
+                )
+            })?)
+        }
+        None => None,
+    };
+    let hardware = match key.hardware {
+        Some(kind) => Some(
+            hardware_key(kind, attested)
+                .with_context(|| format!("sealed directory {guest}: hardware_key = \"{kind}\""))?,
+        ),
+        None => None,
+    };
+    match (from_secret, hardware) {
+        (Some(secret), Some(hardware)) => Ok(secret.bound_to_hardware(&hardware)),
+        (Some(secret), None) => Ok(secret),
+        (None, Some(hardware)) => Ok(StoreKey::from_hardware(
+            &hardware,
+            attested.workload_digest(),
+        )),
+        (None, None) => anyhow::bail!("sealed directory {guest}: no `key` and no `hardware_key`"),
+    }
+}
+
+/// The key the TEE derives for this VM.
+fn hardware_key(
+    kind: HardwareKey,
+    attested: &AttestedIdentity,
+) -> anyhow::Result<zeroize::Zeroizing<[u8; 32]>> {
+    match kind {
+        HardwareKey::SevSnp => {
+            let platform = match attested.platform() {
+                Some(platform) if platform.provider == Provider::SevGuest => platform,
+                Some(_) => anyhow::bail!(
+                    "this Keep runs in an Intel TDX guest, which derives no keys for its guest; \
+                     an SEV-SNP key needs an AMD SEV-SNP guest"
+                ),
+                None => anyhow::bail!(
+                    "this Keep runs on the process backend, which has no TEE to derive a key; \
+                     run it with --backend cvm in an AMD SEV-SNP guest"
+                ),
+            };
+            snp_key(&platform.sev_guest)
+        }
+    }
+}
+
+/// MSG_KEY_REQ from the chip's VCEK, mixing in the launch measurement and the guest policy,
+/// at the VMPL this Keep runs at: the lowest one the firmware accepts (a VMPL below the
+/// caller's is refused), so that the same VM always gets the same key.
+fn snp_key(device: &std::path::Path) -> anyhow::Result<zeroize::Zeroizing<[u8; 32]>> {
+    let mut vmpl = 0;
+    loop {
+        let request = KeyRequest {
+            root: RootKey::Vcek,
+            fields: Fields::MEASUREMENT.and(Fields::GUEST_POLICY),
+            vmpl,
+            guest_svn: 0,
+            tcb_version: 0,
+        };
+        match derived_key::derive(device, &request) {
+            Err(DerivedKeyError::Refused { .. }) if vmpl < 3 => vmpl += 1,
+            result => return Ok(result?),
         }
     }
 }

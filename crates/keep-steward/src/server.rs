@@ -22,6 +22,7 @@ use keep_identity::steward::{MAX_BODY, PKCS10};
 use crate::decide::{Refusal, Steward};
 use crate::metrics::Metrics;
 use crate::pool::DecisionPool;
+use crate::versions::VersionScope;
 
 /// How long a client may take to complete its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -328,7 +329,9 @@ async fn keep_request<T: serde::de::DeserializeOwned>(
 /// `POST /v1/sealed`: `{"secret": NAME, "store": HEX, "advance": VERSION}` (`advance`
 /// optional) from a Keep presenting, as its TLS client certificate, one this Steward
 /// issued, to which `secret` is released: the version of the store sealed with that
-/// secret, after recording `advance` if given. Answers `{"version": N}` (`null`: none
+/// secret, after recording `advance` if given. Without `secret` (a store sealed with a key
+/// the TEE derived alone), the store is the Keep's workload's: its versions are kept under
+/// the workload digest its certificate states. Answers `{"version": N}` (`null`: none
 /// recorded yet).
 async fn sealed_version(
     request: Request<Incoming>,
@@ -339,7 +342,8 @@ async fn sealed_version(
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Asked {
-        secret: String,
+        #[serde(default)]
+        secret: Option<String>,
         store: String,
         #[serde(default)]
         advance: Option<u64>,
@@ -382,20 +386,25 @@ async fn sealed_version(
         }
     };
     // Only a Keep that may have the store's key may read or advance its version.
-    if let Err(refused) = secrets.release(&requester, std::slice::from_ref(&asked.secret)) {
-        return refuse(
-            StatusCode::FORBIDDEN,
-            "secret-not-released",
-            refused.to_string(),
-        );
-    }
+    let scope = match &asked.secret {
+        Some(secret) => {
+            if let Err(refused) = secrets.release(&requester, std::slice::from_ref(secret)) {
+                return refuse(
+                    StatusCode::FORBIDDEN,
+                    "secret-not-released",
+                    refused.to_string(),
+                );
+            }
+            VersionScope::Secret(secret)
+        }
+        None => VersionScope::Workload(&requester.claims.workload_digest),
+    };
     let version = match asked.advance {
-        Some(version) => match versions.advance(&asked.secret, &store, version) {
+        Some(version) => match versions.advance(scope, &store, version) {
             Ok(held) => {
                 tracing::info!(
-                    "sealed store {} of secret `{}`: version {held} (workload {})",
+                    "sealed store {} of {scope}: version {held} (workload {})",
                     asked.store,
-                    asked.secret,
                     requester.claims.workload_digest
                 );
                 Some(held)
@@ -409,7 +418,7 @@ async fn sealed_version(
                 );
             }
         },
-        None => versions.current(&asked.secret, &store),
+        None => versions.current(scope, &store),
     };
     with_type(
         text(

@@ -3,9 +3,11 @@
 //! tells each time it commits one. An old copy of a store put back by the host is then
 //! refused, because its version is below the one held here.
 //!
-//! Versions are kept per Steward secret (the one the store's key comes from) and store
-//! identifier, and only ever increase. The file is a journal of JSON lines,
-//! `{"store": "SECRET/STORE-ID-HEX", "version": N}`: each new version is appended and synced
+//! Versions are kept per [`VersionScope`] (the Steward secret the store's key comes from,
+//! or the workload of a store sealed with a TEE's key alone) and store identifier, and only
+//! ever increase. The file is a journal of JSON lines, `{"store": "SECRET/STORE-ID-HEX",
+//! "version": N}` (`workload/DIGEST/STORE-ID-HEX` for a workload's; a secret's name holds
+//! no `/`, so the two never meet): each new version is appended and synced
 //! (`fdatasync`) before the Keep is answered, so a commit costs the Steward one sync. At
 //! start the journal is read (the highest version of each store counts; a line cut short by
 //! a crash, the last, is dropped) and rewritten with one line per store. The file is what
@@ -48,8 +50,29 @@ pub struct VersionsError {
     source: std::io::Error,
 }
 
-fn key(secret: &str, store: &[u8; 16]) -> String {
-    format!("{secret}/{}", hex::encode(store))
+/// Whose stores a version belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionScope<'a> {
+    /// The stores sealed with this Steward secret.
+    Secret(&'a str),
+    /// The stores of this workload digest, sealed with a key its TEE derived.
+    Workload(&'a str),
+}
+
+impl std::fmt::Display for VersionScope<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Secret(name) => write!(f, "secret `{name}`"),
+            Self::Workload(digest) => write!(f, "workload {digest}"),
+        }
+    }
+}
+
+fn key(scope: VersionScope<'_>, store: &[u8; 16]) -> String {
+    match scope {
+        VersionScope::Secret(name) => format!("{name}/{}", hex::encode(store)),
+        VersionScope::Workload(digest) => format!("workload/{digest}/{}", hex::encode(store)),
+    }
 }
 
 fn line(store: &str, version: u64) -> Vec<u8> {
@@ -116,21 +139,21 @@ impl SealedVersions {
         })
     }
 
-    /// The version of `store` sealed under `secret`, if any was recorded.
-    pub fn current(&self, secret: &str, store: &[u8; 16]) -> Option<u64> {
-        self.lock().versions.get(&key(secret, store)).copied()
+    /// The version of `store` in `scope`, if any was recorded.
+    pub fn current(&self, scope: VersionScope<'_>, store: &[u8; 16]) -> Option<u64> {
+        self.lock().versions.get(&key(scope, store)).copied()
     }
 
     /// Records that `store` reached `version` (a lower one changes nothing); returns the
     /// version held afterwards, once it is on disk.
     pub fn advance(
         &self,
-        secret: &str,
+        scope: VersionScope<'_>,
         store: &[u8; 16],
         version: u64,
     ) -> Result<u64, VersionsError> {
         let mut state = self.lock();
-        let store = key(secret, store);
+        let store = key(scope, store);
         if let Some(held) = state
             .versions
             .get(&store)
@@ -161,26 +184,33 @@ impl SealedVersions {
 mod tests {
     use super::*;
 
+    const K: VersionScope<'static> = VersionScope::Secret("k");
+    const OTHER: VersionScope<'static> = VersionScope::Secret("other");
+    const WORKLOAD: VersionScope<'static> = VersionScope::Workload("sha256:00");
+
     #[test]
     fn versions_only_increase_and_survive_a_restart_and_a_torn_line() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("versions.jsonl");
         let versions = SealedVersions::load(&path).unwrap();
-        assert_eq!(versions.current("k", &[1; 16]), None);
-        assert_eq!(versions.advance("k", &[1; 16], 3).unwrap(), 3);
-        assert_eq!(versions.advance("k", &[1; 16], 2).unwrap(), 3);
-        assert_eq!(versions.advance("k", &[1; 16], 4).unwrap(), 4);
-        assert_eq!(versions.advance("other", &[1; 16], 1).unwrap(), 1);
+        assert_eq!(versions.current(K, &[1; 16]), None);
+        assert_eq!(versions.advance(K, &[1; 16], 3).unwrap(), 3);
+        assert_eq!(versions.advance(K, &[1; 16], 2).unwrap(), 3);
+        assert_eq!(versions.advance(K, &[1; 16], 4).unwrap(), 4);
+        assert_eq!(versions.advance(OTHER, &[1; 16], 1).unwrap(), 1);
+        // The same store ID under a workload is another store.
+        assert_eq!(versions.advance(WORKLOAD, &[1; 16], 9).unwrap(), 9);
         drop(versions);
         // A crash in the middle of an append leaves half a line.
         let mut file = File::options().append(true).open(&path).unwrap();
         file.write_all(b"{\"store\":\"k/01").unwrap();
         let again = SealedVersions::load(&path).unwrap();
-        assert_eq!(again.current("k", &[1; 16]), Some(4));
-        assert_eq!(again.current("other", &[1; 16]), Some(1));
+        assert_eq!(again.current(K, &[1; 16]), Some(4));
+        assert_eq!(again.current(OTHER, &[1; 16]), Some(1));
+        assert_eq!(again.current(WORKLOAD, &[1; 16]), Some(9));
         assert_eq!(
             std::fs::read_to_string(&path).unwrap().lines().count(),
-            2,
+            3,
             "rewritten with one line per store"
         );
         std::fs::write(&path, "not json\n{}\n").unwrap();

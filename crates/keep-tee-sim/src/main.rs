@@ -7,6 +7,7 @@
 mod collateral;
 mod configfs;
 mod pki;
+mod sev_guest;
 mod snp;
 mod tdx;
 
@@ -91,6 +92,11 @@ struct ServeArgs {
     /// Also write the chip's VCEK (DER) here.
     #[arg(long, value_name = "FILE")]
     vcek_out: Option<PathBuf>,
+    /// Also mount, at DIR (an empty directory, normally ROOT/dev), a directory holding
+    /// `sev-guest`, the SEV-SNP guest device, answering SNP_GET_DERIVED_KEY with keys bound to
+    /// the chip and the launch.
+    #[arg(long, value_name = "DIR")]
+    sev_guest: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -135,8 +141,15 @@ fn hex_array<const N: usize>(text: &str, what: &str) -> anyhow::Result<[u8; N]> 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let measurement = hex_array(&args.measurement, "measurement")?;
     if args.tee == Tee::Tdx {
-        if args.no_certs || args.foreign_vcek.is_some() || args.replay || args.vcek_out.is_some() {
-            anyhow::bail!("--no-certs, --foreign-vcek, --replay and --vcek-out are SEV-SNP's");
+        if args.no_certs
+            || args.foreign_vcek.is_some()
+            || args.replay
+            || args.vcek_out.is_some()
+            || args.sev_guest.is_some()
+        {
+            anyhow::bail!(
+                "--no-certs, --foreign-vcek, --replay, --vcek-out and --sev-guest are SEV-SNP's"
+            );
         }
         // TD_ATTRIBUTES, little-endian: SEPT_VE_DISABLE (bit 28) as Linux guests launch,
         // DEBUG (bit 0) when asked.
@@ -148,7 +161,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             mrtd: measurement,
             td_attributes,
         };
-        return mount_until_stdin_closes(tdx::Platform::load(&args.pki, launch)?, &args.mount);
+        return mount_until_stdin_closes(
+            tdx::Platform::load(&args.pki, launch)?,
+            &args.mount,
+            None,
+        );
     }
     let pki = SnpPki::load(&args.pki)?;
     let mut policy = u64::from_str_radix(args.policy.trim_start_matches("0x"), 16)
@@ -177,6 +194,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         vec![("VCEK", handed_out), ("ASK", ask), ("ARK", ark)]
     };
+    let device = args
+        .sev_guest
+        .as_ref()
+        .map(|dir| (sev_guest::SevGuest::new(launch.clone()), dir.as_path()));
     let mut firmware = snp::Firmware::new(launch, &pki, &table)?;
     if args.replay {
         firmware = firmware.replaying()?;
@@ -184,30 +205,48 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.vcek_out {
         std::fs::write(path, firmware.vcek_der()?).with_context(|| path.display().to_string())?;
     }
-    mount_until_stdin_closes(firmware, &args.mount)
+    mount_until_stdin_closes(firmware, &args.mount, device)
 }
 
-/// Serves `evidence` at `mount` until standard input closes (or the process that started us
-/// dies), then unmounts.
+/// Serves `evidence` at `mount`, and the SEV-SNP guest device where asked, until standard
+/// input closes (or the process that started us dies), then unmounts.
 fn mount_until_stdin_closes(
     evidence: impl configfs::Evidence,
     mount: &std::path::Path,
+    device: Option<(sev_guest::SevGuest, &std::path::Path)>,
 ) -> anyhow::Result<()> {
-    let config = {
+    let config = |subtype: &str| {
         let mut config = fuser::Config::default();
         config.mount_options = vec![
             fuser::MountOption::FSName("keep-tee-sim".into()),
-            fuser::MountOption::Subtype("configfs-tsm".into()),
+            fuser::MountOption::Subtype(subtype.into()),
             fuser::MountOption::DefaultPermissions,
         ];
         config.acl = fuser::SessionACL::All;
         config
     };
-    let session = fuser::spawn_mount(configfs::TsmReport::new(evidence), mount, &config)
-        .with_context(|| format!("mounting FUSE at {}", mount.display()))?;
+    let session = fuser::spawn_mount(
+        configfs::TsmReport::new(evidence),
+        mount,
+        &config("configfs-tsm"),
+    )
+    .with_context(|| format!("mounting FUSE at {}", mount.display()))?;
+    let device_session = match device {
+        Some((device, dir)) => Some((
+            fuser::spawn_mount(device, dir, &config("sev-guest"))
+                .with_context(|| format!("mounting FUSE at {}", dir.display()))?,
+            dir,
+        )),
+        None => None,
+    };
     println!("ready");
     let mut sink = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut sink);
+    if let Some((device_session, dir)) = device_session {
+        device_session
+            .umount_and_join()
+            .with_context(|| format!("unmounting {}", dir.display()))?;
+    }
     session
         .umount_and_join()
         .with_context(|| format!("unmounting {}", mount.display()))

@@ -160,6 +160,7 @@ fn request(kind: &str, kind_args: &[String]) -> anyhow::Result<Bytes> {
         ("configfs", [tsm_root]) => keep_identity::PlatformEvidence {
             tsm_root: tsm_root.into(),
             provider: keep_attest::collect::Provider::SevGuest,
+            sev_guest: keep_attest::derived_key::DEFAULT_DEVICE.into(),
         }
         .collect(&report_data)?,
         _ => anyhow::bail!("KIND is `none`, `snp REPORT VCEK` or `configfs TSM_ROOT`"),

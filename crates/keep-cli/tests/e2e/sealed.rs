@@ -11,6 +11,7 @@ use std::time::Duration;
 use crate::common::child::ChildLog;
 use crate::common::net::*;
 use crate::common::steward::{StewardProcess, digest, keep_config, point_to, steward_ca};
+use crate::common::tee::{Guest, MEASUREMENT, test_roots_flag};
 use crate::common::{GUESTS, KEEP_ERROR, Keep, keep_command};
 
 /// A guest program and a Keep.toml running it with `args` on the sealed directory `/data`.
@@ -26,6 +27,10 @@ struct Sealed {
     ca: PathBuf,
     store: PathBuf,
     workloads: Vec<Workload>,
+    /// Where the store's key comes from, as `[[dirs]]` says it.
+    key_source: &'static str,
+    /// The Steward's flags besides its secrets and versions.
+    steward_flags: Vec<String>,
 }
 
 impl Sealed {
@@ -36,6 +41,8 @@ impl Sealed {
             ca,
             store: dir.join("store"),
             workloads: Vec::new(),
+            key_source: "key = \"state-key\"\n",
+            steward_flags: Vec::new(),
         }
     }
 
@@ -48,8 +55,9 @@ impl Sealed {
             &self.ca,
             &format!("args = [{}]\n", args.join(", ")),
             &format!(
-                "[[dirs]]\nhost = \"{}\"\nguest = \"/data\"\nsealed = true\nkey = \"state-key\"\n",
-                self.store.display()
+                "[[dirs]]\nhost = \"{}\"\nguest = \"/data\"\nsealed = true\n{}",
+                self.store.display(),
+                self.key_source
             ),
             "",
         );
@@ -83,11 +91,9 @@ impl Sealed {
             ),
         );
         let versions = self.dir.join(format!("{versions}.json"));
-        let steward = StewardProcess::with_secrets(
-            &self.dir.join("ca"),
-            &secrets,
-            &["--sealed-versions", versions.to_str().unwrap()],
-        );
+        let mut flags = vec!["--sealed-versions", versions.to_str().unwrap()];
+        flags.extend(self.steward_flags.iter().map(String::as_str));
+        let steward = StewardProcess::with_secrets(&self.dir.join("ca"), &secrets, &flags);
         for workload in &self.workloads {
             point_to(&workload.config, &steward);
         }
@@ -110,10 +116,20 @@ impl Sealed {
 
     /// `keep run -q` of workload `index` to its end.
     fn run(&self, index: usize) -> crate::common::Finished {
+        self.run_in(index, None)
+    }
+
+    /// `keep run -q` of workload `index` to its end, in the simulated confidential VM `vm`
+    /// (`--backend cvm`) if given, else on the process backend.
+    fn run_in(&self, index: usize, vm: Option<&Guest>) -> crate::common::Finished {
         let workload = &self.workloads[index];
-        Keep::new()
-            .args(["run", "-q", "-c"])
-            .arg_path(&workload.config)
+        let keep = match vm {
+            Some(vm) => Keep::new()
+                .env("KEEP_PLATFORM_ROOT", vm.root().to_str().unwrap())
+                .args(["run", "-q", "--backend", "cvm", "-c"]),
+            None => Keep::new().args(["run", "-q", "-c"]),
+        };
+        keep.arg_path(&workload.config)
             .arg_path(&workload.program)
             .finish()
     }
@@ -220,6 +236,125 @@ fn a_sealed_directory_keeps_its_files_from_the_host_and_refuses_what_the_host_ch
     done.expect_code(KEEP_ERROR)
         .expect_stderr_contains("the key does not open this sealed store");
     assert_eq!(std::fs::read(sealed.log()).unwrap(), newer);
+}
+
+/// A Steward trusting the simulated SEV-SNP VMs of launch `MEASUREMENT` and `other`.
+fn trust_snp_vms(sealed: &mut Sealed, other: &str) {
+    let policy = write_config(
+        &sealed.dir,
+        "policy.toml",
+        &format!(
+            "[sev-snp]\nmeasurement = [\"{MEASUREMENT}\", \"{other}\"]\n\
+             min_tcb = {{ bootloader = 9, snp = 23, microcode = 72 }}\n"
+        ),
+    );
+    sealed.steward_flags = test_roots_flag().to_vec();
+    sealed.steward_flags.extend([
+        "--offline".to_owned(),
+        "--policy".to_owned(),
+        policy.display().to_string(),
+    ]);
+}
+
+/// `hardware_key = "sev-snp"` besides a Steward secret: the store opens in the VM that
+/// sealed it, and is refused on another chip, in a VM launched with another measurement,
+/// and on the process backend, each with a message saying why.
+#[test]
+fn a_store_sealed_with_an_snp_key_opens_only_on_its_chip_and_launch() {
+    let other_measurement = "0d".repeat(48);
+    let tmp = tempfile::tempdir().unwrap();
+    let mut sealed = Sealed::new(tmp.path());
+    sealed.key_source = "key = \"state-key\"\nhardware_key = \"sev-snp\"\n";
+    trust_snp_vms(&mut sealed, &other_measurement);
+    let write = sealed.workload(
+        "write",
+        GUESTS.module("fsops"),
+        &["write", "/data/notes.txt", "sealed to the chip"],
+    );
+    let read = sealed.workload(
+        "read",
+        GUESTS.component("fsops"),
+        &["read", "/data/notes.txt"],
+    );
+    let _steward = sealed.steward(&[4; 32], "versions");
+    let vm = Guest::snp(&[]);
+
+    sealed.run_in(write, Some(&vm)).expect_code(0);
+    let done = sealed.run_in(read, Some(&vm));
+    done.expect_code(0);
+    assert_eq!(done.stdout_text(), "sealed to the chip", "{}", done.stderr);
+    let log = std::fs::read(sealed.log()).unwrap();
+
+    // The Steward's secret alone no longer opens it: another chip, another launch.
+    for args in [
+        &["--chip", "chip-1"][..],
+        &["--measurement", &other_measurement],
+    ] {
+        let elsewhere = Guest::snp(args);
+        let done = sealed.run_in(read, Some(&elsewhere));
+        done.expect_code(KEEP_ERROR)
+            .expect_stderr_contains("the key does not open this sealed store");
+        assert!(done.stdout.is_empty());
+    }
+    // No TEE, no key: said before the store is touched.
+    sealed
+        .run_in(read, None)
+        .expect_code(KEEP_ERROR)
+        .expect_stderr_contains("hardware_key = \"sev-snp\"")
+        .expect_stderr_contains("the process backend, which has no TEE to derive a key");
+    assert_eq!(
+        std::fs::read(sealed.log()).unwrap(),
+        log,
+        "a refusal changed the store"
+    );
+    sealed.run_in(read, Some(&vm)).expect_code(0);
+}
+
+/// `hardware_key = "sev-snp"` alone: no Steward secret, the key is the VM's and the
+/// workload's; the Steward still witnesses the versions, under the workload digest.
+#[test]
+fn a_store_sealed_with_an_snp_key_alone_is_its_workloads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut sealed = Sealed::new(tmp.path());
+    sealed.key_source = "hardware_key = \"sev-snp\"\n";
+    trust_snp_vms(&mut sealed, MEASUREMENT);
+    let append = sealed.workload(
+        "append",
+        GUESTS.module("journal"),
+        &["append", "/data/journal", "2"],
+    );
+    let check = sealed.workload(
+        "check",
+        GUESTS.module("journal"),
+        &["check", "/data/journal"],
+    );
+    let steward = sealed.steward(&[4; 32], "versions");
+    let vm = Guest::snp(&[]);
+
+    // The second run finds the first's two records, and adds two.
+    let first = sealed.run_in(append, Some(&vm));
+    first.expect_code(0);
+    assert_eq!(first.stdout_text(), "synced 0\nsynced 1\n");
+    let log = std::fs::read(sealed.log()).unwrap();
+    let second = sealed.run_in(append, Some(&vm));
+    second.expect_code(0);
+    assert_eq!(second.stdout_text(), "synced 2\nsynced 3\n");
+    let witnessed = format!("of workload {}: version", sealed.workloads[append].digest);
+    assert!(
+        steward.log_with(&witnessed).contains(&witnessed),
+        "the Steward witnessed the commits under the workload"
+    );
+    // Another workload in the same VM does not get the key.
+    sealed
+        .run_in(check, Some(&vm))
+        .expect_code(KEEP_ERROR)
+        .expect_stderr_contains("the key does not open this sealed store");
+    // An old copy is refused: the Steward holds the workload's versions.
+    std::fs::write(sealed.log(), &log).unwrap();
+    sealed
+        .run_in(append, Some(&vm))
+        .expect_code(KEEP_ERROR)
+        .expect_stderr_contains("rollback: the Steward expects version");
 }
 
 #[test]

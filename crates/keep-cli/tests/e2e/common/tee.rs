@@ -135,6 +135,12 @@ impl Guest {
             .arg("--mount")
             .arg(&report)
             .args(args);
+        // An SEV-SNP guest also has the guest device, for derived keys.
+        if tee == "snp" {
+            let dev = root.path().join("dev");
+            std::fs::create_dir_all(&dev).unwrap();
+            command.arg("--sev-guest").arg(dev);
+        }
         let (process, first) = StdinBound::start(command, "keep-tee-sim serve");
         assert_eq!(first, "ready", "{}", process.stderr());
         Self {
