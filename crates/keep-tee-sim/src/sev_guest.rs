@@ -176,18 +176,11 @@ fn copy_from_process(pid: u32, address: u64, buffer: &mut [u8]) -> Result<(), Er
         iov_base: buffer.as_mut_ptr().cast(),
         iov_len: buffer.len(),
     };
-    let remote = libc::iovec {
-        iov_base: address as *mut libc::c_void,
-        iov_len: buffer.len(),
-    };
+    let remote = remote(address, buffer.len());
     // SAFETY: `local` describes `buffer`, writable for its length; `remote` is only an
     // address in the other process, which the kernel checks.
     let copied = unsafe { libc::process_vm_readv(pid as libc::pid_t, &local, 1, &remote, 1, 0) };
-    if copied == buffer.len() as isize {
-        Ok(())
-    } else {
-        Err(Errno::EFAULT)
-    }
+    whole(copied, buffer.len())
 }
 
 /// Writes `bytes` at `address` in process `pid`, as `copy_to_user` does.
@@ -196,14 +189,24 @@ fn copy_to_process(pid: u32, address: u64, bytes: &[u8]) -> Result<(), Errno> {
         iov_base: bytes.as_ptr().cast_mut().cast(),
         iov_len: bytes.len(),
     };
-    let remote = libc::iovec {
-        iov_base: address as *mut libc::c_void,
-        iov_len: bytes.len(),
-    };
+    let remote = remote(address, bytes.len());
     // SAFETY: `local` describes `bytes`, which the kernel only reads; `remote` is only an
     // address in the other process, which the kernel checks.
     let copied = unsafe { libc::process_vm_writev(pid as libc::pid_t, &local, 1, &remote, 1, 0) };
-    if copied == bytes.len() as isize {
+    whole(copied, bytes.len())
+}
+
+/// `len` bytes at `address` in another process.
+fn remote(address: u64, len: usize) -> libc::iovec {
+    libc::iovec {
+        iov_base: address as *mut libc::c_void,
+        iov_len: len,
+    }
+}
+
+/// A copy of `len` bytes that copied them all, or `EFAULT` as the kernel answers.
+fn whole(copied: isize, len: usize) -> Result<(), Errno> {
+    if usize::try_from(copied) == Ok(len) {
         Ok(())
     } else {
         Err(Errno::EFAULT)
