@@ -169,6 +169,9 @@ pub struct PlannedRead {
     ino: Ino,
     len: usize,
     parts: Vec<Part>,
+    /// The log the sealed parts' offsets are in: a compaction may put another in its place
+    /// before the read finishes, and this one stays readable until then.
+    log: Arc<File>,
 }
 
 /// A stretch of a planned read.
@@ -196,7 +199,6 @@ pub struct FailedRead {
 /// Reads and opens sealed chunks without the store, for the threads that serve it.
 #[derive(Clone)]
 pub struct ChunkReader {
-    log: Arc<File>,
     data: ring::aead::LessSafeKey,
     store_id: [u8; 16],
 }
@@ -226,7 +228,8 @@ impl ChunkReader {
                 } => (index, run, skip, len),
             };
             let mut frames = vec![0; run.len() * CHUNK_FRAME];
-            self.log
+            planned
+                .log
                 .read_exact_at(&mut frames, run[0].offset)
                 .map_err(|e| FailedRead {
                     ino,
@@ -387,7 +390,7 @@ impl Store {
                 .advance(&store.store_id, store.version)
                 .map_err(SealedError::Witness)?;
         }
-        store.compact_if_worthwhile()?;
+        store.compact_if_worthwhile(compact::AT_OPEN)?;
         Ok(store)
     }
 
@@ -803,13 +806,13 @@ impl Store {
             ino,
             len: end.saturating_sub(offset) as usize,
             parts,
+            log: self.log.clone(),
         })
     }
 
     /// A reader of this store's sealed chunks, for [`Store::plan_read`]'s plans.
     pub fn chunk_reader(&self) -> ChunkReader {
         ChunkReader {
-            log: self.log.clone(),
             data: self.keys.data.clone(),
             store_id: self.store_id,
         }
@@ -1009,8 +1012,8 @@ impl Store {
     }
 
     /// Makes every change so far durable: seals what is unsealed, appends a commit, syncs
-    /// the log, and has the witness record the new version. Nothing to commit: nothing
-    /// happens.
+    /// the log, and has the witness record the new version; then compacts the log if it
+    /// has become mostly garbage ([`compact`]). Nothing to commit: nothing happens.
     pub fn commit(&mut self) -> Result<(), FsError> {
         self.seal_dirty()?;
         for ino in std::mem::take(&mut self.touched) {
@@ -1050,6 +1053,8 @@ impl Store {
         self.last_commit = digest;
         self.witness
             .advance(&self.store_id, version)
-            .map_err(|e| FsError::Sealed(SealedError::Witness(e)))
+            .map_err(|e| FsError::Sealed(SealedError::Witness(e)))?;
+        self.compact_if_worthwhile(compact::WHILE_RUNNING)
+            .map_err(FsError::Sealed)
     }
 }

@@ -22,6 +22,20 @@ fn log(dir: &Path) -> std::path::PathBuf {
     dir.join("keep-sealed.log")
 }
 
+const MIB: usize = 1 << 20;
+
+/// Writes `live` MiB of 0xee to `ino`, then rewrites its first MiB `rounds` times (with the
+/// round's number), committing each: about `rounds` MiB of garbage beside `live` MiB of
+/// live data.
+fn rewrite_first_mib(store: &mut Store, ino: keep_sealed::Ino, live: usize, rounds: u8) {
+    store.write(ino, 0, &vec![0xee; live * MIB]).unwrap();
+    store.commit().unwrap();
+    for round in 0..rounds {
+        store.write(ino, 0, &vec![round; MIB]).unwrap();
+        store.commit().unwrap();
+    }
+}
+
 /// A store with `/docs/a.txt` (two and a half chunks of a pattern) and `/empty/`.
 fn populated(dir: &Path, witness: &Arc<Versions>) -> Vec<u8> {
     let mut store = open(dir, witness).unwrap();
@@ -196,25 +210,24 @@ fn a_log_mostly_garbage_is_compacted_at_open_and_the_old_log_is_then_an_old_copy
     let dir = tmp.path().join("store");
     let witness = Arc::new(Versions::default());
     let content = populated(&dir, &witness);
-    // 1 MiB rewritten 12 times, each committed: 11 MiB of frames no file uses any more.
+    // 9 MiB, of which the first is rewritten 12 times, each committed: 12 MiB of frames
+    // no file uses any more, more than what is live, but not twice as much: compacted when
+    // the store opens, not while it runs.
     let mut store = open(&dir, &witness).unwrap();
     let logs = store.create(ROOT, b"logs", FileKind::Dir).unwrap();
     let big = store.create(logs.ino, b"big", FileKind::File).unwrap();
-    for round in 0..12u8 {
-        store.write(big.ino, 0, &vec![round; 1 << 20]).unwrap();
-        store.commit().unwrap();
-    }
+    rewrite_first_mib(&mut store, big.ino, 9, 12);
     store.set_mtime(logs.ino, 1_000_000_007).unwrap();
     store.commit().unwrap();
     let version = store.version();
     drop(store);
     let uncompacted = std::fs::read(log(&dir)).unwrap();
-    assert!(uncompacted.len() > 12 << 20, "{}", uncompacted.len());
+    assert!(uncompacted.len() > 21 * MIB, "{}", uncompacted.len());
 
     let mut store = open(&dir, &witness).unwrap();
     let compacted = std::fs::metadata(log(&dir)).unwrap().len();
     assert!(
-        compacted < 2 << 20,
+        compacted < 10 * MIB as u64,
         "{compacted} bytes after compaction, {} before",
         uncompacted.len()
     );
@@ -225,10 +238,9 @@ fn a_log_mostly_garbage_is_compacted_at_open_and_the_old_log_is_then_an_old_copy
     let logs = store.lookup(ROOT, b"logs").unwrap();
     assert_eq!(logs.mtime_ns, 1_000_000_007, "a directory keeps its time");
     let big = store.lookup(logs.ino, b"big").unwrap();
-    assert_eq!(
-        store.read(big.ino, 0, 2 << 20).unwrap(),
-        vec![11u8; 1 << 20]
-    );
+    let read = store.read(big.ino, 0, 10 * MIB).unwrap();
+    assert_eq!(read.len(), 9 * MIB);
+    assert!(read[..MIB].iter().all(|b| *b == 11) && read[MIB..].iter().all(|b| *b == 0xee));
     // It goes on as any log: a change after the snapshot reads back.
     store.write(file.ino, 0, b"after").unwrap();
     // Before it is sealed, it reads back from memory, and past the end of what was ever
@@ -269,10 +281,7 @@ fn a_log_whose_live_chunk_was_changed_is_not_compacted_and_the_change_stays_dete
     populated(&dir, &witness);
     let mut store = open(&dir, &witness).unwrap();
     let scratch = store.create(ROOT, b"scratch", FileKind::File).unwrap();
-    for round in 0..10u8 {
-        store.write(scratch.ino, 0, &vec![round; 1 << 20]).unwrap();
-        store.commit().unwrap();
-    }
+    rewrite_first_mib(&mut store, scratch.ino, 9, 10);
     drop(store);
     // The first chunk frame (of /docs/a.txt, never rewritten): one byte flipped.
     let mut raw = std::fs::read(log(&dir)).unwrap();
@@ -285,4 +294,47 @@ fn a_log_whose_live_chunk_was_changed_is_not_compacted_and_the_change_stays_dete
     let file = store.lookup(docs.ino, b"a.txt").unwrap();
     let err = store.read(file.ino, 0, 100).unwrap_err();
     assert!(format!("{err:?}").contains("/docs/a.txt"), "{err:?}");
+}
+
+#[test]
+fn a_running_store_compacts_once_its_garbage_is_twice_its_live_data_and_planned_reads_hold() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let witness = Arc::new(Versions::default());
+    let mut store = open(&dir, &witness).unwrap();
+    let file = store.create(ROOT, b"state", FileKind::File).unwrap();
+    store.write(file.ino, 0, &vec![0xaa; MIB]).unwrap();
+    store.commit().unwrap();
+    // A read planned now, finished after the log it was planned on has been replaced.
+    let planned = store.plan_read(file.ino, 0, CHUNK).unwrap();
+
+    // 1 MiB live, rewritten: the log grows to about three times that and past 8 MiB of
+    // garbage, then is compacted under the running store, without a reopen.
+    let mut sizes = Vec::new();
+    for round in 0..24u8 {
+        store.write(file.ino, 0, &vec![round; MIB]).unwrap();
+        store.commit().unwrap();
+        sizes.push(std::fs::metadata(log(&dir)).unwrap().len());
+    }
+    let compactions = sizes.windows(2).filter(|w| w[1] < w[0]).count();
+    assert!(compactions >= 2, "log sizes after each commit: {sizes:?}");
+    assert!(
+        sizes.iter().all(|size| *size < 12 * MIB as u64),
+        "the log stays bounded: {sizes:?}"
+    );
+    assert!(!dir.join("keep-sealed.log.new").exists());
+    assert_eq!(store.read(file.ino, 0, MIB).unwrap(), vec![23u8; MIB]);
+    assert_eq!(
+        store.chunk_reader().finish(planned).unwrap(),
+        vec![0xaa; CHUNK],
+        "a read planned before the compaction reads what was there"
+    );
+    let version = store.version();
+    drop(store);
+
+    let mut store = open(&dir, &witness).unwrap();
+    assert_eq!(store.version(), version);
+    let file = store.lookup(ROOT, b"state").unwrap();
+    assert_eq!(store.read(file.ino, 0, 2 * MIB).unwrap(), vec![23u8; MIB]);
+    assert_eq!(witness.current(&store.id()).unwrap(), Some(version));
 }
