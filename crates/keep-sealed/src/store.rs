@@ -1013,7 +1013,8 @@ impl Store {
 
     /// Makes every change so far durable: seals what is unsealed, appends a commit, syncs
     /// the log, and has the witness record the new version; then compacts the log if it
-    /// has become mostly garbage ([`compact`]). Nothing to commit: nothing happens.
+    /// has become mostly garbage (more than twice the live data, and at least 8 MiB).
+    /// Nothing to commit: nothing happens.
     pub fn commit(&mut self) -> Result<(), FsError> {
         self.seal_dirty()?;
         for ino in std::mem::take(&mut self.touched) {
