@@ -20,7 +20,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::{
     AddressRule, CaFile, ClientAuth, Config, DirGrant, File, FileKind, Http, Limits, NetworkPolicy,
-    Protocol, SecretRef, Tls, TlsVersion,
+    Protocol, SealedKey, SecretRef, Tls, TlsVersion,
 };
 
 impl Config {
@@ -196,8 +196,15 @@ fn dir(dir: &DirGrant) -> Value {
         // Left out when plain, so that configurations without sealed directories keep
         // their digests.
         None => json!({ "guest": guest, "read_only": read_only }),
-        Some(key) => {
-            json!({ "guest": guest, "read_only": read_only, "sealed": { "key": key.secret } })
+        Some(SealedKey { secret, hardware }) => {
+            let mut sealed = Map::new();
+            sealed.insert("key".into(), json!(secret));
+            // Left out when not asked for, so that stores keyed by a secret alone keep
+            // their digests.
+            if let Some(hardware) = hardware {
+                sealed.insert("hardware_key".into(), json!(hardware.to_string()));
+            }
+            json!({ "guest": guest, "read_only": read_only, "sealed": sealed })
         }
     }
 }
@@ -339,6 +346,27 @@ mod tests {
             a,
             canonical("[[dirs]]\nhost = \"/srv/b\"\nguest = \"/other\"\n")
         );
+    }
+
+    #[test]
+    fn where_a_sealed_directorys_key_comes_from_counts() {
+        let sealed = |key: &str| {
+            canonical(&format!(
+                "steward = \"https://a.example\"\n[[dirs]]\nhost = \"/srv\"\nguest = \"/data\"\n\
+                 sealed = true\n{key}"
+            ))
+        };
+        let secret = sealed("key = \"k\"\n");
+        assert!(
+            secret.contains(r#""sealed":{"key":"k"}"#),
+            "a secret alone is written as before hardware keys: {secret}"
+        );
+        let both = sealed("key = \"k\"\nhardware_key = \"sev-snp\"\n");
+        let hardware = sealed("hardware_key = \"sev-snp\"\n");
+        assert_ne!(secret, both);
+        assert_ne!(both, hardware);
+        assert_ne!(secret, hardware);
+        assert_ne!(secret, sealed("key = \"other\"\n"));
     }
 
     #[test]
