@@ -218,7 +218,11 @@ def write_report(best, log_size, aes):
         "read first). What is left is the FUSE round trip and the Steward's durable record "
         "per `fsync`, which are the design's (a file system in the Keep, a remote witness), "
         "and the page cache the plain directory reads from, which a sealed store cannot "
-        "share across Keeps.\n"
+        "share across Keeps. Why FUSE, and not the guest's file calls served in the Keep "
+        "directly: wasmtime-wasi 48 serves a preopen only from a real host directory "
+        "(cap-std), with no interface for a file system of one's own (wasmtime issue #8963 "
+        "asks for one, open); serving a sealed directory in-process would mean "
+        "reimplementing `wasi:filesystem` for components and preview 1 beside it.\n"
     )
     write_section("sealed", section)
 
