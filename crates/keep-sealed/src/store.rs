@@ -110,6 +110,10 @@ pub struct Store {
     dirty: HashMap<(Ino, u64), Box<[u8; CHUNK]>>,
     /// Files and directories whose size or time changed since the last commit.
     touched: BTreeSet<Ino>,
+    /// A compaction of this opening failed (a chunk that does not authenticate, a full
+    /// disk): it is not tried again until the store is opened again, rather than at every
+    /// commit, each time reading all the live data.
+    compaction_failed: bool,
     witness: Arc<dyn Witness>,
     random: ring::rand::SystemRandom,
 }
@@ -340,6 +344,7 @@ impl Store {
             pending: Vec::new(),
             dirty: HashMap::new(),
             touched: BTreeSet::new(),
+            compaction_failed: false,
             witness,
             random: ring::rand::SystemRandom::new(),
         };

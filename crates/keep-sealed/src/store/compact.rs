@@ -57,28 +57,29 @@ impl Store {
     /// `times_live` times the live data. Called with nothing pending (at open, after a
     /// commit). If the new log cannot be written (a chunk that does not authenticate, a
     /// full disk), the store goes on with the old one, unchanged; an error is returned only
-    /// once the new log has replaced the old.
+    /// once the new log has replaced the old. After a failure, the store does not try again
+    /// until it is opened again.
     pub(super) fn compact_if_worthwhile(&mut self, times_live: u64) -> Result<(), SealedError> {
         let garbage = self.garbage();
         let live = self.written - garbage;
-        if garbage < MIN_GARBAGE || garbage <= live.saturating_mul(times_live) {
+        if self.compaction_failed
+            || garbage < MIN_GARBAGE
+            || garbage <= live.saturating_mul(times_live)
+        {
             return Ok(());
         }
         let dir = self.log_path.parent().unwrap_or(std::path::Path::new("."));
         let temporary = dir.join(format!("{LOG}.new"));
+        // From the rename on, the new log is the store: the old one's descriptor must not
+        // be written again.
         let rewritten = match self.rewrite(&temporary) {
-            Ok(rewritten) => rewritten,
-            Err(_) => {
+            Ok(rewritten) if std::fs::rename(&temporary, &self.log_path).is_ok() => rewritten,
+            _ => {
                 let _ = std::fs::remove_file(&temporary);
+                self.compaction_failed = true;
                 return Ok(());
             }
         };
-        // From the rename on, the new log is the store: the old one's descriptor must not
-        // be written again.
-        if std::fs::rename(&temporary, &self.log_path).is_err() {
-            let _ = std::fs::remove_file(&temporary);
-            return Ok(());
-        }
         self.log = std::sync::Arc::new(rewritten.file);
         self.written = rewritten.len;
         self.tree = rewritten.tree;
@@ -144,5 +145,61 @@ impl Store {
             tree,
             last_commit,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::FileExt as _;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::store::{FileKind, ROOT, Witness};
+
+    /// A witness that holds nothing: these tests do not reopen.
+    struct Forgetful;
+
+    impl Witness for Forgetful {
+        fn current(&self, _: &[u8; 16]) -> Result<Option<u64>, String> {
+            Ok(None)
+        }
+        fn advance(&self, _: &[u8; 16], _: u64) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_running_store_whose_compaction_failed_does_not_try_again_at_every_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = crate::StoreKey::from_bytes(&[3; 32]).unwrap();
+        let mut store = Store::open(dir.path(), "/data", &key, Arc::new(Forgetful)).unwrap();
+        let kept = store.create(ROOT, b"kept", FileKind::File).unwrap();
+        store.write(kept.ino, 0, &[1; 4096]).unwrap();
+        store.commit().unwrap();
+        // The host changes the live chunk: a compaction cannot re-seal it.
+        let log = File::options()
+            .write(true)
+            .open(dir.path().join(LOG))
+            .unwrap();
+        log.write_all_at(&[0xff], HEADER_LEN as u64 + 100).unwrap();
+        let rewritten = store.create(ROOT, b"rewritten", FileKind::File).unwrap();
+        let mut sizes = Vec::new();
+        for round in 0..12u8 {
+            store
+                .write(rewritten.ino, 0, &vec![round; 1 << 20])
+                .unwrap();
+            store.commit().unwrap();
+            sizes.push(store.written);
+        }
+        assert!(store.garbage() >= MIN_GARBAGE, "{sizes:?}");
+        assert!(
+            store.compaction_failed,
+            "a compaction was tried, and failed"
+        );
+        assert!(
+            sizes.windows(2).all(|w| w[1] > w[0]),
+            "the log was never replaced: {sizes:?}"
+        );
+        assert!(!dir.path().join(format!("{LOG}.new")).exists());
     }
 }
