@@ -114,6 +114,8 @@ pub struct Store {
     /// disk): it is not tried again until the store is opened again, rather than at every
     /// commit, each time reading all the live data.
     compaction_failed: bool,
+    /// How long the log was when its garbage was last counted after a commit.
+    garbage_counted_at: u64,
     witness: Arc<dyn Witness>,
     random: ring::rand::SystemRandom,
 }
@@ -345,6 +347,7 @@ impl Store {
             dirty: HashMap::new(),
             touched: BTreeSet::new(),
             compaction_failed: false,
+            garbage_counted_at: 0,
             witness,
             random: ring::rand::SystemRandom::new(),
         };
@@ -395,7 +398,7 @@ impl Store {
                 .advance(&store.store_id, store.version)
                 .map_err(SealedError::Witness)?;
         }
-        store.compact_if_worthwhile(compact::AT_OPEN)?;
+        store.compact_at_open()?;
         Ok(store)
     }
 
@@ -1060,7 +1063,6 @@ impl Store {
         self.witness
             .advance(&self.store_id, version)
             .map_err(|e| FsError::Sealed(SealedError::Witness(e)))?;
-        self.compact_if_worthwhile(compact::WHILE_RUNNING)
-            .map_err(FsError::Sealed)
+        self.compact_after_commit().map_err(FsError::Sealed)
     }
 }

@@ -9,7 +9,8 @@
 //!
 //! It happens when the store opens, and after a commit of a running store, when the
 //! garbage has outgrown the live data by [`AT_OPEN`] or [`WHILE_RUNNING`] times: the log
-//! then stays under three times the live data (and [`MIN_GARBAGE`]), and the copy, which
+//! then stays under three times the live data (plus [`MIN_GARBAGE`], and the
+//! [`COUNT_EVERY`] appended since the garbage was last counted), and the copy, which
 //! holds the store while it runs, costs at most half a write more for each byte written.
 //! Reads planned before it finish on the log they were planned on, which stays open.
 
@@ -26,11 +27,14 @@ use crate::store::FsError;
 const MIN_GARBAGE: u64 = 8 * 1024 * 1024;
 
 /// At open, a log is compacted once its garbage outgrows its live data.
-pub(super) const AT_OPEN: u64 = 1;
+const AT_OPEN: u64 = 1;
 /// While a store runs, once its garbage outgrows twice its live data: the guest waits for
 /// the copy, so it is done half as often, and a workload that rewrites all its data between
 /// two starts (a benchmark's runs) is not made to wait.
-pub(super) const WHILE_RUNNING: u64 = 2;
+const WHILE_RUNNING: u64 = 2;
+/// While a store runs, the garbage is counted (a walk over every file) only once the log
+/// has grown by this much since the last count, not at every commit.
+const COUNT_EVERY: u64 = 1024 * 1024;
 
 /// A log rewritten beside the one in use, not yet in its place.
 struct Rewritten {
@@ -41,6 +45,20 @@ struct Rewritten {
 }
 
 impl Store {
+    /// Compacts the log of a store being opened if it is worth it.
+    pub(super) fn compact_at_open(&mut self) -> Result<(), SealedError> {
+        self.compact_if_worthwhile(AT_OPEN)
+    }
+
+    /// Compacts the log after a commit if it is worth it.
+    pub(super) fn compact_after_commit(&mut self) -> Result<(), SealedError> {
+        if self.written < self.garbage_counted_at.saturating_add(COUNT_EVERY) {
+            return Ok(());
+        }
+        self.garbage_counted_at = self.written;
+        self.compact_if_worthwhile(WHILE_RUNNING)
+    }
+
     /// Bytes of the log that no chunk in the tree uses (commits count as garbage: one
     /// snapshot replaces them all).
     fn garbage(&self) -> u64 {
@@ -59,7 +77,7 @@ impl Store {
     /// full disk), the store goes on with the old one, unchanged; an error is returned only
     /// once the new log has replaced the old. After a failure, the store does not try again
     /// until it is opened again.
-    pub(super) fn compact_if_worthwhile(&mut self, times_live: u64) -> Result<(), SealedError> {
+    fn compact_if_worthwhile(&mut self, times_live: u64) -> Result<(), SealedError> {
         let garbage = self.garbage();
         let live = self.written - garbage;
         if self.compaction_failed
