@@ -224,9 +224,12 @@ pub struct ServeArgs {
     pub secrets: Option<PathBuf>,
     /// Witness the versions of sealed stores (`[[dirs]] sealed = true`) in FILE (a journal
     /// of JSON lines, created when missing, each version synced before it is acknowledged):
-    /// a Keep opening a store older than the version recorded here refuses it. Keeps read and advance versions at POST /v1/sealed over mTLS, for stores
-    /// whose key secret is released to them. Keep FILE where Keeps' hosts cannot write it.
-    #[arg(long, value_name = "FILE", requires = "secrets")]
+    /// a Keep opening a store older than the version recorded here refuses it. Keeps read
+    /// and advance versions at POST /v1/sealed over mTLS: for stores whose key secret is
+    /// released to them, and for their own workload's stores keyed by their TEE alone
+    /// (`hardware_key`, which needs no --secrets). Keep FILE where Keeps' hosts cannot write
+    /// it.
+    #[arg(long, value_name = "FILE")]
     pub sealed_versions: Option<PathBuf>,
     /// Accept evidence of kind `none` from Keeps without a TEE. It proves nothing about the
     /// Keep: for development only.

@@ -220,9 +220,12 @@ async fn release_secrets(
     struct Wanted {
         secrets: Vec<String>,
     }
-    let (secrets, requester, wanted) = match keep_request::<Wanted>(
+    let secrets = match held_secrets(steward, metrics, "secrets") {
+        Ok(secrets) => secrets,
+        Err(response) => return response,
+    };
+    let (requester, wanted) = match keep_request::<Wanted>(
         request,
-        steward,
         metrics,
         peer,
         "secrets",
@@ -269,25 +272,33 @@ async fn release_secrets(
     }
 }
 
-/// What the mTLS endpoints share: the secrets the Steward holds, the Keep presenting the
-/// certificate this Steward issued it, and its JSON request `T` (`shape` in errors); or the
-/// response refusing it.
+/// The secrets the Steward holds, or the response saying it holds none.
+fn held_secrets(
+    steward: &Steward,
+    metrics: &Metrics,
+    what: &'static str,
+) -> Result<Arc<crate::secrets::Secrets>, Response<Full<Bytes>>> {
+    steward.secrets().ok_or_else(|| {
+        refused(
+            metrics,
+            what,
+            StatusCode::NOT_FOUND,
+            "no-secrets",
+            "this Steward releases no secrets (start it with --secrets FILE)".to_owned(),
+        )
+    })
+}
+
+/// What the mTLS endpoints share: the Keep presenting the certificate this Steward issued
+/// it, and its JSON request `T` (`shape` in errors); or the response refusing it.
 async fn keep_request<T: serde::de::DeserializeOwned>(
     request: Request<Incoming>,
-    steward: &Steward,
     metrics: &Metrics,
     peer: &PeerChain,
     what: &'static str,
     shape: &'static str,
-) -> Result<(Arc<crate::secrets::Secrets>, crate::secrets::Requester, T), Response<Full<Bytes>>> {
+) -> Result<(crate::secrets::Requester, T), Response<Full<Bytes>>> {
     let refuse = |status, reason, message| refused(metrics, what, status, reason, message);
-    let Some(secrets) = steward.secrets() else {
-        return Err(refuse(
-            StatusCode::NOT_FOUND,
-            "no-secrets",
-            "this Steward releases no secrets (start it with --secrets FILE)".to_owned(),
-        ));
-    };
     let Some(leaf) = peer.as_ref().and_then(|chain| chain.first()) else {
         return Err(refuse(
             StatusCode::UNAUTHORIZED,
@@ -323,7 +334,7 @@ async fn keep_request<T: serde::de::DeserializeOwned>(
             format!("the request is not {shape}: {e}"),
         )
     })?;
-    Ok((secrets, requester, wanted))
+    Ok((requester, wanted))
 }
 
 /// `POST /v1/sealed`: `{"secret": NAME, "store": HEX, "advance": VERSION}` (`advance`
@@ -349,19 +360,6 @@ async fn sealed_version(
         advance: Option<u64>,
     }
     let shape = "{\"secret\": \"name\", \"store\": \"32 hex digits\", \"advance\": N}";
-    let (secrets, requester, asked) = match keep_request::<Asked>(
-        request,
-        steward,
-        metrics,
-        peer,
-        "sealed-store versions",
-        shape,
-    )
-    .await
-    {
-        Ok(parts) => parts,
-        Err(response) => return response,
-    };
     let refuse =
         |status, reason, message| refused(metrics, "sealed-store version", status, reason, message);
     let Some(versions) = steward.sealed_versions() else {
@@ -372,6 +370,11 @@ async fn sealed_version(
                 .to_owned(),
         );
     };
+    let (requester, asked) =
+        match keep_request::<Asked>(request, metrics, peer, "sealed-store versions", shape).await {
+            Ok(parts) => parts,
+            Err(response) => return response,
+        };
     let store: [u8; 16] = match hex::decode(&asked.store)
         .ok()
         .and_then(|b| b.try_into().ok())
@@ -388,6 +391,10 @@ async fn sealed_version(
     // Only a Keep that may have the store's key may read or advance its version.
     let scope = match &asked.secret {
         Some(secret) => {
+            let secrets = match held_secrets(steward, metrics, "sealed-store versions") {
+                Ok(secrets) => secrets,
+                Err(response) => return response,
+            };
             if let Err(refused) = secrets.release(&requester, std::slice::from_ref(secret)) {
                 return refuse(
                     StatusCode::FORBIDDEN,

@@ -90,10 +90,21 @@ impl Sealed {
                 digests.join(", ")
             ),
         );
+        let secrets = secrets.display().to_string();
+        self.witness(
+            versions,
+            &["--insecure-accept-none", "--secrets", secrets.as_str()],
+        )
+    }
+
+    /// A Steward witnessing versions in `versions`, with `flags` besides
+    /// [`Self::steward_flags`] (none: it releases no secrets); the workloads point at it.
+    fn witness(&self, versions: &str, flags: &[&str]) -> StewardProcess {
         let versions = self.dir.join(format!("{versions}.json"));
-        let mut flags = vec!["--sealed-versions", versions.to_str().unwrap()];
+        let mut flags = flags.to_vec();
+        flags.extend(["--sealed-versions", versions.to_str().unwrap()]);
         flags.extend(self.steward_flags.iter().map(String::as_str));
-        let steward = StewardProcess::with_secrets(&self.dir.join("ca"), &secrets, &flags);
+        let steward = StewardProcess::start(&self.dir.join("ca"), &flags);
         for workload in &self.workloads {
             point_to(&workload.config, &steward);
         }
@@ -311,7 +322,8 @@ fn a_store_sealed_with_an_snp_key_opens_only_on_its_chip_and_launch() {
 }
 
 /// `hardware_key = "sev-snp"` alone: no Steward secret, the key is the VM's and the
-/// workload's; the Steward still witnesses the versions, under the workload digest.
+/// workload's; a Steward that holds no secrets still witnesses the versions, under the
+/// workload digest.
 #[test]
 fn a_store_sealed_with_an_snp_key_alone_is_its_workloads() {
     let tmp = tempfile::tempdir().unwrap();
@@ -328,7 +340,7 @@ fn a_store_sealed_with_an_snp_key_alone_is_its_workloads() {
         GUESTS.module("journal"),
         &["check", "/data/journal"],
     );
-    let steward = sealed.steward(&[4; 32], "versions");
+    let steward = sealed.witness("versions", &[]);
     let vm = Guest::snp(&[]);
 
     // The second run finds the first's two records, and adds two.
