@@ -220,9 +220,8 @@ async fn release_secrets(
     struct Wanted {
         secrets: Vec<String>,
     }
-    let secrets = match held_secrets(steward, metrics, "secrets") {
-        Ok(secrets) => secrets,
-        Err(response) => return response,
+    let Some(secrets) = steward.secrets() else {
+        return no_secrets(metrics, "secrets");
     };
     let (requester, wanted) = match keep_request::<Wanted>(
         request,
@@ -272,21 +271,15 @@ async fn release_secrets(
     }
 }
 
-/// The secrets the Steward holds, or the response saying it holds none.
-fn held_secrets(
-    steward: &Steward,
-    metrics: &Metrics,
-    what: &'static str,
-) -> Result<Arc<crate::secrets::Secrets>, Response<Full<Bytes>>> {
-    steward.secrets().ok_or_else(|| {
-        refused(
-            metrics,
-            what,
-            StatusCode::NOT_FOUND,
-            "no-secrets",
-            "this Steward releases no secrets (start it with --secrets FILE)".to_owned(),
-        )
-    })
+/// The refusal of a request for `what` that needs secrets, by a Steward that holds none.
+fn no_secrets(metrics: &Metrics, what: &'static str) -> Response<Full<Bytes>> {
+    refused(
+        metrics,
+        what,
+        StatusCode::NOT_FOUND,
+        "no-secrets",
+        "this Steward releases no secrets (start it with --secrets FILE)".to_owned(),
+    )
 }
 
 /// What the mTLS endpoints share: the Keep presenting the certificate this Steward issued
@@ -391,9 +384,8 @@ async fn sealed_version(
     // Only a Keep that may have the store's key may read or advance its version.
     let scope = match &asked.secret {
         Some(secret) => {
-            let secrets = match held_secrets(steward, metrics, "sealed-store versions") {
-                Ok(secrets) => secrets,
-                Err(response) => return response,
+            let Some(secrets) = steward.secrets() else {
+                return no_secrets(metrics, "sealed-store versions");
             };
             if let Err(refused) = secrets.release(&requester, std::slice::from_ref(secret)) {
                 return refuse(
