@@ -401,10 +401,16 @@ async fn sealed_version(
     let version = match asked.advance {
         Some(version) => match versions.advance(scope, &store, version) {
             Ok(held) => {
+                // A secret's store is advanced by whichever workload holds the secret.
+                let by = match scope {
+                    VersionScope::Secret(_) => {
+                        format!(" (workload {})", requester.claims.workload_digest)
+                    }
+                    VersionScope::Workload(_) => String::new(),
+                };
                 tracing::info!(
-                    "sealed store {} of {scope}: version {held} (workload {})",
-                    asked.store,
-                    requester.claims.workload_digest
+                    "sealed store {} of {scope}: version {held}{by}",
+                    asked.store
                 );
                 Some(held)
             }
