@@ -1,25 +1,37 @@
 //! The preview-1 ABI pieces Keep reads and writes itself: errno values, descriptor types
 //! and flags, and little-endian access to guest memory with bounds checks.
 
+/// Defines the `errno` constants and, for the test that checks them against wasi-libc's
+/// `wasi/api.h`, their names.
+macro_rules! errnos {
+    ($($name:ident = $value:literal,)*) => {
+        $(pub const $name: i32 = $value;)*
+        #[cfg(test)]
+        pub const ALL: &[(&str, i32)] = &[$((stringify!($name), $value)),*];
+    };
+}
+
 /// `errno` values (`wasi_snapshot_preview1`).
 pub mod errno {
-    pub const SUCCESS: i32 = 0;
-    pub const AGAIN: i32 = 6;
-    pub const BADF: i32 = 8;
-    pub const CONNABORTED: i32 = 13;
-    pub const CONNREFUSED: i32 = 14;
-    pub const CONNRESET: i32 = 15;
-    pub const FAULT: i32 = 21;
-    pub const INTR: i32 = 27;
-    pub const INVAL: i32 = 28;
-    pub const IO: i32 = 29;
-    pub const NOTCONN: i32 = 53;
-    pub const NOTDIR: i32 = 54;
-    pub const NOTSOCK: i32 = 57;
-    pub const NOTSUP: i32 = 58;
-    pub const PIPE: i32 = 64;
-    pub const SPIPE: i32 = 68;
-    pub const TIMEDOUT: i32 = 71;
+    errnos! {
+        SUCCESS = 0,
+        AGAIN = 6,
+        BADF = 8,
+        CONNABORTED = 13,
+        CONNREFUSED = 14,
+        CONNRESET = 15,
+        FAULT = 21,
+        INTR = 27,
+        INVAL = 28,
+        IO = 29,
+        NOTCONN = 53,
+        NOTDIR = 54,
+        NOTSOCK = 57,
+        NOTSUP = 58,
+        PIPE = 64,
+        SPIPE = 70,
+        TIMEDOUT = 73,
+    }
 }
 
 /// `filetype` values.
@@ -105,6 +117,17 @@ impl Memory<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errno_values_are_wasi_libcs() {
+        // wasi-libc's header is the C side of the ABI the guests are built against.
+        let path = "/usr/include/wasm32-wasi/wasi/api.h";
+        let header = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        for (name, value) in errno::ALL {
+            let define = format!("#define __WASI_ERRNO_{name} (UINT16_C({value}))");
+            assert!(header.contains(&define), "{path} lacks `{define}`");
+        }
+    }
 
     #[test]
     fn accessors_refuse_everything_out_of_bounds() {
