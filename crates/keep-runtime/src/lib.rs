@@ -165,7 +165,8 @@ fn run_with(spec: &RunSpec, attested: Option<AttestedIdentity>) -> anyhow::Resul
     }
     // Sealed directories are opened (with keys only attestation gives) and mounted before
     // any other descriptor.
-    let sealed = sealed::SealedDirs::open(&spec.dirs, attested.as_ref(), &spec.events)?;
+    let sealed =
+        sealed::SealedDirs::open(&spec.dirs, attested.as_ref(), &spec.events, is_component)?;
     // The guest's directories: the spec's (sealed ones at their mounts), then the secrets'
     // (after them, so that the spec's keep their descriptor numbers).
     let dirs: Vec<DirGrant> = sealed
@@ -191,11 +192,16 @@ fn run_with(spec: &RunSpec, attested: Option<AttestedIdentity>) -> anyhow::Resul
         Compiled::Module(module) => {
             let origin = std::time::Instant::now();
             wasi.monotonic_clock(p1::GuestMonotonicClock::new(origin));
-            let fds = Descriptors::new(
-                open_keep_files(spec, dirs.len(), identity)?,
-                3 + dirs.len() as u32,
-                origin,
-            );
+            let keep_files = open_keep_files(spec, dirs.len(), identity)?;
+            let sealed_preopens = sealed.preopens(&dirs);
+            // wasmtime-wasi preopens the directories Keep does not serve.
+            let wasi_count = 3 + (dirs.len() - sealed_preopens.len()) as u32;
+            let keep = keep_files
+                .into_iter()
+                .map(|(fd, file)| (fd, p1::Descriptor::keep(file)))
+                .chain(sealed_preopens)
+                .collect();
+            let fds = Descriptors::new(keep, wasi_count, origin);
             let host = ModuleHost {
                 wasi: wasi.build_p1(),
                 limiter,

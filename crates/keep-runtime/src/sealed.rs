@@ -2,6 +2,10 @@
 //! Steward released after attestation, or the key its TEE derived, or both; its versions
 //! witnessed by that Steward; served to the guest as an ordinary preopened directory, and
 //! committed when the guest ends.
+//!
+//! A preview-1 module's sealed directories are Keep's own descriptors, served on the
+//! guest's thread ([`crate::p1::SealedStore`]). A component's are mounted through FUSE and
+//! preopened by wasmtime-wasi, whose `wasi:filesystem` serves only host directories.
 
 use std::sync::{Arc, Mutex};
 
@@ -12,8 +16,9 @@ use keep_config::{DirGrant, HardwareKey, SealedKey};
 use keep_identity::AttestedIdentity;
 use keep_identity::steward::StewardSession;
 use keep_sealed::mount::Mounted;
-use keep_sealed::{Store, StoreKey, Witness};
+use keep_sealed::{FsError, Store, StoreKey, Witness};
 
+use crate::p1::{Descriptor, SealedFd, SealedStore};
 use crate::{Event, EventSink};
 
 /// The Steward, as the witness of a store's versions: asked over mTLS with the Keep's
@@ -47,19 +52,24 @@ impl Witness for StewardWitness {
     }
 }
 
-/// The sealed directories of a run, mounted.
+/// The sealed directories of a run, opened.
 #[derive(Default)]
 pub struct SealedDirs {
+    /// A component's, by guest path.
     mounted: Vec<(String, Mounted)>,
+    /// A module's, by guest path.
+    served: Vec<(String, Arc<SealedStore>)>,
 }
 
 impl SealedDirs {
-    /// Opens and mounts every sealed directory of `dirs`, with the keys `attested` holds;
-    /// failures the guest sees as `EIO` are reported to `events`.
+    /// Opens every sealed directory of `dirs`, with the keys `attested` holds, for a
+    /// component (`component`: mounted) or a module; failures the guest sees as `EIO` are
+    /// reported to `events`.
     pub fn open(
         dirs: &[DirGrant],
         attested: Option<&AttestedIdentity>,
         events: &EventSink,
+        component: bool,
     ) -> anyhow::Result<Self> {
         let mut sealed = Self::default();
         for grant in dirs {
@@ -80,15 +90,20 @@ impl SealedDirs {
             });
             let store = Store::open(&grant.host, guest, &store_key, witness)
                 .with_context(|| format!("sealed directory {guest}"))?;
+            let (events, dir) = (events.clone(), guest.clone());
+            let report = Arc::new(move |error: &keep_sealed::SealedError| {
+                events.report(Event::SealedFailure { dir: &dir, error });
+            });
+            if !component {
+                let served = SealedStore::new(store, report, grant.read_only);
+                sealed.served.push((guest.clone(), Arc::new(served)));
+                continue;
+            }
             // Mounted for a moment on an empty directory of its own, then detached.
             let scratch = tempfile::Builder::new()
                 .prefix("keep-sealed-")
                 .tempdir()
                 .context("a scratch directory to mount a sealed store on")?;
-            let (events, dir) = (events.clone(), guest.clone());
-            let report = Arc::new(move |error: &keep_sealed::SealedError| {
-                events.report(Event::SealedFailure { dir: &dir, error });
-            });
             let mounted = keep_sealed::mount::mount(
                 store,
                 scratch.path(),
@@ -101,7 +116,24 @@ impl SealedDirs {
         Ok(sealed)
     }
 
-    /// `dirs` with each sealed directory's host path replaced by its mount.
+    /// The preopens of a module's sealed directories among `dirs`: at descriptor 3 and
+    /// up, where `dirs` are preopened.
+    pub fn preopens(&self, dirs: &[DirGrant]) -> Vec<(u32, Descriptor)> {
+        dirs.iter()
+            .zip(3u32..)
+            .filter(|(grant, _)| grant.sealed.is_some())
+            .filter_map(|(grant, fd)| {
+                let (_, store) = self
+                    .served
+                    .iter()
+                    .find(|(guest, _)| *guest == grant.guest)?;
+                let preopen = SealedFd::preopen(store.clone(), grant.guest.clone());
+                Some((fd, Descriptor::Sealed(preopen)))
+            })
+            .collect()
+    }
+
+    /// `dirs` with each mounted sealed directory's host path replaced by its mount.
     pub fn grants(&self, dirs: &[DirGrant]) -> Vec<DirGrant> {
         dirs.iter()
             .map(|grant| {
@@ -125,6 +157,17 @@ impl SealedDirs {
     /// closed.
     pub fn close(self) -> anyhow::Result<()> {
         let mut failed = Vec::new();
+        for (guest, served) in self.served {
+            if let Err(e) = served.lock().commit() {
+                let error = match e {
+                    FsError::Sealed(error) => error.to_string(),
+                    FsError::Errno(errno) => errno.to_string(),
+                };
+                failed.push(format!(
+                    "sealed directory {guest}: its last changes: {error}"
+                ));
+            }
+        }
         for (guest, mounted) in self.mounted {
             if let Err(e) = mounted.close() {
                 failed.push(format!("sealed directory {guest}: its last changes: {e}"));

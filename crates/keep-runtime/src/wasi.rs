@@ -51,6 +51,10 @@ pub fn builder(
         crate::net::policy::apply(&mut wasi, &spec.network);
     }
     for dir in dirs {
+        if dir.sealed.is_some() && !component {
+            // A module's sealed directories are Keep's descriptors (`p1::SealedStore`).
+            continue;
+        }
         let perms = if dir.read_only {
             FsPerms::ReadOnly
         } else {

@@ -19,6 +19,7 @@
 mod abi;
 mod functions;
 mod poll;
+mod sealed;
 mod serve;
 
 use std::collections::BTreeMap;
@@ -35,6 +36,7 @@ use crate::net::KeepFile;
 use crate::output::OutputLimits;
 use abi::errno;
 use functions::{FD_FUNCTIONS, FdFunction, OnKeep, Op};
+pub use sealed::{SealedFd, SealedStore};
 
 /// The preview-1 module namespace.
 const WASI: &str = "wasi_snapshot_preview1";
@@ -56,8 +58,20 @@ pub struct ModuleHost {
 pub enum Descriptor {
     /// wasmtime-wasi's descriptor with this number.
     Wasi(u32),
-    /// A descriptor Keep serves.
+    /// A socket or stream Keep serves.
     Keep(KeepDescriptor),
+    /// A sealed directory, or a file or directory in one, which Keep serves.
+    Sealed(SealedFd),
+}
+
+impl Descriptor {
+    /// A socket or stream of Keep's, blocking.
+    pub fn keep(file: KeepFile) -> Self {
+        Self::Keep(KeepDescriptor {
+            file,
+            nonblocking: false,
+        })
+    }
 }
 
 /// A descriptor Keep serves, with its flags.
@@ -86,20 +100,19 @@ pub struct Descriptors {
 impl Descriptors {
     /// A table with Keep's descriptors at their guest numbers and wasmtime-wasi's
     /// `wasi_count` descriptors (stdio and preopens) everywhere else from 0.
-    pub fn new(keep: Vec<(u32, KeepFile)>, wasi_count: u32, monotonic_origin: Instant) -> Self {
+    pub fn new(
+        mut keep: Vec<(u32, Descriptor)>,
+        wasi_count: u32,
+        monotonic_origin: Instant,
+    ) -> Self {
+        keep.sort_by_key(|(fd, _)| *fd);
         let mut table = BTreeMap::new();
         let mut next_wasi = 0..wasi_count;
         let mut keep = keep.into_iter().peekable();
         let mut guest = 0;
         loop {
-            if let Some((_, file)) = keep.next_if(|(fd, _)| *fd == guest) {
-                table.insert(
-                    guest,
-                    Descriptor::Keep(KeepDescriptor {
-                        file,
-                        nonblocking: false,
-                    }),
-                );
+            if let Some((_, descriptor)) = keep.next_if(|(fd, _)| *fd == guest) {
+                table.insert(guest, descriptor);
             } else if let Some(wasi) = next_wasi.next() {
                 table.insert(guest, Descriptor::Wasi(wasi));
             } else if keep.peek().is_none() {
@@ -119,7 +132,7 @@ impl Descriptors {
     pub fn is_active(&self) -> bool {
         self.table
             .values()
-            .any(|d| matches!(d, Descriptor::Keep(_)))
+            .any(|d| !matches!(d, Descriptor::Wasi(_)))
     }
 
     /// The lowest free guest descriptor number.
@@ -323,16 +336,19 @@ fn dispatch(
         on_keep => {
             let mut args = params.to_vec();
             let mut keep = None;
+            let mut sealed = false;
             let mut bad = false;
             for &p in function.fds {
                 match caller.data().fds.table.get(&arg(params, p)) {
                     Some(Descriptor::Wasi(wasi)) => args[p] = Val::I32(*wasi as i32),
                     Some(Descriptor::Keep(_)) => keep = Some(arg(params, p)),
+                    Some(Descriptor::Sealed(_)) => sealed = true,
                     None => bad = true,
                 }
             }
             match (bad, keep, on_keep) {
                 (true, _, _) => errno::BADF,
+                _ if sealed => fault(sealed::serve(&mut caller, function.name, params)?)?,
                 (false, Some(_), OnKeep::Fail(errno)) => errno,
                 (false, Some(fd), OnKeep::Serve(op)) => {
                     fault(serve::serve(&mut caller, op, fd, params)?)?

@@ -1,7 +1,7 @@
 //! `poll_oneoff`. Without Keep descriptors among the subscriptions it is forwarded to
 //! wasmtime-wasi (descriptors translated in place, then restored). With any, Keep serves the
-//! whole call: its sockets through `poll(2)`, clocks as deadlines, and wasmtime-wasi's
-//! descriptors (files, which are always ready) as ready at once.
+//! whole call: its sockets through `poll(2)`, clocks as deadlines, and files (wasmtime-wasi's
+//! and sealed ones, which are always ready) as ready at once.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -63,7 +63,12 @@ pub fn poll_oneoff(
         Ok(subs) => subs,
         Err(errno) => return Ok(errno),
     };
-    let is_keep = |fd: u32| matches!(host.fds.table.get(&fd), Some(Descriptor::Keep(_)));
+    let is_keep = |fd: u32| {
+        matches!(
+            host.fds.table.get(&fd),
+            Some(Descriptor::Keep(_) | Descriptor::Sealed(_))
+        )
+    };
     if !subs
         .iter()
         .any(|s| matches!(s.kind, Kind::Fd { fd, .. } if is_keep(fd)))
@@ -229,7 +234,7 @@ fn serve(fds: &mut Descriptors, subs: &[Subscription]) -> wasmtime::Result<Vec<O
                         hangup: false,
                         nbytes: 0,
                     }),
-                    Some(Descriptor::Wasi(_)) => ready(0, false),
+                    Some(Descriptor::Wasi(_) | Descriptor::Sealed(_)) => ready(0, false),
                     Some(Descriptor::Keep(keep)) => match &mut keep.file {
                         KeepFile::Stream(stream) if !write => {
                             stream.buffered_read_ready().and_then(|n| ready(n, n == 0))
