@@ -12,7 +12,7 @@ use crate::common::child::ChildLog;
 use crate::common::net::*;
 use crate::common::steward::{StewardProcess, digest, keep_config, point_to, steward_ca};
 use crate::common::tee::{Guest, MEASUREMENT, test_roots_flag};
-use crate::common::{GUESTS, KEEP_ERROR, Keep, keep_command};
+use crate::common::{GUESTS, KEEP_ERROR, Keep, both_forms, keep_command};
 
 /// A guest program and a Keep.toml running it with `args` on the sealed directory `/data`.
 struct Workload {
@@ -247,6 +247,51 @@ fn a_sealed_directory_keeps_its_files_from_the_host_and_refuses_what_the_host_ch
     done.expect_code(KEEP_ERROR)
         .expect_stderr_contains("the key does not open this sealed store");
     assert_eq!(std::fs::read(sealed.log()).unwrap(), newer);
+}
+
+#[test]
+fn a_sealed_directory_answers_every_file_call_as_a_plain_one_does() {
+    // The reference: the same program on a plain directory, served by wasmtime-wasi.
+    let tmp = tempfile::tempdir().unwrap();
+    let plain = tmp.path().join("plain");
+    std::fs::create_dir(&plain).unwrap();
+    let reference = Keep::new()
+        .args(["run", "-q", "--dir"])
+        .arg(&format!("{}::/data", plain.display()))
+        .arg_path(&GUESTS.module("fsconform"))
+        .arg("/data")
+        .finish();
+    reference.expect_code(0);
+    let reference = reference.stdout_text();
+    assert!(
+        reference.contains("create a.txt again, exclusive: EEXIST"),
+        "{reference}"
+    );
+    // A module's sealed directory is served by Keep, a component's through FUSE.
+    for (form, program) in both_forms("fsconform") {
+        let dir = tmp.path().join(form);
+        std::fs::create_dir(&dir).unwrap();
+        let mut sealed = Sealed::new(&dir);
+        let run = sealed.workload("conform", program, &["/data"]);
+        let _steward = sealed.steward(&[7; 32], "versions");
+        let done = sealed.run(run);
+        done.expect_code(0);
+        let output = done.stdout_text();
+        assert_eq!(
+            output.lines().count(),
+            reference.lines().count(),
+            "{form}:\n{output}"
+        );
+        for (want, got) in reference.lines().zip(output.lines()) {
+            // A sealed store has no links; a plain directory on ext4 or tmpfs does.
+            let want = match want {
+                "hard link: ok" => "hard link: EPERM",
+                "symbolic link: ok" => "symbolic link: EPERM",
+                want => want,
+            };
+            assert_eq!(got, want, "{form}: the sealed directory differs");
+        }
+    }
 }
 
 /// A Steward trusting the simulated SEV-SNP VMs of launch `MEASUREMENT` and `other`.
