@@ -104,12 +104,10 @@ impl SealedDirs {
                 .prefix("keep-sealed-")
                 .tempdir()
                 .context("a scratch directory to mount a sealed store on")?;
-            let mounted = keep_sealed::mount::mount(
-                store,
-                scratch.path(),
-                report,
-                Box::new(confine_serving_threads),
-            )
+            let mounted = keep_sealed::mount::mount(store, scratch.path(), report, {
+                let store_dir = grant.host.clone();
+                Box::new(move || confine_serving_threads(store_dir))
+            })
             .with_context(|| format!("sealed directory {guest}: mounting it"))?;
             sealed.mounted.push((guest.clone(), mounted));
         }
@@ -271,10 +269,11 @@ fn snp_key(device: &std::path::Path) -> anyhow::Result<zeroize::Zeroizing<[u8; 3
 }
 
 /// Confines the three threads that serve a sealed directory (they start before the runtime
-/// confines itself): no file to open (they hold the log's descriptor), sockets for the
-/// Steward.
-fn confine_serving_threads() {
+/// confines itself): no file but the store's directory (where a compaction writes the new
+/// log beside the old), sockets for the Steward.
+fn confine_serving_threads(store_dir: std::path::PathBuf) {
     let grants = keep_confine::Grants {
+        read_write_dirs: vec![store_dir],
         read_only_paths: crate::confinement::NAME_RESOLUTION
             .iter()
             .map(std::path::PathBuf::from)

@@ -294,6 +294,35 @@ fn a_sealed_directory_answers_every_file_call_as_a_plain_one_does() {
     }
 }
 
+#[test]
+fn a_running_store_compacts_inside_its_confinement() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (form, program) in both_forms("journal") {
+        let dir = tmp.path().join(form);
+        std::fs::create_dir(&dir).unwrap();
+        let mut sealed = Sealed::new(&dir);
+        let append = sealed.workload(
+            "append",
+            program.clone(),
+            &["append", "/data/journal", "3000"],
+        );
+        let check = sealed.workload("check", program, &["check", "/data/journal"]);
+        let _steward = sealed.steward(&[3; 32], "versions");
+        // Each record is synced: 3000 commits, each rewriting the file's last 4 KiB chunk,
+        // make a log of about 13 MiB unless the running store compacts it (at 8 MiB of
+        // garbage), which it does in the store's directory, inside Keep's confinement.
+        sealed.run(append).expect_code(0);
+        let len = std::fs::metadata(sealed.log()).unwrap().len();
+        assert!(
+            len < 9 << 20,
+            "{form}: the log holds {len} bytes: not compacted while running"
+        );
+        let done = sealed.run(check);
+        done.expect_code(0);
+        assert_eq!(done.stdout_text().trim(), "3000", "{form}");
+    }
+}
+
 /// A Steward trusting the simulated SEV-SNP VMs of launch `MEASUREMENT` and `other`.
 fn trust_snp_vms(sealed: &mut Sealed, other: &str) {
     let policy = write_config(
