@@ -910,3 +910,98 @@ fn errno_of_linux(linux: rustix::io::Errno) -> i32 {
         _ => errno::IO,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A witness that accepts every version (these stores are never reopened).
+    struct Accepting;
+
+    impl keep_sealed::Witness for Accepting {
+        fn current(&self, _id: &[u8; 16]) -> Result<Option<u64>, String> {
+            Ok(None)
+        }
+
+        fn advance(&self, _id: &[u8; 16], _version: u64) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    /// A store holding `d/` and `d/f.txt`; returns it with `d`'s inode.
+    fn store(dir: &std::path::Path) -> (SealedStore, Ino) {
+        let key = keep_sealed::StoreKey::from_secret(&[5; 32]).unwrap();
+        let store = Store::open(dir, "/data", &key, Arc::new(Accepting)).unwrap();
+        let served = SealedStore::new(store, Arc::new(|_| {}), false);
+        let d = served.lock().create(ROOT, b"d", FileKind::Dir).unwrap().ino;
+        served.lock().create(d, b"f.txt", FileKind::File).unwrap();
+        (served, d)
+    }
+
+    fn resolved(store: &SealedStore, start: Ino, path: &str) -> Result<(Ino, String, bool), i32> {
+        resolve(store, start, path.as_bytes()).map(|t| {
+            let name = t.name.map(|n| String::from_utf8(n).unwrap());
+            (t.dir, name.unwrap_or_default(), t.must_be_dir)
+        })
+    }
+
+    #[test]
+    fn paths_resolve_to_a_directory_and_a_name_within_where_they_start() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (store, d) = store(tmp.path());
+        assert_eq!(
+            resolved(&store, ROOT, "d/f.txt"),
+            Ok((d, "f.txt".into(), false))
+        );
+        assert_eq!(
+            resolved(&store, ROOT, "d//./f.txt"),
+            Ok((d, "f.txt".into(), false))
+        );
+        assert_eq!(
+            resolved(&store, ROOT, "d/../x"),
+            Ok((ROOT, "x".into(), false))
+        );
+        assert_eq!(resolved(&store, ROOT, "d/"), Ok((ROOT, "d".into(), true)));
+        assert_eq!(resolved(&store, ROOT, "."), Ok((ROOT, String::new(), true)));
+        assert_eq!(
+            resolved(&store, ROOT, "d/.."),
+            Ok((ROOT, String::new(), true))
+        );
+        assert_eq!(
+            resolved(&store, ROOT, "new"),
+            Ok((ROOT, "new".into(), false))
+        );
+    }
+
+    #[test]
+    fn paths_that_climb_out_or_go_through_files_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (store, d) = store(tmp.path());
+        // cap-std's rule: never above the directory the path starts from, even when that
+        // is inside the preopen.
+        assert_eq!(resolved(&store, ROOT, ".."), Err(errno::PERM));
+        assert_eq!(resolved(&store, ROOT, "d/../../d"), Err(errno::PERM));
+        assert_eq!(resolved(&store, d, "../d/f.txt"), Err(errno::PERM));
+        assert_eq!(resolved(&store, d, ".."), Err(errno::PERM));
+        assert_eq!(resolved(&store, ROOT, "/d"), Err(errno::PERM));
+        assert_eq!(resolved(&store, ROOT, ""), Err(errno::NOENT));
+        assert_eq!(resolved(&store, ROOT, "missing/x"), Err(errno::NOENT));
+        assert_eq!(resolved(&store, ROOT, "d/f.txt/x"), Err(errno::NOTDIR));
+    }
+
+    #[test]
+    fn the_store_s_linux_errors_become_preview_1_errnos() {
+        use rustix::io::Errno as E;
+        for (linux, wasi) in [
+            (E::NOENT, errno::NOENT),
+            (E::EXIST, errno::EXIST),
+            (E::NOTEMPTY, errno::NOTEMPTY),
+            (E::ISDIR, errno::ISDIR),
+            (E::NAMETOOLONG, errno::NAMETOOLONG),
+            (E::FBIG, errno::FBIG),
+            (E::CHILD, errno::IO),
+        ] {
+            assert_eq!(errno_of_linux(linux), wasi, "{linux:?}");
+        }
+    }
+}
