@@ -166,6 +166,11 @@ fn a_sealed_directory_keeps_its_files_from_the_host_and_refuses_what_the_host_ch
         &["read", "/data/notes.txt"],
     );
     let list = sealed.workload("list", GUESTS.component("fsops"), &["list", "/data"]);
+    let read_module = sealed.workload(
+        "read-module",
+        GUESTS.module("fsops"),
+        &["read", "/data/notes.txt"],
+    );
     let append = sealed.workload(
         "append",
         GUESTS.module("fsops"),
@@ -207,16 +212,19 @@ fn a_sealed_directory_keeps_its_files_from_the_host_and_refuses_what_the_host_ch
         "the Steward witnessed the commits"
     );
 
-    // A byte the host changed: the guest's read fails, and Keep names the file.
+    // A byte the host changed: the guest's read fails, and Keep names the file (through
+    // FUSE for a component, from Keep's own descriptors for a module).
     let mut changed = log.clone();
     changed[64 + 5 + 3] ^= 1; // in the first chunk's ciphertext
     std::fs::write(sealed.log(), &changed).unwrap();
-    let done = sealed.run(read);
-    done.expect_code(1)
-        .expect_stderr_contains("error: read /data/notes.txt")
-        .expect_stderr_contains("sealed directory /data")
-        .expect_stderr_contains("integrity: file /notes.txt: chunk 0");
-    assert!(done.stdout.is_empty());
+    for reader in [read, read_module] {
+        let done = sealed.run(reader);
+        done.expect_code(1)
+            .expect_stderr_contains("error: read /data/notes.txt: I/O error")
+            .expect_stderr_contains("sealed directory /data")
+            .expect_stderr_contains("integrity: file /notes.txt: chunk 0");
+        assert!(done.stdout.is_empty());
+    }
     std::fs::write(sealed.log(), &log).unwrap();
 
     // An old copy put back: refused at open, with both versions, before the guest runs.
