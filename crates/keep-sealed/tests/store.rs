@@ -24,6 +24,17 @@ fn log(dir: &Path) -> std::path::PathBuf {
 
 const MIB: usize = 1 << 20;
 
+/// Asserts that `after` is the log `before` once opened: the same, but for the zeros written
+/// ahead of its end, which opening cuts off.
+fn assert_same_but_zeros_ahead(after: &[u8], before: &[u8], what: &str) {
+    assert!(after.len() <= before.len(), "{what}: longer");
+    assert!(after == &before[..after.len()], "{what}: changed");
+    assert!(
+        before[after.len()..].iter().all(|b| *b == 0),
+        "{what}: more than zeros cut"
+    );
+}
+
 /// Writes `live` MiB of 0xee to `ino`, then rewrites its first MiB `rounds` times (with the
 /// round's number), committing each: about `rounds` MiB of garbage beside `live` MiB of
 /// live data.
@@ -155,6 +166,41 @@ fn a_changed_chunk_is_detected_when_read_and_named() {
 }
 
 #[test]
+fn small_commits_overwrite_zeros_written_ahead_which_opening_cuts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let witness = Arc::new(Versions::default());
+    populated(&dir, &witness);
+    let committed = std::fs::read(log(&dir)).unwrap();
+    let zeros = committed.iter().rev().take_while(|b| **b == 0).count();
+    assert!(zeros >= 128 * 1024, "{zeros} zeros after the last commit");
+
+    let mut store = open(&dir, &witness).unwrap();
+    let opened = std::fs::read(log(&dir)).unwrap();
+    assert_same_but_zeros_ahead(&opened, &committed, "opening");
+    let file = store.create(ROOT, b"small", FileKind::File).unwrap();
+    store.write(file.ino, 0, b"one").unwrap();
+    store.commit().unwrap();
+    let len = std::fs::metadata(log(&dir)).unwrap().len();
+    assert!(
+        len >= opened.len() as u64 + 128 * 1024,
+        "zeros written ahead again"
+    );
+    // The next commits go into those zeros: the file keeps its length, so their sync
+    // writes data alone.
+    for text in [b"two", b"six"] {
+        store.write(file.ino, 0, text).unwrap();
+        store.commit().unwrap();
+        assert_eq!(std::fs::metadata(log(&dir)).unwrap().len(), len);
+    }
+    drop(store);
+    let mut store = open(&dir, &witness).unwrap();
+    assert_eq!(store.version(), 4);
+    let file = store.lookup(ROOT, b"small").unwrap();
+    assert_eq!(store.read(file.ino, 0, 10).unwrap(), b"six");
+}
+
+#[test]
 fn an_old_copy_is_refused_with_both_versions_and_a_torn_tail_is_cut() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("store");
@@ -193,7 +239,8 @@ fn an_old_copy_is_refused_with_both_versions_and_a_torn_tail_is_cut() {
     let file = store.lookup(ROOT, b"new").unwrap();
     assert_eq!(store.read(file.ino, 0, 100).unwrap(), b"second");
     drop(store);
-    assert_eq!(std::fs::read(log(&dir)).unwrap(), version_two);
+    let after = std::fs::read(log(&dir)).unwrap();
+    assert_same_but_zeros_ahead(&after, &version_two, "the torn tail cut");
 
     // A commit whose acknowledgement was lost (the witness one behind) opens, and the
     // witness catches up.
@@ -289,7 +336,8 @@ fn a_log_whose_live_chunk_was_changed_is_not_compacted_and_the_change_stays_dete
     std::fs::write(log(&dir), &raw).unwrap();
 
     let mut store = open(&dir, &witness).unwrap();
-    assert_eq!(std::fs::read(log(&dir)).unwrap(), raw, "left as it was");
+    let after = std::fs::read(log(&dir)).unwrap();
+    assert_same_but_zeros_ahead(&after, &raw, "left as it was");
     let docs = store.lookup(ROOT, b"docs").unwrap();
     let file = store.lookup(docs.ino, b"a.txt").unwrap();
     let err = store.read(file.ino, 0, 100).unwrap_err();

@@ -14,6 +14,7 @@ use std::process::Command;
 use std::sync::Mutex;
 
 use anyhow::{Context as _, bail};
+use wasi_preview1_component_adapter_provider as adapters;
 
 /// Serialises builds within one test process (outputs are also written atomically, so
 /// concurrent processes are safe too).
@@ -155,14 +156,12 @@ impl Guests {
         if wit.exists() {
             embed_world(&mut module, &wit)?;
         }
-        let mut encoder = wit_component::ComponentEncoder::default().module(&module)?;
         // A C guest speaks preview 1 (wasi-libc), which the adapter turns into WASI 0.2;
         // its WIT world, if any, adds what preview 1 lacks. A WAT guest speaks WASI 0.2
         // itself.
         let c = sources_dir().join(format!("{name}.c"));
-        if c.exists() {
-            use wasi_preview1_component_adapter_provider as adapters;
-            let adapter = match CGuest::of(&c) {
+        let adapter = if c.exists() {
+            match CGuest::of(&c) {
                 CGuest::Command | CGuest::Sqlite => {
                     Some(adapters::WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER)
                 }
@@ -171,13 +170,25 @@ impl Guests {
                 }
                 // It calls no preview-1 function, so there is nothing to adapt.
                 CGuest::WasiP3 { .. } => None,
-            };
-            if let Some(adapter) = adapter {
-                encoder =
-                    encoder.adapter(adapters::WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME, adapter)?;
             }
-        }
-        let component = encoder.validate(true).encode()?;
+        } else {
+            None
+        };
+        self.write_atomically(&out, &encode(&module, adapter)?)?;
+        Ok(out)
+    }
+
+    /// Wraps the preview-1 command module `module` (built anywhere, for example a
+    /// benchmark's) into a WASI 0.2 component with wasmtime's command adapter; returns its
+    /// path in the output directory.
+    pub fn wrap_command(&self, module: &Path) -> anyhow::Result<PathBuf> {
+        let stem = module.file_stem().unwrap_or_default().to_string_lossy();
+        let out = self.out_dir.join(format!("{stem}.component.wasm"));
+        let bytes = std::fs::read(module).with_context(|| format!("{}", module.display()))?;
+        let component = encode(
+            &bytes,
+            Some(adapters::WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER),
+        )?;
         self.write_atomically(&out, &component)?;
         Ok(out)
     }
@@ -195,6 +206,15 @@ impl Guests {
         std::fs::rename(&tmp, out)?;
         Ok(())
     }
+}
+
+/// The component of `module`, with the preview-1 `adapter` if it calls preview 1.
+fn encode(module: &[u8], adapter: Option<&[u8]>) -> anyhow::Result<Vec<u8>> {
+    let mut encoder = wit_component::ComponentEncoder::default().module(module)?;
+    if let Some(adapter) = adapter {
+        encoder = encoder.adapter(adapters::WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME, adapter)?;
+    }
+    encoder.validate(true).encode()
 }
 
 /// Embeds the world of the WIT file `wit` (its first package's only world) into `module`

@@ -303,6 +303,39 @@ fn a_sealed_directory_answers_every_file_call_as_a_plain_one_does() {
 }
 
 #[test]
+fn a_guest_cannot_leave_its_sealed_directory_nor_see_the_host_s_files_in_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut sealed = Sealed::new(tmp.path());
+    // Beside the store, on the host.
+    std::fs::write(tmp.path().join("secret"), "the host's secret").unwrap();
+    let attacks: Vec<usize> = [
+        "/data/../secret",
+        "/data/./../secret",
+        "/data/keep-sealed.log",
+        "/data/keep-sealed.lock",
+        "/data/nothing/../../secret",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, target)| {
+        let name = format!("attack-{i}");
+        sealed.workload(&name, GUESTS.module("hostile"), &["read", target])
+    })
+    .collect();
+    let _steward = sealed.steward(&[1; 32], "versions");
+    for attack in attacks {
+        let done = sealed.run(attack);
+        let stdout = done.stdout_text();
+        assert!(
+            !stdout.contains("ESCAPED") && stdout.contains("contained: open"),
+            "{stdout}{}",
+            done.stderr
+        );
+        done.expect_code(0);
+    }
+}
+
+#[test]
 fn a_running_store_compacts_inside_its_confinement() {
     let tmp = tempfile::tempdir().unwrap();
     for (form, program) in both_forms("journal") {

@@ -100,6 +100,7 @@ impl Store {
         };
         self.log = std::sync::Arc::new(rewritten.file);
         self.written = rewritten.len;
+        self.zeroed_to = rewritten.len;
         self.tree = rewritten.tree;
         self.version += 1;
         self.last_commit = rewritten.last_commit;
