@@ -7,16 +7,21 @@
 //! or the workload of a store sealed with a TEE's key alone) and store identifier, and only
 //! ever increase. The file is a journal of JSON lines, `{"store": "SECRET/STORE-ID-HEX",
 //! "version": N}` (`workload/DIGEST/STORE-ID-HEX` for a workload's; a secret's name holds
-//! no `/`, so the two never meet): each new version is appended and synced
-//! (`fdatasync`) before the Keep is answered, so a commit costs the Steward one sync. At
-//! start the journal is read (the highest version of each store counts; a line cut short by
-//! a crash, the last, is dropped) and rewritten with one line per store. The file is what
+//! no `/`, so the two never meet): each new version is written after the last and synced
+//! (`fdatasync`) before the Keep is answered, so a commit costs the Steward one sync. The
+//! journal keeps zeros written ahead of its last line, synced with it, so that most lines
+//! overwrite blocks the file already has and their sync writes data alone, not the file's
+//! new size too (on the benchmark machine's disk, 90 µs against 155 µs for an append). At
+//! start the journal is read (the highest version of each store counts; the last piece,
+//! a line cut short by a crash or the zeros, is dropped) and rewritten with one line per
+//! store. The file is what
 //! protects against rollback: keep it where the Keeps' hosts cannot write it, and back it up
 //! with the Steward's CA.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write as _;
+use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -40,7 +45,14 @@ pub struct SealedVersions {
 struct State {
     versions: BTreeMap<String, u64>,
     journal: File,
+    /// Where the last line ends.
+    written: u64,
+    /// Where the zeros written after it end.
+    zeroed_to: u64,
 }
+
+/// Zeros written after the journal's last line when fewer than half of them are left.
+const ZEROED_AHEAD: u64 = 64 * 1024;
 
 /// Why the versions could not be read or a version recorded.
 #[derive(Debug, thiserror::Error)]
@@ -96,7 +108,10 @@ impl SealedVersions {
         };
         let mut versions = BTreeMap::new();
         match std::fs::read(path) {
-            Ok(bytes) => {
+            Ok(mut bytes) => {
+                // The zeros written ahead of the next line are no part of any line, wherever
+                // an owner's edit left them.
+                bytes.retain(|b| *b != 0);
                 let lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
                 for (number, text) in lines.iter().enumerate() {
                     if text.is_empty() {
@@ -132,10 +147,16 @@ impl SealedVersions {
         compacted.as_file().sync_all().map_err(error)?;
         compacted.persist(path).map_err(|e| error(e.error))?;
         File::open(dir).and_then(|d| d.sync_all()).map_err(error)?;
-        let journal = File::options().append(true).open(path).map_err(error)?;
+        let journal = File::options().write(true).open(path).map_err(error)?;
+        let written = journal.metadata().map_err(error)?.len();
         Ok(Self {
             path: path.to_owned(),
-            state: Mutex::new(State { versions, journal }),
+            state: Mutex::new(State {
+                versions,
+                journal,
+                written,
+                zeroed_to: written,
+            }),
         })
     }
 
@@ -166,11 +187,21 @@ impl SealedVersions {
             path: self.path.clone(),
             source,
         };
+        let mut bytes = line(&store, version);
+        let end = state.written + bytes.len() as u64;
+        let zeroed_to = if end + ZEROED_AHEAD / 2 > state.zeroed_to {
+            bytes.resize(bytes.len() + ZEROED_AHEAD as usize, 0);
+            end + ZEROED_AHEAD
+        } else {
+            state.zeroed_to
+        };
         state
             .journal
-            .write_all(&line(&store, version))
+            .write_all_at(&bytes, state.written)
             .and_then(|()| state.journal.sync_data())
             .map_err(error)?;
+        state.written = end;
+        state.zeroed_to = zeroed_to;
         state.versions.insert(store, version);
         Ok(version)
     }
@@ -195,15 +226,26 @@ mod tests {
         let versions = SealedVersions::load(&path).unwrap();
         assert_eq!(versions.current(K, &[1; 16]), None);
         assert_eq!(versions.advance(K, &[1; 16], 3).unwrap(), 3);
+        let len = std::fs::metadata(&path).unwrap().len();
         assert_eq!(versions.advance(K, &[1; 16], 2).unwrap(), 3);
         assert_eq!(versions.advance(K, &[1; 16], 4).unwrap(), 4);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            len,
+            "the next line went into the zeros"
+        );
         assert_eq!(versions.advance(OTHER, &[1; 16], 1).unwrap(), 1);
         // The same store ID under a workload is another store.
         assert_eq!(versions.advance(WORKLOAD, &[1; 16], 9).unwrap(), 9);
         drop(versions);
-        // A crash in the middle of an append leaves half a line.
-        let mut file = File::options().append(true).open(&path).unwrap();
-        file.write_all(b"{\"store\":\"k/01").unwrap();
+        // Lines go into zeros written ahead of them; a crash in the middle of one leaves
+        // half a line there.
+        let journal = std::fs::read(&path).unwrap();
+        let zeros = journal.iter().rev().take_while(|b| **b == 0).count();
+        assert!(zeros >= ZEROED_AHEAD as usize / 2, "{zeros} zeros ahead");
+        let file = File::options().write(true).open(&path).unwrap();
+        file.write_all_at(b"{\"store\":\"k/01", (journal.len() - zeros) as u64)
+            .unwrap();
         let again = SealedVersions::load(&path).unwrap();
         assert_eq!(again.current(K, &[1; 16]), Some(4));
         assert_eq!(again.current(OTHER, &[1; 16]), Some(1));
@@ -213,6 +255,18 @@ mod tests {
             3,
             "rewritten with one line per store"
         );
+        drop(again);
+        // A line an owner added at the end, after the zeros of a Steward that stopped.
+        SealedVersions::load(&path)
+            .unwrap()
+            .advance(OTHER, &[2; 16], 1)
+            .unwrap();
+        let mut file = File::options().append(true).open(&path).unwrap();
+        let added = format!("{{\"store\":\"k/{}\",\"version\":7}}\n", "03".repeat(16));
+        file.write_all(added.as_bytes()).unwrap();
+        let again = SealedVersions::load(&path).unwrap();
+        assert_eq!(again.current(K, &[3; 16]), Some(7));
+        assert_eq!(again.current(OTHER, &[2; 16]), Some(1));
         std::fs::write(&path, "not json\n{}\n").unwrap();
         let err = SealedVersions::load(&path).unwrap_err();
         assert!(err.to_string().contains("line 1"), "{err}");
