@@ -259,6 +259,11 @@ impl Filesystem for Served {
         // Larger writes mean fewer round trips; the kernel lowers what it cannot do.
         let _ = config.set_max_write(1024 * 1024);
         let _ = config.set_max_readahead(1024 * 1024);
+        // The kernel gathers writes in its page cache and sends them in large pieces: a
+        // component writes through wasmtime's preview-1 adapter, which cuts every write
+        // into 4 KiB ones (`blocking-write-and-flush` takes at most 4096 bytes), each
+        // otherwise a round trip. An `fsync` (and a close) still sends them first.
+        let _ = config.add_capabilities(fuser::InitFlags::FUSE_WRITEBACK_CACHE);
         Ok(())
     }
 
