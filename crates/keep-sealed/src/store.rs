@@ -173,6 +173,18 @@ fn now_ns() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
+impl PlannedRead {
+    /// How many bytes the read gives (fewer than asked at the end of the file).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it gives none (at or past the end of the file).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 /// A read planned by [`Store::plan_read`].
 #[derive(Debug)]
 pub struct PlannedRead {
@@ -222,12 +234,25 @@ impl std::fmt::Debug for ChunkReader {
 impl ChunkReader {
     /// The bytes of a planned read, each sealed chunk read from the log and authenticated.
     pub fn finish(&self, planned: PlannedRead) -> Result<Vec<u8>, FailedRead> {
-        let mut out = Vec::with_capacity(planned.len);
+        let mut out = vec![0; planned.len];
+        self.finish_into(planned, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Self::finish`] into `out`, which must hold [`PlannedRead::len`] bytes (a shorter
+    /// `out` gets what fits): no copy but the one from each decrypted chunk to `out`.
+    pub fn finish_into(&self, planned: PlannedRead, out: &mut [u8]) -> Result<(), FailedRead> {
         let ino = planned.ino;
+        let mut at = 0;
+        let mut put = |bytes: &[u8]| {
+            let take = bytes.len().min(out.len().saturating_sub(at));
+            out[at..at + take].copy_from_slice(&bytes[..take]);
+            at += take;
+        };
         for part in planned.parts {
             let (index, run, mut skip, mut len) = match part {
                 Part::Plain(bytes) => {
-                    out.extend_from_slice(&bytes);
+                    put(&bytes);
                     continue;
                 }
                 Part::Sealed {
@@ -259,12 +284,12 @@ impl ChunkReader {
                         what: what.into(),
                     })?;
                 let take = len.min(CHUNK - skip);
-                out.extend_from_slice(&plain[skip..skip + take]);
+                put(&plain[skip..skip + take]);
                 len -= take;
                 skip = 0;
             }
         }
-        Ok(out)
+        Ok(())
     }
 }
 

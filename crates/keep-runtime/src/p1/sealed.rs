@@ -508,17 +508,22 @@ impl Call<'_> {
             return Err(errno::BADF);
         }
         let start = offset.unwrap_or(file.position);
-        let mut done = 0u32;
-        while done < len {
-            let want = (len - done).min(READ_PIECE);
-            let data = read_piece(&store, ino, start + u64::from(done), want)?;
-            let got = data.len() as u32;
-            self.memory.put(buf + done, &data).ok_or(errno::FAULT)?;
+        let out = self.memory.bytes_mut(buf, len).ok_or(errno::FAULT)?;
+        let mut done = 0usize;
+        while done < out.len() {
+            let want = (out.len() - done).min(READ_PIECE as usize);
+            let got = read_into(
+                &store,
+                ino,
+                start + done as u64,
+                &mut out[done..done + want],
+            )?;
             done += got;
             if got < want {
                 break;
             }
         }
+        let done = done as u32;
         if offset.is_none()
             && let Ok((_, _, file)) = self.file(0)
         {
@@ -769,51 +774,55 @@ impl Call<'_> {
     }
 }
 
-/// Up to `want` bytes of `ino` from `at`; a piece of [`PARALLEL_READ`] or more is planned in
-/// two halves (a whole number of chunks first) and decrypted on two threads.
-fn read_piece(store: &SealedStore, ino: Ino, at: u64, want: u32) -> Result<Vec<u8>, i32> {
+/// Reads `ino` from `at` into `out`; returns how many bytes it holds (fewer at the end of
+/// the file). A read of [`PARALLEL_READ`] or more is planned in two halves (a whole number
+/// of chunks first), decrypted on two threads straight into the two halves of `out`.
+fn read_into(store: &SealedStore, ino: Ino, at: u64, out: &mut [u8]) -> Result<usize, i32> {
     let mut sealed = store.lock();
-    if want < PARALLEL_READ {
-        let read = sealed.read(ino, at, want as usize);
-        drop(sealed);
-        return read.map_err(|e| store.errno(e));
-    }
-    let half = (want / 2) & !(CHUNK as u32 - 1);
-    let planned = sealed.plan_read(ino, at, half as usize).and_then(|first| {
-        let second = sealed.plan_read(ino, at + u64::from(half), (want - half) as usize)?;
+    let half = if out.len() < PARALLEL_READ as usize {
+        out.len()
+    } else {
+        (out.len() / 2) & !(CHUNK - 1)
+    };
+    let planned = sealed.plan_read(ino, at, half).and_then(|first| {
+        let rest = out.len() - half;
+        let second = match rest {
+            0 => None,
+            rest => Some(sealed.plan_read(ino, at + half as u64, rest)?),
+        };
         Ok((first, second))
     });
     let reader = sealed.chunk_reader();
     drop(sealed);
     let (first, second) = planned.map_err(|e| store.errno(e))?;
+    let (first_len, second_len) = (first.len(), second.as_ref().map_or(0, |s| s.len()));
+    let (head, tail) = out.split_at_mut(half);
     let (first, second) = std::thread::scope(|scope| {
+        let Some(second) = second else {
+            return (reader.finish_into(first, head), Some(Ok(())));
+        };
         let helper = std::thread::Builder::new()
             .name("keep-sealed-read".into())
-            .spawn_scoped(scope, || reader.finish(second));
-        match helper {
-            Ok(helper) => {
-                let first = reader.finish(first);
-                (first, helper.join().ok())
-            }
-            // No thread to be had: one after the other.
-            Err(_) => (reader.finish(first), None),
-        }
+            .spawn_scoped(scope, || reader.finish_into(second, tail));
+        let first = reader.finish_into(first, head);
+        (first, helper.ok().and_then(|helper| helper.join().ok()))
     });
     let failed = |failed| store.errno(store.lock().failed_read(failed));
-    let mut data = first.map_err(failed)?;
-    if data.len() == half as usize {
-        match second {
-            Some(second) => data.extend_from_slice(&second.map_err(failed)?),
-            None => {
-                // The helper could not start (or panicked): decrypt the rest here.
-                let rest = store
-                    .lock()
-                    .read(ino, at + u64::from(half), (want - half) as usize);
-                data.extend_from_slice(&rest.map_err(|e| store.errno(e))?);
-            }
-        }
+    first.map_err(failed)?;
+    if first_len < half {
+        return Ok(first_len);
     }
-    Ok(data)
+    let second = match second {
+        Some(finished) => finished,
+        None => {
+            // The helper could not start (or panicked): the second half here.
+            let rest = &mut out[half..];
+            let planned = store.lock().plan_read(ino, at + half as u64, rest.len());
+            reader.finish_into(planned.map_err(|e| store.errno(e))?, rest)
+        }
+    };
+    second.map_err(failed)?;
+    Ok(half + second_len)
 }
 
 /// Where a path leads: the entry `name` of `dir`, or `dir` itself when the path ends in
@@ -1061,10 +1070,11 @@ mod tests {
             (content.len() as u64 - 1000, READ_PIECE),
             (content.len() as u64 + 10, READ_PIECE),
         ] {
-            let read = read_piece(&store, ino, at, want).unwrap();
+            let mut read = vec![0xaa; want as usize];
+            let got = read_into(&store, ino, at, &mut read).unwrap();
             let from = (at as usize).min(content.len());
             let to = (from + want as usize).min(content.len());
-            assert!(read == content[from..to], "{want} bytes at {at}");
+            assert!(read[..got] == content[from..to], "{want} bytes at {at}");
         }
     }
 
