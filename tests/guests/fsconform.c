@@ -245,6 +245,15 @@ int main(int argc, char **argv) {
     if (stat(at("b.txt"), &st) == 0) {
         printf("b.txt mtime: %lld.%09ld\n", (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
     }
+    // An empty write changes nothing, not even the modification time.
+    fd = open(at("b.txt"), O_WRONLY | O_APPEND);
+    count("empty write", write(fd, "", 0));
+    count("position after an empty append", lseek(fd, 0, SEEK_CUR));
+    close(fd);
+    if (stat(at("b.txt"), &st) == 0) {
+        printf("b.txt mtime after it: %lld.%09ld\n", (long long)st.st_mtim.tv_sec,
+               st.st_mtim.tv_nsec);
+    }
 
     // Removing.
     step("unlink b.txt", unlink(at("b.txt")));
