@@ -248,7 +248,7 @@ def write_report(cases, best, log_size, aes):
         "and the Steward's journal keep zeros written ahead of their end, so that a commit "
         "overwrites blocks the file already has and its `fdatasync` writes data alone, not "
         "the file's new size too (90 µs against 155 µs on this disk): SQLite went from 0.30-0.37 "
-        "to 0.54-0.59 (two runs each) with it. Changed after profiling, and measured, in earlier rounds: a commit "
+        "to 0.49-0.59 (three runs, at the edge of the target: the plain run varies by 10%) with it. Changed after profiling, and measured, in earlier rounds: a commit "
         "cut a large file's chunk map by a scan of every chunk (now a logarithmic "
         "`split_off`); through FUSE, `getxattr` answered `ENODATA`, which made the kernel ask "
         "again on every write (now `ENOSYS`), and two threads take the kernel's requests. "
