@@ -1,19 +1,21 @@
 //! The preview-1 ABI pieces Keep reads and writes itself: errno values, descriptor types
 //! and flags, and little-endian access to guest memory with bounds checks.
 
-/// Defines the `errno` constants and, for the test that checks them against wasi-libc's
-/// `wasi/api.h`, their names.
-macro_rules! errnos {
-    ($($name:ident = $value:literal,)*) => {
-        $(pub const $name: i32 = $value;)*
+/// Defines constants of one preview-1 type and, for the test that checks each against
+/// wasi-libc's `wasi/api.h` (`__WASI_<PREFIX>_<NAME>`), their names and values.
+macro_rules! abi_constants {
+    ($prefix:literal: $ty:ty { $($name:ident = $value:expr,)* }) => {
+        $(pub const $name: $ty = $value;)*
         #[cfg(test)]
-        pub const ALL: &[(&str, i32)] = &[$((stringify!($name), $value)),*];
+        pub const PREFIX: &str = $prefix;
+        #[cfg(test)]
+        pub const ALL: &[(&str, u64)] = &[$((stringify!($name), $value as u64)),*];
     };
 }
 
-/// `errno` values (`wasi_snapshot_preview1`).
+/// `errno` values.
 pub mod errno {
-    errnos! {
+    abi_constants!("ERRNO": i32 {
         SUCCESS = 0,
         ACCES = 2,
         AGAIN = 6,
@@ -46,17 +48,93 @@ pub mod errno {
         SPIPE = 70,
         TIMEDOUT = 73,
         XDEV = 75,
-    }
+    });
 }
 
 /// `filetype` values.
 pub mod filetype {
-    pub const CHARACTER_DEVICE: u8 = 2;
-    pub const SOCKET_STREAM: u8 = 6;
+    abi_constants!("FILETYPE": u8 {
+        CHARACTER_DEVICE = 2,
+        DIRECTORY = 3,
+        REGULAR_FILE = 4,
+        SOCKET_STREAM = 6,
+    });
 }
 
-/// `fdflags.nonblock`.
-pub const FDFLAGS_NONBLOCK: u16 = 1 << 2;
+/// `fdflags` bits.
+pub mod fdflags {
+    abi_constants!("FDFLAGS": u16 {
+        APPEND = 1,
+        DSYNC = 1 << 1,
+        NONBLOCK = 1 << 2,
+        RSYNC = 1 << 3,
+        SYNC = 1 << 4,
+    });
+}
+
+/// `oflags` bits.
+pub mod oflags {
+    abi_constants!("OFLAGS": u16 {
+        CREAT = 1,
+        DIRECTORY = 1 << 1,
+        EXCL = 1 << 2,
+        TRUNC = 1 << 3,
+    });
+}
+
+/// `fstflags` bits.
+pub mod fstflags {
+    abi_constants!("FSTFLAGS": u16 {
+        ATIM = 1,
+        ATIM_NOW = 1 << 1,
+        MTIM = 1 << 2,
+        MTIM_NOW = 1 << 3,
+    });
+}
+
+/// `whence` values.
+pub mod whence {
+    abi_constants!("WHENCE": u32 {
+        SET = 0,
+        CUR = 1,
+        END = 2,
+    });
+}
+
+/// `rights` bits.
+pub mod rights {
+    abi_constants!("RIGHTS": u64 {
+        FD_DATASYNC = 1,
+        FD_READ = 1 << 1,
+        FD_SEEK = 1 << 2,
+        FD_FDSTAT_SET_FLAGS = 1 << 3,
+        FD_SYNC = 1 << 4,
+        FD_TELL = 1 << 5,
+        FD_WRITE = 1 << 6,
+        FD_ADVISE = 1 << 7,
+        FD_ALLOCATE = 1 << 8,
+        PATH_CREATE_DIRECTORY = 1 << 9,
+        PATH_CREATE_FILE = 1 << 10,
+        PATH_LINK_SOURCE = 1 << 11,
+        PATH_LINK_TARGET = 1 << 12,
+        PATH_OPEN = 1 << 13,
+        FD_READDIR = 1 << 14,
+        PATH_READLINK = 1 << 15,
+        PATH_RENAME_SOURCE = 1 << 16,
+        PATH_RENAME_TARGET = 1 << 17,
+        PATH_FILESTAT_GET = 1 << 18,
+        PATH_FILESTAT_SET_SIZE = 1 << 19,
+        PATH_FILESTAT_SET_TIMES = 1 << 20,
+        FD_FILESTAT_GET = 1 << 21,
+        FD_FILESTAT_SET_SIZE = 1 << 22,
+        FD_FILESTAT_SET_TIMES = 1 << 23,
+        PATH_SYMLINK = 1 << 24,
+        PATH_REMOVE_DIRECTORY = 1 << 25,
+        PATH_UNLINK_FILE = 1 << 26,
+        POLL_FD_READWRITE = 1 << 27,
+    });
+}
+
 /// Every right defined by preview 1 (`fd_datasync` .. `sock_accept`).
 pub const ALL_RIGHTS: u64 = (1 << 30) - 1;
 
@@ -134,13 +212,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn errno_values_are_wasi_libcs() {
-        // wasi-libc's header is the C side of the ABI the guests are built against.
+    fn constants_are_wasi_libcs() {
+        // wasi-libc's header is the C side of the ABI the guests are built against: each
+        // constant is `#define __WASI_<PREFIX>_<NAME> (TYPE(VALUE))` or `(... (1 << N))`.
         let path = "/usr/include/wasm32-wasi/wasi/api.h";
         let header = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        for (name, value) in errno::ALL {
-            let define = format!("#define __WASI_ERRNO_{name} (UINT16_C({value}))");
-            assert!(header.contains(&define), "{path} lacks `{define}`");
+        let tables = [
+            (errno::PREFIX, errno::ALL),
+            (filetype::PREFIX, filetype::ALL),
+            (fdflags::PREFIX, fdflags::ALL),
+            (oflags::PREFIX, oflags::ALL),
+            (fstflags::PREFIX, fstflags::ALL),
+            (whence::PREFIX, whence::ALL),
+            (rights::PREFIX, rights::ALL),
+        ];
+        for (prefix, constants) in tables {
+            for (name, value) in constants {
+                let define = format!("#define __WASI_{prefix}_{name} ");
+                let line = header
+                    .lines()
+                    .find(|line| line.starts_with(&define))
+                    .unwrap_or_else(|| panic!("{path} lacks `{define}`"));
+                let number = |text: &str| -> u64 {
+                    let digits: String = text.chars().filter(char::is_ascii_digit).collect();
+                    digits.parse().unwrap_or_else(|e| panic!("{line}: {e}"))
+                };
+                let body = line[define.len()..].trim_end_matches(')');
+                let theirs = match body.split_once("<<") {
+                    Some((_, shift)) => 1u64 << number(shift),
+                    None => number(body.rsplit('(').next().unwrap_or(body)),
+                };
+                assert_eq!(theirs, *value, "{prefix} {name}: {line}");
+            }
         }
     }
 

@@ -6,7 +6,7 @@ use std::net::Shutdown;
 
 use wasmtime::{Caller, Val};
 
-use super::abi::{ALL_RIGHTS, FDFLAGS_NONBLOCK, Memory, errno, errno_of, filetype};
+use super::abi::{ALL_RIGHTS, Memory, errno, errno_of, fdflags, filetype};
 use super::functions::Op;
 use super::{Descriptor, KeepDescriptor, ModuleHost, arg};
 use crate::net::KeepFile;
@@ -62,7 +62,7 @@ pub fn serve(
             .and_then(|n| put(&mut memory, p(4), n)),
         Op::FdstatGet => fdstat(&mut memory, descriptor, p(1)),
         Op::FdstatSetFlags => {
-            descriptor.nonblocking = (p(1) as u16) & FDFLAGS_NONBLOCK != 0;
+            descriptor.nonblocking = (p(1) as u16) & fdflags::NONBLOCK != 0;
             Ok(())
         }
         Op::FilestatGet => {
@@ -80,7 +80,7 @@ pub fn serve(
                         new,
                         Descriptor::Keep(KeepDescriptor {
                             file: KeepFile::Stream(stream),
-                            nonblocking: (p(1) as u16) & FDFLAGS_NONBLOCK != 0,
+                            nonblocking: (p(1) as u16) & fdflags::NONBLOCK != 0,
                         }),
                     );
                     put(&mut memory, p(2), new)
@@ -115,7 +115,7 @@ fn fdstat(memory: &mut Memory<'_>, descriptor: &KeepDescriptor, at: u32) -> Resu
     let mut stat = [0u8; 24];
     stat[0] = file_type(&descriptor.file);
     let flags = if descriptor.nonblocking {
-        FDFLAGS_NONBLOCK
+        fdflags::NONBLOCK
     } else {
         0
     };
