@@ -16,7 +16,7 @@
 //! then `[[files]]` 3 and up. Programs without Keep descriptors are linked to wasmtime-wasi
 //! directly and pay nothing.
 
-mod abi;
+pub(crate) mod abi;
 mod functions;
 mod poll;
 mod sealed;
@@ -36,7 +36,7 @@ use crate::net::KeepFile;
 use crate::output::OutputLimits;
 use abi::errno;
 use functions::{FD_FUNCTIONS, FdFunction, OnKeep, Op};
-pub use sealed::{SealedFd, SealedStore};
+pub use sealed::SealedFd;
 
 /// The preview-1 module namespace.
 const WASI: &str = "wasi_snapshot_preview1";

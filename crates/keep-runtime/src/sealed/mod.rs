@@ -7,6 +7,9 @@
 //! guest's thread ([`crate::p1::SealedStore`]). A component's are mounted through FUSE and
 //! preopened by wasmtime-wasi, whose `wasi:filesystem` serves only host directories.
 
+mod path;
+mod served;
+
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
@@ -18,8 +21,9 @@ use keep_identity::steward::StewardSession;
 use keep_sealed::mount::Mounted;
 use keep_sealed::{FsError, Store, StoreKey, Witness};
 
-use crate::p1::{Descriptor, SealedFd, SealedStore};
+use crate::p1::{Descriptor, SealedFd};
 use crate::{Event, EventSink};
+pub use served::{OpenRequest, SealedStore, WriteAt, now_ns};
 
 /// The Steward, as the witness of a store's versions: asked over mTLS with the Keep's
 /// current certificate, for the store sealed with `secret` (`None`: the workload's own

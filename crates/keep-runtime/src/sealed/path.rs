@@ -8,7 +8,7 @@ use crate::p1::abi::errno;
 
 /// Where a path leads: the entry `name` of `dir`, or `dir` itself when the path ends in
 /// `.` or `..`.
-pub(super) struct Target {
+pub struct Target {
     pub dir: Ino,
     pub name: Option<Vec<u8>>,
     /// The path ends with `/`: it must name a directory.
@@ -36,7 +36,7 @@ impl Target {
 /// Resolves `path` from the directory `start`, as cap-std does for wasmtime-wasi: never
 /// above `start` (`EPERM`, like an absolute path), every component but the last an
 /// existing directory.
-pub(super) fn resolve(store: &SealedStore, start: Ino, path: &[u8]) -> Result<Target, i32> {
+pub fn resolve(store: &SealedStore, start: Ino, path: &[u8]) -> Result<Target, i32> {
     if path.is_empty() {
         return Err(errno::NOENT);
     }
@@ -94,7 +94,7 @@ mod tests {
     use keep_sealed::ROOT;
 
     use super::*;
-    use crate::p1::sealed::tests::store;
+    use crate::sealed::served::tests::store;
 
     fn resolved(store: &SealedStore, start: Ino, path: &str) -> Result<(Ino, String, bool), i32> {
         resolve(store, start, path.as_bytes()).map(|t| {

@@ -1,9 +1,7 @@
 //! Sealed directories served to a preview-1 module by Keep itself: the preopen and every
 //! file and directory opened under it are Keep's descriptors, and each preview-1 call on
-//! them is answered from the [`Store`] on the guest's own thread, with no round trip
-//! through the kernel (a component's sealed directories go through FUSE, see
-//! `keep_sealed::mount`, because wasmtime-wasi's `wasi:filesystem` serves only host
-//! directories).
+//! them is answered from the [`SealedStore`] on the guest's own thread, with no round
+//! trip through the kernel.
 //!
 //! What the guest sees follows wasmtime-wasi's preview-1 implementation over a host
 //! directory, call by call and errno by errno, so that a program behaves as under
@@ -13,18 +11,14 @@
 //! permissions: `path_link` and `path_symlink` are `EPERM`, as on a file system without
 //! them.
 
-mod path;
+use std::sync::Arc;
 
-use std::sync::{Arc, Mutex, MutexGuard};
-
-use keep_sealed::format::CHUNK;
-use keep_sealed::mount::ErrorReport;
-use keep_sealed::{Attributes, FileKind, FsError, Ino, ROOT, Store};
+use keep_sealed::{Attributes, FileKind, Ino, ROOT};
 use wasmtime::{Caller, Val};
 
 use super::abi::{ALL_RIGHTS, Memory, errno, fdflags, filetype, fstflags, oflags, rights, whence};
 use super::{Descriptor, Descriptors, ModuleHost, arg};
-use path::{Target, resolve};
+use crate::sealed::{OpenRequest, SealedStore, WriteAt, now_ns};
 
 /// What wasmtime-wasi reports for a preopened directory (a fixed set "expected by many
 /// userlands").
@@ -67,59 +61,6 @@ const ADVICE_LAST: u32 = 5;
 const DIRENT_SIZE: usize = 24;
 const FILESTAT_SIZE: usize = 64;
 const FDSTAT_SIZE: usize = 24;
-/// A read is decrypted into the guest's memory this much at a time, so that a huge read
-/// does not take as much host memory.
-const READ_PIECE: u32 = 1024 * 1024;
-/// A piece at least this large is decrypted in two halves side by side, on the guest's
-/// thread and one more: decryption bounds a sealed read, and the guest waits for it anyway.
-const PARALLEL_READ: u32 = 256 * 1024;
-
-/// A sealed store served to a preview-1 guest: shared by the preopen and every descriptor
-/// opened under it.
-pub struct SealedStore {
-    store: Mutex<Store>,
-    /// Told of failures the guest sees only as `EIO`, for Keep's stderr.
-    report: ErrorReport,
-    /// `[[dirs]] read_only`: nothing may change.
-    read_only: bool,
-}
-
-impl SealedStore {
-    /// Serves `store`; failures the guest sees as `EIO` go to `report`.
-    pub fn new(store: Store, report: ErrorReport, read_only: bool) -> Self {
-        Self {
-            store: Mutex::new(store),
-            report,
-            read_only,
-        }
-    }
-
-    /// The store (a poisoned lock means a panic in a file operation; the store is still
-    /// whole, as each change is applied at once or not at all).
-    pub fn lock(&self) -> MutexGuard<'_, Store> {
-        self.store.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The errno for `error`, reporting sealed-store failures.
-    fn errno(&self, error: FsError) -> i32 {
-        match error {
-            FsError::Errno(errno) => errno_of_linux(errno),
-            FsError::Sealed(error) => {
-                (self.report)(&error);
-                errno::IO
-            }
-        }
-    }
-
-    /// `Err(EPERM)` when the directory is read-only, as wasmtime-wasi answers.
-    fn writable(&self) -> Result<(), i32> {
-        if self.read_only {
-            Err(errno::PERM)
-        } else {
-            Ok(())
-        }
-    }
-}
 
 /// A guest descriptor of a sealed store.
 pub struct SealedFd {
@@ -205,11 +146,7 @@ impl Call<'_> {
                 self.fds.table.remove(&self.u32(0));
                 Ok(())
             }
-            "fd_datasync" | "fd_sync" => {
-                let (store, _, _) = self.file(0)?;
-                let result = store.lock().commit();
-                result.map_err(|e| store.errno(e))
-            }
+            "fd_datasync" | "fd_sync" => self.file(0)?.0.commit(),
             "fd_fdstat_get" => self.fdstat_get(),
             "fd_fdstat_set_flags" => {
                 let flags = self.u32(1) as u16;
@@ -227,24 +164,18 @@ impl Call<'_> {
             }
             "fd_filestat_get" => {
                 let fd = self.sealed(0)?;
-                let (store, ino) = (fd.store.clone(), fd.ino);
-                let attributes = store.lock().getattr(ino).map_err(|e| store.errno(e))?;
+                let attributes = fd.store.attributes(fd.ino)?;
                 self.put(self.u32(1), &filestat(&attributes))
             }
             "fd_filestat_set_size" => {
                 let size = self.u64(1);
                 let (store, ino, file) = self.file(0)?;
-                store.writable()?;
-                if !file.write {
-                    return Err(errno::INVAL);
-                }
-                let result = store.lock().set_size(ino, size);
-                result.map_err(|e| store.errno(e))
+                store.set_size(ino, size, file.write)
             }
             "fd_filestat_set_times" => {
+                let mtime = self.mtime(1)?;
                 let fd = self.sealed(0)?;
-                let (store, ino) = (fd.store.clone(), fd.ino);
-                self.set_times(&store, ino, 1)
+                fd.store.set_modified(fd.ino, mtime)
             }
             "fd_pread" => {
                 let offset = self.u64(3);
@@ -290,23 +221,18 @@ impl Call<'_> {
                 self.put(self.u32(3), &n.to_le_bytes())
             }
             "path_create_directory" => {
-                let (store, target) = self.target(0, 1, 2)?;
-                store.writable()?;
-                let Some(name) = target.name else {
-                    return Err(errno::EXIST);
-                };
-                let result = store.lock().create(target.dir, &name, FileKind::Dir);
-                result.map(drop).map_err(|e| store.errno(e))
+                let (store, start, path) = self.dir_path(0, 1, 2)?;
+                store.create_directory(start, &path)
             }
             "path_filestat_get" => {
-                let (store, target) = self.target(0, 2, 3)?;
-                let attributes = target.find(&store)?.ok_or(errno::NOENT)?;
+                let (store, start, path) = self.dir_path(0, 2, 3)?;
+                let attributes = store.find(start, &path)?.ok_or(errno::NOENT)?;
                 self.put(self.u32(4), &filestat(&attributes))
             }
             "path_filestat_set_times" => {
-                let (store, target) = self.target(0, 2, 3)?;
-                let attributes = target.find(&store)?.ok_or(errno::NOENT)?;
-                self.set_times(&store, attributes.ino, 4)
+                let (store, start, path) = self.dir_path(0, 2, 3)?;
+                let mtime = self.mtime(4)?;
+                store.set_modified_at(start, &path, mtime)
             }
             "path_link" => {
                 self.same_store(0, 4)?;
@@ -314,17 +240,14 @@ impl Call<'_> {
             }
             "path_open" => self.open(),
             "path_readlink" => {
-                let (store, target) = self.target(0, 1, 2)?;
+                let (store, start, path) = self.dir_path(0, 1, 2)?;
                 // Nothing in a sealed store is a symbolic link.
-                target.find(&store)?.ok_or(errno::NOENT)?;
+                store.find(start, &path)?.ok_or(errno::NOENT)?;
                 Err(errno::INVAL)
             }
             "path_remove_directory" => {
-                let (store, target) = self.target(0, 1, 2)?;
-                store.writable()?;
-                let name = target.name.ok_or(errno::INVAL)?;
-                let result = store.lock().remove(target.dir, &name, FileKind::Dir);
-                result.map_err(|e| store.errno(e))
+                let (store, start, path) = self.dir_path(0, 1, 2)?;
+                store.remove_directory(start, &path)
             }
             "path_rename" => self.rename(),
             "path_symlink" => {
@@ -332,18 +255,8 @@ impl Call<'_> {
                 Err(errno::PERM)
             }
             "path_unlink_file" => {
-                let (store, target) = self.target(0, 1, 2)?;
-                store.writable()?;
-                let name = target.name.ok_or(errno::ISDIR)?;
-                if target.must_be_dir {
-                    return Err(match store.lock().lookup(target.dir, &name) {
-                        Ok(found) if found.kind == FileKind::Dir => errno::ISDIR,
-                        Ok(_) => errno::NOTDIR,
-                        Err(e) => store.errno(e),
-                    });
-                }
-                let result = store.lock().remove(target.dir, &name, FileKind::File);
-                result.map_err(|e| store.errno(e))
+                let (store, start, path) = self.dir_path(0, 1, 2)?;
+                store.unlink_file(start, &path)
             }
             // `sock_*`: a sealed descriptor is no socket.
             _ => Err(errno::NOTSOCK),
@@ -415,18 +328,15 @@ impl Call<'_> {
         }
     }
 
-    /// The path at parameters `at` and `len`, resolved from the directory of parameter
-    /// `dir`.
-    fn target(
+    /// The directory of parameter `dir` and the path at parameters `at` and `len`.
+    fn dir_path(
         &mut self,
         dir: usize,
         at: usize,
         len: usize,
-    ) -> Result<(Arc<SealedStore>, Target), i32> {
+    ) -> Result<(Arc<SealedStore>, Ino, Vec<u8>), i32> {
         let (store, start) = self.dir(dir)?;
-        let path = self.path(at, len)?;
-        let target = resolve(&store, start, &path)?;
-        Ok((store, target))
+        Ok((store, start, self.path(at, len)?))
     }
 
     /// The string at parameters `at` and `len`: UTF-8, as wasmtime-wasi requires.
@@ -461,21 +371,7 @@ impl Call<'_> {
         }
         let start = offset.unwrap_or(file.position);
         let out = self.memory.bytes_mut(buf, len).ok_or(errno::FAULT)?;
-        let mut done = 0usize;
-        while done < out.len() {
-            let want = (out.len() - done).min(READ_PIECE as usize);
-            let got = read_into(
-                &store,
-                ino,
-                start + done as u64,
-                &mut out[done..done + want],
-            )?;
-            done += got;
-            if got < want {
-                break;
-            }
-        }
-        let done = done as u32;
+        let done = store.read(ino, start, out)? as u32;
         if offset.is_none()
             && let Ok((_, _, file)) = self.file(0)
         {
@@ -491,20 +387,13 @@ impl Call<'_> {
         if !file.write {
             return Err(errno::BADF);
         }
-        let (append, position) = (file.append, file.position);
-        let data = self.memory.bytes(buf, len).ok_or(errno::FAULT)?;
-        let mut sealed = store.lock();
-        let at = if append {
-            sealed.getattr(ino).map_err(|e| store.errno(e))?.size
+        let at = if file.append {
+            WriteAt::End
         } else {
-            offset.unwrap_or(position)
+            WriteAt::Offset(offset.unwrap_or(file.position))
         };
-        if len > 0 {
-            // An empty write changes nothing, not even the modification time (as on Linux).
-            sealed.write(ino, at, data).map_err(|e| store.errno(e))?;
-        }
-        let end = at + u64::from(len);
-        drop(sealed);
+        let data = self.memory.bytes(buf, len).ok_or(errno::FAULT)?;
+        let end = store.write(ino, at, data)?;
         if offset.is_none()
             && let Ok((_, _, file)) = self.file(0)
         {
@@ -524,7 +413,7 @@ impl Call<'_> {
                 .checked_add_signed(delta)
                 .ok_or(errno::INVAL)?,
             whence::END => {
-                let size = store.lock().getattr(ino).map_err(|e| store.errno(e))?.size;
+                let size = store.attributes(ino)?.size;
                 size.checked_add_signed(delta).ok_or(errno::INVAL)?
             }
             _ => return Err(errno::INVAL),
@@ -574,36 +463,28 @@ impl Call<'_> {
         self.put(self.u32(1), &fdstat)
     }
 
-    /// `fd_filestat_set_times` and `path_filestat_set_times` of `ino`, whose times are
-    /// the parameters from `first` on. A sealed store keeps one time, the modification
-    /// time: the access time is accepted and not kept.
-    fn set_times(&mut self, store: &SealedStore, ino: Ino, first: usize) -> Result<(), i32> {
+    /// The modification time `fd_filestat_set_times` and `path_filestat_set_times` set
+    /// (`None`: none), from their parameters `first` on. A sealed store keeps one time: the
+    /// access time is accepted and not kept.
+    fn mtime(&self, first: usize) -> Result<Option<i64>, i32> {
         let (mtim, flags) = (self.u64(first + 1), self.u32(first + 2) as u16);
         let both = |set, now| flags & set != 0 && flags & now != 0;
         if both(fstflags::ATIM, fstflags::ATIM_NOW) || both(fstflags::MTIM, fstflags::MTIM_NOW) {
             return Err(errno::INVAL);
         }
-        store.writable()?;
-        let mtime_ns = if flags & fstflags::MTIM_NOW != 0 {
-            now_ns()
+        Ok(if flags & fstflags::MTIM_NOW != 0 {
+            Some(now_ns())
         } else if flags & fstflags::MTIM != 0 {
-            i64::try_from(mtim).map_err(|_| errno::OVERFLOW)?
+            Some(i64::try_from(mtim).map_err(|_| errno::OVERFLOW)?)
         } else {
-            return Ok(());
-        };
-        let result = store.lock().set_mtime(ino, mtime_ns);
-        result.map_err(|e| store.errno(e))
+            None
+        })
     }
 
     fn readdir(&mut self) -> Result<(), i32> {
         let (buf, buf_len, cookie) = (self.u32(1), self.u32(2), self.u64(3));
         let (store, ino) = self.dir(0)?;
-        let sealed = store.lock();
-        let listed = sealed
-            .readdir(ino)
-            .and_then(|entries| Ok((sealed.parent(ino)?, entries)));
-        drop(sealed);
-        let (parent, entries) = listed.map_err(|e| store.errno(e))?;
+        let (parent, entries) = store.list(ino)?;
         let dots = [
             (ino, FileKind::Dir, b".".to_vec()),
             (parent, FileKind::Dir, b"..".to_vec()),
@@ -635,56 +516,27 @@ impl Call<'_> {
     fn open(&mut self) -> Result<(), i32> {
         let (open_flags, rights_base, fd_flags) =
             (self.u32(4) as u16, self.u64(5), self.u32(7) as u16);
-        let (store, target) = match self.target(0, 2, 3) {
+        let (store, start) = match self.dir(0) {
             // `path_open` on a file names the file, not a directory.
             Err(errno::BADF) if self.file(0).is_ok() => return Err(errno::NOTDIR),
             result => result?,
         };
+        let path = self.path(2, 3)?;
         if fd_flags & FDFLAGS_SYNCS != 0 {
             return Err(errno::NOTSUP);
         }
-        if open_flags & oflags::DIRECTORY != 0
-            && open_flags & (oflags::CREAT | oflags::EXCL | oflags::TRUNC) != 0
-        {
-            return Err(errno::INVAL);
-        }
-        let write = open_flags & (oflags::CREAT | oflags::TRUNC) != 0
-            || rights_base & rights::FD_WRITE != 0;
-        let read = rights_base & rights::FD_READ != 0 || rights_base & rights::FD_WRITE == 0;
-        if write {
-            store.writable()?;
-        }
-        let found = target.find(&store)?;
-        let attributes = match found {
-            Some(_) if open_flags & oflags::CREAT != 0 && open_flags & oflags::EXCL != 0 => {
-                return Err(errno::EXIST);
-            }
-            Some(found) if found.kind == FileKind::Dir => {
-                if write {
-                    return Err(errno::ISDIR);
-                }
-                found
-            }
-            Some(_) if open_flags & oflags::DIRECTORY != 0 || target.must_be_dir => {
-                return Err(errno::NOTDIR);
-            }
-            Some(found) => {
-                if open_flags & oflags::TRUNC != 0 && found.size > 0 {
-                    let result = store.lock().set_size(found.ino, 0);
-                    result.map_err(|e| store.errno(e))?;
-                }
-                found
-            }
-            None if open_flags & oflags::CREAT == 0 => return Err(errno::NOENT),
-            None => {
-                let name = match target.name {
-                    Some(name) if !target.must_be_dir => name,
-                    _ => return Err(errno::ISDIR),
-                };
-                let result = store.lock().create(target.dir, &name, FileKind::File);
-                result.map_err(|e| store.errno(e))?
-            }
+        let request = OpenRequest {
+            create: open_flags & oflags::CREAT != 0,
+            exclusive: open_flags & oflags::EXCL != 0,
+            truncate: open_flags & oflags::TRUNC != 0,
+            directory: open_flags & oflags::DIRECTORY != 0,
+            write: rights_base & rights::FD_WRITE != 0,
         };
+        let (write, read) = (
+            request.writes(),
+            rights_base & rights::FD_READ != 0 || rights_base & rights::FD_WRITE == 0,
+        );
+        let attributes = store.open(start, &path, request)?;
         let open = match attributes.kind {
             FileKind::Dir => Opened::Dir { preopen: None },
             FileKind::File => Opened::File(OpenFile {
@@ -710,73 +562,10 @@ impl Call<'_> {
 
     fn rename(&mut self) -> Result<(), i32> {
         let store = self.same_store(0, 3)?;
-        let (from, to) = (self.target(0, 1, 2)?.1, self.target(3, 4, 5)?.1);
-        store.writable()?;
-        let (Some(from_name), Some(to_name)) = (&from.name, &to.name) else {
-            return Err(errno::BUSY);
-        };
-        if from.must_be_dir || to.must_be_dir {
-            // A trailing slash: both must be directories.
-            match store.lock().lookup(from.dir, from_name) {
-                Ok(found) if found.kind == FileKind::File => return Err(errno::NOTDIR),
-                Ok(_) => {}
-                Err(e) => return Err(store.errno(e)),
-            }
-        }
-        let result = store.lock().rename(from.dir, from_name, to.dir, to_name);
-        result.map_err(|e| store.errno(e))
+        let (_, from, from_path) = self.dir_path(0, 1, 2)?;
+        let (_, to, to_path) = self.dir_path(3, 4, 5)?;
+        store.rename((from, &from_path), (to, &to_path))
     }
-}
-
-/// Reads `ino` from `at` into `out`; returns how many bytes it holds (fewer at the end of
-/// the file). A read of [`PARALLEL_READ`] or more is planned in two halves (a whole number
-/// of chunks first), decrypted on two threads straight into the two halves of `out`.
-fn read_into(store: &SealedStore, ino: Ino, at: u64, out: &mut [u8]) -> Result<usize, i32> {
-    let mut sealed = store.lock();
-    let half = if out.len() < PARALLEL_READ as usize {
-        out.len()
-    } else {
-        (out.len() / 2) & !(CHUNK - 1)
-    };
-    let planned = sealed.plan_read(ino, at, half).and_then(|first| {
-        let rest = out.len() - half;
-        let second = match rest {
-            0 => None,
-            rest => Some(sealed.plan_read(ino, at + half as u64, rest)?),
-        };
-        Ok((first, second))
-    });
-    let reader = sealed.chunk_reader();
-    drop(sealed);
-    let (first, second) = planned.map_err(|e| store.errno(e))?;
-    let (first_len, second_len) = (first.len(), second.as_ref().map_or(0, |s| s.len()));
-    let (head, tail) = out.split_at_mut(half);
-    let (first, second) = std::thread::scope(|scope| {
-        let Some(second) = second else {
-            return (reader.finish_into(first, head), Some(Ok(())));
-        };
-        let helper = std::thread::Builder::new()
-            .name("keep-sealed-read".into())
-            .spawn_scoped(scope, || reader.finish_into(second, tail));
-        let first = reader.finish_into(first, head);
-        (first, helper.ok().and_then(|helper| helper.join().ok()))
-    });
-    let failed = |failed| store.errno(store.lock().failed_read(failed));
-    first.map_err(failed)?;
-    if first_len < half {
-        return Ok(first_len);
-    }
-    let second = match second {
-        Some(finished) => finished,
-        None => {
-            // The helper could not start (or panicked): the second half here.
-            let rest = &mut out[half..];
-            let planned = store.lock().plan_read(ino, at + half as u64, rest.len());
-            reader.finish_into(planned.map_err(|e| store.errno(e))?, rest)
-        }
-    };
-    second.map_err(failed)?;
-    Ok(half + second_len)
 }
 
 fn filetype(kind: FileKind) -> u8 {
@@ -806,111 +595,4 @@ fn filestat(attributes: &Attributes) -> [u8; FILESTAT_SIZE] {
         stat[at..at + 8].copy_from_slice(&time.to_le_bytes());
     }
     stat
-}
-
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-}
-
-/// The preview-1 errno for a Linux errno the store answers with.
-fn errno_of_linux(linux: rustix::io::Errno) -> i32 {
-    use rustix::io::Errno as E;
-    match linux {
-        E::NOENT => errno::NOENT,
-        E::EXIST => errno::EXIST,
-        E::NOTDIR => errno::NOTDIR,
-        E::ISDIR => errno::ISDIR,
-        E::NOTEMPTY => errno::NOTEMPTY,
-        E::INVAL => errno::INVAL,
-        E::NAMETOOLONG => errno::NAMETOOLONG,
-        E::FBIG => errno::FBIG,
-        E::NOSPC => errno::NOSPC,
-        E::PERM => errno::PERM,
-        E::ACCESS => errno::ACCES,
-        E::BADF => errno::BADF,
-        E::XDEV => errno::XDEV,
-        E::BUSY => errno::BUSY,
-        E::ROFS => errno::ROFS,
-        E::LOOP => errno::LOOP,
-        _ => errno::IO,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A witness that accepts every version (these stores are never reopened).
-    struct Accepting;
-
-    impl keep_sealed::Witness for Accepting {
-        fn current(&self, _id: &[u8; 16]) -> Result<Option<u64>, String> {
-            Ok(None)
-        }
-
-        fn advance(&self, _id: &[u8; 16], _version: u64) -> Result<(), String> {
-            Ok(())
-        }
-    }
-
-    /// A store holding `d/` and `d/f.txt`; returns it with `d`'s inode.
-    pub(super) fn store(dir: &std::path::Path) -> (SealedStore, Ino) {
-        let key = keep_sealed::StoreKey::from_secret(&[5; 32]).unwrap();
-        let store = Store::open(dir, "/data", &key, Arc::new(Accepting)).unwrap();
-        let served = SealedStore::new(store, Arc::new(|_| {}), false);
-        let d = served.lock().create(ROOT, b"d", FileKind::Dir).unwrap().ino;
-        served.lock().create(d, b"f.txt", FileKind::File).unwrap();
-        (served, d)
-    }
-
-    #[test]
-    fn large_reads_decrypted_in_two_halves_give_every_byte_in_order() {
-        let tmp = tempfile::tempdir().unwrap();
-        let (store, d) = store(tmp.path());
-        let ino = store.lock().lookup(d, b"f.txt").unwrap().ino;
-        let content: Vec<u8> = (0..(3 << 20) + 12_345u32)
-            .map(|i| (i % 251) as u8)
-            .collect();
-        store.lock().write(ino, 0, &content).unwrap();
-        // Sealed into the log, as a file read after a restart is; the last bytes are then
-        // rewritten, so the read mixes sealed chunks and chunks not sealed yet.
-        store.lock().commit().unwrap();
-        let tail = content.len() - 5000;
-        store
-            .lock()
-            .write(ino, tail as u64, &content[tail..])
-            .unwrap();
-        for (at, want) in [
-            (0, READ_PIECE),
-            (100, READ_PIECE),
-            (4095, PARALLEL_READ),
-            (content.len() as u64 - 300_000, READ_PIECE),
-            (content.len() as u64 - 1000, READ_PIECE),
-            (content.len() as u64 + 10, READ_PIECE),
-        ] {
-            let mut read = vec![0xaa; want as usize];
-            let got = read_into(&store, ino, at, &mut read).unwrap();
-            let from = (at as usize).min(content.len());
-            let to = (from + want as usize).min(content.len());
-            assert!(read[..got] == content[from..to], "{want} bytes at {at}");
-        }
-    }
-
-    #[test]
-    fn the_store_s_linux_errors_become_preview_1_errnos() {
-        use rustix::io::Errno as E;
-        for (linux, wasi) in [
-            (E::NOENT, errno::NOENT),
-            (E::EXIST, errno::EXIST),
-            (E::NOTEMPTY, errno::NOTEMPTY),
-            (E::ISDIR, errno::ISDIR),
-            (E::NAMETOOLONG, errno::NAMETOOLONG),
-            (E::FBIG, errno::FBIG),
-            (E::CHILD, errno::IO),
-        ] {
-            assert_eq!(errno_of_linux(linux), wasi, "{linux:?}");
-        }
-    }
 }
