@@ -17,6 +17,7 @@ pub mod net;
 mod outcome;
 mod output;
 mod p1;
+mod p2;
 mod program;
 mod sealed;
 pub mod secrets;
@@ -33,6 +34,7 @@ use keep_identity::{AttestedIdentity, Identity, LiveIdentity, TlsSetup};
 use secrets::{ConfigValues, SecretDelivery};
 use wasmtime::component::{Component, ResourceTable};
 use wasmtime::{Engine, Linker, Module, Store};
+use wasmtime_wasi::filesystem::WasiFilesystemCtxView;
 use wasmtime_wasi::p2::bindings::sync::Command;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
@@ -140,6 +142,8 @@ fn run_with(spec: &RunSpec, attested: Option<AttestedIdentity>) -> anyhow::Resul
     };
     let identity = attested.as_ref().map(|a| &a.identity);
     let is_component = matches!(compiled, Compiled::Component(_));
+    // wasmtime-wasi serves a WASI 0.3 component's files: its sealed directories are mounted.
+    let mount_sealed = is_component && spec.program.is_wasi_p3();
     let output = OutputLimits::new(
         spec.limits.output.map(|size| size.0),
         spec.limits.output_rate.map(|rate| rate.0),
@@ -166,7 +170,7 @@ fn run_with(spec: &RunSpec, attested: Option<AttestedIdentity>) -> anyhow::Resul
     // Sealed directories are opened (with keys only attestation gives) and mounted before
     // any other descriptor.
     let sealed =
-        sealed::SealedDirs::open(&spec.dirs, attested.as_ref(), &spec.events, is_component)?;
+        sealed::SealedDirs::open(&spec.dirs, attested.as_ref(), &spec.events, mount_sealed)?;
     // The guest's directories: the spec's (sealed ones at their mounts), then the secrets'
     // (after them, so that the spec's keep their descriptor numbers).
     let dirs: Vec<DirGrant> = sealed
@@ -175,6 +179,11 @@ fn run_with(spec: &RunSpec, attested: Option<AttestedIdentity>) -> anyhow::Resul
         .chain(delivery.as_ref().and_then(|d| d.dir_grant()))
         .collect();
     let mut wasi = wasi::builder(spec, &dirs, is_component, output.as_ref())?;
+    let component_sealed = if is_component {
+        sealed.component_preopens(&dirs)
+    } else {
+        Vec::new()
+    };
     if let Some(attested) = &attested {
         secrets::set_environment(&mut wasi, attested.secrets())?;
     }
@@ -231,6 +240,7 @@ fn run_with(spec: &RunSpec, attested: Option<AttestedIdentity>) -> anyhow::Resul
                     .as_ref()
                     .map(|d| d.config().clone())
                     .unwrap_or_default(),
+                sealed: component_sealed,
             };
             let store = new_store(&engine, host, fuel, timeout)?;
             let run = prepare_component(&engine, &component, spec, output.clone())?;
@@ -636,6 +646,21 @@ struct ComponentHost {
     http_hooks: OutgoingHooks,
     /// The `wasi:config/store` values (secrets Keep.toml gives config keys).
     config: ConfigValues,
+    /// Its sealed directories, which Keep's `wasi:filesystem` serves.
+    sealed: Vec<p2::SealedPreopen>,
+}
+
+impl ComponentHost {
+    /// What serves `wasi:filesystem`.
+    fn filesystem(&mut self) -> p2::Filesystem<'_> {
+        p2::Filesystem {
+            wasi: WasiFilesystemCtxView {
+                ctx: self.ctx.filesystem(),
+                table: &mut self.table,
+            },
+            sealed: &self.sealed,
+        }
+    }
 }
 
 impl WasiHttpView for ComponentHost {
@@ -831,6 +856,7 @@ fn prepare_component(
     }
     let mut linker = wasmtime::component::Linker::<ComponentHost>::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    p2::add_to_linker(&mut linker, ComponentHost::filesystem)?;
     net::policy::refuse_socket_creation(&mut linker, &spec.network)?;
     let mut tls_options = wasmtime_wasi_tls::p2::LinkOptions::default();
     tls_options.tls(true);

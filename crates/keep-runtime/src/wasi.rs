@@ -51,8 +51,9 @@ pub fn builder(
         crate::net::policy::apply(&mut wasi, &spec.network);
     }
     for dir in dirs {
-        if dir.sealed.is_some() && !component {
-            // A module's sealed directories are Keep's descriptors (`p1::SealedStore`).
+        if dir.sealed.is_some() {
+            // Served by Keep (`sealed::SealedStore`); mounted ones are plain directories
+            // here.
             continue;
         }
         let perms = if dir.read_only {

@@ -3,9 +3,10 @@
 //! witnessed by that Steward; served to the guest as an ordinary preopened directory, and
 //! committed when the guest ends.
 //!
-//! A preview-1 module's sealed directories are Keep's own descriptors, served on the
-//! guest's thread ([`crate::p1::SealedStore`]). A component's are mounted through FUSE and
-//! preopened by wasmtime-wasi, whose `wasi:filesystem` serves only host directories.
+//! A preview-1 module's and a WASI 0.2 component's sealed directories are Keep's own
+//! descriptors, served on the guest's thread from a [`SealedStore`] (by `p1::sealed` and
+//! `p2::filesystem`). A WASI 0.3 component's are mounted through FUSE and preopened by
+//! wasmtime-wasi, whose `wasi:filesystem` serves only host directories.
 
 mod path;
 mod served;
@@ -23,7 +24,7 @@ use keep_sealed::{FsError, Store, StoreKey, Witness};
 
 use crate::p1::{Descriptor, SealedFd};
 use crate::{Event, EventSink};
-pub use served::{OpenRequest, SealedStore, WriteAt, now_ns};
+pub use served::{OpenRequest, READ_PIECE, SealedStore, WriteAt, now_ns};
 
 /// The Steward, as the witness of a store's versions: asked over mTLS with the Keep's
 /// current certificate, for the store sealed with `secret` (`None`: the workload's own
@@ -59,21 +60,21 @@ impl Witness for StewardWitness {
 /// The sealed directories of a run, opened.
 #[derive(Default)]
 pub struct SealedDirs {
-    /// A component's, by guest path.
+    /// Those mounted (a WASI 0.3 component's), by guest path.
     mounted: Vec<(String, Mounted)>,
-    /// A module's, by guest path.
+    /// Those Keep serves, by guest path.
     served: Vec<(String, Arc<SealedStore>)>,
 }
 
 impl SealedDirs {
-    /// Opens every sealed directory of `dirs`, with the keys `attested` holds, for a
-    /// component (`component`: mounted) or a module; failures the guest sees as `EIO` are
-    /// reported to `events`.
+    /// Opens every sealed directory of `dirs`, with the keys `attested` holds, to be served
+    /// by Keep or (`mount`) mounted; failures the guest sees as `EIO` are reported to
+    /// `events`.
     pub fn open(
         dirs: &[DirGrant],
         attested: Option<&AttestedIdentity>,
         events: &EventSink,
-        component: bool,
+        mount: bool,
     ) -> anyhow::Result<Self> {
         let mut sealed = Self::default();
         for grant in dirs {
@@ -98,7 +99,7 @@ impl SealedDirs {
             let report = Arc::new(move |error: &keep_sealed::SealedError| {
                 events.report(Event::SealedFailure { dir: &dir, error });
             });
-            if !component {
+            if !mount {
                 let served = SealedStore::new(store, report, grant.read_only);
                 sealed.served.push((guest.clone(), Arc::new(served)));
                 continue;
@@ -135,7 +136,27 @@ impl SealedDirs {
             .collect()
     }
 
-    /// `dirs` with each mounted sealed directory's host path replaced by its mount.
+    /// The sealed directories of a component among `dirs` (the guest's preopened
+    /// directories), each with its place among them.
+    pub fn component_preopens(&self, dirs: &[DirGrant]) -> Vec<crate::p2::SealedPreopen> {
+        dirs.iter()
+            .enumerate()
+            .filter(|(_, grant)| grant.sealed.is_some())
+            .filter_map(|(position, grant)| {
+                let (_, store) = self
+                    .served
+                    .iter()
+                    .find(|(guest, _)| *guest == grant.guest)?;
+                Some(crate::p2::SealedPreopen {
+                    position,
+                    guest: grant.guest.clone(),
+                    store: store.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// `dirs` with each mounted sealed directory made a plain directory at its mount.
     pub fn grants(&self, dirs: &[DirGrant]) -> Vec<DirGrant> {
         dirs.iter()
             .map(|grant| {
@@ -147,6 +168,7 @@ impl SealedDirs {
                 match mount {
                     Some(root) => DirGrant {
                         host: root,
+                        sealed: None,
                         ..grant.clone()
                     },
                     None => grant.clone(),
