@@ -335,6 +335,43 @@ fn a_guest_cannot_leave_its_sealed_directory_nor_see_the_host_s_files_in_it() {
     }
 }
 
+/// A WASI 0.3 component's sealed directory is mounted (wasmtime-wasi serves its files,
+/// and its `wasi:filesystem` serves only host directories): through the mount it reads what
+/// a module wrote and writes what a module then reads, sealed on the host.
+#[test]
+fn a_wasi_0_3_component_uses_a_sealed_directory_through_its_mount() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut sealed = Sealed::new(tmp.path());
+    let write = sealed.workload(
+        "write",
+        GUESTS.module("fsops"),
+        &["write", "/data/in.txt", "from a module\n"],
+    );
+    let probe = sealed.workload("probe", GUESTS.component("p3_probe"), &["files"]);
+    let read = sealed.workload("read", GUESTS.module("fsops"), &["read", "/data/out.txt"]);
+    let _steward = sealed.steward(&[9; 32], "versions");
+    sealed.run(write).expect_code(0);
+    let done = sealed.run(probe);
+    done.expect_code(0);
+    assert!(
+        done.stdout_text()
+            .contains("read: from a module\nwrote: 20 bytes\n"),
+        "{}{}",
+        done.stdout_text(),
+        done.stderr
+    );
+    let done = sealed.run(read);
+    done.expect_code(0);
+    assert_eq!(done.stdout_text(), "written by WASI 0.3\n", "{}", done.stderr);
+    let log = std::fs::read(sealed.log()).unwrap();
+    for needle in ["out.txt", "written by WASI 0.3"] {
+        assert!(
+            !log.windows(needle.len()).any(|w| w == needle.as_bytes()),
+            "the log holds `{needle}` in the clear"
+        );
+    }
+}
+
 #[test]
 fn a_running_store_compacts_inside_its_confinement() {
     let tmp = tempfile::tempdir().unwrap();
