@@ -185,6 +185,38 @@ impl PlannedRead {
     }
 }
 
+/// Unsealed chunks are sealed this many at a time (8 MiB): the write buffer holds a
+/// batch's frames until they are written.
+const SEAL_BATCH: usize = 2048;
+/// A batch of at least this many chunks is encrypted on two threads.
+const PARALLEL_SEAL: usize = 64;
+
+/// Encrypts in place each frame of `frames` (laid out by [`Store::seal_chunks`]) as chunk
+/// `jobs[k]` (its inode, index, and where it is with its nonce), under `keys` (the data
+/// key and the store's id), writing each tag into its frame.
+fn encrypt_frames(
+    (key, store_id): (&ring::aead::LessSafeKey, &[u8; 16]),
+    frames: &mut [u8],
+    jobs: &[(Ino, u64, ChunkRef)],
+) -> Result<(), ()> {
+    for (frame, &(ino, index, chunk)) in frames.chunks_exact_mut(CHUNK_FRAME).zip(jobs) {
+        let (body, tag_slot) = frame[FRAME_HEAD..].split_at_mut(CHUNK);
+        let tag = key
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(chunk.nonce),
+                Aad::from(chunk_aad(store_id, ino, index, chunk.offset)),
+                body,
+            )
+            .map_err(drop)?;
+        tag_slot.copy_from_slice(tag.as_ref());
+    }
+    Ok(())
+}
+
+/// How many consecutive frames a read takes from the log with one system call (128 KiB
+/// of chunks): each batch is read, opened and copied out while it is in the core's cache.
+const FRAMES_AT_ONCE: usize = 32;
+
 /// A read planned by [`Store::plan_read`].
 #[derive(Debug)]
 pub struct PlannedRead {
@@ -243,6 +275,8 @@ impl ChunkReader {
     /// `out` gets what fits): no copy but the one from each decrypted chunk to `out`.
     pub fn finish_into(&self, planned: PlannedRead, out: &mut [u8]) -> Result<(), FailedRead> {
         let ino = planned.ino;
+        // One buffer for every batch of frames, small enough to stay in the core's cache.
+        let mut frames = Vec::new();
         let mut at = 0;
         let mut put = |bytes: &[u8]| {
             let take = bytes.len().min(out.len().saturating_sub(at));
@@ -262,31 +296,34 @@ impl ChunkReader {
                     len,
                 } => (index, run, skip, len),
             };
-            let mut frames = vec![0; run.len() * CHUNK_FRAME];
-            planned
-                .log
-                .read_exact_at(&mut frames, run[0].offset)
-                .map_err(|e| FailedRead {
-                    ino,
-                    index,
-                    what: format!("cannot be read ({e})"),
-                })?;
-            for (k, (chunk, frame)) in run
-                .iter()
-                .zip(frames.chunks_exact_mut(CHUNK_FRAME))
-                .enumerate()
-            {
-                let index = index + k as u64;
-                let plain = open_frame(&self.data, &self.store_id, (ino, index, *chunk), frame)
-                    .map_err(|what| FailedRead {
+            for (batch, chunks) in run.chunks(FRAMES_AT_ONCE).enumerate() {
+                let first = index + (batch * FRAMES_AT_ONCE) as u64;
+                frames.resize(chunks.len() * CHUNK_FRAME, 0);
+                planned
+                    .log
+                    .read_exact_at(&mut frames, chunks[0].offset)
+                    .map_err(|e| FailedRead {
                         ino,
-                        index,
-                        what: what.into(),
+                        index: first,
+                        what: format!("cannot be read ({e})"),
                     })?;
-                let take = len.min(CHUNK - skip);
-                put(&plain[skip..skip + take]);
-                len -= take;
-                skip = 0;
+                for (k, (chunk, frame)) in chunks
+                    .iter()
+                    .zip(frames.chunks_exact_mut(CHUNK_FRAME))
+                    .enumerate()
+                {
+                    let index = first + k as u64;
+                    let plain = open_frame(&self.data, &self.store_id, (ino, index, *chunk), frame)
+                        .map_err(|what| FailedRead {
+                            ino,
+                            index,
+                            what: what.into(),
+                        })?;
+                    let take = len.min(CHUNK - skip);
+                    put(&plain[skip..skip + take]);
+                    len -= take;
+                    skip = 0;
+                }
             }
         }
         Ok(())
@@ -774,7 +811,8 @@ impl Store {
     }
 
     /// How many chunks of `ino` from `index` (up to `last`, at most 256) are sealed, not
-    /// rewritten since, and in consecutive frames: read with one system call.
+    /// rewritten since, and in consecutive frames: read with a system call per
+    /// [`FRAMES_AT_ONCE`].
     fn sealed_run(&self, ino: Ino, index: u64, last: u64) -> Vec<ChunkRef> {
         let Some(inode) = self.tree.get(ino) else {
             return Vec::new();
@@ -934,15 +972,17 @@ impl Store {
     fn seal_dirty(&mut self) -> Result<(), FsError> {
         let mut dirty: Vec<_> = self.dirty.drain().collect();
         dirty.sort_by_key(|(key, _): &((Ino, u64), _)| *key);
-        for ((ino, index), chunk) in dirty {
+        for batch in dirty.chunks(SEAL_BATCH) {
+            let chunks: Vec<_> = batch
+                .iter()
+                .map(|((ino, index), plain)| (*ino, *index, &plain[..]))
+                .collect();
             let mut frames = std::mem::take(&mut self.buffer);
-            let sealed = self.seal_chunk(&mut frames, self.written, ino, index, &chunk[..]);
+            let sealed = self.seal_chunks(&mut frames, self.written, &chunks);
             self.buffer = frames;
-            self.change(Op::SetChunk {
-                ino,
-                index,
-                chunk: sealed?,
-            })?;
+            for (&((ino, index), _), chunk) in batch.iter().zip(sealed?) {
+                self.change(Op::SetChunk { ino, index, chunk })?;
+            }
             if self.buffer.len() >= WRITE_BUFFER {
                 self.write_buffer()?;
             }
@@ -950,37 +990,58 @@ impl Store {
         Ok(())
     }
 
-    /// Appends to `frames` (which go at `base` in the log) the frame of chunk `index` of
-    /// `ino` holding `plain`; returns where it is and its nonce.
-    fn seal_chunk(
+    /// Appends to `frames` (which go at `base` in the log) the frames of `chunks` (each
+    /// chunk's inode, index and plaintext); returns where each is and its nonce. The nonces
+    /// come from one call for randomness; each chunk is encrypted where it lands in
+    /// `frames`, and [`PARALLEL_SEAL`] chunks or more are encrypted in two halves side by
+    /// side, on this thread and one more (sealing bounds a large write, and the guest waits
+    /// for it anyway).
+    fn seal_chunks(
         &self,
         frames: &mut Vec<u8>,
         base: u64,
-        ino: Ino,
-        index: u64,
-        plain: &[u8],
-    ) -> Result<ChunkRef, FsError> {
-        let offset = base + frames.len() as u64;
-        let mut nonce = [0; NONCE];
+        chunks: &[(Ino, u64, &[u8])],
+    ) -> Result<Vec<ChunkRef>, FsError> {
+        let mut nonces = vec![0; NONCE * chunks.len()];
         self.random
-            .fill(&mut nonce)
+            .fill(&mut nonces)
             .map_err(|_| self.io_error("no randomness for a nonce"))?;
-        // Encrypted where it lands in the buffer: no copy of its own.
-        frames.push(KIND_CHUNK);
-        frames.extend_from_slice(&((CHUNK + TAG) as u32).to_le_bytes());
         let start = frames.len();
-        frames.extend_from_slice(plain);
-        let tag = self
-            .keys
-            .data
-            .seal_in_place_separate_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(chunk_aad(&self.store_id, ino, index, offset)),
-                &mut frames[start..],
-            )
-            .map_err(|_| self.io_error("sealing a chunk failed"))?;
-        frames.extend_from_slice(tag.as_ref());
-        Ok(ChunkRef { offset, nonce })
+        let mut jobs = Vec::with_capacity(chunks.len());
+        for (&(ino, index, plain), nonce) in chunks.iter().zip(nonces.chunks_exact(NONCE)) {
+            let mut chunk = ChunkRef {
+                offset: base + frames.len() as u64,
+                nonce: [0; NONCE],
+            };
+            chunk.nonce.copy_from_slice(nonce);
+            jobs.push((ino, index, chunk));
+            frames.push(KIND_CHUNK);
+            frames.extend_from_slice(&((CHUNK + TAG) as u32).to_le_bytes());
+            frames.extend_from_slice(plain);
+            frames.extend_from_slice(&[0; TAG]);
+        }
+        let frames = &mut frames[start..];
+        let keys = (&self.keys.data, &self.store_id);
+        let side_by_side = (jobs.len() >= PARALLEL_SEAL)
+            .then(|| {
+                std::thread::scope(|scope| {
+                    let half = jobs.len() / 2;
+                    let (head, tail) = frames.split_at_mut(half * CHUNK_FRAME);
+                    let (first, second) = jobs.split_at(half);
+                    let helper = std::thread::Builder::new()
+                        .name("keep-sealed-seal".into())
+                        .spawn_scoped(scope, move || encrypt_frames(keys, tail, second))
+                        .ok()?;
+                    let done = encrypt_frames(keys, head, first);
+                    Some(done.and(helper.join().unwrap_or(Err(()))))
+                })
+            })
+            .flatten();
+        // Fewer chunks, or no thread to help: all of them here.
+        side_by_side
+            .unwrap_or_else(|| encrypt_frames(keys, frames, &jobs))
+            .map_err(|()| self.io_error("sealing a chunk failed"))?;
+        Ok(jobs.into_iter().map(|(_, _, chunk)| chunk).collect())
     }
 
     /// Appends to `frames` (which go at `base` in the log) a commit (or snapshot) frame of

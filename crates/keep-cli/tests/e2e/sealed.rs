@@ -362,7 +362,12 @@ fn a_wasi_0_3_component_uses_a_sealed_directory_through_its_mount() {
     );
     let done = sealed.run(read);
     done.expect_code(0);
-    assert_eq!(done.stdout_text(), "written by WASI 0.3\n", "{}", done.stderr);
+    assert_eq!(
+        done.stdout_text(),
+        "written by WASI 0.3\n",
+        "{}",
+        done.stderr
+    );
     let log = std::fs::read(sealed.log()).unwrap();
     for needle in ["out.txt", "written by WASI 0.3"] {
         assert!(

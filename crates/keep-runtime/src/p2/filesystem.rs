@@ -15,6 +15,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use bytes::BytesMut;
 use keep_sealed::{Attributes, FileKind, Ino, ROOT};
 use wasmtime::component::{HasData, Linker, Resource};
 use wasmtime_wasi::filesystem::WasiFilesystemCtxView;
@@ -551,6 +552,7 @@ impl HostDescriptor for Filesystem<'_> {
             ino: sealed.ino,
             position: offset,
             readable: sealed.read,
+            buffer: BytesMut::new(),
         });
         Ok(self.wasi.table.push(reader)?)
     }

@@ -40,6 +40,7 @@ pub struct SealedInput {
     pub position: u64,
     /// The descriptor was opened to read (reading fails as `read` would otherwise).
     pub readable: bool,
+    pub buffer: BytesMut,
 }
 
 impl InputStream for SealedInput {
@@ -58,17 +59,19 @@ impl InputStream for SealedInput {
         let want = size
             .min(READ_PIECE)
             .min(usize::try_from(left).unwrap_or(usize::MAX));
-        let mut read = BytesMut::zeroed(want);
+        // The buffer of the last read comes back once the guest has its bytes (the
+        // `Bytes` given then is dropped), so large reads do not each map fresh memory.
+        self.buffer.clear();
+        self.buffer.resize(want, 0);
         let got = self
             .store
-            .read(self.ino, self.position, &mut read)
+            .read(self.ino, self.position, &mut self.buffer)
             .map_err(failed)?;
         if got == 0 {
             return Err(StreamError::Closed);
         }
-        read.truncate(got);
         self.position += got as u64;
-        Ok(read.freeze())
+        Ok(self.buffer.split_to(got).freeze())
     }
 }
 

@@ -137,7 +137,7 @@ impl Store {
                     .read_exact_at(&mut frame, chunk.offset)
                     .map_err(SealedError::io(&self.log_path))?;
                 let plain = self.open_chunk(ino, index, *chunk, &mut frame)?;
-                *chunk = self.seal_chunk(&mut frames, written, ino, index, plain)?;
+                *chunk = self.seal_chunks(&mut frames, written, &[(ino, index, plain)])?[0];
                 if frames.len() >= WRITE_BUFFER {
                     file.write_all_at(&frames, written)
                         .map_err(SealedError::io(path))?;
