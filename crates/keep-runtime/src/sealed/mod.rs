@@ -119,39 +119,42 @@ impl SealedDirs {
         Ok(sealed)
     }
 
-    /// The preopens of a module's sealed directories among `dirs`: at descriptor 3 and
-    /// up, where `dirs` are preopened.
-    pub fn preopens(&self, dirs: &[DirGrant]) -> Vec<(u32, Descriptor)> {
-        dirs.iter()
-            .zip(3u32..)
-            .filter(|(grant, _)| grant.sealed.is_some())
-            .filter_map(|(grant, fd)| {
-                let (_, store) = self
-                    .served
-                    .iter()
-                    .find(|(guest, _)| *guest == grant.guest)?;
-                let preopen = SealedFd::preopen(store.clone(), grant.guest.clone());
-                Some((fd, Descriptor::Sealed(preopen)))
-            })
-            .collect()
-    }
-
-    /// The sealed directories of a component among `dirs` (the guest's preopened
-    /// directories), each with its place among them.
-    pub fn component_preopens(&self, dirs: &[DirGrant]) -> Vec<crate::p2::SealedPreopen> {
+    /// The sealed directories Keep serves among `dirs` (the guest's preopened
+    /// directories): each one's place among them, guest path and store.
+    fn served_among<'a>(
+        &'a self,
+        dirs: &'a [DirGrant],
+    ) -> impl Iterator<Item = (usize, &'a String, &'a Arc<SealedStore>)> + 'a {
         dirs.iter()
             .enumerate()
             .filter(|(_, grant)| grant.sealed.is_some())
             .filter_map(|(position, grant)| {
-                let (_, store) = self
+                let (guest, store) = self
                     .served
                     .iter()
                     .find(|(guest, _)| *guest == grant.guest)?;
-                Some(crate::p2::SealedPreopen {
-                    position,
-                    guest: grant.guest.clone(),
-                    store: store.clone(),
-                })
+                Some((position, guest, store))
+            })
+    }
+
+    /// The preopens of a module's sealed directories among `dirs`: at descriptor 3 and
+    /// up, where `dirs` are preopened.
+    pub fn preopens(&self, dirs: &[DirGrant]) -> Vec<(u32, Descriptor)> {
+        self.served_among(dirs)
+            .map(|(position, guest, store)| {
+                let preopen = SealedFd::preopen(store.clone(), guest.clone());
+                (3 + position as u32, Descriptor::Sealed(preopen))
+            })
+            .collect()
+    }
+
+    /// A component's sealed directories among `dirs`.
+    pub fn component_preopens(&self, dirs: &[DirGrant]) -> Vec<crate::p2::SealedPreopen> {
+        self.served_among(dirs)
+            .map(|(position, guest, store)| crate::p2::SealedPreopen {
+                position,
+                guest: guest.clone(),
+                store: store.clone(),
             })
             .collect()
     }
