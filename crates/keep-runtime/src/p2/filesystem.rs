@@ -738,3 +738,40 @@ pub fn error_code(errno: i32) -> ErrorCode {
         _ => ErrorCode::Io,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each errno a sealed store answers becomes the error code that wasmtime-wasi's own
+    /// preview-1 layer turns back into that errno, as the preview-1 adapter does.
+    #[test]
+    fn error_codes_turn_back_into_the_errnos_they_stand_for() {
+        for errno in [
+            errno::ACCES,
+            errno::AGAIN,
+            errno::BADF,
+            errno::BUSY,
+            errno::EXIST,
+            errno::FBIG,
+            errno::ILSEQ,
+            errno::INVAL,
+            errno::IO,
+            errno::ISDIR,
+            errno::LOOP,
+            errno::NAMETOOLONG,
+            errno::NOENT,
+            errno::NOSPC,
+            errno::NOTDIR,
+            errno::NOTEMPTY,
+            errno::NOTSUP,
+            errno::OVERFLOW,
+            errno::PERM,
+            errno::ROFS,
+            errno::XDEV,
+        ] {
+            let back = wasmtime_wasi::p1::types::Errno::from(error_code(errno));
+            assert_eq!(back as i32, errno, "{:?}", error_code(errno));
+        }
+    }
+}
