@@ -177,6 +177,9 @@ impl Tree {
                 if self.inodes.contains_key(ino) || *ino < self.next_ino.min(ROOT + 1) {
                     return Err(format!("inode {ino} exists"));
                 }
+                let next = ino
+                    .checked_add(1)
+                    .ok_or_else(|| format!("inode {ino} leaves no number for the next"))?;
                 self.inodes.insert(
                     *ino,
                     Inode {
@@ -188,7 +191,7 @@ impl Tree {
                         entries: BTreeMap::new(),
                     },
                 );
-                self.next_ino = self.next_ino.max(ino + 1);
+                self.next_ino = self.next_ino.max(next);
                 let dir = self.dir_mut(*parent)?;
                 dir.entries.insert(name.clone(), *ino);
                 dir.size = dir.entries.len() as u64;
@@ -527,10 +530,11 @@ mod tests {
         tree.apply(&create(2, "f", 3, FileKind::File)).unwrap();
         assert_eq!(tree.path_of(3), "/d/f");
         for bad in [
-            create(ROOT, "d", 4, FileKind::File),  // exists
-            create(3, "g", 4, FileKind::File),     // parent is a file
-            create(ROOT, "..", 4, FileKind::File), // not a name
-            create(ROOT, "e", 3, FileKind::File),  // inode taken
+            create(ROOT, "d", 4, FileKind::File),        // exists
+            create(3, "g", 4, FileKind::File),           // parent is a file
+            create(ROOT, "..", 4, FileKind::File),       // not a name
+            create(ROOT, "e", 3, FileKind::File),        // inode taken
+            create(ROOT, "e", u64::MAX, FileKind::File), // no next inode (found by fuzzing)
             Op::Remove {
                 parent: ROOT,
                 name: b"d".to_vec(), // not empty
@@ -592,6 +596,7 @@ mod tests {
         }
         assert_eq!(tree.get(2).unwrap().mtime_ns, 7);
     }
+
     #[test]
     fn a_snapshot_rebuilds_the_tree_from_an_empty_one() {
         let mut tree = Tree::new();
