@@ -299,11 +299,8 @@ impl HostDescriptor for Filesystem<'_> {
         if !sealed.read {
             return Err(ErrorCode::BadDescriptor.into());
         }
-        let size = sealed.store.attributes(ino).map_err(fs_error)?.size;
-        let want = len
-            .min(size.saturating_sub(offset))
-            .min(crate::sealed::READ_PIECE as u64);
-        let mut read = vec![0; want as usize];
+        let want = sealed.store.readable(ino, offset, len).map_err(fs_error)?;
+        let mut read = vec![0; want];
         let got = sealed
             .store
             .read(ino, offset, &mut read)

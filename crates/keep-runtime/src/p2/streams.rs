@@ -51,14 +51,13 @@ impl InputStream for SealedInput {
         if !self.readable {
             return Err(failed(errno::BADF));
         }
-        let file_size = self.store.attributes(self.ino).map_err(failed)?.size;
-        let left = file_size.saturating_sub(self.position);
-        if left == 0 {
+        let want = self
+            .store
+            .readable(self.ino, self.position, size as u64)
+            .map_err(failed)?;
+        if want == 0 {
             return Err(StreamError::Closed);
         }
-        let want = size
-            .min(READ_PIECE)
-            .min(usize::try_from(left).unwrap_or(usize::MAX));
         // The buffer of the last read comes back once the guest has its bytes (the
         // `Bytes` given then is dropped), so large reads do not each map fresh memory.
         self.buffer.clear();

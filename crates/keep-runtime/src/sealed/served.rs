@@ -152,6 +152,14 @@ impl SealedStore {
         self.set_modified(found.ino, mtime_ns)
     }
 
+    /// How many bytes a read of at most `len` from `offset` of `ino` gives in one piece:
+    /// what the file holds there, at most [`READ_PIECE`] (a guest asking for more gets a
+    /// short read, which it must expect anyway).
+    pub fn readable(&self, ino: Ino, offset: u64, len: u64) -> Result<usize, i32> {
+        let size = self.attributes(ino)?.size;
+        Ok(len.min(size.saturating_sub(offset)).min(READ_PIECE as u64) as usize)
+    }
+
     /// Reads `ino` from `at` into `out`; returns how many bytes it holds (fewer at the end
     /// of the file).
     pub fn read(&self, ino: Ino, at: u64, out: &mut [u8]) -> Result<usize, i32> {
@@ -426,6 +434,10 @@ pub(super) mod tests {
             let to = (from + want).min(content.len());
             assert!(read[..got] == content[from..to], "{want} bytes at {at}");
         }
+        let len = content.len() as u64;
+        assert_eq!(store.readable(ino, 0, u64::MAX), Ok(READ_PIECE));
+        assert_eq!(store.readable(ino, len - 1000, 4096), Ok(1000));
+        assert_eq!(store.readable(ino, len + 10, 4096), Ok(0));
     }
 
     #[test]
